@@ -1,0 +1,53 @@
+"""Run the test bed by hand.
+
+    python -m tests.testenv up --dir DIR [--capi v1beta1|v1beta2] [--simulate-rollouts] [--seed FILE]
+    python -m tests.testenv down --dir DIR
+
+`up` starts everything in the background and returns; DIR/kubeconfig and DIR/cloudstack.env say how
+to reach it. `down` stops it and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tests.testenv import bed, crds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.testenv", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("up", help="start the test bed in the background")
+    start.add_argument("--dir", required=True, type=Path)
+    start.add_argument("--capi", choices=crds.PROFILES, default="v1beta2")
+    start.add_argument("--simulate-rollouts", action="store_true")
+    start.add_argument("--seconds-per-machine", type=float, default=2.0)
+    start.add_argument("--seed", type=Path, default=bed.DEFAULT_SEED, help="CloudStack double seed (YAML)")
+    stop = sub.add_parser("down", help="stop a test bed and everything it started")
+    stop.add_argument("--dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "down":
+        stopped = bed.down(args.dir)
+        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        return 0
+    try:
+        tb = bed.up(
+            args.dir, args.capi, simulate_rollouts=args.simulate_rollouts,
+            seconds_per_machine=args.seconds_per_machine, seed=args.seed,
+        )
+    except bed.TestBedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"kube-apiserver  {tb.endpoint}  (CAPI {tb.capi})")
+    print(f"kubeconfig      {tb.kubeconfig}")
+    print(f"cloudstack      {tb.cloudstack['CLOUDSTACK_ENDPOINT']}  (env: {tb.dir / 'cloudstack.env'})")
+    print(f"kubectl         {tb.kubectl}")
+    print(f"stop with       python -m tests.testenv down --dir {args.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
