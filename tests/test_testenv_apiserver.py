@@ -59,17 +59,42 @@ def kcp(bed: TestBed, name: str, namespace: str, version: str) -> dict[str, Any]
         "apiVersion": f"controlplane.cluster.x-k8s.io/{bed.capi}",
         "kind": "KubeadmControlPlane",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"replicas": 3, "version": version, "machineTemplate": template, "kubeadmConfigSpec": {"preKubeadmCommands": ["true"]}},
+        "spec": {
+            "replicas": 3,
+            "version": version,
+            "machineTemplate": template,
+            "kubeadmConfigSpec": {"preKubeadmCommands": ["true"]},
+        },
     }
 
 
 def md(bed: TestBed, name: str, namespace: str, version: str) -> dict[str, Any]:
     if bed.capi == "v1beta1":
-        infra: dict[str, Any] = {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3", "kind": "CloudStackMachineTemplate", "name": "w"}
-        boot: dict[str, Any] = {"configRef": {"apiVersion": "bootstrap.cluster.x-k8s.io/v1beta1", "kind": "KubeadmConfigTemplate", "name": "w"}}
+        infra: dict[str, Any] = {
+            "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3",
+            "kind": "CloudStackMachineTemplate",
+            "name": "w",
+        }
+        boot: dict[str, Any] = {
+            "configRef": {
+                "apiVersion": "bootstrap.cluster.x-k8s.io/v1beta1",
+                "kind": "KubeadmConfigTemplate",
+                "name": "w",
+            }
+        }
     else:
-        infra = {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "CloudStackMachineTemplate", "name": "w"}
-        boot = {"configRef": {"apiGroup": "bootstrap.cluster.x-k8s.io", "kind": "KubeadmConfigTemplate", "name": "w"}}
+        infra = {
+            "apiGroup": "infrastructure.cluster.x-k8s.io",
+            "kind": "CloudStackMachineTemplate",
+            "name": "w",
+        }
+        boot = {
+            "configRef": {
+                "apiGroup": "bootstrap.cluster.x-k8s.io",
+                "kind": "KubeadmConfigTemplate",
+                "name": "w",
+            }
+        }
     return {
         "apiVersion": f"cluster.x-k8s.io/{bed.capi}",
         "kind": "MachineDeployment",
@@ -80,7 +105,12 @@ def md(bed: TestBed, name: str, namespace: str, version: str) -> dict[str, Any]:
             "selector": {"matchLabels": {"md": name}},
             "template": {
                 "metadata": {"labels": {"md": name}},
-                "spec": {"clusterName": "c1", "version": version, "infrastructureRef": infra, "bootstrap": boot},
+                "spec": {
+                    "clusterName": "c1",
+                    "version": version,
+                    "infrastructureRef": infra,
+                    "bootstrap": boot,
+                },
             },
         },
     }
@@ -99,7 +129,9 @@ def create(bed: TestBed, body: dict[str, Any], plural: str, **kwargs: Any) -> di
 def replace(bed: TestBed, body: dict[str, Any], plural: str) -> dict[str, Any]:
     group, version = body["apiVersion"].split("/")
     meta = body["metadata"]
-    return custom(bed).replace_namespaced_custom_object(group, version, meta["namespace"], plural, meta["name"], body)  # type: ignore[no-any-return]
+    return custom(bed).replace_namespaced_custom_object(
+        group, version, meta["namespace"], plural, meta["name"], body
+    )  # type: ignore[no-any-return]
 
 
 def rejected(call: Any) -> ApiException:
@@ -140,7 +172,10 @@ def _resources(bed: TestBed, group_version: str) -> set[str]:
 
 
 def test_only_truthful_versions_are_served(testenv: TestBed) -> None:
-    groups = {g.name: {v.version for v in g.versions} for g in client.ApisApi(testenv.api_client()).get_api_versions().groups}
+    groups = {
+        g.name: {v.version for v in g.versions}
+        for g in client.ApisApi(testenv.api_client()).get_api_versions().groups
+    }
     assert groups["cluster.x-k8s.io"] == {testenv.capi}
     assert groups["controlplane.cluster.x-k8s.io"] == {testenv.capi}
     assert groups["bootstrap.cluster.x-k8s.io"] == {testenv.capi}
@@ -156,14 +191,18 @@ def test_only_truthful_versions_are_served(testenv: TestBed) -> None:
     ("field", "value"),
     [("template", {}), ("template", {"id": "", "name": ""}), ("offering", {}), ("affinity", "sideways")],
 )
-def test_policy_machine_template_create_requires_identity(testenv: TestBed, namespace: str, field: str, value: Any) -> None:
+def test_policy_machine_template_create_requires_identity(
+    testenv: TestBed, namespace: str, field: str, value: Any
+) -> None:
     err = rejected(lambda: create(testenv, csmt("c", namespace, **{field: value}), INFRA[2]))
     assert err.status == 422
     assert "capc-cloudstackmachinetemplate-create" in err.body
 
 
 def test_policy_machine_template_create_accepts_id_only(testenv: TestBed, namespace: str) -> None:
-    ok = csmt("ok", namespace, template={"id": "0e6c7b9a-5b59-4e77-9d4e-1a8b5c3f2d10"}, offering={"id": "off-1"})
+    ok = csmt(
+        "ok", namespace, template={"id": "0e6c7b9a-5b59-4e77-9d4e-1a8b5c3f2d10"}, offering={"id": "off-1"}
+    )
     assert create(testenv, ok, INFRA[2])["metadata"]["uid"]
 
 
@@ -173,14 +212,19 @@ def test_policy_machine_template_create_accepts_id_only(testenv: TestBed, namesp
         ("template", {"name": "ubuntu-2204-kube-v1.29.3"}),
         ("template", {"name": "ubuntu-2204-kube-v1.28.5", "id": "x"}),
         ("offering", {"name": "Large Instance"}),
-        ("diskOffering", {"name": "Big", "mountPath": "/d", "device": "/dev/vdb", "filesystem": "ext4", "label": "d"}),
+        (
+            "diskOffering",
+            {"name": "Big", "mountPath": "/d", "device": "/dev/vdb", "filesystem": "ext4", "label": "d"},
+        ),
         ("sshKey", "other-key"),
         ("details", {"nicAdapter": "virtio"}),
         ("affinity", "anti"),
         ("affinityGroupIDs", ["a2"]),
     ],
 )
-def test_policy_machine_template_immutable_fields(testenv: TestBed, namespace: str, field: str, value: Any) -> None:
+def test_policy_machine_template_immutable_fields(
+    testenv: TestBed, namespace: str, field: str, value: Any
+) -> None:
     obj = create(testenv, csmt("imm", namespace), INFRA[2])
     obj["spec"]["template"]["spec"][field] = value
     err = rejected(lambda: replace(testenv, obj, INFRA[2]))
@@ -208,7 +252,9 @@ def test_policy_machine_template_allows_mutable_fields(testenv: TestBed, namespa
         ("v1.28.5", "v2.0.0", False),
     ],
 )
-def test_policy_control_plane_version_skew(testenv: TestBed, namespace: str, start: str, to: str, allowed: bool) -> None:
+def test_policy_control_plane_version_skew(
+    testenv: TestBed, namespace: str, start: str, to: str, allowed: bool
+) -> None:
     obj = create(testenv, kcp(testenv, "cp", namespace, start), "kubeadmcontrolplanes")
     obj["spec"]["version"] = to
     if allowed:
@@ -221,8 +267,10 @@ def test_policy_control_plane_version_skew(testenv: TestBed, namespace: str, sta
 
 @pytest.mark.parametrize("version", ["1.29.3", "v1.29", "v1.29.x", "latest", "v01.29.3"])
 def test_policy_versions_must_be_v_semver(testenv: TestBed, namespace: str, version: str) -> None:
-    for body, plural in ((kcp(testenv, "cp", namespace, version), "kubeadmcontrolplanes"),
-                         (md(testenv, "md", namespace, version), "machinedeployments")):
+    for body, plural in (
+        (kcp(testenv, "cp", namespace, version), "kubeadmcontrolplanes"),
+        (md(testenv, "md", namespace, version), "machinedeployments"),
+    ):
         err = rejected(lambda body=body, plural=plural: create(testenv, body, plural))
         assert err.status == 422, body["kind"]
         assert "must be a valid semantic version" in err.body, body["kind"]

@@ -44,9 +44,21 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path, kubectl_binary: Pat
 
     # The bed is usable from outside: the real kubectl talks to it with the written kubeconfig.
     got = subprocess.run(
-        [str(kubectl_binary), "--kubeconfig", str(directory / "kubeconfig"), "get", "secret", "cloudstack-credentials",
-         "-n", "default", "-o", "jsonpath={.data.api-key}"],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(kubectl_binary),
+            "--kubeconfig",
+            str(directory / "kubeconfig"),
+            "get",
+            "secret",
+            "cloudstack-credentials",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data.api-key}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert got.returncode == 0 and got.stdout, got.stderr
     env = dict(line.split("=", 1) for line in (directory / "cloudstack.env").read_text().splitlines() if line)

@@ -35,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         tb = bed.up(
-            args.dir, args.capi, simulate_rollouts=args.simulate_rollouts,
-            seconds_per_machine=args.seconds_per_machine, seed=args.seed,
+            args.dir,
+            args.capi,
+            simulate_rollouts=args.simulate_rollouts,
+            seconds_per_machine=args.seconds_per_machine,
+            seed=args.seed,
         )
     except bed.TestBedError as exc:
         print(f"error: {exc}", file=sys.stderr)

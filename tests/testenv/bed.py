@@ -73,7 +73,9 @@ def _pid_dir(directory: Path) -> Path:
     return directory / "pids"
 
 
-def _spawn(directory: Path, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    directory: Path, name: str, argv: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log = open(directory / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
     proc = subprocess.Popen(
         argv,
@@ -122,7 +124,7 @@ def _ssl_context(directory: Path) -> ssl.SSLContext:
 
 def _readyz(directory: Path) -> bool:
     endpoint = (directory / "endpoint").read_text().strip()
-    with urllib.request.urlopen(f"{endpoint}/readyz", context=_ssl_context(directory), timeout=2) as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{endpoint}/readyz", context=_ssl_context(directory), timeout=2) as resp:
         return bool(resp.status == 200)
 
 
@@ -131,7 +133,9 @@ def _start_apiserver(directory: Path, binary: Path) -> str:
     policy.write_text(AUDIT_POLICY)
     for stale in ("endpoint", "kubeconfig"):
         (directory / stale).unlink(missing_ok=True)
-    proc = _spawn(directory, "apiserver", [str(binary), "-dir", str(directory), "-audit-policy-file", str(policy)])
+    proc = _spawn(
+        directory, "apiserver", [str(binary), "-dir", str(directory), "-audit-policy-file", str(policy)]
+    )
     _wait("kube-apiserver", lambda: _readyz(directory), proc, directory / "apiserver.log", timeout=90)
     return (directory / "endpoint").read_text().strip()
 
@@ -184,8 +188,12 @@ def _install_policies(bed: TestBed) -> None:
     def enforced() -> bool:
         try:
             custom.create_namespaced_custom_object(
-                "infrastructure.cluster.x-k8s.io", "v1beta3", "default", "cloudstackmachinetemplates",
-                probe, dry_run="All",
+                "infrastructure.cluster.x-k8s.io",
+                "v1beta3",
+                "default",
+                "cloudstackmachinetemplates",
+                probe,
+                dry_run="All",
             )
         except ApiException as exc:
             return exc.status == 422 and "Template ID or Name" in str(exc.body)
@@ -240,14 +248,22 @@ def _create_credentials_secret(bed: TestBed) -> None:
 
 def _start_simulator(bed: TestBed, seconds_per_machine: float) -> None:
     argv = [
-        sys.executable, "-m", "tests.testenv.rollout",
-        "--kubeconfig", str(bed.kubeconfig), "--capi", bed.capi,
-        "--seconds-per-machine", str(seconds_per_machine),
+        sys.executable,
+        "-m",
+        "tests.testenv.rollout",
+        "--kubeconfig",
+        str(bed.kubeconfig),
+        "--capi",
+        bed.capi,
+        "--seconds-per-machine",
+        str(seconds_per_machine),
     ]
     proc = _spawn(bed.dir, "rollout", argv)
     time.sleep(0.5)
     if proc.poll() is not None:
-        raise TestBedError(f"rollout simulator exited with {proc.returncode}:\n{_tail(bed.dir / 'rollout.log')}")
+        raise TestBedError(
+            f"rollout simulator exited with {proc.returncode}:\n{_tail(bed.dir / 'rollout.log')}"
+        )
 
 
 def up(
@@ -265,7 +281,10 @@ def up(
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if any(_running(directory)):
-        raise TestBedError(f"a test bed is already running in {directory}; run 'python -m tests.testenv down --dir {directory}'")
+        raise TestBedError(
+            f"a test bed is already running in {directory}; "
+            f"run 'python -m tests.testenv down --dir {directory}'"
+        )
     binaries = gobuild.ensure_binaries()
     try:
         endpoint = _start_apiserver(directory, binaries["apiserver"])
@@ -276,7 +295,9 @@ def up(
         _create_credentials_secret(bed)
         if simulate_rollouts:
             _start_simulator(bed, seconds_per_machine)
-        (directory / "testenv.json").write_text(json.dumps({"capi": capi, "kubectl": str(binaries["kubectl"])}))
+        (directory / "testenv.json").write_text(
+            json.dumps({"capi": capi, "kubectl": str(binaries["kubectl"])})
+        )
         return bed
     except BaseException:
         down(directory)
@@ -293,8 +314,12 @@ def attach(directory: Path) -> TestBed:
         if key:
             cloudstack[key] = value
     return TestBed(
-        directory, meta["capi"], directory / "kubeconfig", (directory / "endpoint").read_text().strip(),
-        Path(meta["kubectl"]), cloudstack,
+        directory,
+        meta["capi"],
+        directory / "kubeconfig",
+        (directory / "endpoint").read_text().strip(),
+        Path(meta["kubectl"]),
+        cloudstack,
     )
 
 

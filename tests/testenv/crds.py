@@ -24,7 +24,9 @@ PROFILES = tuple(CAPI_DIRS)
 
 def _documents(directory: Path) -> Iterator[dict[str, Any]]:
     if not directory.is_dir():
-        raise FileNotFoundError(f"upstream CRDs not found at {directory}; the shared/ folder must sit beside the repo")
+        raise FileNotFoundError(
+            f"upstream CRDs not found at {directory}; the shared/ folder must sit beside the repo"
+        )
     for path in sorted(directory.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition":
@@ -47,7 +49,9 @@ def profile_crds(capi: str) -> list[dict[str, Any]]:
     for crd in _documents(CAPC_DIR):
         if crd["spec"]["group"] != "infrastructure.cluster.x-k8s.io":
             continue  # CAPC's test-only "fakes" group is not part of a real install
-        crd.setdefault("metadata", {}).setdefault("labels", {})[CAPC_CONTRACT_LABEL[0]] = CAPC_CONTRACT_LABEL[1]
+        crd.setdefault("metadata", {}).setdefault("labels", {})[CAPC_CONTRACT_LABEL[0]] = CAPC_CONTRACT_LABEL[
+            1
+        ]
         crds.append(_serve_storage_only(crd))
     return crds
 

@@ -30,7 +30,9 @@ def kubectl_binary() -> Path:
 
 def _bed(tmp_path_factory: pytest.TempPathFactory, capi: str) -> Iterator[bed.TestBed]:
     directory = tmp_path_factory.mktemp(f"testenv-{capi}")
-    started = bed.up(directory, capi, simulate_rollouts=True, seconds_per_machine=SIMULATOR_SECONDS_PER_MACHINE)
+    started = bed.up(
+        directory, capi, simulate_rollouts=True, seconds_per_machine=SIMULATOR_SECONDS_PER_MACHINE
+    )
     try:
         yield started
     finally:
@@ -58,7 +60,9 @@ def namespace(request: pytest.FixtureRequest) -> Iterator[str]:
     from kubernetes import client
 
     names = request.fixturenames
-    fixture = next((f for f in ("testenv", "testenv_v1beta1", "testenv_v1beta2") if f in names), "testenv_v1beta2")
+    fixture = next(
+        (f for f in ("testenv", "testenv_v1beta1", "testenv_v1beta2") if f in names), "testenv_v1beta2"
+    )
     tb: bed.TestBed = request.getfixturevalue(fixture)
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(tb.api_client())

@@ -35,8 +35,12 @@ def _go() -> str:
 
 def source_key(src: Path = GOBIN_SRC) -> str:
     digest = hashlib.sha256()
-    digest.update(subprocess.run([_go(), "version"], capture_output=True, text=True, check=True).stdout.encode())
-    for path in sorted(p for p in src.rglob("*") if p.is_file() and (p.suffix == ".go" or p.name.startswith("go."))):
+    digest.update(
+        subprocess.run([_go(), "version"], capture_output=True, text=True, check=True).stdout.encode()
+    )
+    for path in sorted(
+        p for p in src.rglob("*") if p.is_file() and (p.suffix == ".go" or p.name.startswith("go."))
+    ):
         digest.update(str(path.relative_to(src)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
