@@ -1,0 +1,100 @@
+"""Fault injection knobs: latency, failing commands, stalled or failed downloads, an expired key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import CS_CLOUD_RUNTIME, CS_UNKNOWN, INTERNAL_ERROR, USER_ERROR_MESSAGE, ApiError
+
+DEFAULT_DOWNLOAD_ERROR = "HTTP Server returned 404 (expected 200 OK)"
+
+
+@dataclass
+class LatencyFault:
+    seconds: float
+    commands: list[str] | None = None  # None: every command
+
+
+@dataclass
+class CommandFault:
+    """`command` answers with `errorcode` for its next `times` calls."""
+
+    command: str
+    times: int = 1
+    errorcode: int = INTERNAL_ERROR
+    errortext: str = USER_ERROR_MESSAGE
+    cserrorcode: int | None = None
+
+    def error(self) -> ApiError:
+        code = self.cserrorcode
+        if code is None:
+            code = CS_CLOUD_RUNTIME if self.errorcode == INTERNAL_ERROR else CS_UNKNOWN
+        return ApiError(self.errorcode, self.errortext, code)
+
+
+@dataclass
+class DownloadFault:
+    """Downloads into `zone_id` stall at, or fail on reaching, `at_percent`.
+
+    `template` (id or name) narrows the fault to one template; None hits every template.
+    """
+
+    zone_id: str
+    mode: str = "error"
+    at_percent: int = 0
+    message: str = DEFAULT_DOWNLOAD_ERROR
+    template: str | None = None
+
+
+@dataclass
+class Faults:
+    latency: list[LatencyFault] = field(default_factory=list)
+    errors: list[CommandFault] = field(default_factory=list)
+    downloads: list[DownloadFault] = field(default_factory=list)
+    key_expired: bool = False
+
+    def latency_for(self, command: str) -> float:
+        return sum(f.seconds for f in self.latency if f.commands is None or command in f.commands)
+
+    def take_error(self, command: str) -> ApiError | None:
+        """Consume one injected failure for `command`, if any is left."""
+        for fault in self.errors:
+            if fault.command == command and fault.times > 0:
+                fault.times -= 1
+                return fault.error()
+        return None
+
+    def download_fault(self, template_id: str, template_name: str, zone_id: str) -> DownloadFault | None:
+        for fault in self.downloads:
+            if fault.zone_id == zone_id and fault.template in (None, template_id, template_name):
+                return fault
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_faults(data: Mapping[str, Any], zone_id_of: Callable[[str], str]) -> Faults:
+    """Build Faults from the seed/admin format; zones may be given by name or id."""
+    unknown = set(data) - {"latency", "errors", "downloads", "key_expired"}
+    if unknown:
+        raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+    downloads = []
+    for item in data.get("downloads", []):
+        spec = dict(item)
+        mode = spec.get("mode", "error")
+        if mode not in ("stall", "error"):
+            raise ValueError(f"download fault mode must be stall or error, not {mode!r}")
+        zone = spec.pop("zone", None) or spec.pop("zone_id", None)
+        if zone is None:
+            raise ValueError("a download fault needs a zone")
+        spec["zone_id"] = zone_id_of(str(zone))
+        downloads.append(DownloadFault(**spec))
+    return Faults(
+        latency=[LatencyFault(**dict(item)) for item in data.get("latency", [])],
+        errors=[CommandFault(**dict(item)) for item in data.get("errors", [])],
+        downloads=downloads,
+        key_expired=bool(data.get("key_expired", False)),
+    )

@@ -1,0 +1,136 @@
+"""The double's in-memory cloud: entities, credentials, jobs, faults and the call log."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+from .downloads import DownloadPolicy, advance, status_text
+from .faults import DownloadFault, Faults
+from .model import (
+    Account,
+    Call,
+    CatalogItem,
+    Domain,
+    Job,
+    OsType,
+    Project,
+    Tag,
+    Template,
+    TemplateZone,
+    UploadTicket,
+    Zone,
+)
+
+CATALOG_KINDS = ("serviceoffering", "diskoffering", "network", "affinitygroup", "sshkeypair")
+
+
+def random_key() -> str:
+    """A key shaped like CloudStack's (86 url-safe base64 characters)."""
+    return secrets.token_urlsafe(64)
+
+
+@dataclass
+class Credentials:
+    api_key: str
+    secret_key: str
+    account_id: str
+
+
+@dataclass
+class Settings:
+    job_polls: int = 1  # queryAsyncJobResult answers "pending" this many times before the outcome
+    download: DownloadPolicy = field(default_factory=DownloadPolicy)
+
+
+class State:
+    """Everything the API serves. Guard every access from request threads with `lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.credentials = Credentials(random_key(), random_key(), "")
+        self.allow_loopback_urls = False
+        self.upload_key = random_key()
+        self.upload_base_url = "http://127.0.0.1"  # set by the server once it listens
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the cloud (entities, jobs, faults, calls); credentials and flags stay."""
+        self.domains: dict[str, Domain] = {}
+        self.accounts: dict[str, Account] = {}
+        self.projects: dict[str, Project] = {}
+        self.zones: dict[str, Zone] = {}
+        self.ostypes: dict[str, OsType] = {}
+        self.catalog: dict[str, dict[str, CatalogItem]] = {kind: {} for kind in CATALOG_KINDS}
+        self.templates: dict[str, Template] = {}
+        self.tags: list[Tag] = []
+        self.jobs: dict[str, Job] = {}
+        self.tickets: dict[str, UploadTicket] = {}
+        self.calls: list[Call] = []
+        self.faults = Faults()
+        self.settings = Settings()
+
+    # ----- lookups -------------------------------------------------------------------------------
+
+    def caller(self) -> Account:
+        return self.accounts[self.credentials.account_id]
+
+    def zone(self, ref: str) -> Zone | None:
+        """A zone by id, or by name when no id matches."""
+        if ref in self.zones:
+            return self.zones[ref]
+        return next((z for z in self.zones.values() if z.name == ref), None)
+
+    def zone_id(self, ref: str) -> str:
+        zone = self.zone(ref)
+        if zone is None:
+            raise ValueError(f"unknown zone {ref!r}")
+        return zone.id
+
+    def domain_by_path(self, path: str) -> Domain | None:
+        return next((d for d in self.domains.values() if d.path.lower() == path.lower()), None)
+
+    def account_named(self, name: str, domain_id: str) -> Account | None:
+        return next(
+            (
+                a
+                for a in self.accounts.values()
+                if a.name.lower() == name.lower() and a.domain_id == domain_id
+            ),
+            None,
+        )
+
+    def project_named(self, name: str) -> Project | None:
+        return next((p for p in self.projects.values() if p.name == name), None)
+
+    def is_subdomain(self, domain_id: str, ancestor_id: str) -> bool:
+        """True when `domain_id` is `ancestor_id` or below it."""
+        path = self.domains[domain_id].path.lower()
+        ancestor = self.domains[ancestor_id].path.lower()
+        return path == ancestor or path.startswith(ancestor + "/")
+
+    def templates_named(self, name: str) -> list[Template]:
+        return [t for t in self.templates.values() if t.name == name and not t.removed]
+
+    # ----- downloads -----------------------------------------------------------------------------
+
+    def download_fault_for(self, template: Template, zone_id: str) -> DownloadFault | None:
+        return self.faults.download_fault(template.id, template.name, zone_id)
+
+    def tick_downloads(self, tick: bool) -> None:
+        """Advance every download in progress; `tick` counts one listTemplates poll."""
+        policy = self.settings.download
+        for template in self.templates.values():
+            for row in template.zones.values():
+                advance(row, policy, self.download_fault_for(template, row.zone_id), tick)
+
+    def template_status(self, template_id: str) -> dict[str, str]:
+        """Per zone name, the status text listTemplates shows (for test assertions)."""
+        with self.lock:
+            self.tick_downloads(tick=False)
+            template = self.templates[template_id]
+            return {self.zones[z].name: status_text(row) for z, row in template.zones.items()}
+
+    def zone_rows(self, template: Template) -> list[TemplateZone]:
+        return [template.zones[z] for z in self.zones if z in template.zones]

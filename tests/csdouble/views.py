@@ -1,0 +1,171 @@
+"""API response objects, shaped (lower-case keys) like CloudStack's *Response classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .downloads import status_text
+from .model import (
+    ROLE_ACCOUNT_TYPES,
+    Account,
+    CatalogItem,
+    Domain,
+    Owner,
+    Project,
+    Tag,
+    Template,
+    TemplateZone,
+    Zone,
+)
+from .state import State
+
+
+def owner_fields(state: State, owner: Owner) -> dict[str, Any]:
+    """ApiResponseHelper.populateOwner: account or project, plus the owning domain."""
+    if owner.project_id is not None:
+        project = state.projects[owner.project_id]
+        domain = state.domains[project.domain_id]
+        return {
+            "projectid": project.id,
+            "project": project.name,
+            "domainid": domain.id,
+            "domain": domain.name,
+        }
+    assert owner.account_id is not None
+    account = state.accounts[owner.account_id]
+    domain = state.domains[account.domain_id]
+    return {"account": account.name, "domainid": domain.id, "domain": domain.name, "domainpath": domain.path}
+
+
+def zone_view(zone: Zone) -> dict[str, Any]:
+    return {
+        "id": zone.id, "name": zone.name, "description": zone.description, "dns1": zone.dns1,
+        "internaldns1": zone.internaldns1, "guestcidraddress": zone.guestcidraddress,
+        "networktype": zone.networktype, "securitygroupsenabled": zone.securitygroupsenabled,
+        "allocationstate": zone.allocationstate, "zonetoken": zone.id, "dhcpprovider": "VirtualRouter",
+        "localstorageenabled": zone.localstorageenabled, "tags": [], "type": "Core", "hasannotations": False,
+    }  # fmt: skip
+
+
+def tag_view(state: State, tag: Tag) -> dict[str, Any]:
+    view = {
+        "key": tag.key,
+        "value": tag.value,
+        "resourcetype": tag.resource_type,
+        "resourceid": tag.resource_id,
+    }
+    view.update(owner_fields(state, tag.owner))
+    return view
+
+
+def catalog_view(state: State, item: CatalogItem) -> dict[str, Any]:
+    view = dict(item.fields)
+    if item.owner is not None:
+        view.update(owner_fields(state, item.owner))
+    if item.zone_ids is not None and item.kind in ("serviceoffering", "diskoffering"):
+        view["zoneid"] = ",".join(item.zone_ids)
+        view["zone"] = ",".join(state.zones[z].name for z in item.zone_ids)
+    if item.domain_ids is not None:
+        view["domainid"] = ",".join(item.domain_ids)
+        view["domain"] = ",".join(state.domains[d].name for d in item.domain_ids)
+    return view
+
+
+def template_row(
+    state: State, template: Template, row: TemplateZone | None, caller: Account
+) -> dict[str, Any]:
+    """One (template, zone) row of listTemplates (TemplateJoinDaoImpl.newTemplateResponse); without a
+    zone copy the zone, status and download fields are left out."""
+    ready = row is not None and row.state.value == "Ready"
+    ostype = state.ostypes.get(template.ostype_id)
+    view: dict[str, Any] = {
+        "id": template.id, "name": template.name, "displaytext": template.displaytext,
+        "ispublic": template.ispublic, "created": row.created if row else template.created, "isready": ready,
+        "passwordenabled": template.passwordenabled, "format": template.format,
+        "isfeatured": template.isfeatured, "crossZones": template.crosszones,
+        "ostypeid": template.ostype_id, "ostypename": ostype.description if ostype else "",
+    }  # fmt: skip
+    view.update(owner_fields(state, template.owner))
+    if caller.is_root_admin or template.owner.account_id == caller.id or template.owner.project_id:
+        if row is not None:
+            view["status"] = status_text(row)
+        if template.url:
+            view["url"] = template.url
+    if row is not None:
+        zone = state.zones[row.zone_id]
+        view.update({"zoneid": zone.id, "zonename": zone.name})
+    if template.size > 0 and ready:
+        view["size"] = template.size
+    if template.physicalsize > 0 and ready:
+        view["physicalsize"] = template.physicalsize
+    view.update({
+        "templatetype": "USER", "hypervisor": template.hypervisor, "isextractable": template.isextractable,
+        "sshkeyenabled": template.sshkeyenabled, "isdynamicallyscalable": template.isdynamicallyscalable,
+        "bootable": template.bootable, "bits": template.bits, "details": dict(template.details),
+        "tags": [tag_view(state, t) for t in state.tags if t.resource_id == template.id],
+        "hasannotations": False, "directdownload": template.directdownload, "deployasis": False,
+        "requireshvm": template.requireshvm,
+    })  # fmt: skip
+    if row is not None:
+        view["downloaddetails"] = [
+            {
+                "datastore": f"secondary-{state.zones[row.zone_id].name}",
+                "downloadPercent": str(row.percent),
+                "downloadState": _download_state(row),
+            }
+        ]
+    if template.checksum:
+        view["checksum"] = template.checksum
+    if template.templatetag:
+        view["templatetag"] = template.templatetag
+    return view
+
+
+def _download_state(row: TemplateZone) -> str:
+    return {"Ready": "DOWNLOADED", "Downloading": "DOWNLOAD_IN_PROGRESS", "Error": "DOWNLOAD_ERROR"}.get(
+        row.state.value, "NOT_DOWNLOADED"
+    )
+
+
+def domain_view(state: State, domain: Domain) -> dict[str, Any]:
+    children = [d for d in state.domains.values() if d.parent_id == domain.id]
+    view: dict[str, Any] = {
+        "id": domain.id,
+        "name": domain.name,
+        "level": domain.path.count("/"),
+        "haschild": bool(children),
+        "path": domain.path,
+        "state": "Active",
+        "hasannotations": False,
+    }
+    if domain.parent_id is not None:
+        view.update(
+            {"parentdomainid": domain.parent_id, "parentdomainname": state.domains[domain.parent_id].name}
+        )
+    return view
+
+
+def account_view(state: State, account: Account) -> dict[str, Any]:
+    domain = state.domains[account.domain_id]
+    return {
+        "id": account.id, "name": account.name, "accounttype": ROLE_ACCOUNT_TYPES[account.roletype],
+        "roletype": account.roletype, "rolename": {"DomainAdmin": "Domain Admin"}.get(account.roletype,
+                                                                                        account.roletype),
+        "domainid": domain.id, "domain": domain.name, "domainpath": domain.path, "state": account.state,
+        "isdefault": account.name == "admin" and domain.parent_id is None, "user": [],
+    }  # fmt: skip
+
+
+def project_view(state: State, project: Project) -> dict[str, Any]:
+    domain = state.domains[project.domain_id]
+    owner = state.accounts[project.owner_account_id]
+    return {
+        "id": project.id,
+        "name": project.name,
+        "displaytext": project.displaytext,
+        "domainid": domain.id,
+        "domain": domain.name,
+        "owner": [{"account": owner.name}],
+        "state": "Active",
+        "tags": [],
+    }
