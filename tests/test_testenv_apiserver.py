@@ -255,12 +255,18 @@ def test_policy_machine_template_allows_mutable_fields(testenv: TestBed, namespa
 def test_policy_control_plane_version_skew(
     testenv: TestBed, namespace: str, start: str, to: str, allowed: bool
 ) -> None:
-    obj = create(testenv, kcp(testenv, "cp", namespace, start), "kubeadmcontrolplanes")
-    obj["spec"]["version"] = to
+    create(testenv, kcp(testenv, "cp", namespace, start), "kubeadmcontrolplanes")
+    group = "controlplane.cluster.x-k8s.io"
+
+    def bump() -> dict[str, Any]:
+        return custom(testenv).patch_namespaced_custom_object(  # type: ignore[no-any-return]
+            group, testenv.capi, namespace, "kubeadmcontrolplanes", "cp", {"spec": {"version": to}}
+        )
+
     if allowed:
-        assert replace(testenv, obj, "kubeadmcontrolplanes")["spec"]["version"] == to
+        assert bump()["spec"]["version"] == to
     else:
-        err = rejected(lambda: replace(testenv, obj, "kubeadmcontrolplanes"))
+        err = rejected(bump)
         assert err.status == 422
         assert f"cannot update Kubernetes version from {start} to {to}" in err.body
 
