@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 GOBIN_SRC = Path(__file__).resolve().parent / "gobin"
@@ -21,9 +22,9 @@ class BuildError(RuntimeError):
     """The Go toolchain is missing or the build failed: a test-bed failure, never a skip."""
 
 
-def cache_root() -> Path:
+def cache_root(name: str = "testenv") -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kubectl-capc" / "testenv"
+    return Path(base) / "kubectl-capc" / name
 
 
 def _go() -> str:
@@ -48,23 +49,29 @@ def source_key(src: Path = GOBIN_SRC) -> str:
 
 def ensure_binaries() -> dict[str, Path]:
     """Return {program: path}, building into the cache when the key has no complete build yet."""
-    out = cache_root() / source_key()
+    return build_cached(GOBIN_SRC, {program: f"./{program}" for program in PROGRAMS}, "testenv")
+
+
+def build_cached(src: Path, packages: Mapping[str, str], cache_name: str) -> dict[str, Path]:
+    """Build each {program: Go package} of the module at `src` into `cache_root(cache_name)/<source key>`,
+    unless that directory already holds a complete build; return {program: path}."""
+    out = cache_root(cache_name) / source_key(src)
     done = out / ".complete"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
-            for program in PROGRAMS:
+            for program, package in packages.items():
                 result = subprocess.run(
-                    [_go(), "build", "-trimpath", "-o", str(out / program), f"./{program}"],
-                    cwd=GOBIN_SRC,
+                    [_go(), "build", "-trimpath", "-o", str(out / program), package],
+                    cwd=src,
                     capture_output=True,
                     text=True,
                 )
                 if result.returncode != 0:
-                    raise BuildError(f"go build ./{program} failed:\n{result.stderr[-4000:]}")
+                    raise BuildError(f"go build {package} failed:\n{result.stderr[-4000:]}")
             done.touch()
-    return {program: out / program for program in PROGRAMS}
+    return {program: out / program for program in packages}
 
 
 if __name__ == "__main__":
