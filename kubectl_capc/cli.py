@@ -14,6 +14,12 @@ from typing import Annotated
 
 import typer
 
+from kubectl_capc.commands.cleanup import cleanup
+from kubectl_capc.commands.history import history
+from kubectl_capc.commands.image import image_app
+from kubectl_capc.commands.rollback import rollback
+from kubectl_capc.commands.upgrade import image_upgrade
+from kubectl_capc.commands.validate import validate
 from kubectl_capc.options import GlobalOptions, OutputFormat, OutputOption, global_options
 
 __all__ = ["PROG_NAME", "app", "print_document", "print_table"]
@@ -32,6 +38,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+app.add_typer(image_app, name="image")
+app.command(name="image-upgrade")(image_upgrade)
+app.command(name="validate")(validate)
+app.command(name="rollback")(rollback)
+app.command(name="history")(history)
+app.command(name="cleanup")(cleanup)
 
 
 @app.command()
@@ -82,12 +94,19 @@ def describe(
     cluster: Annotated[
         str | None, typer.Argument(metavar="CLUSTER", help="Cluster name; default: all in the namespace.")
     ] = None,
+    zones: Annotated[
+        bool,
+        typer.Option(
+            "--zones/--no-zones",
+            help="Check each failure domain's zone for the images (reads its credentials Secret).",
+        ),
+    ] = True,
 ) -> None:
     """Show clusters as a tree: control plane, MachineDeployments, versions, images, failure domains."""
     from kubectl_capc.describe import run
 
-    text, note = run(opts, cluster)
-    if note:
+    text, notes = run(opts, cluster, zones=zones)
+    for note in notes:
         typer.echo(note, err=True)
     typer.echo(text, nl=False)
 

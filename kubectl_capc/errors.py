@@ -15,6 +15,7 @@ __all__ = [
     "ExitCode",
     "KubeApiError",
     "PlanError",
+    "RolloutError",
     "UsageError",
     "one_line",
 ]
@@ -29,6 +30,7 @@ class ExitCode(enum.IntEnum):
     CONFIG = 3
     KUBE_API = 4
     PLAN = 5
+    ROLLOUT = 6
     INTERNAL = 70
     INTERRUPTED = 130
 
@@ -70,6 +72,12 @@ class PlanError(CapcError):
     """The requested upgrade cannot be planned from the cluster's current state."""
 
     exit_code = ExitCode.PLAN
+
+
+class RolloutError(CapcError):
+    """Changes were applied but a rollout did not finish in time; re-running the command continues it."""
+
+    exit_code = ExitCode.ROLLOUT
 
 
 def one_line(text: str) -> str:

@@ -4,6 +4,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v go >/dev/null || { echo "error: Go is required to build the test bed (kube-apiserver, kubectl)" >&2; exit 2; }
+# Debian tools the image pipeline tests drive for real (qemu-img conversions, image-builder's make).
+missing=()
+command -v qemu-img >/dev/null || missing+=(qemu-utils)
+command -v make >/dev/null || missing+=(make)
+command -v git >/dev/null || missing+=(git)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 python3 -m ruff check .
 python3 -m ruff format --check kubectl_capc

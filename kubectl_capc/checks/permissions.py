@@ -1,0 +1,49 @@
+"""Checks that the caller may do what an upgrade does, asked with SelfSubjectAccessReviews.
+
+An upgrade reads each failure domain's credentials Secret, creates CloudStackMachineTemplates, and
+patches the KubeadmControlPlane and the MachineDeployments.
+"""
+
+from __future__ import annotations
+
+from kubectl_capc.checks.base import Check, Finding, Severity
+from kubectl_capc.checks.common import cluster_ref
+from kubectl_capc.checks.facts import Access, Facts
+from kubectl_capc.model import ClusterInventory
+
+__all__ = ["PERMISSION_MISSING", "check_permissions", "required_access"]
+
+PERMISSION_MISSING = Check(
+    "CAPC-P001",
+    Severity.ERROR,
+    "Missing permission for the upgrade",
+    "ask for a Role granting the verb on that resource, or run as a user who has it",
+)
+
+CLUSTER_GROUP = "cluster.x-k8s.io"
+CONTROL_PLANE_GROUP = "controlplane.cluster.x-k8s.io"
+INFRASTRUCTURE_GROUP = "infrastructure.cluster.x-k8s.io"
+
+
+def required_access(inventory: ClusterInventory) -> tuple[Access, ...]:
+    """The permissions an upgrade of this cluster uses, each once, in a stable order."""
+    namespace = inventory.namespace
+    needed = [
+        Access("get", "", "secrets", fd.credentials.namespace, fd.credentials.name)
+        for fd in inventory.failure_domains
+        if fd.credentials.name
+    ]
+    needed.append(Access("create", INFRASTRUCTURE_GROUP, "cloudstackmachinetemplates", namespace))
+    if inventory.control_plane is not None:
+        needed.append(Access("patch", CONTROL_PLANE_GROUP, "kubeadmcontrolplanes", namespace))
+    if inventory.machine_deployments:
+        needed.append(Access("patch", CLUSTER_GROUP, "machinedeployments", namespace))
+    return tuple(dict.fromkeys(needed))
+
+
+def check_permissions(inventory: ClusterInventory, facts: Facts) -> list[Finding]:
+    return [
+        PERMISSION_MISSING.finding(cluster_ref(inventory), f"you cannot {access}")
+        for access in required_access(inventory)
+        if facts.access.get(access) is False
+    ]

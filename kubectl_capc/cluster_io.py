@@ -1,0 +1,180 @@
+"""The real `ClusterIO` of an upgrade: the management cluster, CloudStack, and the image pipeline.
+
+It reads one cluster with the LIST-based reader, lists the CloudStack templates of each failure domain's
+zone with the credentials CAPC uses there, and makes a missing template ready: waiting for copies on
+their way, or (with `--image-source url|prebuilt|build`) registering or building it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from kubectl_capc.apply import Console, ImageOptions
+from kubectl_capc.errors import PlanError, UsageError
+from kubectl_capc.kube_write import KubeWriter
+from kubectl_capc.model import ClusterInventory, ZoneTemplates
+from kubectl_capc.plan import EnsureImage, ImageSource, ZoneState
+
+__all__ = ["KubeClusterIO"]
+
+
+class _PipelineReporter:
+    """The image pipeline's progress, passed on to the console as notes."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._last = ""
+
+    def step(self, message: str) -> None:
+        self.console.note(message)
+
+    def zones(self, rows: Sequence[Any]) -> None:
+        text = ", ".join(
+            f"{row.zone_name}: {'ready' if row.ready else row.status or 'waiting'}" for row in rows
+        )
+        if text != self._last:
+            self._last = text
+            self.console.note(text)
+
+    def upload(self, sent: int, total: int) -> None:
+        if total and sent == total:
+            self.console.note(f"uploaded {total} bytes")
+
+
+class KubeClusterIO:
+    """Reads one cluster with the LIST-based reader, lists CloudStack templates per failure domain with
+    the credentials CAPC uses, and obtains missing templates through the image pipeline."""
+
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        cluster: str,
+        images: ImageOptions,
+        console: Console,
+        *,
+        make_client: Callable[[Any], Any] | None = None,
+    ) -> None:
+        """`make_client` builds a CloudStack client from credentials (default: `CloudStackClient`)."""
+        self.make_client = make_client
+        self.api_client = api_client
+        self.namespace = namespace
+        self.cluster = cluster
+        self.images = images
+        self.console = console
+        self._targets: tuple[Any, ...] | None = None
+        self._writer: KubeWriter | None = None
+
+    @property
+    def writer(self) -> KubeWriter:
+        if self._writer is None:
+            raise RuntimeError("read() the cluster before writing to it")
+        return self._writer
+
+    def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]:
+        from kubectl_capc.kube_read import read_inventories
+
+        (inventory,) = read_inventories(self.api_client, namespace=self.namespace, cluster=self.cluster)
+        if self._writer is None:
+            self._writer = KubeWriter(self.api_client, self.namespace, inventory.capi_version)
+        if inventory.cluster.topology_managed or not inventory.failure_domains:
+            return inventory, None  # the planner refuses these with its own message
+        rows = {
+            target.failure_domain: tuple(
+                t.as_row() for t in target.client.templates(zone_id=target.zone.id, owner=target.owner)
+            )
+            for target in self._zone_targets(inventory)
+        }
+        return inventory, rows
+
+    def _zone_targets(self, inventory: ClusterInventory) -> tuple[Any, ...]:
+        from kubectl_capc.image_targets import zone_targets
+
+        if self._targets is None:
+            if self.make_client is None:
+                self._targets = zone_targets(self.api_client, inventory)
+            else:
+                self._targets = zone_targets(self.api_client, inventory, self.make_client)
+        return self._targets
+
+    def ensure_image(self, step: EnsureImage, inventory: ClusterInventory, timeout: float | None) -> None:
+        """Make `step.image` ready in every failure domain's zone: wait for copies on their way, and with
+        an image source other than `existing`, register or build what is missing."""
+        targets = self._zone_targets(inventory)
+        if self.images.source is ImageSource.EXISTING:
+            self._wait_for_copies(step, targets, timeout)
+            return
+        from kubectl_capc.image_register import register_image, template_spec_for, template_tags
+        from kubectl_capc.image_targets import current_template
+
+        current = current_template(inventory, targets)
+        source = self._source(step, current)
+        spec = template_spec_for(current, step.version, source, name=step.image)
+        register_image(
+            targets,
+            spec,
+            source,
+            tags=template_tags(spec, step.version),
+            replace_failed=False,
+            timeout=timeout if timeout is not None else float("inf"),
+            reporter=_PipelineReporter(self.console),
+        )
+
+    def _wait_for_copies(self, step: EnsureImage, targets: Sequence[Any], timeout: float | None) -> None:
+        from kubectl_capc.images import failed_while_waiting
+
+        missing = step.zones_in(ZoneState.MISSING, ZoneState.FAILED, ZoneState.DUPLICATE)
+        if missing:
+            zones = ", ".join(z.zone for z in missing)
+            raise PlanError(
+                f"CloudStack template {step.image} is not usable in zone {zones}",
+                hint="register it (kubectl capc image register) or pass --image-source",
+            )
+        reporter = _PipelineReporter(self.console)
+        by_domain = {t.failure_domain: t for t in targets}
+        for zone in step.zones_in(ZoneState.IN_PROGRESS):
+            target = by_domain[zone.failure_domain]
+            target.client.wait_until_ready(
+                zone.template_id,
+                [target.zone.id],
+                timeout=timeout if timeout is not None else float("inf"),
+                failed=lambda row: failed_while_waiting(row.ready, row.status),
+                on_progress=reporter.zones,
+            )
+
+    def _source(self, step: EnsureImage, current: Any) -> Any:
+        from kubectl_capc.image_register import ImageSource as Source
+        from kubectl_capc.image_register import find_prebuilt
+        from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL, Hypervisor
+
+        if self.images.source is ImageSource.URL:
+            if not self.images.url:
+                raise UsageError("--image-source url needs --image-url URL (may contain {version})")
+            return Source(url=self.images.url.replace("{version}", str(step.version)))
+        if self.images.source is ImageSource.PREBUILT:
+            base = self.images.prebuilt_base_url or DEFAULT_PREBUILT_BASE_URL
+            return find_prebuilt(base, current.name, step.version, Hypervisor.parse(current.hypervisor))
+        return Source(path=self._build(step, current))
+
+    def _build(self, step: EnsureImage, current: Any) -> Path:
+        from kubectl_capc.imagebuilder import BuildRequest, build_image, default_cache_dir
+        from kubectl_capc.images import Hypervisor
+        from kubectl_capc.naming import parse_template_name
+
+        if self.images.image_builder_dir is None:
+            raise UsageError("--image-source build needs --image-builder-dir DIR (an image-builder checkout)")
+        parsed = parse_template_name(step.image) or parse_template_name(current.name)
+        if parsed is None:
+            raise UsageError(
+                f"cannot tell which OS to build for {step.image!r}", hint="use --image-source url"
+            )
+        request = BuildRequest(
+            os=parsed.os,
+            version=step.version,
+            hypervisor=Hypervisor.parse(current.hypervisor),
+            image_builder_dir=self.images.image_builder_dir,
+            cache_dir=self.images.cache_dir or default_cache_dir(),
+        )
+        return build_image(request, self.console.note, lambda _line: None).image

@@ -1,0 +1,84 @@
+"""`kubectl capc cleanup CLUSTER`: delete the cluster's CloudStackMachineTemplates that nothing uses.
+
+The templates to delete go to stdout (a table, or `-o json|yaml` as `kind: MachineTemplateCleanup`);
+what was deleted or kept, and the question, go to stderr. `--dry-run` lists them, checks each delete
+with dryRun=All and exits 1 when there is something to delete, like `kubectl diff`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from kubectl_capc.errors import ExitCode
+from kubectl_capc.options import GlobalOptions, OutputFormat, global_options
+
+if TYPE_CHECKING:
+    from kubectl_capc.cleanup import CleanupPlan
+
+__all__ = ["cleanup"]
+
+
+@global_options()
+def cleanup(
+    opts: GlobalOptions,
+    cluster: Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster.")],
+    *,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Only list (deletes are sent with dryRun=All). Exit 1 if any."),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")] = False,
+) -> None:
+    """Delete the cluster's CloudStackMachineTemplates that no KubeadmControlPlane, MachineDeployment,
+    MachineSet or Machine uses any more (e.g. those an upgrade replaced). No rollback to them afterwards."""
+    from kubectl_capc.cleanup import CleanupOptions, KubeCleanupIO, run_cleanup
+    from kubectl_capc.kube import api_client
+
+    namespace = opts.resolve_context().namespace
+    console = _Console(opts.output)
+    options = CleanupOptions(dry_run=dry_run, yes=yes, interactive=sys.stdin.isatty())
+    try:
+        code = run_cleanup(KubeCleanupIO(api_client(opts), namespace, cluster), options, console)
+    except KeyboardInterrupt:
+        console.note(
+            "interrupted: templates already deleted stay deleted; run the command again for the rest"
+        )
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    finally:
+        console.flush()
+    raise typer.Exit(code)
+
+
+class _Console:
+    """The list on stdout (printed at once, or as a document at the end); the rest on stderr."""
+
+    def __init__(self, output: OutputFormat) -> None:
+        self.output = output
+        self._document: dict[str, Any] | None = None
+
+    def show_plan(self, plan: CleanupPlan) -> None:
+        if self.output is not OutputFormat.TABLE:
+            self._document = plan.to_document()
+            return
+        from kubectl_capc.cli import print_table
+
+        if plan.unused:
+            print_table(("NAME", "IMAGE", "VERSION", "NOTE"), plan.table_rows())
+        for template in plan.in_use:
+            typer.echo(f"keeping {template.name}: used by {', '.join(template.used_by)}", err=True)
+
+    def confirm(self, question: str) -> bool:
+        return typer.confirm(question, default=False, err=True)
+
+    def note(self, message: str) -> None:
+        typer.echo(message, err=True)
+
+    def flush(self) -> None:
+        if self._document is not None:
+            from kubectl_capc.cli import print_document
+
+            print_document(self._document, self.output)
+            self._document = None

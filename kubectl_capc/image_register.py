@@ -1,0 +1,377 @@
+"""Get one node-image template ready in every failure-domain zone of a cluster, from a URL, CAPC's
+prebuilt images or a local file, and safe to interrupt and re-run.
+
+Every zone is looked at before anything is written: a ready template of the wanted name is reused, one
+still downloading is waited for, and a failed one stops the run unless `replace` is set. Zones still
+without the template get it by registerTemplate (URL), or by one upload followed by copyTemplate (file);
+a copy that a previous, interrupted run already finished in one zone is copied instead of uploaded again.
+So a re-run never creates a second template of the same name in a zone, which CAPC would refuse.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from kubectl_capc.cloudstack import (
+    CloudStackClient,
+    CloudStackError,
+    OwnerScope,
+    Template,
+    TemplateSpec,
+    network_failure,
+)
+from kubectl_capc.errors import UsageError
+from kubectl_capc.image_targets import ZoneTarget
+from kubectl_capc.images import (
+    Action,
+    ExistingCopy,
+    Hypervisor,
+    ImageFormat,
+    ZoneDecision,
+    check_format,
+    decide,
+    describe_template,
+    failed_while_waiting,
+    format_from_url,
+    prebuilt_url,
+)
+from kubectl_capc.naming import TemplateName, parse_template_name, template_name_for
+from kubectl_capc.versions import KubeVersion
+
+__all__ = [
+    "CREATED_BY",
+    "ImageSource",
+    "Reporter",
+    "ZoneOutcome",
+    "find_prebuilt",
+    "register_image",
+    "template_spec_for",
+    "template_tags",
+]
+
+_log = logging.getLogger(__name__)
+
+CREATED_BY = "kubectl-capc"
+
+
+class Reporter(Protocol):
+    """Where progress goes (a terminal, a log, or nowhere)."""
+
+    def step(self, message: str) -> None: ...
+
+    def zones(self, rows: Sequence[Template]) -> None: ...
+
+    def upload(self, sent: int, total: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where the image comes from: a URL CloudStack downloads, or a local file uploaded to it."""
+
+    url: str | None = None
+    path: Path | None = None
+    checksum: str | None = None
+
+    @property
+    def image_format(self) -> ImageFormat:
+        if self.path is not None:
+            return format_from_url(self.path.name)
+        return format_from_url(self.url or "")
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else str(self.url)
+
+
+@dataclass(frozen=True)
+class ZoneOutcome:
+    """What happened in one failure domain's zone."""
+
+    failure_domain: str
+    zone: str
+    zone_id: str
+    template_id: str
+    action: str
+
+
+def template_spec_for(
+    current: Template,
+    version: KubeVersion,
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    public: bool = False,
+) -> TemplateSpec:
+    """The new template: named like the current one for `version`, same hypervisor and OS type."""
+    hypervisor = Hypervisor.parse(current.hypervisor)
+    image_format = source.image_format
+    check_format(image_format, hypervisor, str(source))
+    if name is None and parse_template_name(current.name) is None:
+        raise UsageError(
+            f"cannot name the {version} template after {current.name!r}: that name does not follow "
+            "<os>-kube-vX.Y.Z[-kvm|-xen|-vmware]",
+            hint="choose the new template's name with --name",
+        )
+    new_name = name or template_name_for(current.name, version)
+    info = describe_template(new_name)
+    label = info.os_name or new_name
+    return TemplateSpec(
+        name=new_name,
+        display_text=f"{label} Kubernetes {version} ({hypervisor.value})",
+        hypervisor=hypervisor.value,
+        format=image_format.value,
+        os_type_id=current.os_type_id,
+        public=public,
+        checksum=source.checksum,
+    )
+
+
+def template_tags(spec: TemplateSpec, version: KubeVersion) -> dict[str, str]:
+    """Tags recording what the template holds and what created it."""
+    tags = {"kubernetes-version": str(version), "created-by": CREATED_BY}
+    parsed = parse_template_name(spec.name)
+    if parsed is not None:
+        tags["os"] = parsed.os
+    return tags
+
+
+def find_prebuilt(
+    base_url: str, current_name: str, version: KubeVersion, hypervisor: Hypervisor
+) -> ImageSource:
+    """The URL of CAPC's prebuilt image for the current template's OS at `version`, checked to exist;
+    its published `.md5` becomes the checksum CloudStack verifies the download against."""
+    import requests
+
+    parsed = parse_template_name(current_name)
+    if parsed is None:
+        raise UsageError(
+            f"cannot tell which prebuilt image matches {current_name!r}: the name does not follow "
+            "<os>-kube-vX.Y.Z[-kvm|-xen|-vmware]",
+            hint="pass --url or --file instead",
+        )
+    url = prebuilt_url(base_url, TemplateName(parsed.os, version), hypervisor)
+    try:
+        response = requests.head(url, allow_redirects=True, timeout=30)
+    except requests.RequestException as err:
+        raise UsageError(
+            f"cannot check the prebuilt image {url}: {network_failure(err)}",
+            hint="check the network, or point --prebuilt-base-url at a mirror",
+        ) from None
+    if response.status_code != 200:
+        raise UsageError(
+            f"no prebuilt image at {url} (HTTP {response.status_code})",
+            hint="CAPC publishes images only for some versions and OSes: use --url, --file or "
+            "`kubectl capc image build`",
+        )
+    return ImageSource(url=url, checksum=_published_md5(url))
+
+
+def _published_md5(url: str) -> str | None:
+    import requests
+
+    try:
+        response = requests.get(f"{url}.md5", timeout=30)
+    except requests.RequestException:
+        return None
+    words = response.text.split() if response.status_code == 200 else []
+    digest = words[0].lower() if words else ""
+    if len(digest) == 32 and all(c in "0123456789abcdef" for c in digest):
+        return digest
+    return None
+
+
+@dataclass
+class _Group:
+    """The zones one client reaches as one owner: they share listings, registrations and copies."""
+
+    client: CloudStackClient
+    owner: OwnerScope
+    targets: list[ZoneTarget]
+    decisions: dict[str, ZoneDecision]
+
+
+def register_image(
+    targets: Sequence[ZoneTarget],
+    spec: TemplateSpec,
+    source: ImageSource,
+    *,
+    tags: dict[str, str],
+    replace_failed: bool,
+    timeout: float,
+    reporter: Reporter,
+) -> tuple[ZoneOutcome, ...]:
+    """Make template `spec.name` ready in every target zone; see the module docstring for the rules."""
+    disabled = [t.zone.name for t in targets if not t.zone.enabled]
+    if disabled:
+        raise CloudStackError(
+            f"zone(s) {', '.join(disabled)} are disabled: CloudStack would skip them",
+            hint="enable the zones, or ask the CloudStack administrator",
+        )
+    deadline = time.monotonic() + timeout
+    groups = [_decide_group(group, spec.name, replace_failed) for group in _groups(targets)]
+    blocked = [d.reason for g in groups for d in g.decisions.values() if d.action is Action.BLOCKED]
+    if blocked:
+        raise CloudStackError("; ".join(blocked), hint="nothing was changed")
+    outcomes: dict[str, ZoneOutcome] = {}
+    for group in groups:
+        for outcome in _run_group(
+            group,
+            replace(spec, owner=group.owner),
+            source=source,
+            tags=tags,
+            deadline=deadline,
+            reporter=reporter,
+        ):
+            outcomes[outcome.failure_domain] = outcome
+    return tuple(outcomes[t.failure_domain] for t in targets)
+
+
+def _groups(targets: Sequence[ZoneTarget]) -> list[_Group]:
+    groups: list[_Group] = []
+    for target in targets:
+        group = next((g for g in groups if g.client is target.client and g.owner == target.owner), None)
+        if group is None:
+            groups.append(_Group(target.client, target.owner, [target], {}))
+        else:
+            group.targets.append(target)
+    return groups
+
+
+def _decide_group(group: _Group, name: str, replace_failed: bool) -> _Group:
+    # `self` shows the owner's templates also while they download; `executable` adds public ones, which
+    # CAPC would find too. Together they are every template of this name that CAPC could trip over.
+    rows: dict[tuple[str, str], Template] = {}
+    for template_filter in ("self", "executable"):
+        for row in group.client.templates(template_filter=template_filter, name=name, owner=group.owner):
+            rows[(row.id, row.zone_id)] = row
+    for target in group.targets:
+        here = [ExistingCopy(r.id, r.ready, r.status) for r in rows.values() if r.zone_id == target.zone.id]
+        group.decisions[target.failure_domain] = decide(
+            here, replace=replace_failed, zone=target.zone.name, name=name
+        )
+    return group
+
+
+def _run_group(
+    group: _Group,
+    spec: TemplateSpec,
+    *,
+    source: ImageSource,
+    tags: dict[str, str],
+    deadline: float,
+    reporter: Reporter,
+) -> list[ZoneOutcome]:
+    client = group.client
+    actions: dict[str, str] = {}
+    template_of: dict[str, str] = {}
+    to_create: list[ZoneTarget] = []
+    for target in group.targets:
+        decision = group.decisions[target.failure_domain]
+        if decision.action is Action.REPLACE:
+            reporter.step(
+                f"deleting template {decision.template_id} in zone {target.zone.name} ({decision.reason})"
+            )
+            client.delete_template(decision.template_id, target.zone.id)
+            actions[target.failure_domain] = "replaced"
+            to_create.append(target)
+        elif decision.action is Action.CREATE:
+            to_create.append(target)
+        else:
+            actions[target.failure_domain] = "reused" if decision.action is Action.REUSE else "waited"
+            template_of[target.failure_domain] = decision.template_id
+
+    if to_create and source.path is not None:
+        created = _upload_and_copy(
+            group,
+            spec,
+            path=source.path,
+            to_create=to_create,
+            existing=template_of,
+            tags=tags,
+            deadline=deadline,
+            reporter=reporter,
+        )
+        for domain, (template_id, action) in created.items():
+            template_of[domain] = template_id
+            actions.setdefault(domain, action)
+    elif to_create:
+        zone_names = ", ".join(t.zone.name for t in to_create)
+        reporter.step(f"registering {spec.name} from {source} in {zone_names}")
+        rows = client.register_template(spec, str(source.url), [t.zone.id for t in to_create])
+        if not rows:
+            raise CloudStackError(f"registering {spec.name} in {zone_names} returned no template")
+        client.tag_template(rows[0].id, tags)
+        for target in to_create:
+            template_of[target.failure_domain] = rows[0].id
+            actions.setdefault(target.failure_domain, "registered")
+
+    _wait_all(client, group.targets, template_of, deadline, reporter)
+    return [
+        ZoneOutcome(
+            t.failure_domain, t.zone.name, t.zone.id, template_of[t.failure_domain], actions[t.failure_domain]
+        )
+        for t in group.targets
+    ]
+
+
+def _upload_and_copy(
+    group: _Group,
+    spec: TemplateSpec,
+    *,
+    path: Path,
+    to_create: list[ZoneTarget],
+    existing: dict[str, str],
+    tags: dict[str, str],
+    deadline: float,
+    reporter: Reporter,
+) -> dict[str, tuple[str, str]]:
+    """Upload once (unless a zone already holds the template), then copy it to the other zones.
+
+    Returns failure domain -> (template id, "uploaded" or "copied").
+    """
+    client = group.client
+    by_domain = {t.failure_domain: t for t in group.targets}
+    source = next(iter(existing.items()), None)
+    created: dict[str, tuple[str, str]] = {}
+    remaining = list(to_create)
+    if source is None:
+        first = remaining.pop(0)
+        reporter.step(f"uploading {path} as {spec.name} to zone {first.zone.name}")
+        ticket = client.upload_ticket(spec, first.zone.id)
+        client.tag_template(ticket.template_id, tags)
+        client.upload(ticket, path, reporter.upload)
+        created[first.failure_domain] = (ticket.template_id, "uploaded")
+        source = (first.failure_domain, ticket.template_id)
+    if remaining:
+        source_target = by_domain[source[0]]
+        _wait_all(client, [source_target], {source[0]: source[1]}, deadline, reporter)
+        names = ", ".join(t.zone.name for t in remaining)
+        reporter.step(f"copying {spec.name} from zone {source_target.zone.name} to {names}")
+        client.copy_template(source[1], source_target.zone.id, [t.zone.id for t in remaining])
+        for target in remaining:
+            created[target.failure_domain] = (source[1], "copied")
+    return created
+
+
+def _wait_all(
+    client: CloudStackClient,
+    targets: Sequence[ZoneTarget],
+    template_of: dict[str, str],
+    deadline: float,
+    reporter: Reporter,
+) -> None:
+    zones_by_template: dict[str, list[str]] = {}
+    for target in targets:
+        zones_by_template.setdefault(template_of[target.failure_domain], []).append(target.zone.id)
+    for template_id, zone_ids in zones_by_template.items():
+        client.wait_until_ready(
+            template_id,
+            zone_ids,
+            timeout=max(0.0, deadline - time.monotonic()),
+            failed=lambda row: failed_while_waiting(row.ready, row.status),
+            on_progress=reporter.zones,
+        )

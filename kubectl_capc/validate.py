@@ -1,0 +1,451 @@
+"""`kubectl capc validate`: gather the facts the checks need, run them, and report the findings.
+
+Facts are gathered in rounds, each one concurrent (threads): the credentials Secrets and the
+SelfSubjectAccessReviews; then one CloudStack connection per tenant (Secret + account/domain/project),
+probed with listZones; then each failure domain's zone; then what the checks need inside the zones.
+The same question asked for several failure domains or clusters is asked once. Secret values stay in
+this module's `Credentials` objects; CloudStack error texts are scrubbed of them before they reach a
+finding.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from kubectl_capc.checks import Finding, Severity, first_queries, run_checks, second_queries
+from kubectl_capc.checks.facts import (
+    REQUIRED_SECRET_KEYS,
+    Access,
+    Connection,
+    Facts,
+    Lookup,
+    Query,
+    Reach,
+    Resource,
+    Row,
+    SecretFacts,
+    SecretState,
+    Tenant,
+)
+from kubectl_capc.checks.permissions import required_access
+from kubectl_capc.checks.upgrade import INVALID_TARGET
+from kubectl_capc.describe import API_VERSION
+from kubectl_capc.errors import ConfigError, ExitCode, KubeApiError, UsageError, one_line
+from kubectl_capc.model import ClusterInventory, FailureDomain, SecretRef
+from kubectl_capc.versions import TargetVersion, parse_target
+
+if TYPE_CHECKING:
+    from kubectl_capc.cloudstack import CloudStackClient, Credentials, OwnerScope, Zone
+
+__all__ = [
+    "REPORT_KIND",
+    "ClusterResult",
+    "Gathered",
+    "Session",
+    "ValidationReport",
+    "build_report",
+    "gather_facts",
+    "parse_to",
+]
+
+_log = logging.getLogger(__name__)
+
+REPORT_KIND = "ValidationReport"
+MAX_WORKERS = 8
+# CloudStack's answer to an id it does not know; cloudstack-go reads it as "no match" (count 0).
+_NO_SUCH_ID = "entity does not exist"
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+ClientFactory = Callable[["Credentials"], "CloudStackClient"]
+
+
+def parse_to(text: str) -> TargetVersion:
+    """Parse `--to`; a bad value is a usage error that carries the check's ID."""
+    try:
+        return parse_target(text)
+    except UsageError as err:
+        raise UsageError(f"{INVALID_TARGET.id}: {err.message}", hint=err.hint) from None
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    namespace: str
+    name: str
+    findings: tuple[Finding, ...]
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity is severity)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Findings per cluster; `strict` makes warnings fail the validation too."""
+
+    clusters: tuple[ClusterResult, ...]
+    target: TargetVersion | None = None
+    strict: bool = False
+
+    @property
+    def errors(self) -> int:
+        return sum(c.count(Severity.ERROR) for c in self.clusters)
+
+    @property
+    def warnings(self) -> int:
+        return sum(c.count(Severity.WARNING) for c in self.clusters)
+
+    @property
+    def passed(self) -> bool:
+        return self.errors == 0 and not (self.strict and self.warnings)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.passed else ExitCode.FINDINGS
+
+    def summary(self) -> str:
+        clusters = _plural(len(self.clusters), "cluster")
+        if not self.errors and not self.warnings:
+            return f"{clusters} validated: no problems found."
+        counts = f"{_plural(self.errors, 'error')}, {_plural(self.warnings, 'warning')}"
+        verdict = "passed" if self.passed else "failed"
+        strict = " (--strict: warnings fail)" if self.strict and self.warnings else ""
+        return f"{clusters} validated: {counts}; {verdict}{strict}."
+
+    def to_document(self) -> dict[str, Any]:
+        """The typed `ValidationReport` object for `-o json|yaml`."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": REPORT_KIND,
+            "target": str(self.target) if self.target else None,
+            "strict": self.strict,
+            "summary": {
+                "clusters": len(self.clusters),
+                "errors": self.errors,
+                "warnings": self.warnings,
+                "passed": self.passed,
+            },
+            "clusters": [
+                {
+                    "namespace": result.namespace,
+                    "name": result.name,
+                    "errors": result.count(Severity.ERROR),
+                    "warnings": result.count(Severity.WARNING),
+                    "findings": [_finding_document(f) for f in result.findings],
+                }
+                for result in self.clusters
+            ],
+        }
+
+    def rows(self, *, with_cluster: bool) -> list[tuple[str, ...]]:
+        """Table rows: one per finding, cluster first when several clusters are shown."""
+        out: list[tuple[str, ...]] = []
+        for result in self.clusters:
+            for f in result.findings:
+                row = (f.check_id, f.severity.value, str(f.subject), f.message, f.hint)
+                out.append((f"{result.namespace}/{result.name}", *row) if with_cluster else row)
+        return out
+
+
+TABLE_HEADERS = ("CHECK", "SEVERITY", "OBJECT", "MESSAGE", "FIX")
+
+
+def _finding_document(finding: Finding) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": finding.check_id,
+        "severity": finding.severity.value,
+        "object": {
+            "kind": finding.subject.kind,
+            "namespace": finding.subject.namespace,
+            "name": finding.subject.name,
+        },
+        "message": finding.message,
+        "hint": finding.hint,
+    }
+    if finding.failure_domain:
+        document["failureDomain"] = finding.failure_domain
+    return document
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def build_report(
+    inventories: Sequence[ClusterInventory],
+    facts: Facts,
+    target: TargetVersion | None = None,
+    *,
+    strict: bool = False,
+    secrets: Collection[str] = (),
+) -> ValidationReport:
+    """Run every check on every cluster; `secrets` are values that must not appear in any text."""
+    return ValidationReport(
+        tuple(
+            ClusterResult(
+                inventory.namespace,
+                inventory.name,
+                tuple(_scrubbed(f, secrets) for f in run_checks(inventory, facts, target)),
+            )
+            for inventory in inventories
+        ),
+        target,
+        strict,
+    )
+
+
+def _scrubbed(finding: Finding, secrets: Collection[str]) -> Finding:
+    message, hint = finding.message, finding.hint
+    for value in secrets:
+        message, hint = message.replace(value, "***"), hint.replace(value, "***")
+    if (message, hint) == (finding.message, finding.hint):
+        return finding
+    return Finding(finding.check_id, finding.severity, finding.subject, message, hint, finding.failure_domain)
+
+
+# -- gathering -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """A working CloudStack connection for one tenant: the client, whose objects it sees, the zones."""
+
+    client: CloudStackClient
+    owner: OwnerScope
+    zones: tuple[Zone, ...]
+
+    def ask(self, query: Query) -> Lookup:
+        """Answer one check question; an id CloudStack does not know is answered with no rows."""
+        from kubectl_capc.cloudstack import CloudStackError
+
+        try:
+            return Lookup(tuple(_rows(self, query)))
+        except CloudStackError as err:
+            if query.id and _NO_SUCH_ID in err.message:
+                return Lookup()
+            return Lookup(error=err.message)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """The facts, plus the secret values the report must scrub."""
+
+    facts: Facts
+    secrets: frozenset[str] = field(default_factory=frozenset)
+
+
+def gather_facts(
+    api_client: Any,
+    inventories: Sequence[ClusterInventory],
+    target: TargetVersion | None = None,
+    *,
+    make_client: ClientFactory | None = None,
+    request_timeout: float | None = None,
+) -> Gathered:
+    """Ask Kubernetes and CloudStack everything the checks need, each distinct question once."""
+    factory = make_client or _client_factory(request_timeout)
+    domains = [fd for inventory in inventories for fd in inventory.failure_domains]
+    secret_refs = list(dict.fromkeys(fd.credentials for fd in domains if fd.credentials.name))
+    accesses = list(dict.fromkeys(a for inventory in inventories for a in required_access(inventory)))
+    _log.info(
+        "validating %d cluster(s): %d credentials Secret(s), %d permission(s)",
+        len(inventories),
+        len(secret_refs),
+        len(accesses),
+    )
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="validate") as pool:
+        secret_futures = {ref: pool.submit(_read_secret, api_client, ref) for ref in secret_refs}
+        access_futures = {access: pool.submit(_review, api_client, access) for access in accesses}
+        read = {ref: future.result() for ref, future in secret_futures.items()}
+        access = {a: future.result() for a, future in access_futures.items()}
+    secrets = {ref: facts for ref, (facts, _, _) in read.items()}
+    credentials = {ref: creds for ref, (_, creds, _) in read.items() if creds is not None}
+    secret_values = frozenset(value for _, _, values in read.values() for value in values)
+
+    tenants = list(dict.fromkeys(Tenant.of(fd) for fd in domains if fd.credentials in credentials))
+    connected = _parallel(lambda t: _connect(t, credentials[t.secret], factory), tenants)
+    connections = {tenant: connection for tenant, (connection, _) in connected.items()}
+    sessions = {tenant: session for tenant, (_, session) in connected.items() if session is not None}
+
+    facts = Facts(secrets, connections, {}, access)
+    lookups: dict[tuple[Tenant, Query], Lookup] = {}
+    for round_queries in (first_queries, lambda inv, f: second_queries(inv, f, target)):
+        wanted = _wanted(inventories, facts, round_queries, sessions, lookups)
+        answers = _parallel(lambda key: sessions[key[0]].ask(key[1]), wanted)
+        lookups.update(answers)
+        facts = Facts(secrets, connections, dict(lookups), access)
+    _log.info("asked CloudStack %d distinct question(s) as %d tenant(s)", len(lookups), len(sessions))
+    return Gathered(facts, secret_values)
+
+
+def _client_factory(request_timeout: float | None) -> ClientFactory:
+    from kubectl_capc.cloudstack import CloudStackClient
+
+    timeout = request_timeout or 30.0
+
+    def make(credentials: Credentials) -> CloudStackClient:
+        return CloudStackClient(credentials, request_timeout=timeout)
+
+    return make
+
+
+QuerySource = Callable[[ClusterInventory, Facts], Iterable[tuple[FailureDomain, Query]]]
+
+
+def _wanted(
+    inventories: Sequence[ClusterInventory],
+    facts: Facts,
+    source: QuerySource,
+    sessions: Mapping[Tenant, Session],
+    asked: Mapping[tuple[Tenant, Query], Lookup],
+) -> list[tuple[Tenant, Query]]:
+    keys = ((Tenant.of(fd), query) for inventory in inventories for fd, query in source(inventory, facts))
+    return list(dict.fromkeys(key for key in keys if key[0] in sessions and key not in asked))
+
+
+def _parallel(work: Callable[[K], V], items: Sequence[K]) -> dict[K, V]:
+    if not items:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items)), thread_name_prefix="validate") as pool:
+        return dict(zip(items, pool.map(work, items), strict=True))
+
+
+SecretRead = tuple[SecretFacts, "Credentials | None", frozenset[str]]
+
+
+def _read_secret(api_client: Any, ref: SecretRef) -> SecretRead:
+    """A credentials Secret as checks see it (no values), the credentials when they are usable, and
+    the key values, which no output may show."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from kubectl_capc.checks.credentials import url_problem
+    from kubectl_capc.cloudstack import credentials_from_secret_data
+
+    try:
+        secret = client.CoreV1Api(api_client).read_namespaced_secret(ref.name, ref.namespace)
+    except ApiException as err:
+        state = {404: SecretState.MISSING, 401: SecretState.FORBIDDEN, 403: SecretState.FORBIDDEN}.get(
+            err.status, SecretState.FAILED
+        )
+        return SecretFacts(ref, state, f"HTTP {err.status} {one_line(str(err.reason))}"), None, frozenset()
+    except (HTTPError, OSError) as err:
+        raise _unreachable(f"read Secret {ref}", err) from None
+    data: dict[str, str] = {}
+    for key, value in (secret.data or {}).items():
+        try:
+            data[key] = base64.b64decode(value).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            failed = SecretFacts(ref, SecretState.FAILED, f"key {key} is not valid base64 UTF-8 text")
+            return failed, None, frozenset()
+    present = frozenset(key for key, value in data.items() if value.strip())
+    verify_ssl = data["verify-ssl"].strip() if "verify-ssl" in data else None
+    api_url = data.get("api-url", "").strip()
+    facts = SecretFacts(ref, SecretState.FOUND, "", present, api_url, verify_ssl)
+    values = frozenset(data[key].strip() for key in ("api-key", "secret-key") if data.get(key, "").strip())
+    if any(key not in present for key in REQUIRED_SECRET_KEYS) or url_problem(api_url) is not None:
+        return facts, None, values
+    try:
+        return facts, credentials_from_secret_data(data, f"Secret {ref}"), values
+    except ConfigError:
+        return facts, None, values
+
+
+def _unreachable(what: str, err: Exception) -> KubeApiError:
+    return KubeApiError(
+        f"{what}: cannot reach the API server: {one_line(str(getattr(err, 'reason', None) or err))}",
+        hint="check that the cluster is running and that --context/--kubeconfig select it",
+    )
+
+
+def _review(api_client: Any, access: Access) -> bool:
+    """One SelfSubjectAccessReview: may the caller do `access`?"""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    spec = client.V1SelfSubjectAccessReviewSpec(
+        resource_attributes=client.V1ResourceAttributes(
+            verb=access.verb,
+            group=access.group,
+            resource=access.resource,
+            namespace=access.namespace,
+            name=access.name or None,
+        )
+    )
+    try:
+        review = client.AuthorizationV1Api(api_client).create_self_subject_access_review(
+            client.V1SelfSubjectAccessReview(spec=spec)
+        )
+    except ApiException as err:
+        raise KubeApiError(
+            f"SelfSubjectAccessReview for {access}: HTTP {err.status} {one_line(str(err.reason))}",
+            hint="the API server must serve authorization.k8s.io/v1",
+        ) from None
+    except (HTTPError, OSError) as err:
+        raise _unreachable("SelfSubjectAccessReview", err) from None
+    allowed = bool(review.status and review.status.allowed)
+    _log.debug("may %s: %s", access, allowed)
+    return allowed
+
+
+def _connect(
+    tenant: Tenant, credentials: Credentials, make_client: ClientFactory
+) -> tuple[Connection, Session | None]:
+    """Log in as the tenant (listZones), then resolve its account/domain/project."""
+    from kubectl_capc.cloudstack import CloudStackError, CloudStackRejected, CloudStackUnreachable
+
+    try:
+        client = make_client(credentials)
+        zones = client.zones()
+    except CloudStackUnreachable as err:
+        return Connection(tenant, Reach.UNREACHABLE, err.message), None
+    except CloudStackRejected as err:
+        return Connection(tenant, Reach.REJECTED, err.message), None
+    except CloudStackError as err:
+        return Connection(tenant, Reach.FAILED, err.message), None
+    try:
+        owner = client.owner_scope(project=tenant.project, account=tenant.account, domain=tenant.domain)
+    except CloudStackError as err:
+        return Connection(tenant, Reach.OK, scope_problems=(err.message,)), None
+    return Connection(tenant, Reach.OK), Session(client, owner, zones)
+
+
+def _rows(session: Session, query: Query) -> Iterable[Row]:
+    """Run `query` through the CloudStack adapter; rows in the checks' vocabulary."""
+    client, owner = session.client, session.owner
+    ident, name, zone = query.id or None, query.name or None, query.zone_id or None
+    if query.resource is Resource.ZONE:
+        return (
+            Row(z.id, z.name)
+            for z in session.zones
+            if (query.id and z.id == query.id) or (query.name and z.name.lower() == query.name.lower())
+        )
+    if query.resource is Resource.HYPERVISOR:
+        return (Row(name=hypervisor) for hypervisor in client.hypervisors(query.zone_id))
+    if query.resource is Resource.TEMPLATE:
+        return (
+            Row(t.id, t.name, t.zone_id, t.zone_name, t.ready, t.status, t.hypervisor)
+            for t in client.templates(name=name, template_id=ident, zone_id=zone, owner=owner)
+        )
+    if query.resource is Resource.NETWORK:
+        entries = client.networks(network_id=ident, name=name, zone_id=zone, owner=owner)
+    elif query.resource is Resource.SERVICE_OFFERING:
+        entries = client.service_offerings(offering_id=ident, name=name, zone_id=zone)
+    elif query.resource is Resource.DISK_OFFERING:
+        entries = client.disk_offerings(offering_id=ident, name=name, zone_id=zone)
+    elif query.resource is Resource.AFFINITY_GROUP:
+        entries = client.affinity_groups(group_id=ident, owner=owner)
+    else:
+        entries = client.ssh_key_pairs(name=name, owner=owner)
+    return (Row(e.id, e.name, e.zone_id, customized=e.customized) for e in entries)

@@ -1,0 +1,341 @@
+"""Registering a node image in every zone, against the CloudStack API double: URL, prebuilt and file
+sources, reuse and waits on re-runs, failed and duplicate templates, and runs interrupted mid-way."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import subprocess
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubectl_capc.cloudstack import CloudStackClient, CloudStackError, Credentials, OwnerScope, Template
+from kubectl_capc.errors import UsageError
+from kubectl_capc.image_register import (
+    ImageSource,
+    ZoneOutcome,
+    find_prebuilt,
+    register_image,
+    template_spec_for,
+    template_tags,
+)
+from kubectl_capc.image_targets import ZoneTarget
+from kubectl_capc.images import Hypervisor
+from kubectl_capc.versions import KubeVersion
+from tests.csdouble.faults import parse_faults
+from tests.csdouble.seed import add_template
+from tests.csdouble.server import CloudStackDouble
+
+UBUNTU_2204 = "46f966f7-d8d7-461e-9b51-46642c22c1bc"
+V1_30_2 = KubeVersion(1, 30, 2)
+NAME = "ubuntu-2204-kube-v1.30.2"
+
+
+class Recorder:
+    """A reporter that remembers everything and can stop the run at a chosen moment, like Ctrl-C."""
+
+    def __init__(self, interrupt_on_zones: int | None = None) -> None:
+        self.steps: list[str] = []
+        self.statuses: list[tuple[str, str]] = []
+        self.uploads: list[tuple[int, int]] = []
+        self.interrupt_on_zones = interrupt_on_zones
+        self._zone_calls = 0
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def zones(self, rows: Sequence[Template]) -> None:
+        self.statuses.extend((row.zone_name, "ready" if row.ready else row.status) for row in rows)
+        self._zone_calls += 1
+        if self.interrupt_on_zones is not None and self._zone_calls >= self.interrupt_on_zones:
+            raise KeyboardInterrupt
+
+    def upload(self, sent: int, total: int) -> None:
+        self.uploads.append((sent, total))
+
+
+def targets_for(double: CloudStackDouble) -> tuple[ZoneTarget, ...]:
+    creds = Credentials(double.endpoint, double.api_key, double.secret_key, source="Secret default/creds")
+    client = CloudStackClient(creds, poll_interval=0.01, job_timeout=10)
+    return tuple(ZoneTarget(f"fd-{z.name}", z, client, OwnerScope()) for z in client.zones())
+
+
+def current(double: CloudStackDouble) -> Template:
+    (row, *_) = targets_for(double)[0].client.templates(name="ubuntu-2204-kube-v1.28.5")
+    return row
+
+
+def run(
+    double: CloudStackDouble, source: ImageSource, reporter: Recorder | None = None, **kwargs: Any
+) -> tuple[ZoneOutcome, ...]:
+    spec = template_spec_for(current(double), V1_30_2, source)
+    options: dict[str, Any] = {"replace_failed": False, "timeout": 20.0, **kwargs}
+    return register_image(
+        targets_for(double),
+        spec,
+        source,
+        tags=template_tags(spec, V1_30_2),
+        reporter=reporter or Recorder(),
+        **options,
+    )
+
+
+def calls(double: CloudStackDouble, command: str) -> list[dict[str, str]]:
+    with double.state.lock:
+        return [call.params for call in double.state.calls if call.command == command]
+
+
+def copies_per_zone(double: CloudStackDouble, name: str = NAME) -> dict[str, list[tuple[str, str]]]:
+    """zone name -> [(template id, status)] for every live template of that name (as the admin sees it)."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for template in double.state.templates_named(name):
+        for zone_id in template.zones:
+            status = double.state.template_status(template.id)[double.state.zones[zone_id].name]
+            found.setdefault(double.state.zones[zone_id].name, []).append((template.id, status))
+    return found
+
+
+def url_source() -> ImageSource:
+    return ImageSource(url=f"http://images.example.com/kvm/{NAME}-kvm.qcow2.bz2")
+
+
+def qcow2(path: Path) -> Path:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "32M"], check=True)
+    return path
+
+
+def seed_template(double: CloudStackDouble, zones: dict[str, Any], name: str = NAME) -> str:
+    return add_template(
+        double.state, {"name": name, "ostype": UBUNTU_2204, "zones": zones, "url": "http://h/x.qcow2"}
+    ).id
+
+
+# --- the template to register ----------------------------------------------------------------------
+
+
+def test_spec_copies_os_type_and_hypervisor_and_follows_the_name(cloudstack: CloudStackDouble) -> None:
+    spec = template_spec_for(current(cloudstack), V1_30_2, url_source())
+    assert (spec.name, spec.hypervisor, spec.format, spec.os_type_id, spec.public) == (
+        NAME,
+        "KVM",
+        "QCOW2",
+        UBUNTU_2204,
+        False,
+    )
+    assert spec.display_text == "Ubuntu 22.04 Kubernetes v1.30.2 (KVM)"
+    assert template_tags(spec, V1_30_2) == {
+        "kubernetes-version": "v1.30.2",
+        "created-by": "kubectl-capc",
+        "os": "ubuntu-2204",
+    }
+
+
+def test_spec_needs_a_name_when_the_current_one_is_custom(cloudstack: CloudStackDouble) -> None:
+    custom = replace(current(cloudstack), name="golden-image")
+    with pytest.raises(UsageError, match="choose the new template's name with --name"):
+        template_spec_for(custom, V1_30_2, url_source())
+    assert template_spec_for(custom, V1_30_2, url_source(), name="golden-image-2").name == "golden-image-2"
+
+
+def test_spec_refuses_an_image_format_the_hypervisor_cannot_use(cloudstack: CloudStackDouble) -> None:
+    vmware = replace(current(cloudstack), hypervisor="VMware")
+    with pytest.raises(UsageError, match="is a QCOW2 image but the zones run VMware"):
+        template_spec_for(vmware, V1_30_2, url_source())
+
+
+# --- by URL ---------------------------------------------------------------------------------------
+
+
+def test_register_by_url_in_two_zones_then_a_rerun_reuses_it(cloudstack: CloudStackDouble) -> None:
+    reporter = Recorder()
+    outcomes = run(cloudstack, url_source(), reporter)
+    assert [(o.zone, o.action) for o in outcomes] == [("zone1", "registered"), ("zone2", "registered")]
+    assert ("zone1", "20% Downloaded") in reporter.statuses and ("zone2", "ready") in reporter.statuses
+    (register,) = calls(cloudstack, "registerTemplate")
+    assert register["zoneids"] == ",".join(o.zone_id for o in outcomes)
+    assert register["url"] == url_source().url
+    (template_id,) = {o.template_id for o in outcomes}
+    tags = {t.key: t.value for t in cloudstack.state.tags if t.resource_id == template_id}
+    assert tags["kubernetes-version"] == "v1.30.2"
+
+    again = run(cloudstack, url_source())
+    assert [(o.action, o.template_id) for o in again] == [("reused", template_id)] * 2
+    assert len(calls(cloudstack, "registerTemplate")) == 1
+
+
+def test_a_download_in_progress_is_waited_for_not_registered_again(cloudstack: CloudStackDouble) -> None:
+    template_id = seed_template(cloudstack, {"zone1": {"percent": 40}, "zone2": "ready"})
+    outcomes = run(cloudstack, url_source())
+    assert [(o.action, o.template_id) for o in outcomes] == [("waited", template_id), ("reused", template_id)]
+    assert calls(cloudstack, "registerTemplate") == []
+
+
+def test_a_failed_template_blocks_until_replace_deletes_it(cloudstack: CloudStackDouble) -> None:
+    template_id = seed_template(
+        cloudstack, {"zone1": "ready", "zone2": {"error": "HTTP Server returned 404"}}
+    )
+    with pytest.raises(CloudStackError) as caught:
+        run(cloudstack, url_source())
+    assert f"({template_id}) failed in zone zone2: HTTP Server returned 404" in str(caught.value)
+    assert str(caught.value).endswith("; nothing was changed")
+    assert calls(cloudstack, "registerTemplate") == [] and calls(cloudstack, "deleteTemplate") == []
+
+    outcomes = run(cloudstack, url_source(), replace_failed=True)
+    assert [(o.zone, o.action) for o in outcomes] == [("zone1", "reused"), ("zone2", "replaced")]
+    (delete,) = calls(cloudstack, "deleteTemplate")
+    assert (delete["id"], delete["zoneid"]) == (template_id, outcomes[1].zone_id)
+    per_zone = copies_per_zone(cloudstack)
+    assert {zone: len(rows) for zone, rows in per_zone.items()} == {"zone1": 1, "zone2": 1}
+    assert per_zone["zone2"][0][1] == "Download Complete"
+
+
+def test_two_templates_of_the_name_in_a_zone_block_the_run(cloudstack: CloudStackDouble) -> None:
+    seed_template(cloudstack, {"zone1": "ready"})
+    seed_template(cloudstack, {"zone1": "ready", "zone2": "ready"})
+    with pytest.raises(CloudStackError, match=f"2 templates named '{NAME}' exist in zone zone1"):
+        run(cloudstack, url_source())
+    assert calls(cloudstack, "registerTemplate") == []
+
+
+def test_a_download_error_names_the_zone(cloudstack: CloudStackDouble) -> None:
+    with cloudstack.state.lock:
+        cloudstack.state.faults = parse_faults(
+            {
+                "downloads": [
+                    {"zone": "zone2", "at_percent": 60, "message": "Failed to fetch: connection reset"}
+                ]
+            },
+            cloudstack.state.zone_id,
+        )
+    with pytest.raises(CloudStackError, match="failed in zone zone2: Failed to fetch: connection reset"):
+        run(cloudstack, url_source())
+
+
+def test_interrupted_while_waiting_then_rerun_waits_for_the_same_template(
+    cloudstack: CloudStackDouble,
+) -> None:
+    cloudstack.state.settings.download.poll_steps = 20  # still downloading when the re-run looks
+    with pytest.raises(KeyboardInterrupt):
+        run(cloudstack, url_source(), Recorder(interrupt_on_zones=2))
+    (first,) = {tid for rows in copies_per_zone(cloudstack).values() for tid, _ in rows}
+    outcomes = run(cloudstack, url_source())
+    assert [(o.action, o.template_id) for o in outcomes] == [("waited", first)] * 2
+    assert len(calls(cloudstack, "registerTemplate")) == 1
+
+
+def test_a_disabled_zone_is_refused_before_anything_is_written(cloudstack: CloudStackDouble) -> None:
+    targets = targets_for(cloudstack)
+    disabled = (targets[0], replace(targets[1], zone=replace(targets[1].zone, allocation_state="Disabled")))
+    spec = template_spec_for(current(cloudstack), V1_30_2, url_source())
+    with pytest.raises(CloudStackError, match=r"zone\(s\) zone2 are disabled"):
+        register_image(
+            disabled, spec, url_source(), tags={}, replace_failed=False, timeout=5, reporter=Recorder()
+        )
+    assert calls(cloudstack, "registerTemplate") == []
+
+
+# --- prebuilt -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def image_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A static file server on loopback, standing in for the prebuilt image site."""
+    root = tmp_path / "site"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/images", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def test_prebuilt_image_that_is_not_published_is_reported_before_registering(
+    cloudstack: CloudStackDouble, image_server: tuple[str, Path]
+) -> None:
+    base, _ = image_server
+    with pytest.raises(UsageError) as caught:
+        find_prebuilt(base, "ubuntu-2204-kube-v1.28.5", KubeVersion(1, 33, 1), Hypervisor.KVM)
+    assert str(caught.value).startswith(
+        f"no prebuilt image at {base}/kvm/ubuntu-2204-kube-v1.33.1-kvm.qcow2.bz2 (HTTP 404)"
+    )
+    assert "kubectl capc image build" in str(caught.value)
+    assert calls(cloudstack, "registerTemplate") == []
+
+
+def test_prebuilt_image_is_registered_with_its_published_md5(
+    cloudstack: CloudStackDouble, image_server: tuple[str, Path]
+) -> None:
+    base, root = image_server
+    (root / "images" / "kvm").mkdir(parents=True)
+    image = root / "images" / "kvm" / f"{NAME}-kvm.qcow2.bz2"
+    image.write_bytes(b"BZh9 not really an image")
+    digest = hashlib.md5(image.read_bytes()).hexdigest()
+    Path(f"{image}.md5").write_text(f"{digest}  {image.name}\n")
+    cloudstack.state.allow_loopback_urls = True
+    source = find_prebuilt(base, "ubuntu-2204-kube-v1.28.5", V1_30_2, Hypervisor.KVM)
+    assert (source.url, source.checksum) == (f"{base}/kvm/{image.name}", digest)
+    outcomes = run(cloudstack, source)
+    assert {o.action for o in outcomes} == {"registered"}
+    (register,) = calls(cloudstack, "registerTemplate")
+    assert register["checksum"] == digest
+
+
+# --- from a file ----------------------------------------------------------------------------------
+
+
+def test_file_is_uploaded_once_and_copied_to_the_other_zone(
+    cloudstack: CloudStackDouble, tmp_path: Path
+) -> None:
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    reporter = Recorder()
+    outcomes = run(cloudstack, ImageSource(path=image), reporter)
+    assert [(o.zone, o.action) for o in outcomes] == [("zone1", "uploaded"), ("zone2", "copied")]
+    assert len(calls(cloudstack, "getUploadParamsForTemplate")) == 1
+    (copy,) = calls(cloudstack, "copyTemplate")
+    assert copy["destzoneids"] == outcomes[1].zone_id
+    assert reporter.uploads[-1] == (image.stat().st_size, image.stat().st_size)
+    record = cloudstack.state.templates[outcomes[0].template_id].upload
+    assert record is not None and record.sha256 == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert any(step.startswith(f"copying {NAME} from zone zone1 to zone2") for step in reporter.steps)
+
+
+def test_interrupted_after_the_upload_then_rerun_copies_without_uploading_again(
+    cloudstack: CloudStackDouble, tmp_path: Path
+) -> None:
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    with pytest.raises(KeyboardInterrupt):
+        run(cloudstack, ImageSource(path=image), Recorder(interrupt_on_zones=1))
+    assert set(copies_per_zone(cloudstack)) == {"zone1"}
+    outcomes = run(cloudstack, ImageSource(path=image))
+    assert [o.action for o in outcomes] == ["waited", "copied"]
+    assert len(calls(cloudstack, "getUploadParamsForTemplate")) == 1
+    assert len(calls(cloudstack, "copyTemplate")) == 1
+    per_zone = copies_per_zone(cloudstack)
+    assert {zone: [status for _, status in rows] for zone, rows in per_zone.items()} == {
+        "zone1": ["Download Complete"],
+        "zone2": ["Download Complete"],
+    }
+
+
+def test_an_upload_that_never_arrived_is_replaced(cloudstack: CloudStackDouble, tmp_path: Path) -> None:
+    stale = seed_template(cloudstack, {"zone1": "not_uploaded"})
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    outcomes = run(cloudstack, ImageSource(path=image))
+    assert [o.action for o in outcomes] == ["replaced", "copied"]
+    assert stale not in {o.template_id for o in outcomes}
+    assert {zone: len(rows) for zone, rows in copies_per_zone(cloudstack).items()} == {"zone1": 1, "zone2": 1}

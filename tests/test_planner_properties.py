@@ -1,0 +1,159 @@
+"""Properties of the planner over generated clusters, targets and template catalogues. No servers.
+
+Executing plans is modelled by `tests.planner_scenes` (creates add objects, patches change specs, waits
+finish rollouts), with apply's loop: plan, run up to the first wait, re-plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kubectl_capc.model import ZoneTemplates
+from kubectl_capc.naming import MAX_NAME_LENGTH
+from kubectl_capc.plan import CreateMachineTemplate, PatchObject, Step, UpgradePlan
+from kubectl_capc.versions import kubelet_max_lag, parse_version
+from tests.planner_scenes import (
+    all_steps,
+    cluster,
+    copy_objects,
+    execute,
+    first_segment,
+    images,
+    listing,
+    named,
+    of_kind,
+    plan,
+)
+
+
+@dataclass(frozen=True)
+class Scene:
+    capi: str
+    control_plane: str
+    workers: tuple[str, ...]
+    target: str
+    available: tuple[str, ...]
+
+    def objects(self) -> list[dict[str, Any]]:
+        return cluster(
+            self.capi, version=self.control_plane, md_count=len(self.workers), worker_versions=self.workers
+        )
+
+    def templates(self) -> ZoneTemplates:
+        return listing(images(*self.available))
+
+
+@st.composite
+def scenes(draw: st.DrawFn) -> Scene:
+    cp_minor = draw(st.integers(26, 30))
+    cp_patch = draw(st.integers(0, 3))
+    workers = []
+    for _ in range(draw(st.integers(0, 3))):
+        minor = draw(st.integers(cp_minor - kubelet_max_lag(cp_minor), cp_minor))
+        patch = draw(st.integers(0, cp_patch if minor == cp_minor else 3))
+        workers.append(f"v1.{minor}.{patch}")
+    target_minor = draw(st.integers(cp_minor, cp_minor + 3))
+    lowest_minor = min([cp_minor, *(int(w.split(".")[1]) for w in workers)])
+    available = {f"v1.{cp_minor}.{cp_patch}"}
+    for minor in range(lowest_minor, target_minor + 1):
+        floor = cp_patch if minor == cp_minor else 0
+        patches = draw(st.sets(st.integers(floor, floor + 4), min_size=1, max_size=3))
+        available |= {f"v1.{minor}.{p}" for p in patches}
+    exact = draw(st.booleans())
+    target_patches = sorted(int(v.split(".")[2]) for v in available if v.startswith(f"v1.{target_minor}."))
+    target = f"v1.{target_minor}.{draw(st.sampled_from(target_patches))}" if exact else f"v1.{target_minor}"
+    capi = draw(st.sampled_from(["v1beta1", "v1beta2"]))
+    return Scene(capi, f"v1.{cp_minor}.{cp_patch}", tuple(workers), target, tuple(sorted(available)))
+
+
+def minor(version: str) -> int:
+    return parse_version(version).minor
+
+
+def check_skew_before(objects: list[dict[str, Any]], step: Step) -> None:
+    """The rules CAPI enforces (webhooks, MachineSet preflights), checked before each patch."""
+    if not isinstance(step, PatchObject):
+        return
+    kcp = named(objects, "KubeadmControlPlane", "c1-control-plane")
+    cp_version = parse_version(kcp["spec"]["version"])
+    if step.is_control_plane:
+        assert parse_version(step.version_to).minor <= cp_version.minor + 1, "skips a minor"
+        assert kcp["status"]["observedGeneration"] == kcp["metadata"]["generation"], "CP patched mid-rollout"
+    else:
+        assert kcp["status"]["observedGeneration"] == kcp["metadata"]["generation"], (
+            "workers before CP settled"
+        )
+        assert kcp["status"]["version"] == kcp["spec"]["version"]
+        assert parse_version(step.version_to).minor == cp_version.minor, "kubeadm skew"
+        assert parse_version(step.version_to) <= cp_version, "worker newer than the control plane"
+
+
+def run_to_end(
+    objects: list[dict[str, Any]], scene: Scene, approved: UpgradePlan, budget: int | None = None
+) -> int:
+    """Apply's loop with the skew checks; stops after `budget` executed steps (an interruption)."""
+    executed = 0
+    for _ in range(60):
+        current = plan(objects, scene.target, scene.templates())
+        assert current.blockers == ()
+        assert current.covered_by(approved), "a re-plan needs a new confirmation"
+        if current.done:
+            return executed
+        for step in first_segment(current):
+            if budget is not None and executed >= budget:
+                return executed
+            check_skew_before(objects, step)
+            execute(objects, step)
+            executed += 1
+    raise AssertionError("does not converge")
+
+
+def end_state(objects: list[dict[str, Any]]) -> tuple[Any, ...]:
+    def version(obj: dict[str, Any]) -> str:
+        spec = obj["spec"]
+        return (
+            spec["version"] if obj["kind"] == "KubeadmControlPlane" else spec["template"]["spec"]["version"]
+        )
+
+    owners = sorted(
+        (o["metadata"]["name"], version(o))
+        for o in objects
+        if o["kind"] in ("KubeadmControlPlane", "MachineDeployment")
+    )
+    templates = sorted(o["metadata"]["name"] for o in of_kind(objects, "CloudStackMachineTemplate"))
+    return tuple(owners), tuple(templates)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenes())
+def test_plans_converge_within_the_skew_rules(scene: Scene) -> None:
+    objects = scene.objects()
+    initial = plan(objects, scene.target, scene.templates())
+    goal = initial.target
+    for step in all_steps(initial):
+        if isinstance(step, CreateMachineTemplate):
+            assert len(step.name) <= MAX_NAME_LENGTH
+    run_to_end(objects, scene, initial)
+    (owners, templates) = end_state(objects)
+    assert {version for _, version in owners} == {str(goal)}
+    assert len(templates) == len(set(templates))
+    for csmt in of_kind(objects, "CloudStackMachineTemplate"):
+        image = csmt["spec"]["template"]["spec"]["template"]["name"]
+        assert image.startswith("ubuntu-2204-kube-v1.")
+    assert plan(objects, scene.target, scene.templates()).done
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenes(), st.integers(0, 40))
+def test_an_interrupted_run_resumes_to_the_same_end_without_duplicates(scene: Scene, stop_after: int) -> None:
+    straight = scene.objects()
+    initial = plan(straight, scene.target, scene.templates())
+    interrupted = copy_objects(straight)
+    run_to_end(straight, scene, initial)
+    run_to_end(interrupted, scene, initial, budget=stop_after)
+    run_to_end(interrupted, scene, initial)  # the re-run; `execute` refuses to create a template twice
+    assert end_state(interrupted) == end_state(straight)
