@@ -8,6 +8,7 @@ so nothing is left running. The same code serves `python -m tests.testenv` and t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 POLICIES = Path(__file__).resolve().parent / "policies.yaml"
 DEFAULT_SEED = REPO / "examples" / "cloudstack-seed.yaml"
 CREDENTIALS_SECRET = ("default", "cloudstack-credentials")
+PR_SET_PDEATHSIG = 1
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
@@ -73,9 +75,13 @@ def _pid_dir(directory: Path) -> Path:
     return directory / "pids"
 
 
-def _spawn(
-    directory: Path, name: str, argv: list[str], env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def _die_with_parent() -> None:
+    """In the child: receive SIGTERM when the process that started the bed dies (Linux prctl)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _spawn(directory: Path, name: str, argv: list[str], *, tied: bool) -> subprocess.Popen[bytes]:
     log = open(directory / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
     proc = subprocess.Popen(
         argv,
@@ -84,7 +90,7 @@ def _spawn(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         cwd=REPO,
-        env={**os.environ, **(env or {})},
+        preexec_fn=_die_with_parent if tied else None,
     )
     log.close()
     _pid_dir(directory).mkdir(parents=True, exist_ok=True)
@@ -128,13 +134,16 @@ def _readyz(directory: Path) -> bool:
         return bool(resp.status == 200)
 
 
-def _start_apiserver(directory: Path, binary: Path) -> str:
+def _start_apiserver(directory: Path, binary: Path, tied: bool) -> str:
     policy = directory / "audit-policy.yaml"
     policy.write_text(AUDIT_POLICY)
     for stale in ("endpoint", "kubeconfig"):
         (directory / stale).unlink(missing_ok=True)
     proc = _spawn(
-        directory, "apiserver", [str(binary), "-dir", str(directory), "-audit-policy-file", str(policy)]
+        directory,
+        "apiserver",
+        [str(binary), "-dir", str(directory), "-audit-policy-file", str(policy)],
+        tied=tied,
     )
     _wait("kube-apiserver", lambda: _readyz(directory), proc, directory / "apiserver.log", timeout=90)
     return (directory / "endpoint").read_text().strip()
@@ -202,7 +211,9 @@ def _install_policies(bed: TestBed) -> None:
     _wait("admission policies", enforced, None, bed.dir / "apiserver.log", timeout=60)
 
 
-def _start_cloudstack(directory: Path, seed: Path | None, allow_loopback_urls: bool) -> dict[str, str]:
+def _start_cloudstack(
+    directory: Path, seed: Path | None, allow_loopback_urls: bool, tied: bool
+) -> dict[str, str]:
     env_file = directory / "cloudstack.env"
     env_file.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "tests.csdouble", "--dir", str(directory)]
@@ -210,7 +221,7 @@ def _start_cloudstack(directory: Path, seed: Path | None, allow_loopback_urls: b
         argv += ["--seed", str(seed)]
     if allow_loopback_urls:
         argv.append("--allow-loopback-urls")
-    proc = _spawn(directory, "cloudstack", argv)
+    proc = _spawn(directory, "cloudstack", argv, tied=tied)
     _wait("CloudStack double", env_file.exists, proc, directory / "cloudstack.log", timeout=30)
     values = {}
     for line in env_file.read_text().splitlines():
@@ -246,7 +257,7 @@ def _create_credentials_secret(bed: TestBed) -> None:
         core.replace_namespaced_secret(name, namespace, body)
 
 
-def _start_simulator(bed: TestBed, seconds_per_machine: float) -> None:
+def _start_simulator(bed: TestBed, seconds_per_machine: float, tied: bool) -> None:
     argv = [
         sys.executable,
         "-m",
@@ -258,7 +269,7 @@ def _start_simulator(bed: TestBed, seconds_per_machine: float) -> None:
         "--seconds-per-machine",
         str(seconds_per_machine),
     ]
-    proc = _spawn(bed.dir, "rollout", argv)
+    proc = _spawn(bed.dir, "rollout", argv, tied=tied)
     time.sleep(0.5)
     if proc.poll() is not None:
         raise TestBedError(
@@ -274,8 +285,14 @@ def up(
     seconds_per_machine: float = 1.0,
     seed: Path | None = DEFAULT_SEED,
     allow_loopback_urls: bool = True,
+    tie_to_caller: bool = False,
 ) -> TestBed:
-    """Start the whole bed under `directory` and return how to reach it. Stops what it started on failure."""
+    """Start the whole bed under `directory` and return how to reach it. Stops what it started on failure.
+
+    With `tie_to_caller` (the pytest fixtures) every component is stopped by the kernel if the caller
+    dies without running `down`, so a killed test run leaves nothing behind; `python -m tests.testenv up`
+    leaves it off, since there the bed must outlive the command.
+    """
     if capi not in crds.PROFILES:
         raise TestBedError(f"unknown CAPI profile {capi!r}; use one of {', '.join(crds.PROFILES)}")
     directory = directory.resolve()
@@ -287,14 +304,14 @@ def up(
         )
     binaries = gobuild.ensure_binaries()
     try:
-        endpoint = _start_apiserver(directory, binaries["apiserver"])
-        cloudstack = _start_cloudstack(directory, seed, allow_loopback_urls)
+        endpoint = _start_apiserver(directory, binaries["apiserver"], tie_to_caller)
+        cloudstack = _start_cloudstack(directory, seed, allow_loopback_urls, tie_to_caller)
         bed = TestBed(directory, capi, directory / "kubeconfig", endpoint, binaries["kubectl"], cloudstack)
         _install_crds(bed)
         _install_policies(bed)
         _create_credentials_secret(bed)
         if simulate_rollouts:
-            _start_simulator(bed, seconds_per_machine)
+            _start_simulator(bed, seconds_per_machine, tie_to_caller)
         (directory / "testenv.json").write_text(
             json.dumps({"capi": capi, "kubectl": str(binaries["kubectl"])})
         )

@@ -31,7 +31,11 @@ def kubectl_binary() -> Path:
 def _bed(tmp_path_factory: pytest.TempPathFactory, capi: str) -> Iterator[bed.TestBed]:
     directory = tmp_path_factory.mktemp(f"testenv-{capi}")
     started = bed.up(
-        directory, capi, simulate_rollouts=True, seconds_per_machine=SIMULATOR_SECONDS_PER_MACHINE
+        directory,
+        capi,
+        simulate_rollouts=True,
+        seconds_per_machine=SIMULATOR_SECONDS_PER_MACHINE,
+        tie_to_caller=True,
     )
     try:
         yield started
