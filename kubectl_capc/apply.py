@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from kubectl_capc.errors import PlanError, RolloutError, UsageError
+from kubectl_capc import testpoints
+from kubectl_capc.errors import KubeApiError, PlanError, RolloutError, UsageError
 from kubectl_capc.kube_write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
 from kubectl_capc.model import CapiVersion, ClusterInventory, ZoneTemplates, thaw
 from kubectl_capc.plan import (
@@ -110,7 +111,8 @@ class ClusterIO(Protocol):
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]: ...
 
-    def ensure_image(self, step: EnsureImage, inventory: ClusterInventory, timeout: float | None) -> None: ...
+    def ensure_image(self, step: EnsureImage, inventory: ClusterInventory, timeout: float | None) -> None:
+        """Make the image ready; also called for a ready image with a source other than `existing`."""
 
 
 def require_confirmation(
@@ -261,7 +263,7 @@ class Upgrade:
             except Conflict as err:
                 conflicts += 1
                 if conflicts > MAX_CONFLICTS:
-                    raise
+                    raise _gave_up(err) from None
                 _log.info("%s: planning again", err.message)
 
     def _show_or_refuse(self, plan: UpgradePlan, previews: Sequence[ObjectPreview]) -> None:
@@ -305,7 +307,7 @@ class Upgrade:
             except Conflict as err:
                 conflicts += 1
                 if conflicts > MAX_CONFLICTS:
-                    raise
+                    raise _gave_up(err) from None
                 self.console.note(f"{err.message}: reading the cluster again and re-planning")
                 continue
             conflicts = 0
@@ -315,11 +317,14 @@ class Upgrade:
                 )
                 return 0
 
-    def _wait(self, plan: UpgradePlan, step: WaitRollout) -> None:
+    def _wait(self, plan: UpgradePlan, hop: PlanHop, step: WaitRollout) -> None:
+        def progress(items: Sequence[OwnerProgress], elapsed: float) -> None:
+            if not all(item.done for item in items):
+                testpoints.reached(f"{hop.version} waiting {step.action} {step.subject}")
+            self.console.progress(items, elapsed)
+
         try:
-            self.io.writer.wait(
-                step, timeout=self.options.timeouts.for_wait(step), on_progress=self.console.progress
-            )
+            self.io.writer.wait(step, timeout=self.options.timeouts.for_wait(step), on_progress=progress)
         except RolloutError as err:
             back = f"or go back with `kubectl capc rollback {plan.cluster} -n {plan.namespace}`"
             raise RolloutError(err.message, hint=f"{err.hint}; {back}" if err.hint else back) from None
@@ -332,8 +337,9 @@ class Upgrade:
             acts = _acts(step)
             if acts:
                 self.console.step(hop, step, "start")
+                testpoints.reached(f"{hop.version} start {step.action} {step.subject}")
             if isinstance(step, EnsureImage):
-                if not step.ready:
+                if not step.ready or step.source is not ImageSource.EXISTING:
                     self.io.ensure_image(step, inventory, self.options.timeouts.images)
             elif isinstance(step, CreateMachineTemplate):
                 if step.writes:
@@ -342,12 +348,21 @@ class Upgrade:
                 annotations = rotation_annotations(_rotation(step, self.clock()), step.annotations)
                 self.io.writer.patch_owner(step, annotations, dry_run=False)
             elif isinstance(step, WaitRollout):
-                self._wait(plan, step)
+                self._wait(plan, hop, step)
             if acts:
+                testpoints.reached(f"{hop.version} done {step.action} {step.subject}")
                 self.console.step(hop, step, "done")
             if isinstance(step, WaitRollout):
                 return True
         return True
+
+
+def _gave_up(err: Conflict) -> KubeApiError:
+    return KubeApiError(
+        err.message,
+        hint=f"gave up after {MAX_CONFLICTS} tries: the cluster keeps changing, or the API server keeps "
+        "failing; re-run the same command once it has settled",
+    )
 
 
 def _acts(step: Step) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubectl_capc.apply import require_confirmation
+from kubectl_capc.cluster_io import ClusterAccess
 from kubectl_capc.errors import PlanError
 from kubectl_capc.kube_write import Conflict, Gone, KubeWriter
 from kubectl_capc.model import (
@@ -289,28 +290,14 @@ class CleanupIO(Protocol):
     def read(self) -> tuple[ClusterInventory, References]: ...
 
 
-class KubeCleanupIO:
+class KubeCleanupIO(ClusterAccess):
     """Reads the cluster and everything in its namespace that uses templates (LISTs only)."""
 
-    def __init__(self, api_client: Any, namespace: str, cluster: str) -> None:
-        self.api_client = api_client
-        self.namespace = namespace
-        self.cluster = cluster
-        self._writer: KubeWriter | None = None
-
-    @property
-    def writer(self) -> KubeWriter:
-        if self._writer is None:
-            raise RuntimeError("read() the cluster before writing to it")
-        return self._writer
-
     def read(self) -> tuple[ClusterInventory, References]:
-        from kubectl_capc.kube_read import read_inventories, read_template_referrers
+        from kubectl_capc.kube_read import read_template_referrers
 
-        (inventory,) = read_inventories(self.api_client, namespace=self.namespace, cluster=self.cluster)
+        inventory = self.read_inventory()
         referrers = read_template_referrers(self.api_client, namespace=self.namespace)
-        if self._writer is None:
-            self._writer = KubeWriter(self.api_client, self.namespace, inventory.capi_version)
         return inventory, template_references(referrers)
 
 

@@ -20,7 +20,13 @@ from kubectl_capc.commands.image import image_app
 from kubectl_capc.commands.rollback import rollback
 from kubectl_capc.commands.upgrade import image_upgrade
 from kubectl_capc.commands.validate import validate
-from kubectl_capc.options import GlobalOptions, OutputFormat, OutputOption, global_options
+from kubectl_capc.options import (
+    GlobalOptions,
+    OptionalClusterArgument,
+    OutputFormat,
+    OutputOption,
+    global_options,
+)
 
 __all__ = ["PROG_NAME", "app", "print_document", "print_table"]
 
@@ -91,9 +97,7 @@ def context(opts: GlobalOptions) -> None:
 @global_options(all_namespaces=True)
 def describe(
     opts: GlobalOptions,
-    cluster: Annotated[
-        str | None, typer.Argument(metavar="CLUSTER", help="Cluster name; default: all in the namespace.")
-    ] = None,
+    cluster: OptionalClusterArgument = None,
     zones: Annotated[
         bool,
         typer.Option(

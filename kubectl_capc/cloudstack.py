@@ -7,6 +7,14 @@ the functions that need it: with aiohttp installed, importing it costs about hal
 Uploads of local images go straight to the secondary-storage VM (getUploadParamsForTemplate), as a
 streamed multipart POST with a real Content-Length: the SSVM refuses chunked uploads, and the image
 is never held in memory.
+
+`CloudStackClient._call` is the one place that decides which failed requests are sent again: reads
+(list*) after any transient failure (connection refused, reset or timed out, CloudStack errors 530 and
+534, HTTP 502-504, the API rate limit 429), with backoff and jitter; writes only when CloudStack cannot
+have acted on them (the connection was never made, 429, or 401 with keys that changed meanwhile). A
+connection refused before CloudStack ever answered this client fails at once: that is a wrong api-url
+or a server that is down, not a blip. A 401 re-reads the credentials when the client knows where they
+came from (`reload`): keys rotated in the failure domain's Secret during a run are picked up.
 """
 
 from __future__ import annotations
@@ -22,7 +30,10 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from kubectl_capc import testpoints
+from kubectl_capc.backoff import Backoff
 from kubectl_capc.errors import CapcError, ConfigError, ExitCode, one_line
+from kubectl_capc.interrupts import writing
 from kubectl_capc.model import CloudStackTemplateRow
 
 __all__ = [
@@ -46,6 +57,12 @@ _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 UPLOAD_CHUNK_BYTES = 1 << 20
+RETRIES = Backoff(attempts=5, base=1.0, cap=8.0)
+"""CloudStack requests: up to 5 tries over roughly 8 to 15 seconds."""
+_RETRIED_READ_ERRORS = frozenset({530, 534})
+"""CloudStack's INTERNAL_ERROR and RESOURCE_UNAVAILABLE_ERROR: often a passing failure of one request."""
+_API_LIMIT_EXCEEDED = 429
+_OVERLOADED = frozenset({502, 503, 504})
 # The query string of a request URL carries apiKey and signature; it must never reach a message.
 _QUERY_RE = re.compile(r"\?[^\s'\")]*")
 
@@ -299,22 +316,29 @@ class CloudStackClient:
         job_timeout: float = 900.0,
         poll_interval: float = 5.0,
     ) -> None:
+        self.poll_interval = poll_interval
+        self.reload: Callable[[], Credentials] | None = None
+        """Reads the credentials again (from their Secret) after a 401; None: a 401 is final."""
+        self._request_timeout = request_timeout
+        self._job_timeout = job_timeout
+        self._answered = False
+        self._use(credentials)
+
+    def _use(self, credentials: Credentials) -> None:
         from cs import CloudStack
 
         self.credentials = credentials
-        self.poll_interval = poll_interval
-        self._request_timeout = request_timeout
         self._api = CloudStack(
             endpoint=credentials.endpoint,
             key=credentials.api_key,
             secret=credentials.secret_key,
-            timeout=max(1, round(request_timeout)),
+            timeout=max(1, round(self._request_timeout)),
             method="post",  # keeps parameters (URLs, names) out of proxy and server access logs
             verify=credentials.ca_bundle,
             dangerous_no_tls_verify=not credentials.verify_ssl,
-            retry=2,
-            job_timeout=max(1, round(job_timeout)),
-            poll_interval=poll_interval,
+            retry=0,  # retries are decided in _call
+            job_timeout=max(1, round(self._job_timeout)),
+            poll_interval=self.poll_interval,
         )
 
     @property
@@ -477,7 +501,7 @@ class CloudStackClient:
     ) -> tuple[Template, ...]:
         """registerTemplate: CloudStack records the template at once and downloads it in the background
         into every zone of `zone_ids`; watch the download with `wait_until_ready`."""
-        answer = self._call(
+        answer = self._write(
             f"register template {spec.name!r} from {url}",
             lambda: self._api.registerTemplate(
                 url=_signable_url(url), zoneids=list(zone_ids), **spec.params()
@@ -487,7 +511,7 @@ class CloudStackClient:
 
     def upload_ticket(self, spec: TemplateSpec, zone_id: str) -> UploadTicket:
         """getUploadParamsForTemplate: creates the template record (NotUploaded) and authorises one POST."""
-        answer = self._call(
+        answer = self._write(
             f"prepare the upload of template {spec.name!r}",
             lambda: self._api.getUploadParamsForTemplate(zoneid=zone_id, **spec.params()),
         )
@@ -537,7 +561,7 @@ class CloudStackClient:
 
     def copy_template(self, template_id: str, source_zone_id: str, zone_ids: Sequence[str]) -> None:
         """copyTemplate (an async job): the copies then download like a registered template."""
-        self._call(
+        self._write(
             f"copy template {template_id} to zones {', '.join(zone_ids)}",
             lambda: self._api.copyTemplate(
                 id=template_id, sourcezoneid=source_zone_id, destzoneids=list(zone_ids), fetch_result=True
@@ -547,7 +571,7 @@ class CloudStackClient:
     def delete_template(self, template_id: str, zone_id: str | None = None) -> None:
         """deleteTemplate (an async job), from one zone when `zone_id` is given."""
         where = f" from zone {zone_id}" if zone_id else ""
-        self._call(
+        self._write(
             f"delete template {template_id}{where}",
             lambda: self._api.deleteTemplate(id=template_id, zoneid=zone_id, fetch_result=True),
         )
@@ -555,7 +579,7 @@ class CloudStackClient:
     def tag_template(self, template_id: str, tags: Mapping[str, str]) -> None:
         """createTags on the template (an async job)."""
         pairs = [{"key": key, "value": value} for key, value in tags.items()]
-        self._call(
+        self._write(
             f"tag template {template_id}",
             lambda: self._api.createTags(
                 resourceids=[template_id], resourcetype="Template", tags=pairs, fetch_result=True
@@ -585,11 +609,15 @@ class CloudStackClient:
             rows = [row for row in listed if row.zone_id in wanted]
             if on_progress is not None:
                 on_progress(rows)
+            if rows and not all(row.ready for row in rows):
+                zones = ", ".join(sorted(row.zone_name for row in rows))
+                testpoints.reached(f"waiting for template {rows[0].name} in {zones}")
             for row in rows:
                 if not row.ready and failed(row):
                     raise CloudStackError(
                         f"template {row.name!r} ({template_id}) failed in zone {row.zone_name}: {row.status}",
-                        hint="fix the image source, then re-run with --replace to register it again",
+                        hint="fix the image source, then delete the failed template and register it again "
+                        "(`kubectl capc image register ... --replace` does both)",
                     )
             ready = {row.zone_id for row in rows if row.ready}
             if wanted <= ready:
@@ -600,45 +628,103 @@ class CloudStackClient:
                 hint = "re-run the same command to keep waiting, or raise --timeout"
                 if any(row.status == "UploadInProgress" for row in rows):
                     hint += "; if the upload was interrupted, re-run with --replace to upload again"
+                named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
                 raise CloudStackError(
-                    f"template {template_id} is not ready after {timeout:.0f}s ({'; '.join(pending)})",
-                    hint=hint,
+                    f"{named} is not ready after {timeout:.0f}s ({'; '.join(pending)})", hint=hint
                 )
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _call(self, what: str, request: Callable[[], T]) -> T:
-        """Run one `cs` request; any failure becomes a CloudStackError saying what failed and why."""
+    def _write(self, what: str, request: Callable[[], T]) -> T:
+        """A command that changes something: Ctrl-C waits for it, and it is retried only when safe."""
+        with writing(what):
+            return self._call(what, request, write=True)
+
+    def _call(self, what: str, request: Callable[[], T], *, write: bool = False) -> T:
+        """Run one `cs` request, retrying as the module docstring says; a failure that stays becomes a
+        CloudStackError saying what failed and why."""
+        attempt = 1
+        reloaded = False
+        while True:
+            _log.debug("CloudStack %s: %s", self.endpoint, what)
+            try:
+                result = request()
+            except Exception as err:
+                if not reloaded and self._rejected(err) and self._reload():
+                    reloaded = True
+                    continue
+                delay = _retry_delay(err, attempt, write=write, answered_before=self._answered)
+                self._answered = self._answered or _answered(err)
+                if delay is None:
+                    raise self._error(what, err, write=write) from None
+                _log.info("CloudStack %s: %s failed (%s); trying again in %.1fs", self.endpoint, what,
+                          self._scrub(network_failure(err)), delay)  # fmt: skip
+                time.sleep(delay)
+                attempt += 1
+            else:
+                self._answered = True
+                return result
+
+    def _rejected(self, err: Exception) -> bool:
+        from cs import CloudStackApiException
+
+        return isinstance(err, CloudStackApiException) and _error_code(err) == 401
+
+    def _reload(self) -> bool:
+        """After a 401: take the credentials again from where they came; True when they changed."""
+        if self.reload is None:
+            return False
+        fresh = self.reload()
+        current = self.credentials
+        if (fresh.endpoint, fresh.api_key, fresh.secret_key) == (
+            current.endpoint, current.api_key, current.secret_key
+        ):  # fmt: skip
+            return False
+        _log.info("CloudStack rejected the keys; using the new ones from %s", fresh.source)
+        self._use(fresh)
+        return True
+
+    def _error(self, what: str, err: Exception, *, write: bool) -> CloudStackError:
         import requests
         from cs import CloudStackApiException, CloudStackException
 
-        _log.debug("CloudStack %s: %s", self.endpoint, what)
-        try:
-            return request()
-        except CloudStackApiException as err:
-            raise self._api_error(what, err) from None
-        except CloudStackException as err:
+        if isinstance(err, CloudStackApiException):
+            return self._api_error(what, err)
+        if isinstance(err, CloudStackException):
             response = getattr(err, "response", None)
             if response is not None and getattr(response, "status_code", None) == 408:
-                raise CloudStackError(
+                return CloudStackError(
                     f"{what}: CloudStack's job did not finish in time at {self.endpoint}",
                     hint="check the job in CloudStack, then re-run the command",
-                ) from None
-            raise CloudStackError(
+                )
+            return CloudStackError(
                 f"{what}: unexpected answer from {self.endpoint}: {self._scrub(str(err))}",
                 hint=f"check that api-url in {self.credentials.source} is the API URL, ending in /client/api",
-            ) from None
-        except requests.exceptions.SSLError as err:
-            raise CloudStackUnreachable(
+            )
+        if isinstance(err, requests.exceptions.SSLError):
+            return CloudStackUnreachable(
                 f"{what}: TLS failure talking to {self.endpoint}: {self._scrub(network_failure(err))}",
                 hint=f"fix the server certificate or the CA configured in {self.credentials.source}",
-            ) from None
-        except requests.RequestException as err:
-            raise CloudStackUnreachable(
+            )
+        if isinstance(err, requests.RequestException) and write and _may_have_arrived(err):
+            return CloudStackUnreachable(
+                f"{what}: no answer from CloudStack at {self.endpoint} "
+                f"({self._scrub(network_failure(err))}); it may or may not have been done",
+                hint="re-run the same command: it looks at what exists in CloudStack before acting again",
+            )
+        if isinstance(err, requests.Timeout):
+            return CloudStackUnreachable(
+                f"{what}: CloudStack at {self.endpoint} did not answer within {self._request_timeout:g}s",
+                hint="the management server is slow or overloaded: re-run the same command later, or "
+                "raise --request-timeout",
+            )
+        if isinstance(err, requests.RequestException):
+            return CloudStackUnreachable(
                 f"{what}: cannot reach CloudStack at {self.endpoint}: {self._scrub(network_failure(err))}",
                 hint=f"check api-url in {self.credentials.source} and that the management server is up",
-            ) from None
+            )
+        raise err
 
     def _api_error(self, what: str, err: Any) -> CloudStackError:
         error = err.error if isinstance(err.error, Mapping) else {}
@@ -668,6 +754,56 @@ class CloudStackClient:
             if value:
                 text = text.replace(value, "***")
         return text
+
+
+def _error_code(err: Any) -> object:
+    """A CloudStack API error's `errorcode`, else the HTTP status of its response."""
+    error = err.error if isinstance(getattr(err, "error", None), Mapping) else {}
+    return error.get("errorcode") or getattr(getattr(err, "response", None), "status_code", None)
+
+
+def _may_have_arrived(err: Exception) -> bool:
+    """Whether a request that failed with a requests error may have reached CloudStack."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return False
+    reason = err.args[0] if err.args else None
+    return not isinstance(getattr(reason, "reason", reason), NewConnectionError)
+
+
+def _answered(err: Exception) -> bool:
+    """Whether the failure came with an answer from CloudStack (an API error, an HTTP status)."""
+    from cs import CloudStackException
+
+    return isinstance(err, CloudStackException)
+
+
+def _retry_delay(err: Exception, attempt: int, *, write: bool, answered_before: bool) -> float | None:
+    """Seconds before sending a failed request again, or None: the CloudStack retry policy (see the
+    module docstring). A write is sent again only when CloudStack cannot have acted on it."""
+    import requests
+    from cs import CloudStackApiException, CloudStackException
+
+    if attempt >= RETRIES.attempts:
+        return None
+    if isinstance(err, requests.exceptions.SSLError):
+        return None
+    if isinstance(err, requests.RequestException):
+        arrived = _may_have_arrived(err)
+        if (not arrived and not answered_before) or (arrived and write):
+            return None
+        return RETRIES.delay(attempt)
+    if isinstance(err, CloudStackApiException):
+        code = _error_code(err)
+        if code == _API_LIMIT_EXCEEDED or (not write and code in _RETRIED_READ_ERRORS):
+            return RETRIES.delay(attempt)
+        return None
+    if isinstance(err, CloudStackException) and not write:
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        return RETRIES.delay(attempt) if status in _OVERLOADED else None
+    return None
 
 
 def _hint_for(code: object) -> str:
@@ -732,6 +868,8 @@ class MultipartFileBody:
         yield self._head
         with self.path.open("rb", buffering=0) as image:
             while count := image.readinto(buffer):
+                if not sent:
+                    testpoints.reached(f"uploading {self.path.name}")
                 sent += count
                 if self.progress is not None:
                     self.progress(sent, self.file_size)

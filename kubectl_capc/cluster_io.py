@@ -2,7 +2,8 @@
 
 It reads one cluster with the LIST-based reader, lists the CloudStack templates of each failure domain's
 zone with the credentials CAPC uses there, and makes a missing template ready: waiting for copies on
-their way, or (with `--image-source url|prebuilt|build`) registering or building it.
+their way, or (with `--image-source url|prebuilt|build`) registering or building it. `ClusterAccess`,
+the reading of the cluster and the writer for its namespace, is shared with `rollback` and `cleanup`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from kubectl_capc.kube_write import KubeWriter
 from kubectl_capc.model import ClusterInventory, ZoneTemplates
 from kubectl_capc.plan import EnsureImage, ImageSource, ZoneState
 
-__all__ = ["KubeClusterIO"]
+__all__ = ["ClusterAccess", "KubeClusterIO"]
 
 
 class _PipelineReporter:
@@ -43,7 +44,32 @@ class _PipelineReporter:
             self.console.note(f"uploaded {total} bytes")
 
 
-class KubeClusterIO:
+class ClusterAccess:
+    """One cluster, read with the LIST-based reader, and the `KubeWriter` for its namespace: made at the
+    first read, for the CAPI version the server serves."""
+
+    def __init__(self, api_client: Any, namespace: str, cluster: str) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.cluster = cluster
+        self._writer: KubeWriter | None = None
+
+    @property
+    def writer(self) -> KubeWriter:
+        if self._writer is None:
+            raise RuntimeError("read() the cluster before writing to it")
+        return self._writer
+
+    def read_inventory(self) -> ClusterInventory:
+        from kubectl_capc.kube_read import read_inventories
+
+        (inventory,) = read_inventories(self.api_client, namespace=self.namespace, cluster=self.cluster)
+        if self._writer is None:
+            self._writer = KubeWriter(self.api_client, self.namespace, inventory.capi_version)
+        return inventory
+
+
+class KubeClusterIO(ClusterAccess):
     """Reads one cluster with the LIST-based reader, lists CloudStack templates per failure domain with
     the credentials CAPC uses, and obtains missing templates through the image pipeline."""
 
@@ -58,27 +84,14 @@ class KubeClusterIO:
         make_client: Callable[[Any], Any] | None = None,
     ) -> None:
         """`make_client` builds a CloudStack client from credentials (default: `CloudStackClient`)."""
+        super().__init__(api_client, namespace, cluster)
         self.make_client = make_client
-        self.api_client = api_client
-        self.namespace = namespace
-        self.cluster = cluster
         self.images = images
         self.console = console
         self._targets: tuple[Any, ...] | None = None
-        self._writer: KubeWriter | None = None
-
-    @property
-    def writer(self) -> KubeWriter:
-        if self._writer is None:
-            raise RuntimeError("read() the cluster before writing to it")
-        return self._writer
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]:
-        from kubectl_capc.kube_read import read_inventories
-
-        (inventory,) = read_inventories(self.api_client, namespace=self.namespace, cluster=self.cluster)
-        if self._writer is None:
-            self._writer = KubeWriter(self.api_client, self.namespace, inventory.capi_version)
+        inventory = self.read_inventory()
         if inventory.cluster.topology_managed or not inventory.failure_domains:
             return inventory, None  # the planner refuses these with its own message
         rows = {
@@ -101,15 +114,25 @@ class KubeClusterIO:
 
     def ensure_image(self, step: EnsureImage, inventory: ClusterInventory, timeout: float | None) -> None:
         """Make `step.image` ready in every failure domain's zone: wait for copies on their way, and with
-        an image source other than `existing`, register or build what is missing."""
+        an image source other than `existing`, register or build what is missing (and, once it is
+        ready everywhere, tag it if an earlier run was stopped before it could)."""
         targets = self._zone_targets(inventory)
         if self.images.source is ImageSource.EXISTING:
             self._wait_for_copies(step, targets, timeout)
             return
-        from kubectl_capc.image_register import register_image, template_spec_for, template_tags
+        from kubectl_capc.image_register import (
+            complete_tags,
+            register_image,
+            template_spec_for,
+            template_tags,
+        )
         from kubectl_capc.image_targets import current_template
+        from kubectl_capc.images import Hypervisor
 
         current = current_template(inventory, targets)
+        if step.ready:
+            complete_tags(targets, step.image, step.version, Hypervisor.parse(current.hypervisor))
+            return
         source = self._source(step, current)
         spec = template_spec_for(current, step.version, source, name=step.image)
         register_image(

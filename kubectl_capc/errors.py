@@ -57,7 +57,7 @@ class UsageError(CapcError):
 
 
 class ConfigError(CapcError):
-    """The kubeconfig is missing, unreadable, malformed, or lacks the requested context."""
+    """The kubeconfig, or the CloudStack credentials, are missing, unreadable, malformed or incomplete."""
 
     exit_code = ExitCode.CONFIG
 

@@ -6,14 +6,22 @@ still downloading is waited for, and a failed one stops the run unless `replace`
 without the template get it by registerTemplate (URL), or by one upload followed by copyTemplate (file);
 a copy that a previous, interrupted run already finished in one zone is copied instead of uploaded again.
 So a re-run never creates a second template of the same name in a zone, which CAPC would refuse.
+
+An upload is tagged with the host and process that sends it (`UPLOADER_TAG`): a re-run on the same host
+that finds the upload still "in progress" while that process is gone (killed, interrupted) starts it
+again, since no one else holds its one-time upload ticket. An upload from another host is waited for.
+A registered template is tagged in a second request; a re-run adds the tags to one it finds exactly as
+this pipeline registers it (same display text) but without any tag: a run stopped between the two.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -33,7 +41,9 @@ from kubectl_capc.images import (
     Hypervisor,
     ImageFormat,
     ZoneDecision,
+    check_download_url,
     check_format,
+    check_template_name,
     decide,
     describe_template,
     failed_while_waiting,
@@ -45,9 +55,12 @@ from kubectl_capc.versions import KubeVersion
 
 __all__ = [
     "CREATED_BY",
+    "UPLOADER_TAG",
     "ImageSource",
     "Reporter",
     "ZoneOutcome",
+    "complete_tags",
+    "display_text_for",
     "find_prebuilt",
     "register_image",
     "template_spec_for",
@@ -57,6 +70,8 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 CREATED_BY = "kubectl-capc"
+UPLOADER_TAG = "uploaded-by"
+"""Tag of an uploaded template: `HOST/PID` of the process that sent the file."""
 
 
 class Reporter(Protocol):
@@ -108,6 +123,8 @@ def template_spec_for(
 ) -> TemplateSpec:
     """The new template: named like the current one for `version`, same hypervisor and OS type."""
     hypervisor = Hypervisor.parse(current.hypervisor)
+    if source.url is not None:
+        check_download_url(source.url)
     image_format = source.image_format
     check_format(image_format, hypervisor, str(source))
     if name is None and parse_template_name(current.name) is None:
@@ -116,12 +133,11 @@ def template_spec_for(
             "<os>-kube-vX.Y.Z[-kvm|-xen|-vmware]",
             hint="choose the new template's name with --name",
         )
-    new_name = name or template_name_for(current.name, version)
-    info = describe_template(new_name)
-    label = info.os_name or new_name
+    new_name = template_name_for(current.name, version) if name is None else name
+    check_template_name(new_name)
     return TemplateSpec(
         name=new_name,
-        display_text=f"{label} Kubernetes {version} ({hypervisor.value})",
+        display_text=display_text_for(new_name, version, hypervisor),
         hypervisor=hypervisor.value,
         format=image_format.value,
         os_type_id=current.os_type_id,
@@ -130,10 +146,20 @@ def template_spec_for(
     )
 
 
+def display_text_for(name: str, version: KubeVersion, hypervisor: Hypervisor) -> str:
+    """The display text a template registered here gets, e.g. `Ubuntu 22.04 Kubernetes v1.30.2 (KVM)`."""
+    label = describe_template(name).os_name or name
+    return f"{label} Kubernetes {version} ({hypervisor.value})"
+
+
 def template_tags(spec: TemplateSpec, version: KubeVersion) -> dict[str, str]:
     """Tags recording what the template holds and what created it."""
+    return _tags_for(spec.name, version)
+
+
+def _tags_for(name: str, version: KubeVersion) -> dict[str, str]:
     tags = {"kubernetes-version": str(version), "created-by": CREATED_BY}
-    parsed = parse_template_name(spec.name)
+    parsed = parse_template_name(name)
     if parsed is not None:
         tags["os"] = parsed.os
     return tags
@@ -192,6 +218,8 @@ class _Group:
     owner: OwnerScope
     targets: list[ZoneTarget]
     decisions: dict[str, ZoneDecision]
+    found: dict[str, Template] = field(default_factory=dict)
+    """The templates of the wanted name already there, by id."""
 
 
 def register_image(
@@ -230,6 +258,18 @@ def register_image(
     return tuple(outcomes[t.failure_domain] for t in targets)
 
 
+def complete_tags(
+    targets: Sequence[ZoneTarget], name: str, version: KubeVersion, hypervisor: Hypervisor
+) -> None:
+    """Tag the ready templates named `name` that a run stopped between registering and tagging them
+    left behind: no tag at all, and the display text this module gives."""
+    display_text = display_text_for(name, version, hypervisor)
+    for group in _groups(targets):
+        rows = group.client.templates(template_filter="self", name=name, owner=group.owner)
+        for template_id in dict.fromkeys(r.id for r in rows if not r.tags and r.display_text == display_text):
+            group.client.tag_template(template_id, _tags_for(name, version))
+
+
 def _groups(targets: Sequence[ZoneTarget]) -> list[_Group]:
     groups: list[_Group] = []
     for target in targets:
@@ -248,8 +288,13 @@ def _decide_group(group: _Group, name: str, replace_failed: bool) -> _Group:
     for template_filter in ("self", "executable"):
         for row in group.client.templates(template_filter=template_filter, name=name, owner=group.owner):
             rows[(row.id, row.zone_id)] = row
+            group.found[row.id] = row
     for target in group.targets:
-        here = [ExistingCopy(r.id, r.ready, r.status) for r in rows.values() if r.zone_id == target.zone.id]
+        here = [
+            ExistingCopy(r.id, r.ready, r.status, uploader_gone=_uploader_gone(r))
+            for r in rows.values()
+            if r.zone_id == target.zone.id
+        ]
         group.decisions[target.failure_domain] = decide(
             here, replace=replace_failed, zone=target.zone.name, name=name
         )
@@ -283,6 +328,10 @@ def _run_group(
         else:
             actions[target.failure_domain] = "reused" if decision.action is Action.REUSE else "waited"
             template_of[target.failure_domain] = decision.template_id
+    for template_id in dict.fromkeys(template_of.values()):
+        row = group.found[template_id]
+        if not row.tags and row.display_text == spec.display_text:
+            client.tag_template(template_id, tags)  # registered by a run stopped before it tagged it
 
     if to_create and source.path is not None:
         created = _upload_and_copy(
@@ -342,7 +391,8 @@ def _upload_and_copy(
         first = remaining.pop(0)
         reporter.step(f"uploading {path} as {spec.name} to zone {first.zone.name}")
         ticket = client.upload_ticket(spec, first.zone.id)
-        client.tag_template(ticket.template_id, tags)
+        uploader = f"{socket.gethostname()}/{os.getpid()}"
+        client.tag_template(ticket.template_id, {**tags, UPLOADER_TAG: uploader})
         client.upload(ticket, path, reporter.upload)
         created[first.failure_domain] = (ticket.template_id, "uploaded")
         source = (first.failure_domain, ticket.template_id)
@@ -355,6 +405,20 @@ def _upload_and_copy(
         for target in remaining:
             created[target.failure_domain] = (source[1], "copied")
     return created
+
+
+def _uploader_gone(row: Template) -> bool:
+    """Whether `row`'s upload was sent by a process of this host that has ended."""
+    host, _, pid = (row.tag(UPLOADER_TAG) or "").rpartition("/")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, as another user
+    return False
 
 
 def _wait_all(

@@ -2,14 +2,14 @@
 failure domain's credentials, as the owner (account or project) CAPC will look the template up for.
 
 The credentials come from each failure domain's `acsEndpoint` Secret (keys `api-url`, `api-key`,
-`secret-key`, `verify-ssl`), read once per Secret; the kubernetes library is imported inside functions.
+`secret-key`, `verify-ssl`), read once per Secret, and again when CloudStack rejects them (keys rotated
+during a run); the kubernetes library is imported inside functions.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,8 @@ from kubectl_capc.cloudstack import (
     credentials_from_secret_data,
 )
 from kubectl_capc.errors import ConfigError, KubeApiError, PlanError, one_line
+from kubectl_capc.kube import forbidden_error
+from kubectl_capc.kube_read import read_secret_data, unreachable_error
 from kubectl_capc.model import CloudStackResource, ClusterInventory, FailureDomain, SecretRef
 
 __all__ = ["ClientFactory", "ZoneTarget", "current_template", "read_secret_credentials", "zone_targets"]
@@ -42,35 +44,32 @@ class ZoneTarget:
 
 def read_secret_credentials(api_client: Any, ref: SecretRef, failure_domain: str) -> Credentials:
     """Read a failure domain's credentials Secret; its values are never logged or shown."""
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
 
     source = f"Secret {ref}"
     try:
-        secret = client.CoreV1Api(api_client).read_namespaced_secret(ref.name, ref.namespace)
+        data = read_secret_data(api_client, ref)
     except ApiException as err:
         if err.status == 404:
             raise ConfigError(
                 f"{source} (credentials of failure domain {failure_domain}) does not exist",
                 hint="create it with the keys api-url, api-key and secret-key, as CAPC's guide shows",
             ) from None
+        denied = forbidden_error(f"read {source}", err)
+        if denied is not None:
+            raise denied from None
         hint = (
             "the context's user needs `get secrets` in that namespace" if err.status in (401, 403) else None
         )
         raise KubeApiError(
             f"read {source}: HTTP {err.status} {one_line(str(err.reason))}", hint=hint
         ) from None
-    return credentials_from_secret_data(_decoded(secret.data or {}, source), source)
-
-
-def _decoded(data: Mapping[str, str | bytes], source: str) -> dict[str, str]:
-    decoded = {}
-    for key, value in data.items():
-        try:
-            decoded[key] = base64.b64decode(value).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise ConfigError(f"{source}: key {key} is not valid base64 UTF-8 text") from None
-    return decoded
+    except (HTTPError, OSError) as err:
+        raise unreachable_error(f"read {source}", err) from None
+    except ValueError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    return credentials_from_secret_data(data, source)
 
 
 def zone_targets(
@@ -90,8 +89,9 @@ def zone_targets(
     targets = []
     for domain in domains:
         if domain.credentials not in clients:
-            credentials = read_secret_credentials(api_client, domain.credentials, domain.name)
-            clients[domain.credentials] = make_client(credentials)
+            read = functools.partial(read_secret_credentials, api_client, domain.credentials, domain.name)
+            clients[domain.credentials] = make_client(read())
+            clients[domain.credentials].reload = read
             zones[domain.credentials] = clients[domain.credentials].zones()
         client = clients[domain.credentials]
         zone = _zone_of(domain, zones[domain.credentials], client)

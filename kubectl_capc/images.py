@@ -27,7 +27,9 @@ __all__ = [
     "ImageFormat",
     "TemplateInfo",
     "ZoneDecision",
+    "check_download_url",
     "check_format",
+    "check_template_name",
     "classify_copy",
     "decide",
     "describe_template",
@@ -117,6 +119,45 @@ def format_from_url(url: str) -> ImageFormat:
             hint=f"the name must end in one of {known}, optionally followed by .bz2, .gz or .zip",
         )
     return found
+
+
+# registerTemplate's limits: 255 characters is CloudStack's default for a string parameter such as
+# `name`, and `url` allows 2048.
+MAX_TEMPLATE_NAME_LENGTH = 255
+MAX_URL_LENGTH = 2048
+
+
+def check_download_url(url: str) -> None:
+    """Refuse, before anything is registered, a URL that registerTemplate refuses: CloudStack downloads
+    templates over http(s) only. The URL is not repeated in the error: it may carry a signature."""
+    hint = "give an http:// or https:// URL that every zone can download"
+    if any(char.isspace() for char in url):
+        raise UsageError("the image URL contains whitespace", hint=hint + " (encode spaces as %20)")
+    if len(url) > MAX_URL_LENGTH:
+        raise UsageError(
+            f"the image URL has {len(url)} characters, CloudStack takes at most {MAX_URL_LENGTH}", hint=hint
+        )
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise UsageError("the image URL cannot be parsed", hint=hint) from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        raise UsageError(f"the image URL has {scheme}: CloudStack downloads over http(s) only", hint=hint)
+    if not parts.hostname:
+        raise UsageError("the image URL names no host", hint=hint)
+
+
+def check_template_name(name: str) -> None:
+    """Refuse a template name registerTemplate refuses (empty, or longer than 255 characters)."""
+    if not name.strip():
+        raise UsageError("the template name is empty", hint="name the template, or leave the name out")
+    if len(name) > MAX_TEMPLATE_NAME_LENGTH:
+        raise UsageError(
+            f"the template name has {len(name)} characters, CloudStack takes at most "
+            f"{MAX_TEMPLATE_NAME_LENGTH}",
+            hint="choose a shorter name",
+        )
 
 
 def check_format(image_format: ImageFormat, hypervisor: Hypervisor, source: str) -> None:
@@ -236,6 +277,8 @@ class ExistingCopy:
     template_id: str
     ready: bool
     status: str
+    uploader_gone: bool = False
+    """The upload in progress was started by a kubectl-capc process that no longer runs."""
 
 
 @dataclass(frozen=True)
@@ -250,7 +293,8 @@ def decide(existing: Sequence[ExistingCopy], *, replace: bool, zone: str, name: 
 
     A ready copy is reused and one in progress is waited for; a failed one blocks unless `replace` says
     to delete it, and an upload that never arrived is always replaced (nothing else can finish it).
-    With `replace`, an upload still shown in progress is restarted too.
+    An upload still shown in progress is restarted with `replace`, or when the process that sent it is
+    known to be gone (killed or interrupted: its upload can never finish).
     Several copies block: CAPC would refuse the name, and which to keep is the operator's call.
     """
     if not existing:
@@ -269,7 +313,7 @@ def decide(existing: Sequence[ExistingCopy], *, replace: bool, zone: str, name: 
     if state is CopyState.IN_PROGRESS:
         # An upload's ticket dies with the process that held it: `replace` restarts an upload that a
         # killed run left behind, which nothing else could finish.
-        if replace and copy.status.strip() == "UploadInProgress":
+        if (replace or copy.uploader_gone) and copy.status.strip() == "UploadInProgress":
             return ZoneDecision(Action.REPLACE, copy.template_id, reason="upload interrupted")
         return ZoneDecision(Action.WAIT, copy.template_id)
     if state is CopyState.ABANDONED_UPLOAD or replace:

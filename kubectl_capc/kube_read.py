@@ -7,13 +7,20 @@ so reading a cluster with 1 or 50 MachineDeployments costs the same: for a named
 1 Cluster LIST + 6 LISTs; for a namespace or `-A`, 1 discovery + 7 LISTs. (A kind with more than
 `PAGE_SIZE` objects takes one more request per page, as kubectl's chunked lists do.)
 
+`read_secret_data` reads a credentials Secret by name, as plain JSON: the typed core API would import
+every core model of the client (about half a second of CPU) to read one object.
+
 The kubernetes library is imported inside the functions: importing it costs about half a second.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +28,8 @@ from typing import Any
 
 from kubectl_capc.errors import KubeApiError, UsageError, one_line
 from kubectl_capc.inventory import RawObjects, build_inventories
-from kubectl_capc.model import CLUSTER_NAME_LABEL, CapiVersion, ClusterInventory
+from kubectl_capc.kube import forbidden_error, transport_failure
+from kubectl_capc.model import CLUSTER_NAME_LABEL, CapiVersion, ClusterInventory, SecretRef
 
 __all__ = [
     "CAPC_VERSION",
@@ -30,7 +38,9 @@ __all__ = [
     "discover",
     "pick_versions",
     "read_inventories",
+    "read_secret_data",
     "read_template_referrers",
+    "unreachable_error",
 ]
 
 _log = logging.getLogger(__name__)
@@ -38,6 +48,13 @@ _log = logging.getLogger(__name__)
 CAPC_VERSION = "v1beta3"
 PAGE_SIZE = 500
 _CAPI_PREFERENCE = ("v1beta2", "v1beta1")
+# Namespaces are DNS-1123 labels; Cluster names are object names that CAPI also writes into the
+# cluster-name label, so both are at most 63 characters long.
+_MAX_LABEL_VALUE = 63
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS_LABEL_RE = re.compile(_DNS_LABEL)
+_DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_NOT_AUTHENTICATED = "log in again: the API server did not accept the context's credentials"
 
 CLUSTER_GROUP = "cluster.x-k8s.io"
 CONTROL_PLANE_GROUP = "controlplane.cluster.x-k8s.io"
@@ -134,7 +151,8 @@ def discover(api_client: Any) -> ServedVersions:
     """One `GET /apis` request, then `pick_versions`."""
     from kubernetes import client
 
-    group_list = _call("API discovery", lambda: client.ApisApi(api_client).get_api_versions())
+    where = f"API discovery at {api_client.configuration.host}"
+    group_list = _call(where, lambda: client.ApisApi(api_client).get_api_versions())
     served = {group.name: [v.version for v in group.versions or []] for group in group_list.groups or []}
     versions = pick_versions(served)
     _log.info("reading CAPI %s, CAPC %s", versions.capi, versions.infrastructure)
@@ -146,8 +164,9 @@ def read_inventories(
 ) -> tuple[ClusterInventory, ...]:
     """Every cluster in `namespace` (None = all namespaces), or just `cluster` in `namespace`.
 
-    A named cluster that does not exist is a `UsageError`.
+    A named cluster that does not exist, or a name no Kubernetes object can have, is a `UsageError`.
     """
+    _require_valid_names(namespace, cluster)
     if cluster is None:
         versions = discover(api_client)
         raw = _list_all(api_client, versions, [_Query(kind, namespace) for kind in (_CLUSTERS, *_DEPENDENTS)])
@@ -157,6 +176,33 @@ def read_inventories(
         versions = discover(api_client)
         raw = _read_named(api_client, versions, namespace, cluster)
     return build_inventories(RawObjects(**raw), versions.capi)
+
+
+def _require_valid_names(namespace: str | None, cluster: str | None) -> None:
+    """Refuse names no object can have before any request: they end up in field and label selectors,
+    where `c1,metadata.name!=x` would select another cluster."""
+    if namespace is not None and not _is_name(namespace, _DNS_LABEL_RE):
+        raise UsageError(
+            f"{_shown(namespace)} is not a valid namespace name",
+            hint="namespaces have at most 63 lowercase letters, digits and '-'; "
+            "list them with `kubectl get namespaces`",
+        )
+    if cluster is not None and not _is_name(cluster, _DNS_SUBDOMAIN_RE):
+        where = f" -n {namespace}" if namespace else ""
+        raise UsageError(
+            f"{_shown(cluster)} is not a valid Cluster name",
+            hint="Cluster names have at most 63 lowercase letters, digits, '-' and '.' (they are label "
+            f"values too); list them with `kubectl get clusters{where}`",
+        )
+
+
+def _is_name(name: str, pattern: re.Pattern[str]) -> bool:
+    return len(name) <= _MAX_LABEL_VALUE and pattern.fullmatch(name) is not None
+
+
+def _shown(name: str, limit: int = 40) -> str:
+    """Quote user input for a one-line message: escaped, and cut when long."""
+    return repr(name if len(name) <= limit else name[:limit] + "…")
 
 
 def read_template_referrers(api_client: Any, *, namespace: str) -> dict[str, list[Any]]:
@@ -169,6 +215,44 @@ def read_template_referrers(api_client: Any, *, namespace: str) -> dict[str, lis
     versions = discover(api_client)
     raw = _list_all(api_client, versions, [_Query(kind, namespace) for kind in _TEMPLATE_REFERRERS])
     return {kind.kind: raw[kind.field] for kind in _TEMPLATE_REFERRERS}
+
+
+def read_secret_data(api_client: Any, ref: SecretRef) -> dict[str, str]:
+    """The data of Secret `ref`, each value decoded to text; the values are never logged.
+
+    Raises the client's `ApiException` for an answer other than 2xx (callers tell 404 and RBAC refusals
+    apart), urllib3's `HTTPError` or `OSError` when the API server cannot be reached, and `ValueError`
+    naming the key whose value is not base64-encoded UTF-8 text.
+    """
+    secret = _get_core_object(
+        api_client, "/api/v1/namespaces/{namespace}/secrets/{name}", namespace=ref.namespace, name=ref.name
+    )
+    data: dict[str, str] = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(value).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError(f"key {key} is not valid base64 UTF-8 text") from None
+    return data
+
+
+def _get_core_object(api_client: Any, path: str, **names: str) -> dict[str, Any]:
+    """GET a core/v1 object as plain JSON through `api_client` (its authentication, timeouts and
+    retries); a non-2xx answer raises `ApiException` as the typed API does."""
+    from kubernetes.client.exceptions import ApiException
+
+    request = api_client.param_serialize(
+        "GET", path, path_params=names, header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )  # fmt: skip
+    response = api_client.call_api(*request)
+    response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(
+            http_resp=response, body=response.data.decode("utf-8", "replace"), data=None
+        )
+    document: dict[str, Any] = json.loads(response.data)
+    return document
 
 
 def _read_named(api_client: Any, versions: ServedVersions, namespace: str, name: str) -> dict[str, list[Any]]:
@@ -260,13 +344,18 @@ def _call(what: str, request: Callable[[], Any]) -> Any:
     try:
         return request()
     except ApiException as err:
-        hint = None
-        if err.status in (401, 403):
-            hint = "the context's user lacks permission; ask for read access to CAPI and CAPC objects"
+        denied = forbidden_error(what, err)
+        if denied is not None:
+            raise denied from None
+        hint = _NOT_AUTHENTICATED if err.status == 401 else None
         raise KubeApiError(f"{what}: HTTP {err.status} {one_line(str(err.reason))}", hint=hint) from err
     except (HTTPError, OSError) as err:
-        reason = getattr(err, "reason", None) or err
-        raise KubeApiError(
-            f"{what}: cannot reach the API server: {one_line(str(reason))}",
-            hint="check that the cluster is running and that --context/--kubeconfig select it",
-        ) from err
+        raise unreachable_error(what, err) from err
+
+
+def unreachable_error(what: str, err: BaseException) -> KubeApiError:
+    """The error for request `what` that got no answer: `err` is urllib3's `HTTPError` or an `OSError`."""
+    return KubeApiError(
+        f"{what}: cannot reach the API server: {transport_failure(err)}",
+        hint="check that the cluster is running and that --context/--kubeconfig select it",
+    )

@@ -7,7 +7,14 @@ annotations in one JSON merge patch that carries the resourceVersion the plan wa
 change makes it fail with 409 (`Conflict`) instead of being overwritten.
 
 Waiting uses watches, never sleeps: one LIST, then WATCH from its resourceVersion (re-listing when the
-server expires it), with a per-wait deadline.
+server expires it, or when the stream breaks, as it does when the API server restarts), with a per-wait
+deadline.
+
+Which failed requests are sent again is decided in `kubectl_capc.kube.retry_delay`. A write that failed
+after it was sent (the connection broke, no answer came in time, or a gateway answered 502/503/504) may
+or may not have happened: it is never sent blindly again but reported as `OutcomeUnknown`, a `Conflict`,
+so the engine reads the cluster again and re-plans. Ctrl-C during a write is deferred until it is done
+(`kubectl_capc.interrupts`).
 
 The kubernetes library is imported inside the functions: importing it costs about half a second.
 """
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubectl_capc.errors import KubeApiError, PlanError, RolloutError, one_line
+from kubectl_capc.interrupts import writing
 from kubectl_capc.inventory import parse_rollout_owner
 from kubectl_capc.model import (
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
@@ -38,6 +46,7 @@ __all__ = [
     "Conflict",
     "Gone",
     "KubeWriter",
+    "OutcomeUnknown",
     "OwnerProgress",
     "Rejected",
     "patch_body",
@@ -50,6 +59,8 @@ WATCH_CHUNK_SECONDS = 10
 """Longest single WATCH request; between chunks the progress line's elapsed time moves on."""
 
 _CAPC_VERSION = "v1beta3"
+_UNAVAILABLE = frozenset({502, 503, 504})
+"""A gateway or an overloaded server answered for the API server: a write may or may not have happened."""
 _RESOURCES = {
     KUBEADM_CONTROL_PLANE_KIND: ("controlplane.cluster.x-k8s.io", "kubeadmcontrolplanes"),
     MACHINE_DEPLOYMENT_KIND: ("cluster.x-k8s.io", "machinedeployments"),
@@ -71,6 +82,10 @@ class Conflict(KubeApiError):
 
 class Gone(Conflict):
     """The object does not exist (any more)."""
+
+
+class OutcomeUnknown(Conflict):
+    """A write was sent but no answer came back: read again to learn whether it happened."""
 
 
 class Rejected(PlanError):
@@ -187,8 +202,9 @@ class KubeWriter:
         """Create a CloudStackMachineTemplate; 409 (it exists) is a `Conflict`."""
         group, plural = _RESOURCES[CLOUDSTACK_MACHINE_TEMPLATE_KIND]
         name = str(manifest["metadata"]["name"])
-        result: dict[str, Any] = self._call(
+        result: dict[str, Any] = self._write(
             f"create {CLOUDSTACK_MACHINE_TEMPLATE_KIND}/{name}",
+            dry_run,
             lambda: self._api.create_namespaced_custom_object(
                 group, _CAPC_VERSION, self.namespace, plural, dict(manifest),
                 field_manager=FIELD_MANAGER, dry_run=_dry_run(dry_run),
@@ -202,8 +218,9 @@ class KubeWriter:
         """Patch version and template of a KubeadmControlPlane or MachineDeployment in one request."""
         group, plural = _RESOURCES[step.kind]
         body = patch_body(step, self.capi_version, annotations)
-        result: dict[str, Any] = self._call(
+        result: dict[str, Any] = self._write(
             f"patch {step.subject}",
+            dry_run,
             lambda: self._api.patch_namespaced_custom_object(
                 group, self.capi_version, self.namespace, plural, step.name, body,
                 field_manager=FIELD_MANAGER, dry_run=_dry_run(dry_run),
@@ -226,8 +243,9 @@ class KubeWriter:
             dry_run=["All"] if dry_run else None,
             preconditions=client.V1Preconditions(uid=uid, resource_version=resource_version),
         )
-        self._call(
+        self._write(
             f"delete {CLOUDSTACK_MACHINE_TEMPLATE_KIND}/{name}",
+            dry_run,
             lambda: self._api.delete_namespaced_custom_object(
                 group, _CAPC_VERSION, self.namespace, plural, name, body=body
             ),
@@ -316,6 +334,7 @@ class KubeWriter:
         """One WATCH request of at most `seconds`; yields (type, object), or ("EXPIRED", {}) on 410 Gone."""
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         group, plural = _RESOURCES[step.kind]
         selectors: dict[str, Any] = (
@@ -341,6 +360,11 @@ class KubeWriter:
                 yield "EXPIRED", {}
                 return
             raise _translate(err, f"watch {plural}") from None
+        except (HTTPError, OSError) as err:
+            # The stream broke (an API server restart, a proxy timeout): list again, then watch from there.
+            # Opening the next LIST or WATCH retries until the server is back (kubectl_capc.kube).
+            _log.info("watch of %s ended: %s; listing again", plural, one_line(str(err)))
+            yield "EXPIRED", {}
         finally:
             watcher.stop()  # type: ignore[no-untyped-call]
 
@@ -381,18 +405,38 @@ class KubeWriter:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+    def _write(self, what: str, dry_run: bool, request: Callable[[], Any]) -> Any:
+        """A write: with Ctrl-C deferred until it is done; one that may have happened is `OutcomeUnknown`."""
+        if dry_run:
+            return self._call(what, request)
+        with writing(what):
+            return self._call(what, request, sent_may_count=True)
+
+    def _call(self, what: str, request: Callable[[], Any], *, sent_may_count: bool = False) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
+
+        from kubectl_capc.kube import request_was_sent, transport_failure
 
         try:
             return request()
         except ApiException as err:
+            if sent_may_count and err.status in _UNAVAILABLE:
+                raise OutcomeUnknown(
+                    f"{what}: the API server answered HTTP {err.status} ({_server_message(err)}); "
+                    "it may or may not have done it",
+                    hint="the cluster is read again before anything else is written",
+                ) from None
             raise _translate(err, what) from None
         except (HTTPError, OSError) as err:
-            reason = getattr(err, "reason", None) or err
+            reason = transport_failure(err)
+            if sent_may_count and request_was_sent(err):
+                raise OutcomeUnknown(
+                    f"{what}: the API server did not answer ({reason}); it may or may not have done it",
+                    hint="the cluster is read again before anything else is written",
+                ) from None
             raise KubeApiError(
-                f"{what}: cannot reach the API server: {one_line(str(reason))}",
+                f"{what}: cannot reach the API server: {reason}",
                 hint="nothing after this step was done; re-run the same command to continue",
             ) from None
 
@@ -417,14 +461,23 @@ def _translate(err: Any, what: str) -> Exception:
         return Gone(f"{what}: {message}", hint="the cluster changed since it was read")
     if status == 409:
         return Conflict(f"{what}: {message}", hint="the cluster changed since it was read")
+    if status == 401:
+        return KubeApiError(
+            f"{what}: HTTP 401: the API server did not accept the credentials ({message})",
+            hint="they may have expired or been revoked: log in again (refresh the kubeconfig's user), then "
+            "re-run the same command to continue",
+        )
     # 403 is both "RBAC says no" and an admission refusal (webhooks, quotas); RBAC names the verb.
-    if status == 401 or (status == 403 and "cannot " in message and " resource " in message):
+    if status == 403 and "cannot " in message and " resource " in message:
         return KubeApiError(
             f"{what}: HTTP {status}: {message}", hint="the context's user lacks the permission"
         )
     if status in (400, 403, 422):
         return Rejected(f"{what}: the API server refused it: {message}")
-    return KubeApiError(f"{what}: HTTP {status}: {message}")
+    return KubeApiError(
+        f"{what}: HTTP {status}: {message}",
+        hint="re-run the same command to continue: it reads the cluster before writing again",
+    )
 
 
 def _problem_conditions(obj: Mapping[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubectl_capc.errors import ConfigError
 
@@ -124,6 +125,12 @@ class Kubeconfig:
             raise ConfigError(
                 f"cluster {cluster_name!r} of context {name!r} has no server in {self.describe()}",
                 hint=f"set it with `kubectl config set-cluster {cluster_name} --server=URL`",
+            )
+        if not _is_server_url(server):
+            raise ConfigError(
+                f"server {server!r} of cluster {cluster_name!r} (context {name!r}) in {self.describe()} "
+                "is not an https:// or http:// URL",
+                hint=f"set it with `kubectl config set-cluster {cluster_name} --server=https://HOST:PORT`",
             )
         return ResolvedContext(
             context=name,
@@ -271,6 +278,19 @@ def _absolute_paths(section: str, body: Mapping[str, Any], base: Path) -> Mappin
         if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
             resolved["exec"] = {**exec_config, "command": str(base / command)}
     return resolved
+
+
+def _is_server_url(server: str) -> bool:
+    """kubectl takes `https://host:port`, or a bare `host:port` meaning https; a space, another scheme or
+    a malformed port is no server address."""
+    if any(char.isspace() for char in server):
+        return False
+    try:
+        parts = urlsplit(server if "://" in server else f"https://{server}")
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _suggest_contexts(contexts: Entries) -> str:

@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 from kubectl_capc.errors import CapcError, KubeApiError, PlanError, UsageError, one_line
 from kubectl_capc.inventory import RawObjects, build_inventories, capi_version_of
+from kubectl_capc.kube import forbidden_error
+from kubectl_capc.kube_read import unreachable_error
 from kubectl_capc.kube_write import FIELD_MANAGER, patch_body
 from kubectl_capc.model import (
     CLOUDSTACK_CLUSTER_KIND,
@@ -51,7 +53,7 @@ from kubectl_capc.plan import (
     UpgradePlan,
 )
 from kubectl_capc.planner import PlanRequest, plan_upgrade
-from kubectl_capc.preview import merge_patch
+from kubectl_capc.preview import merge_patch, paint
 from kubectl_capc.versions import parse_version
 from kubectl_capc.yaml_rewrite import MAX_FILE_BYTES, YamlText, YamlTextError
 
@@ -88,7 +90,8 @@ _PLURALS = {
     MACHINE_DEPLOYMENT_KIND: "machinedeployments",
     CLOUDSTACK_MACHINE_TEMPLATE_KIND: "cloudstackmachinetemplates",
 }
-_RED, _GREEN, _CYAN, _BOLD, _RESET = "\033[31m", "\033[32m", "\033[36m", "\033[1m", "\033[0m"
+# The fix for a file -f cannot use: the file may not belong to the cluster at all.
+_LEAVE_OUT = "fix the file, or leave it out of -f"
 
 
 # -- finding the files ----------------------------------------------------------------------------
@@ -146,7 +149,10 @@ def load_manifests(paths: Sequence[Path], namespace: str | None) -> Manifests:
         for shown, real, relative in _yaml_files(path):
             found.setdefault(real, (shown, relative))
     if not found:
-        raise UsageError("no .yaml or .yml files in " + ", ".join(str(p) for p in paths))
+        raise UsageError(
+            "no .yaml or .yml files in " + ", ".join(str(p) for p in paths),
+            hint="give -f the files or directories that hold the cluster's manifests",
+        )
     files = tuple(_read(shown, real, relative) for real, (shown, relative) in found.items())
     default_namespace = namespace or "default"
     objects: dict[tuple[str, str, str], Location] = {}
@@ -168,10 +174,13 @@ def load_manifests(paths: Sequence[Path], namespace: str | None) -> Manifests:
 def _yaml_files(path: Path) -> list[tuple[str, Path, PurePath]]:
     """(shown path, real path, path relative to `path`) of the YAML files `path` names."""
     if not path.exists():
-        raise UsageError(f"-f {path}: no such file or directory")
+        raise UsageError(f"-f {path}: no such file or directory", hint="check the path")
     if not path.is_dir():
         if path.suffix.lower() not in YAML_SUFFIXES:
-            raise UsageError(f"-f {path}: not a YAML file (expected {' or '.join(YAML_SUFFIXES)})")
+            raise UsageError(
+                f"-f {path}: not a YAML file (expected {' or '.join(YAML_SUFFIXES)})",
+                hint="give -f YAML files or the directories that hold them",
+            )
         return [(str(path), path.resolve(), PurePath(path.name))]
     root = path.resolve()
     result: list[tuple[str, Path, PurePath]] = []
@@ -182,7 +191,10 @@ def _yaml_files(path: Path) -> list[tuple[str, Path, PurePath]]:
             is_yaml = name not in subdirs and entry.suffix.lower() in YAML_SUFFIXES
             real = entry.resolve()
             if (is_yaml or name in subdirs) and entry.is_symlink() and not real.is_relative_to(root):
-                raise UsageError(f"{entry}: symbolic link to {real}, outside {path}")
+                raise UsageError(
+                    f"{entry}: symbolic link to {real}, outside {path}",
+                    hint="-f reads only what is inside the directories it is given; name the target with -f",
+                )
             if is_yaml and not entry.is_dir():
                 result.append((str(entry), real, entry.relative_to(path)))
     return result
@@ -192,18 +204,18 @@ def _read(shown: str, real: Path, relative: PurePath) -> ManifestFile:
     try:
         info = real.stat()
         if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{shown}: not a regular file")
+            raise UsageError(f"{shown}: not a regular file", hint=_LEAVE_OUT)
         if info.st_size > MAX_FILE_BYTES:
-            raise UsageError(f"{shown}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+            raise UsageError(f"{shown}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", hint=_LEAVE_OUT)
         text = real.read_bytes().decode("utf-8")
     except OSError as err:
-        raise UsageError(f"{shown}: cannot read it: {err.strerror or err}") from None
+        raise UsageError(f"{shown}: cannot read it: {err.strerror or err}", hint=_LEAVE_OUT) from None
     except UnicodeDecodeError as err:
-        raise UsageError(f"{shown}: not UTF-8 text (byte {err.start})") from None
+        raise UsageError(f"{shown}: not UTF-8 text (byte {err.start})", hint=_LEAVE_OUT) from None
     try:
         parsed = YamlText.parse(text.removeprefix("\ufeff"))
     except YamlTextError as err:
-        raise UsageError(f"{shown}: {err}") from None
+        raise UsageError(f"{shown}: {err}", hint=_LEAVE_OUT) from None
     return ManifestFile(shown, real, relative, text, parsed)
 
 
@@ -240,7 +252,7 @@ class FileChange:
         text = "".join(
             line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
         )
-        return "".join(_paint(line) + "\n" for line in text.splitlines()) if color else text
+        return "".join(paint(line) + "\n" for line in text.splitlines()) if color else text
 
 
 @dataclass(frozen=True)
@@ -320,7 +332,10 @@ def _inventory(manifests: Manifests, cluster: str, namespace: str | None) -> Clu
         where = f" in namespace {namespace}" if namespace else ""
         shown = [f.shown for f in manifests.files]
         files = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more files" if len(shown) > 3 else "")
-        raise UsageError(f"no Cluster {cluster}{where} in {files}")
+        raise UsageError(
+            f"no Cluster {cluster}{where} in {files}",
+            hint="check the cluster name and -n, and give -f the files that define the cluster",
+        )
     if len(namespaces) > 1:
         raise UsageError(
             f"Cluster {cluster} is defined in namespaces {', '.join(namespaces)}", hint="choose one with -n"
@@ -344,7 +359,10 @@ def _inventory(manifests: Manifests, cluster: str, namespace: str | None) -> Clu
 def _location(manifests: Manifests, kind: str, namespace: str, name: str) -> Location:
     where = manifests.objects.get((kind, namespace, name))
     if where is None:  # e.g. a v1beta1 reference into another namespace
-        raise PlanError(f"{kind} {namespace}/{name} is not defined in the files given with -f")
+        raise PlanError(
+            f"{kind} {namespace}/{name} is not defined in the files given with -f",
+            hint="add the file that defines it with another -f",
+        )
     return where
 
 
@@ -412,18 +430,6 @@ def _version(value: Mapping[str, Any]) -> str:
     return str(value.get("apiVersion", "")).rpartition("/")[2]
 
 
-def _paint(line: str) -> str:
-    if line.startswith(("+++", "---")):
-        return _BOLD + line + _RESET
-    if line.startswith("@@"):
-        return _CYAN + line + _RESET
-    if line.startswith("+"):
-        return _GREEN + line + _RESET
-    if line.startswith("-"):
-        return _RED + line + _RESET
-    return line
-
-
 # -- writing --------------------------------------------------------------------------------------
 
 
@@ -438,10 +444,16 @@ def output_targets(changes: Sequence[FileChange], output_dir: Path | None) -> li
         seen: dict[Path, FileChange] = {}
         for change, target in targets:
             if target.resolve() in inputs:
-                raise UsageError(f"--output-dir {output_dir} would overwrite {change.file.shown}")
+                raise UsageError(
+                    f"--output-dir {output_dir} would overwrite {change.file.shown}",
+                    hint="choose one outside the -f paths, or leave --output-dir out to edit in place",
+                )
             if target in seen:
                 both = f"{seen[target].file.shown} and {change.file.shown}"
-                raise UsageError(f"--output-dir: {both} would both be written to {target}")
+                raise UsageError(
+                    f"--output-dir: {both} would both be written to {target}",
+                    hint="leave --output-dir out to edit the files in place",
+                )
             seen[target] = change
     return targets
 
@@ -509,18 +521,22 @@ def server_dry_run(api_client: Any, objects: Sequence[Mapping[str, Any]]) -> tup
                 _content_type="application/apply-patch+yaml",
             )  # fmt: skip
         except ApiException as err:
+            what = f"server dry run of {subject}"
+            denied = forbidden_error(what, err)
+            if denied is not None:
+                raise denied from None
             message = _server_message(err)
             if err.status == 404:
                 raise KubeApiError(
-                    f"server dry run of {subject}: the server does not serve {obj['apiVersion']} "
-                    f"{obj['kind']}: {message}"
+                    f"{what}: the server does not serve {obj['apiVersion']} {obj['kind']}: {message}"
                 ) from None
-            if err.status not in (400, 403, 409, 422) or (err.status == 403 and " cannot " in message):
-                raise KubeApiError(f"server dry run of {subject}: HTTP {err.status}: {message}") from None
+            if err.status not in (400, 403, 409, 422):
+                raise KubeApiError(f"{what}: HTTP {err.status}: {message}") from None
+            # A refusal of the object itself: admission (webhooks, policies, also 403) or validation.
             verdicts.append(ServerVerdict(subject, message))
             continue
         except (HTTPError, OSError) as err:
-            raise KubeApiError(f"server dry run: cannot reach the API server: {one_line(str(err))}") from None
+            raise unreachable_error(f"server dry run of {subject}", err) from None
         verdicts.append(ServerVerdict(subject))
     return tuple(verdicts)
 
@@ -565,7 +581,10 @@ def run_offline(
     Returns the exit code: with --dry-run 1 when files would change (as `kubectl diff`), else 0.
     """
     if not options.paths:
-        raise UsageError("--output-dir and --server-dry-run work on files: give them with -f PATH")
+        raise UsageError(
+            "--output-dir and --server-dry-run work on files",
+            hint="give them with -f PATH, or leave them out",
+        )
     manifests = load_manifests(options.paths, opts.namespace)
     result = plan_files(manifests, cluster, opts.namespace, request)
     output_targets(result.changes, options.output_dir)  # refuse a bad --output-dir before printing

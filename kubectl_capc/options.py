@@ -6,6 +6,9 @@ carries the options itself: `@global_options()` adds them to a command function 
 `GlobalOptions` as its `opts` argument.
 
 Short options also accept pflag's `-n=ns` / `-v=4` spelling, which kubectl users type out of habit.
+
+The arguments and options that several commands take (`CLUSTER`, `--dry-run`, `--yes`, `--no-wait`,
+`--timeout`) are declared here once, as `Annotated` types, so they read and behave the same everywhere.
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ import typer
 from kubectl_capc.kubeconfig import Kubeconfig, ResolvedContext, load_kubeconfig
 
 __all__ = [
+    "ClusterArgument",
+    "DryRunOption",
     "GlobalOptions",
+    "NoWaitOption",
+    "OptionalClusterArgument",
     "OutputFormat",
     "OutputOption",
+    "TimeoutOption",
+    "YesOption",
     "configure_logging",
     "global_options",
     "parse_duration",
@@ -125,6 +134,34 @@ OutputOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+ClusterArgument = Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster.")]
+OptionalClusterArgument = Annotated[
+    str | None, typer.Argument(metavar="CLUSTER", help="Cluster name; default: all in the namespace.")
+]
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Preview only: every change is sent with dryRun=All, nothing is stored. Exit 1 if any.",
+    ),
+]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Change the cluster without asking for confirmation.")
+]
+NoWaitOption = Annotated[
+    bool, typer.Option("--no-wait", help="Stop at the first rollout instead of waiting; re-run to continue.")
+]
+TimeoutOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--timeout",
+        metavar="[PHASE=]DURATION",
+        help="Per-phase limit: 90m, or control-plane=60m, machine-deployment=30m; 0: none.",
+    ),
+]
+"""`--timeout` of the commands that wait for rollouts (parsed by `commands.upgrade.parse_timeouts`)."""
 
 
 def configure_logging(verbosity: int) -> None:

@@ -337,6 +337,8 @@ def _zone_images(
             state = {
                 CopyState.READY: ZoneState.READY,
                 CopyState.IN_PROGRESS: ZoneState.IN_PROGRESS,
+                # An upload whose file never arrived is as good as missing: registering replaces it.
+                CopyState.ABANDONED_UPLOAD: ZoneState.MISSING,
             }.get(classify_copy(row.ready, row.status), ZoneState.FAILED)
             zones.append(ZoneImage(fd.name, zone, state, row.id, row.status))
     return tuple(zones)

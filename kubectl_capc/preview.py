@@ -16,7 +16,15 @@ import yaml
 
 from kubectl_capc.plan import CreateMachineTemplate, Step
 
-__all__ = ["ObjectPreview", "clean", "merge_patch", "render_previews", "semantic_summary", "unified_diff"]
+__all__ = [
+    "ObjectPreview",
+    "clean",
+    "merge_patch",
+    "paint",
+    "render_previews",
+    "semantic_summary",
+    "unified_diff",
+]
 
 # Set by the server on every object: noise in a diff of what the plan changes.
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink")
@@ -78,10 +86,12 @@ def unified_diff(
             old, new, fromfile=f"{label} (current)", tofile=f"{label} (planned)", lineterm=""
         )
     )
-    return [_paint(line) for line in lines] if color else lines
+    return [paint(line) for line in lines] if color else lines
 
 
-def _paint(line: str) -> str:
+def paint(line: str) -> str:
+    """One line of a unified diff in `kubectl diff`'s colours (ANSI): headers bold, hunks cyan, + green,
+    - red."""
     if line.startswith(("+++", "---")):
         return _BOLD + line + _RESET
     if line.startswith("@@"):

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "ACTION_ROLLBACK",
@@ -26,6 +26,7 @@ __all__ = [
     "PREFIX",
     "PREVIOUS_TEMPLATE",
     "PREVIOUS_VERSION",
+    "Change",
     "Rotation",
     "read_history",
     "rotation_annotations",
@@ -56,6 +57,28 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class Change(Protocol):
+    """What one patch of a KubeadmControlPlane or MachineDeployment changes (a `plan.PatchObject`)."""
+
+    @property
+    def version_from(self) -> str: ...
+
+    @property
+    def version_to(self) -> str: ...
+
+    @property
+    def template_from(self) -> str: ...
+
+    @property
+    def template_to(self) -> str: ...
+
+    @property
+    def image_from(self) -> str: ...
+
+    @property
+    def image_to(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Rotation:
     """One change of an object's Kubernetes version and/or machine template, as recorded on it.
@@ -71,6 +94,20 @@ class Rotation:
     to_template: str
     from_image: str = ""
     to_image: str = ""
+
+    @classmethod
+    def of(cls, change: Change, action: str, now: datetime) -> Rotation:
+        """The record of `change`, made by `action` (upgrade or rollback) at `now`."""
+        return cls(
+            at=timestamp(now),
+            action=action,
+            from_version=change.version_from,
+            to_version=change.version_to,
+            from_template=change.template_from,
+            to_template=change.template_to,
+            from_image=change.image_from,
+            to_image=change.image_to,
+        )
 
     def to_json(self) -> dict[str, str]:
         return {

@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
 from kubectl_capc.apply import ApplyOptions, require_confirmation
+from kubectl_capc.cluster_io import ClusterAccess
+from kubectl_capc.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.errors import PlanError
 from kubectl_capc.kube_write import Conflict, KubeWriter, OwnerProgress, Rejected
 from kubectl_capc.model import (
@@ -37,7 +39,7 @@ from kubectl_capc.model import (
 )
 from kubectl_capc.plan import API_VERSION, MACHINE_DEPLOYMENT_KIND, PatchObject, Step, WaitRollout
 from kubectl_capc.preview import ObjectPreview
-from kubectl_capc.records import ACTION_ROLLBACK, Rotation, read_history, rotation_annotations, timestamp
+from kubectl_capc.records import ACTION_ROLLBACK, Rotation, read_history, rotation_annotations
 from kubectl_capc.versions import KubeVersion, parse_version
 
 __all__ = [
@@ -53,8 +55,6 @@ __all__ = [
 ]
 
 KIND = "RollbackPlan"
-MAX_CONFLICTS = 5
-"""Consecutive conflicts (409s, objects changed under us) after which the run gives up."""
 
 _ROLL_FORWARD = "roll forward instead: fix the cause and run `kubectl capc image-upgrade` again"
 _RESTORE = _ROLL_FORWARD + ", or restore the control plane from an etcd backup"
@@ -192,7 +192,10 @@ def plan_rollback(inventory: ClusterInventory) -> RollbackPlan:
     cp = inventory.control_plane
     if cp is None:
         problems = "; ".join(str(p) for p in inventory.problems) or "no KubeadmControlPlane"
-        raise PlanError(f"cannot roll back {subject}: {problems}")
+        raise PlanError(
+            f"cannot roll back {subject}: {problems}",
+            hint="fix the references, then run again (kubectl capc describe shows the cluster)",
+        )
     owners = [_Owner(KUBEADM_CONTROL_PLANE_KIND, cp, _newest(cp.annotations))] + [
         _Owner(MACHINE_DEPLOYMENT_KIND, md, _newest(md.annotations)) for md in inventory.machine_deployments
     ]
@@ -473,28 +476,11 @@ class RollbackIO(Protocol):
     def read(self) -> ClusterInventory: ...
 
 
-class KubeRollbackIO:
+class KubeRollbackIO(ClusterAccess):
     """Reads one cluster with the LIST-based reader and writes with `KubeWriter`."""
 
-    def __init__(self, api_client: Any, namespace: str, cluster: str) -> None:
-        self.api_client = api_client
-        self.namespace = namespace
-        self.cluster = cluster
-        self._writer: KubeWriter | None = None
-
-    @property
-    def writer(self) -> KubeWriter:
-        if self._writer is None:
-            raise RuntimeError("read() the cluster before writing to it")
-        return self._writer
-
     def read(self) -> ClusterInventory:
-        from kubectl_capc.kube_read import read_inventories
-
-        (inventory,) = read_inventories(self.api_client, namespace=self.namespace, cluster=self.cluster)
-        if self._writer is None:
-            self._writer = KubeWriter(self.api_client, self.namespace, inventory.capi_version)
-        return inventory
+        return self.read_inventory()
 
 
 class Rollback:
@@ -518,22 +504,30 @@ class Rollback:
 
     def run(self) -> int:
         """Returns the exit code: 1 for a dry run with changes pending, else 0."""
-        plan = self.plan()
+        plan, previews = replan_on_conflict(self._plan_and_preview)
         self.console.show_plan(plan)
         if plan.done:
             if plan.refusals and not plan.rolled_back:
                 raise PlanError("nothing can be rolled back: " + "; ".join(str(r) for r in plan.refusals))
             self.console.note(f"cluster {plan.namespace}/{plan.cluster}: nothing left to roll back")
             return 0
-        self._preview_or_refuse(plan)
+        self._show_or_refuse(previews)
         if self.options.dry_run:
             return 1 if plan.changes_pending else 0
         if plan.changes_pending:
             self._confirm("Roll back?")
         return self._execute(plan)
 
-    def _preview_or_refuse(self, plan: RollbackPlan) -> None:
-        previews = tuple(self._preview(step) for step in plan.writes)
+    def _plan_and_preview(self) -> tuple[RollbackPlan, tuple[ObjectPreview, ...]]:
+        """Plan and send the plan's patches with dryRun=All (a `Conflict` when an object changed since
+        it was read, e.g. a controller updated its status)."""
+        plan = self.plan()
+        return plan, self._previews(plan)
+
+    def _previews(self, plan: RollbackPlan) -> tuple[ObjectPreview, ...]:
+        return tuple(self._preview(step) for step in plan.writes)
+
+    def _show_or_refuse(self, previews: Sequence[ObjectPreview]) -> None:
         self.console.show_previews(previews)
         rejected = [f"{p.step.subject}: {p.rejection}" for p in previews if p.rejection]
         if rejected:
@@ -545,7 +539,9 @@ class Rollback:
     def _preview(self, step: GoBack) -> ObjectPreview:
         writer = self.io.writer
         before = writer.get(step.kind, step.name)
-        annotations = rotation_annotations(_rotation(step, self.clock()), _annotations(before))
+        annotations = rotation_annotations(
+            Rotation.of(step, ACTION_ROLLBACK, self.clock()), _annotations(before)
+        )
         try:
             after = writer.patch_owner(step, annotations, dry_run=True)
         except Rejected as err:
@@ -563,29 +559,28 @@ class Rollback:
         )
 
     def _execute(self, approved: RollbackPlan) -> int:
-        conflicts = 0
+        conflicts = ConflictBudget()
         while True:
             plan = self.plan()
             if plan.done:
                 self.console.note(f"cluster {plan.namespace}/{plan.cluster}: rolled back")
                 return 0
-            if not plan.covered_by(approved):
-                self.console.note(
-                    "the cluster changed since the rollback was approved; this is the new plan:"
-                )
-                self.console.show_plan(plan)
-                self._preview_or_refuse(plan)
-                self._confirm("Roll back?")
-                approved = plan
             try:
+                if not plan.covered_by(approved):
+                    previews = self._previews(plan)
+                    self.console.note(
+                        "the cluster changed since the rollback was approved; this is the new plan:"
+                    )
+                    self.console.show_plan(plan)
+                    self._show_or_refuse(previews)
+                    self._confirm("Roll back?")
+                    approved = plan
                 waited = self._run_segment(plan)
             except Conflict as err:
-                conflicts += 1
-                if conflicts > MAX_CONFLICTS:
-                    raise
+                conflicts.spend(err)
                 self.console.note(f"{err.message}: reading the cluster again and re-planning")
                 continue
-            conflicts = 0
+            conflicts.reset()
             if not waited:
                 self.console.note("not waiting for the rollout (--no-wait): run the same command to continue")
                 return 0
@@ -598,7 +593,9 @@ class Rollback:
                 return False
             self.console.step(step, "start")
             if isinstance(step, GoBack):
-                annotations = rotation_annotations(_rotation(step, self.clock()), step.annotations)
+                annotations = rotation_annotations(
+                    Rotation.of(step, ACTION_ROLLBACK, self.clock()), step.annotations
+                )
                 writer.patch_owner(step, annotations, dry_run=False)
             else:
                 writer.wait(
@@ -608,19 +605,6 @@ class Rollback:
             if isinstance(step, WaitRollout):
                 return True
         return True
-
-
-def _rotation(step: GoBack, now: datetime) -> Rotation:
-    return Rotation(
-        at=timestamp(now),
-        action=ACTION_ROLLBACK,
-        from_version=step.version_from,
-        to_version=step.version_to,
-        from_template=step.template_from,
-        to_template=step.template_to,
-        from_image=step.image_from,
-        to_image=step.image_to,
-    )
 
 
 def _annotations(obj: Mapping[str, Any]) -> dict[str, str]:

@@ -10,8 +10,6 @@ finding.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -264,9 +262,8 @@ def gather_facts(
     )
     with ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="validate") as pool:
         secret_futures = {ref: pool.submit(_read_secret, api_client, ref) for ref in secret_refs}
-        access_futures = {access: pool.submit(_review, api_client, access) for access in accesses}
+        access = _reviews(pool, api_client, accesses)
         read = {ref: future.result() for ref, future in secret_futures.items()}
-        access = {a: future.result() for a, future in access_futures.items()}
     secrets = {ref: facts for ref, (facts, _, _) in read.items()}
     credentials = {ref: creds for ref, (_, creds, _) in read.items() if creds is not None}
     secret_values = frozenset(value for _, _, values in read.values() for value in values)
@@ -325,29 +322,24 @@ SecretRead = tuple[SecretFacts, "Credentials | None", frozenset[str]]
 def _read_secret(api_client: Any, ref: SecretRef) -> SecretRead:
     """A credentials Secret as checks see it (no values), the credentials when they are usable, and
     the key values, which no output may show."""
-    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     from kubectl_capc.checks.credentials import url_problem
     from kubectl_capc.cloudstack import credentials_from_secret_data
+    from kubectl_capc.kube_read import read_secret_data, unreachable_error
 
     try:
-        secret = client.CoreV1Api(api_client).read_namespaced_secret(ref.name, ref.namespace)
+        data = read_secret_data(api_client, ref)
     except ApiException as err:
         state = {404: SecretState.MISSING, 401: SecretState.FORBIDDEN, 403: SecretState.FORBIDDEN}.get(
             err.status, SecretState.FAILED
         )
         return SecretFacts(ref, state, f"HTTP {err.status} {one_line(str(err.reason))}"), None, frozenset()
     except (HTTPError, OSError) as err:
-        raise _unreachable(f"read Secret {ref}", err) from None
-    data: dict[str, str] = {}
-    for key, value in (secret.data or {}).items():
-        try:
-            data[key] = base64.b64decode(value).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            failed = SecretFacts(ref, SecretState.FAILED, f"key {key} is not valid base64 UTF-8 text")
-            return failed, None, frozenset()
+        raise unreachable_error(f"read Secret {ref}", err) from None
+    except ValueError as err:
+        return SecretFacts(ref, SecretState.FAILED, str(err)), None, frozenset()
     present = frozenset(key for key, value in data.items() if value.strip())
     verify_ssl = data["verify-ssl"].strip() if "verify-ssl" in data else None
     api_url = data.get("api-url", "").strip()
@@ -361,11 +353,29 @@ def _read_secret(api_client: Any, ref: SecretRef) -> SecretRead:
         return facts, None, values
 
 
-def _unreachable(what: str, err: Exception) -> KubeApiError:
-    return KubeApiError(
-        f"{what}: cannot reach the API server: {one_line(str(getattr(err, 'reason', None) or err))}",
-        hint="check that the cluster is running and that --context/--kubeconfig select it",
-    )
+def _reviews(pool: ThreadPoolExecutor, api_client: Any, accesses: Sequence[Access]) -> dict[Access, bool]:
+    """Answer every permission with few SelfSubjectAccessReviews, however many namespaces `-A` spans.
+
+    Permissions that differ only in namespace or name are first asked once for all namespaces: an
+    authorizer that allows a verb in all namespaces allows it in each (RBAC has no deny rules). Only
+    where that is denied is each one asked on its own, so a user bound by namespaced Roles still gets
+    an exact answer per namespace.
+    """
+    families: dict[Access, list[Access]] = {}
+    for access in accesses:
+        families.setdefault(Access(access.verb, access.group, access.resource, ""), []).append(access)
+    first = {(family if len(members) > 1 else members[0]): members for family, members in families.items()}
+    asked = {question: pool.submit(_review, api_client, question) for question in first}
+    answers: dict[Access, bool] = {}
+    one_by_one = {}
+    for question, members in first.items():
+        allowed = asked[question].result()
+        if allowed or len(members) == 1:
+            answers.update(dict.fromkeys(members, allowed))
+        else:
+            one_by_one.update({member: pool.submit(_review, api_client, member) for member in members})
+    answers.update({member: future.result() for member, future in one_by_one.items()})
+    return answers
 
 
 def _review(api_client: Any, access: Access) -> bool:
@@ -373,6 +383,8 @@ def _review(api_client: Any, access: Access) -> bool:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
+
+    from kubectl_capc.kube_read import unreachable_error
 
     spec = client.V1SelfSubjectAccessReviewSpec(
         resource_attributes=client.V1ResourceAttributes(
@@ -393,7 +405,7 @@ def _review(api_client: Any, access: Access) -> bool:
             hint="the API server must serve authorization.k8s.io/v1",
         ) from None
     except (HTTPError, OSError) as err:
-        raise _unreachable("SelfSubjectAccessReview", err) from None
+        raise unreachable_error("SelfSubjectAccessReview", err) from None
     allowed = bool(review.status and review.status.allowed)
     _log.debug("may %s: %s", access, allowed)
     return allowed

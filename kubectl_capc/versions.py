@@ -255,7 +255,8 @@ def _refuse_impossible(cp: KubeVersion, workers: Mapping[str, KubeVersion], goal
         if version > goal:
             raise PlanError(
                 f"refusing to downgrade {name} from {version} to {goal}: "
-                "Kubernetes does not support downgrades"
+                "Kubernetes does not support downgrades",
+                hint=f"pass a --to of {version} or newer (`kubectl capc rollback` undoes a recent upgrade)",
             )
 
 

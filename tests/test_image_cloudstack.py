@@ -293,12 +293,19 @@ def test_parameter_errors_carry_cloudstacks_text(cloudstack: CloudStackDouble) -
         client.register_template(spec("x"), "http://h/x.vhd", zone_ids(client))
 
 
-def test_injected_internal_error_and_failed_job(cloudstack: CloudStackDouble) -> None:
+def test_injected_internal_error_and_failed_job(
+    cloudstack: CloudStackDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubectl_capc import cloudstack as adapter
+    from kubectl_capc.backoff import Backoff
+
+    monkeypatch.setattr(adapter, "RETRIES", Backoff(attempts=3, base=0.01, cap=0.01))
     client = client_for(cloudstack)
-    set_faults(cloudstack, {"errors": [{"command": "listZones", "times": 1}]})
+    set_faults(cloudstack, {"errors": [{"command": "listZones", "times": 3}]})
     with pytest.raises(CloudStackError, match=r"list zones: CloudStack error 530.*management server log"):
-        client.zones()
-    assert client.zones()
+        client.zones()  # a read is tried 3 times, then the error stays
+    set_faults(cloudstack, {"errors": [{"command": "listZones", "times": 2}]})
+    assert client.zones()  # the third try succeeds
     with pytest.raises(CloudStackError, match=r"copy template .*: CloudStack error 431.*not ready"):
         (row, _) = client.register_template(spec("nc"), "http://h/nc.qcow2", zone_ids(client))
         client.copy_template(row.id, zone_ids(client)[0], [zone_ids(client)[1]])

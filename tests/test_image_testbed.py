@@ -204,7 +204,7 @@ def test_a_zone_whose_download_fails_is_named_and_replace_recovers(
     assert failed.returncode == 4
     error = failed.stderr.strip().splitlines()[-1]
     assert "failed in zone zone2: HTTP Server returned 403 (expected 200 OK)" in error
-    assert error.endswith("re-run with --replace to register it again")
+    assert error.endswith("(`kubectl capc image register ... --replace` does both)")
 
     blocked = capc(bed, *register_args(namespace, name, version, "--url", url))
     assert blocked.returncode == 4 and "nothing was changed" in blocked.stderr

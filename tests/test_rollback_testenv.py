@@ -7,20 +7,28 @@ its seed, v1.28.9 added here for a same-minor upgrade).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
+from kubectl_capc.apply import ApplyOptions
+from kubectl_capc.model import ClusterInventory
 from kubectl_capc.records import ACTION_ROLLBACK, ACTION_UPGRADE, PREVIOUS_TEMPLATE, PREVIOUS_VERSION
+from kubectl_capc.rollback import KubeRollbackIO, Rollback
 from tests.testenv.bed import TestBed
+from tests.testenv.rollout_model import STALL_ANNOTATION
 from tests.upgrade_support import (
     cli,
     create_cluster,
     ensure_cloudstack_template,
     get,
     history,
+    patch,
     read,
     resource_versions,
     version_and_template,
+    wait_for,
 )
 
 CP, MD0, MD1 = "c1-control-plane", "c1-md-0", "c1-md-1"
@@ -158,3 +166,78 @@ def test_without_a_terminal_and_without_yes_it_refuses(testenv: TestBed, namespa
     assert code == 2
     assert "not a terminal" in err and "pass --yes to roll back" in err
     assert resource_versions(testenv, namespace) == before
+
+
+class QuietConsole:
+    """A console for in-process runs: keeps the notes, and says yes if ever asked."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def show_plan(self, plan: Any) -> None:
+        pass
+
+    def show_previews(self, previews: Sequence[Any]) -> None:
+        pass
+
+    def confirm(self, question: str) -> bool:
+        return True
+
+    def step(self, step: Any, state: str) -> None:
+        pass
+
+    def progress(self, progress: Sequence[Any], elapsed: float) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_a_status_update_between_read_and_dry_run_is_read_again_and_planned_again(
+    testenv: TestBed, namespace: str
+) -> None:
+    ensure_cloudstack_template(testenv, "ubuntu-2204-kube-v1.28.9")
+    # The control plane's rollout stops after one machine until the test lets it go on.
+    create_cluster(testenv, namespace, md_count=1, annotate={CP: {STALL_ANNOTATION: "1"}})
+    upgraded(testenv, namespace, "v1.28.9", "--no-wait")
+
+    class ControllerReportsAfterTheRead(KubeRollbackIO):
+        """The rollback's first read sees the control plane while its rollout goes on: the rollout
+        simulator then reports progress (a status write: a new resourceVersion) before the dry run."""
+
+        reads = 0
+        status_changed_after_read = False
+
+        def read(self) -> ClusterInventory:
+            first = self.reads == 0
+            if first:
+                go_on = {"metadata": {"annotations": {STALL_ANNOTATION: None}}}
+                patch(testenv, namespace, "KubeadmControlPlane", CP, go_on)
+            inventory = super().read()
+            self.reads += 1
+            if first:
+                assert inventory.control_plane is not None
+                seen = inventory.control_plane.resource_version
+                wait_for(
+                    "the rollout simulator to write the control plane's status",
+                    lambda: (
+                        get(testenv, namespace, "KubeadmControlPlane", CP)["metadata"]["resourceVersion"]
+                        != seen
+                    ),
+                    timeout=30,
+                )
+                self.status_changed_after_read = True
+            return inventory
+
+    io = ControllerReportsAfterTheRead(testenv.api_client(), namespace, "c1")
+    code = Rollback(io, ApplyOptions(yes=True), QuietConsole()).run()
+
+    assert io.status_changed_after_read  # the first dry run was sent with a stale resourceVersion
+    assert code == 0
+    kcp = get(testenv, namespace, "KubeadmControlPlane", CP)
+    assert version_and_template(kcp) == ("v1.28.5", CP)
+    assert [(e["action"], e["toVersion"]) for e in history(kcp)] == [
+        (ACTION_ROLLBACK, "v1.28.5"),
+        (ACTION_UPGRADE, "v1.28.9"),
+    ]
+    assert not read(testenv, namespace).rollout_in_progress()

@@ -165,7 +165,8 @@ class Access:
     def __str__(self) -> str:
         plural = f"{self.resource}.{self.group}" if self.group else self.resource
         target = f"{plural}/{self.name}" if self.name else plural
-        return f"{self.verb} {target} in namespace {self.namespace}"
+        where = f"in namespace {self.namespace}" if self.namespace else "in all namespaces"
+        return f"{self.verb} {target} {where}"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Checks that the caller may do what an upgrade does, asked with SelfSubjectAccessReviews.
 
 An upgrade reads each failure domain's credentials Secret, creates CloudStackMachineTemplates, and
-patches the KubeadmControlPlane and the MachineDeployments.
+reads (`get`, before each dry run), patches and then watches the KubeadmControlPlane and the
+MachineDeployments. A missing `watch` would otherwise only show once the first object is patched.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ PERMISSION_MISSING = Check(
 CLUSTER_GROUP = "cluster.x-k8s.io"
 CONTROL_PLANE_GROUP = "controlplane.cluster.x-k8s.io"
 INFRASTRUCTURE_GROUP = "infrastructure.cluster.x-k8s.io"
+# On the KubeadmControlPlane and each MachineDeployment, in the order an upgrade uses them.
+_OWNER_VERBS = ("get", "patch", "watch")
 
 
 def required_access(inventory: ClusterInventory) -> tuple[Access, ...]:
@@ -35,9 +38,11 @@ def required_access(inventory: ClusterInventory) -> tuple[Access, ...]:
     ]
     needed.append(Access("create", INFRASTRUCTURE_GROUP, "cloudstackmachinetemplates", namespace))
     if inventory.control_plane is not None:
-        needed.append(Access("patch", CONTROL_PLANE_GROUP, "kubeadmcontrolplanes", namespace))
+        needed += [
+            Access(verb, CONTROL_PLANE_GROUP, "kubeadmcontrolplanes", namespace) for verb in _OWNER_VERBS
+        ]
     if inventory.machine_deployments:
-        needed.append(Access("patch", CLUSTER_GROUP, "machinedeployments", namespace))
+        needed += [Access(verb, CLUSTER_GROUP, "machinedeployments", namespace) for verb in _OWNER_VERBS]
     return tuple(dict.fromkeys(needed))
 
 

@@ -8,12 +8,19 @@ with dryRun=All and exits 1 when there is something to delete, like `kubectl dif
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from kubectl_capc.errors import ExitCode
-from kubectl_capc.options import GlobalOptions, OutputFormat, global_options
+from kubectl_capc.options import (
+    ClusterArgument,
+    DryRunOption,
+    GlobalOptions,
+    OutputFormat,
+    YesOption,
+    global_options,
+)
 
 if TYPE_CHECKING:
     from kubectl_capc.cleanup import CleanupPlan
@@ -23,14 +30,7 @@ __all__ = ["cleanup"]
 
 @global_options()
 def cleanup(
-    opts: GlobalOptions,
-    cluster: Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster.")],
-    *,
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Only list (deletes are sent with dryRun=All). Exit 1 if any."),
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking for confirmation.")] = False,
+    opts: GlobalOptions, cluster: ClusterArgument, *, dry_run: DryRunOption = False, yes: YesOption = False
 ) -> None:
     """Delete the cluster's CloudStackMachineTemplates that no KubeadmControlPlane, MachineDeployment,
     MachineSet or Machine uses any more (e.g. those an upgrade replaced). No rollback to them afterwards."""

@@ -6,20 +6,15 @@ A table (TIME, ACTION, OBJECT, VERSION, TEMPLATE, IMAGE), or the typed `UpgradeH
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from kubectl_capc.options import GlobalOptions, OutputFormat, global_options
+from kubectl_capc.options import ClusterArgument, GlobalOptions, OutputFormat, global_options
 
 __all__ = ["history"]
 
 
 @global_options()
-def history(
-    opts: GlobalOptions,
-    cluster: Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster.")],
-) -> None:
+def history(opts: GlobalOptions, cluster: ClusterArgument) -> None:
     """Show the upgrades and rollbacks recorded on a cluster's control plane and MachineDeployments,
     newest first."""
     from kubectl_capc.cli import print_document, print_table

@@ -255,7 +255,7 @@ def register(
     target_version = _exact_version(version)
     wait_seconds = _seconds(timeout, "--timeout")
     if file is not None and not file.is_file():
-        raise UsageError(f"--file {file} is not a readable file")
+        raise UsageError(f"--file {file} is not a readable file", hint="give the path of a local image file")
     inventory, targets = _cluster_targets(
         opts, cluster, poll_interval=_seconds(poll_interval, "--poll-interval")
     )

@@ -11,12 +11,21 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from kubectl_capc.errors import ExitCode
-from kubectl_capc.options import GlobalOptions, OutputFormat, global_options
+from kubectl_capc.options import (
+    ClusterArgument,
+    DryRunOption,
+    GlobalOptions,
+    NoWaitOption,
+    OutputFormat,
+    TimeoutOption,
+    YesOption,
+    global_options,
+)
 
 if TYPE_CHECKING:
     from kubectl_capc.commands.upgrade import TerminalConsole
@@ -31,29 +40,12 @@ __all__ = ["rollback"]
 @global_options()
 def rollback(
     opts: GlobalOptions,
-    cluster: Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster to roll back.")],
+    cluster: ClusterArgument,
     *,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Preview only: every patch is sent with dryRun=All. Exit 1 if changes."
-        ),
-    ] = False,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Roll back without asking for confirmation.")
-    ] = False,
-    no_wait: Annotated[
-        bool,
-        typer.Option("--no-wait", help="Stop at the first rollout instead of waiting; re-run to continue."),
-    ] = False,
-    timeout: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--timeout",
-            metavar="[PHASE=]DURATION",
-            help="Per-phase limit: 90m, or control-plane=60m, machine-deployment=30m; 0: none.",
-        ),
-    ] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    no_wait: NoWaitOption = False,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Roll back the last upgrade recorded on a cluster's MachineDeployments, and on its control plane
     where Kubernetes allows it: after an image-only or same-minor change, or before its minor upgrade

@@ -29,6 +29,7 @@ __all__ = ["image_upgrade", "parse_timeouts"]
 
 # The values of kubectl_capc.plan.ImageSource, spelled out so that `--help` need not import the planner.
 IMAGE_SOURCES = ("existing", "url", "prebuilt", "build")
+CLOUDSTACK_REQUEST_TIMEOUT = 30.0
 _PHASES = {"images": "images", "control-plane": "control_plane", "machine-deployment": "machine_deployment"}
 
 
@@ -131,6 +132,14 @@ def image_upgrade(
     parallel: Annotated[
         int, typer.Option("--parallel", metavar="N", help="MachineDeployments rolled out at the same time.")
     ] = 1,
+    poll_interval: Annotated[
+        str,
+        typer.Option(
+            "--poll-interval",
+            metavar="DURATION",
+            help="Time between two checks of CloudStack while a template downloads or a job runs.",
+        ),
+    ] = "5s",
     filenames: Annotated[
         list[Path] | None,
         typer.Option(
@@ -152,6 +161,7 @@ def image_upgrade(
     """Upgrade a CAPC cluster to a Kubernetes version: new node image and machine templates, control plane
     first, then MachineDeployments; one minor at a time. Safe to interrupt and run again."""
     from kubectl_capc.apply import ApplyOptions, ImageOptions, Upgrade
+    from kubectl_capc.cloudstack import CloudStackClient, Credentials
     from kubectl_capc.cluster_io import KubeClusterIO
     from kubectl_capc.kube import api_client
     from kubectl_capc.plan import ImageSource
@@ -162,6 +172,9 @@ def image_upgrade(
     target = parse_target(to)
     if parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    poll_seconds = _duration(poll_interval)
+    if poll_seconds is None:
+        raise UsageError("--poll-interval must be longer than 0", hint="e.g. 5s")
     if source is ImageSource.URL and not image_url:
         raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
     # With a source that can provide images, an exact target is obtainable even without a template yet.
@@ -188,17 +201,30 @@ def image_upgrade(
         offline = OfflineOptions(tuple(filenames or ()), output_dir, dry_run, server_dry_run)
         raise typer.Exit(run_offline(opts, cluster, request, offline, console))
     namespace = opts.resolve_context().namespace
+
+    def cloudstack(credentials: Credentials) -> CloudStackClient:
+        # --request-timeout bounds every remote request, CloudStack's too (which cannot wait forever).
+        timeout = opts.request_timeout or CLOUDSTACK_REQUEST_TIMEOUT
+        return CloudStackClient(credentials, request_timeout=timeout, poll_interval=poll_seconds)
+
     io = KubeClusterIO(
         api_client(opts),
         namespace,
         cluster,
         ImageOptions(source, image_url, prebuilt_base_url, image_builder_dir),
         console,
+        make_client=cloudstack,
     )
     try:
         code = Upgrade(io, request, options, console).run()
-    except KeyboardInterrupt:
-        console.note("interrupted: run the same command again to continue where it stopped")
+    except KeyboardInterrupt as stop:
+        from kubectl_capc.interrupts import StoppedAfterWrite
+
+        if isinstance(stop, StoppedAfterWrite):
+            where = f" after {stop.write} had finished"
+        else:
+            where = f" during {console.current_step}" if console.current_step else ""
+        console.note(f"interrupted{where}: run the same command again to continue where it stopped")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
         console.flush()
@@ -214,6 +240,8 @@ class TerminalConsole:
         self._document: dict[str, Any] | None = None
         self._last_progress = ""
         self._live = sys.stderr.isatty()
+        self.current_step: str | None = None
+        """The step under way (`Action Kind/name`), for the message shown when the run is interrupted."""
 
     def show_plan(self, plan: UpgradePlan) -> None:
         if self.output is not OutputFormat.TABLE:
@@ -254,8 +282,10 @@ class TerminalConsole:
     def step(self, hop: PlanHop, step: Step, state: str) -> None:
         self._end_progress()
         if state == "start":
+            self.current_step = f"{step.action} {step.subject}"
             typer.echo(f"[hop {hop.number}] {step.action} {step.subject}: {step.summary()}", err=True)
         else:
+            self.current_step = None
             typer.echo(f"[hop {hop.number}] {step.action} {step.subject}: done", err=True)
 
     def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from kubectl_capc.errors import UsageError
-from kubectl_capc.options import GlobalOptions, OutputFormat, global_options
+from kubectl_capc.options import GlobalOptions, OptionalClusterArgument, OutputFormat, global_options
 
 __all__ = ["validate"]
 
@@ -20,9 +20,7 @@ __all__ = ["validate"]
 @global_options(all_namespaces=True)
 def validate(
     opts: GlobalOptions,
-    cluster: Annotated[
-        str | None, typer.Argument(metavar="CLUSTER", help="Cluster name; default: all in the namespace.")
-    ] = None,
+    cluster: OptionalClusterArgument = None,
     to: Annotated[
         str | None,
         typer.Option(

@@ -15,6 +15,7 @@ DEFAULT_DOWNLOAD_ERROR = "HTTP Server returned 404 (expected 200 OK)"
 class LatencyFault:
     seconds: float
     commands: list[str] | None = None  # None: every command
+    times: int | None = None  # None: every call; else only the next `times` calls
 
 
 @dataclass
@@ -56,7 +57,14 @@ class Faults:
     key_expired: bool = False
 
     def latency_for(self, command: str) -> float:
-        return sum(f.seconds for f in self.latency if f.commands is None or command in f.commands)
+        """The delay before answering `command`; consumes one call of each counted fault that applies."""
+        total = 0.0
+        for fault in self.latency:
+            if (fault.commands is None or command in fault.commands) and fault.times != 0:
+                if fault.times is not None:
+                    fault.times -= 1
+                total += fault.seconds
+        return total
 
     def take_error(self, command: str) -> ApiError | None:
         """Consume one injected failure for `command`, if any is left."""

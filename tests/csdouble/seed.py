@@ -13,7 +13,7 @@ examples/cloudstack-seed.yaml):
   affinity_groups, ssh_keypairs [{name, ..., owner?}] - extra keys pass through to the API objects
 - templates [{name, hypervisor, format, ostype, owner?, ispublic, isfeatured, tags: {k: v},
   zones: [zone] | {zone: ready | downloading | not_uploaded | {percent: N} | {error: text}}, ...}]
-- faults: {latency: [{seconds, commands?}], errors: [{command, times, errorcode?, errortext?}],
+- faults: {latency: [{seconds, commands?, times?}], errors: [{command, times, errorcode?, errortext?}],
   downloads: [{zone, mode: stall|error, at_percent, message?, template?}], key_expired}
 
 An `owner` is {account, domain} or {project}; without one, the credentials' account owns the resource.

@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,30 @@ def _start_apiserver(directory: Path, binary: Path, tied: bool) -> str:
     )
     _wait("kube-apiserver", lambda: _readyz(directory), proc, directory / "apiserver.log", timeout=90)
     return (directory / "endpoint").read_text().strip()
+
+
+def restart_apiserver(bed: TestBed, *, down_seconds: float = 0.0, tied: bool = True) -> None:
+    """Stop the bed's kube-apiserver and start it again on the same port, etcd data and PKI, as an
+    apiserver restart looks to clients: connections and watches break, requests are refused for a while,
+    and then the same credentials and resourceVersions work again. `down_seconds` keeps it down longer.
+    """
+    pidfile = _pid_dir(bed.dir) / "apiserver.pid"
+    pid = int(pidfile.read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    time.sleep(down_seconds)
+    port = urllib.parse.urlsplit(bed.endpoint).port
+    binary = gobuild.ensure_binaries()["apiserver"]
+    argv = [str(binary), "-dir", str(bed.dir), "-port", str(port), "-keep-state"]
+    if (bed.dir / "audit-policy.yaml").exists():
+        argv += ["-audit-policy-file", str(bed.dir / "audit-policy.yaml")]
+    proc = _spawn(bed.dir, "apiserver", argv, tied=tied)
+    _wait("kube-apiserver (restarted)", lambda: _readyz(bed.dir), proc, bed.dir / "apiserver.log", timeout=90)
 
 
 def _install_crds(bed: TestBed) -> None:

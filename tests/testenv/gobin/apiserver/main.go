@@ -1,11 +1,13 @@
 // Command testenv-apiserver runs an embedded etcd and a real kube-apiserver on 127.0.0.1
 // for the kubectl-capc test suite. It generates its own PKI, writes DIR/kubeconfig for an
 // admin identity (system:masters client certificate) and serves until SIGTERM/SIGINT.
+// With -keep-state it restarts on an earlier run's etcd data and PKI (same port via -port), as a
+// restarted apiserver would: clients keep their credentials and resourceVersions stay valid.
 //
 // Files written under -dir:
 //
 //	pki/          CA, serving certificate, admin client certificate, service-account keys
-//	etcd/         etcd data (wiped on start)
+//	etcd/         etcd data (wiped on start, unless -keep-state)
 //	kubeconfig    admin kubeconfig (written once the certificates exist; poll /readyz for readiness)
 //	endpoint      the https URL of the apiserver
 package main
@@ -38,11 +40,12 @@ func main() {
 	dir := flag.String("dir", "", "state directory (required)")
 	port := flag.Int("port", 0, "secure port for the apiserver (0 picks a free one)")
 	auditPolicy := flag.String("audit-policy-file", "", "optional audit policy; the log goes to DIR/audit.log")
+	keepState := flag.Bool("keep-state", false, "reuse DIR's etcd data and PKI from an earlier run")
 	flag.Parse()
 	if *dir == "" {
 		fail("-dir is required")
 	}
-	if err := run(*dir, *port, *auditPolicy); err != nil {
+	if err := run(*dir, *port, *auditPolicy, *keepState); err != nil {
 		fail(err.Error())
 	}
 }
@@ -52,11 +55,13 @@ func fail(msg string) {
 	os.Exit(1)
 }
 
-func run(dir string, port int, auditPolicy string) error {
+func run(dir string, port int, auditPolicy string, keepState bool) error {
 	pki := filepath.Join(dir, "pki")
 	etcdDir := filepath.Join(dir, "etcd")
-	if err := os.RemoveAll(etcdDir); err != nil {
-		return err
+	if !keepState {
+		if err := os.RemoveAll(etcdDir); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(pki, 0o700); err != nil {
 		return err
@@ -68,8 +73,10 @@ func run(dir string, port int, auditPolicy string) error {
 		}
 		port = p
 	}
-	if err := writePKI(pki); err != nil {
-		return fmt.Errorf("pki: %w", err)
+	if _, err := os.Stat(filepath.Join(pki, "ca.crt")); err != nil || !keepState {
+		if err := writePKI(pki); err != nil {
+			return fmt.Errorf("pki: %w", err)
+		}
 	}
 	endpoint := fmt.Sprintf("https://127.0.0.1:%d", port)
 	if err := writeKubeconfig(dir, pki, endpoint); err != nil {
