@@ -238,7 +238,11 @@ def run_matrix(
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         together = [stop for stop in stops if stop not in alone]
         rows = dict(
-            zip(together, pool.map(lambda stop: stop_and_resume(bed, scenario, reference, *stop), together))
+            zip(
+                together,
+                pool.map(lambda stop: stop_and_resume(bed, scenario, reference, *stop), together),
+                strict=True,
+            )
         )
     rows.update((stop, stop_and_resume(bed, scenario, reference, *stop)) for stop in alone)
     return [rows[stop] for stop in stops]
