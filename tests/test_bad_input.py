@@ -324,26 +324,18 @@ CASES = [
         ),
         USAGE,
         "http(s) only",
-        known_defect="the URL is checked only when the image step runs, after a progress line: "
-        "commands/upgrade.py should call images.check_download_url(image_url) next to its other "
-        "--image-source url check, before planning",
     ),
     Case(
         "upgrade-empty-image",
         upgrade("c1", "--image", ""),
         USAGE,
         "--image",
-        known_defect="an empty --image reaches the server dry run and ends in exit 5 with three "
-        "admission refusals: commands/upgrade.py should raise UsageError('--image is empty', hint=...) "
-        "when `image is not None and not image.strip()`",
     ),
     Case(
         "parallel-zero",
         upgrade("c1", "--parallel", "0"),
         USAGE,
         "--parallel must be at least 1",
-        known_defect="the error has no '; what to do' part: commands/upgrade.py should pass "
-        "hint='e.g. --parallel 2 rolls out two MachineDeployments at a time'",
     ),
 ]
 

@@ -163,6 +163,7 @@ def image_upgrade(
     from kubectl_capc.apply import ApplyOptions, ImageOptions, Upgrade
     from kubectl_capc.cloudstack import CloudStackClient, Credentials
     from kubectl_capc.cluster_io import KubeClusterIO
+    from kubectl_capc.images import check_download_url
     from kubectl_capc.kube import api_client
     from kubectl_capc.plan import ImageSource
     from kubectl_capc.planner import PlanRequest
@@ -171,12 +172,19 @@ def image_upgrade(
     source = ImageSource(image_source)
     target = parse_target(to)
     if parallel < 1:
-        raise UsageError("--parallel must be at least 1")
+        raise UsageError(
+            "--parallel must be at least 1",
+            hint="e.g. --parallel 2 rolls out two MachineDeployments at a time",
+        )
     poll_seconds = _duration(poll_interval)
     if poll_seconds is None:
         raise UsageError("--poll-interval must be longer than 0", hint="e.g. 5s")
     if source is ImageSource.URL and not image_url:
         raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
+    if image_url:
+        check_download_url(image_url)
+    if image is not None and not image.strip():
+        raise UsageError("--image is empty", hint="name the CloudStack template to use, or leave --image out")
     # With a source that can provide images, an exact target is obtainable even without a template yet.
     obtainable = source is not ImageSource.EXISTING and target.exact is not None
     request = PlanRequest(
