@@ -12,7 +12,6 @@ is the same for the terminal and for tests that drive it in-process.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubectl_capc import testpoints
-from kubectl_capc.errors import KubeApiError, PlanError, RolloutError, UsageError
+from kubectl_capc.conflicts import ConflictBudget, replan_on_conflict
+from kubectl_capc.errors import PlanError, RolloutError, UsageError
 from kubectl_capc.kube_write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
 from kubectl_capc.model import CapiVersion, ClusterInventory, ZoneTemplates, thaw
 from kubectl_capc.plan import (
@@ -47,11 +47,6 @@ __all__ = [
     "require_confirmation",
     "server_preview",
 ]
-
-_log = logging.getLogger(__name__)
-
-MAX_CONFLICTS = 5
-"""Consecutive conflicts (409s, objects changed under us) after which the run gives up."""
 
 
 @dataclass(frozen=True)
@@ -253,18 +248,14 @@ class Upgrade:
     def _plan_and_preview(self) -> tuple[UpgradePlan, tuple[ObjectPreview, ...]]:
         """Plan and send the plan's writes with dryRun=All; when an object changes in between (its
         controller updated it, say), the guarded dry run fails with 409 and the plan is made again."""
-        conflicts = 0
-        while True:
+
+        def attempt() -> tuple[UpgradePlan, tuple[ObjectPreview, ...]]:
             _, plan = self.plan()
             if plan.done:
                 return plan, ()
-            try:
-                return plan, server_preview(plan, self.io.writer, self.clock())
-            except Conflict as err:
-                conflicts += 1
-                if conflicts > MAX_CONFLICTS:
-                    raise _gave_up(err) from None
-                _log.info("%s: planning again", err.message)
+            return plan, server_preview(plan, self.io.writer, self.clock())
+
+        return replan_on_conflict(attempt)
 
     def _show_or_refuse(self, plan: UpgradePlan, previews: Sequence[ObjectPreview]) -> None:
         self.console.show_previews(previews)
@@ -282,7 +273,7 @@ class Upgrade:
         )
 
     def _execute(self, approved: UpgradePlan) -> int:
-        conflicts = 0
+        conflicts = ConflictBudget()
         while True:
             inventory, plan = self.plan()
             if plan.done:
@@ -305,12 +296,10 @@ class Upgrade:
                     approved = plan
                 waited = self._run_segment(plan, inventory)
             except Conflict as err:
-                conflicts += 1
-                if conflicts > MAX_CONFLICTS:
-                    raise _gave_up(err) from None
+                conflicts.spend(err)
                 self.console.note(f"{err.message}: reading the cluster again and re-planning")
                 continue
-            conflicts = 0
+            conflicts.reset()
             if not waited:
                 self.console.note(
                     "not waiting for the rollout (--no-wait): run the same command again to continue"
@@ -355,14 +344,6 @@ class Upgrade:
             if isinstance(step, WaitRollout):
                 return True
         return True
-
-
-def _gave_up(err: Conflict) -> KubeApiError:
-    return KubeApiError(
-        err.message,
-        hint=f"gave up after {MAX_CONFLICTS} tries: the cluster keeps changing, or the API server keeps "
-        "failing; re-run the same command once it has settled",
-    )
 
 
 def _acts(step: Step) -> bool:

@@ -1,8 +1,6 @@
-"""Interrupted and concurrent upgrades on the real test bed, in both CAPI profiles.
+"""Concurrent upgrades and waits for images on the real test bed, in both CAPI profiles. (Runs stopped
+at every step boundary and in every wait are the fault matrix: tests/test_fault_matrix.py.)
 
-- The CLI is killed (SIGKILL) before, during and between steps, again and again; every re-run picks up
-  from the live state and the cluster ends exactly as an uninterrupted run leaves it, with no object
-  made twice and no object patched twice.
 - Someone else changes an object between the plan and a guarded write (409): the run re-reads and
   re-plans; a change that leaves the plan as it was goes on, one that changes it asks again.
 - A template still downloading in one zone is waited for before anything is written.
@@ -10,9 +8,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,75 +20,14 @@ from kubectl_capc.plan import PatchObject, PlanHop, Step, UpgradePlan
 from kubectl_capc.planner import PlanRequest
 from kubectl_capc.versions import parse_target
 from tests.testenv.bed import TestBed
-from tests.testenv.rollout_model import STALL_ANNOTATION
 from tests.upgrade_support import (
-    REPO,
-    cli,
     create_cluster,
     ensure_cloudstack_template,
     get,
     history,
-    names,
     patch,
     version_and_template,
 )
-
-OWNERS = (
-    ("KubeadmControlPlane", "c1-control-plane"),
-    ("MachineDeployment", "c1-md-0"),
-    ("MachineDeployment", "c1-md-1"),
-)
-
-
-# The steps that act in a v1.28.5 -> v1.29.3 upgrade of c1 (the images are ready: only checked).
-ACTING_STEPS = [
-    "CreateMachineTemplate CloudStackMachineTemplate/c1-control-plane-v1-29-3",
-    "CreateMachineTemplate CloudStackMachineTemplate/c1-md-0-v1-29-3",
-    "CreateMachineTemplate CloudStackMachineTemplate/c1-md-1-v1-29-3",
-    "Patch KubeadmControlPlane/c1-control-plane",
-    "WaitRollout KubeadmControlPlane/c1-control-plane",
-    "Patch MachineDeployment/c1-md-0",
-    "WaitRollout MachineDeployment/c1-md-0",
-    "Patch MachineDeployment/c1-md-1",
-    "WaitRollout MachineDeployment/c1-md-1",
-]
-
-
-def test_killed_before_during_and_between_steps_converges_without_duplicates(
-    testenv: TestBed, namespace: str
-) -> None:
-    # Rollouts stall after one machine until the harness lets them finish, so a process can be killed in
-    # a wait and the next one finds that rollout still going, whatever the machines' speed.
-    create_cluster(testenv, namespace, annotate={name: {STALL_ANNOTATION: "1"} for _, name in OWNERS})
-    positions = [
-        3 * index + phase
-        for index, step in enumerate(ACTING_STEPS)
-        for phase in ((0, 1, 2) if step.startswith("WaitRollout") else (0, 2))
-    ]
-    killed_at = []
-    for position in positions:
-        # Each process resumes from the cluster as the previous one left it and is SIGKILLed when it
-        # reaches `position`: a step started, a wait in progress, or a step done.
-        done = subprocess.run(
-            [sys.executable, "-m", "tests.upgrade_kill", str(testenv.kubeconfig), testenv.capi, namespace,
-             "v1.29.3", str(position), *ACTING_STEPS],
-            capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
-        )  # fmt: skip
-        assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
-        killed_at.append(int(done.stdout.split()[-1]))
-    assert killed_at == positions  # every boundary was reached exactly, in order
-
-    args = ["image-upgrade", "c1", "-n", namespace, "--to", "v1.29.3", "--yes"]
-    final = cli(testenv, *args)
-    assert final.returncode == 0, final.stderr
-    again = cli(testenv, *args)
-    assert again.returncode == 0 and "nothing to do" in again.stderr
-    for kind, name in OWNERS:
-        obj = get(testenv, namespace, kind, name)
-        assert version_and_template(obj) == ("v1.29.3", f"{name}-v1-29-3")
-        assert len(history(obj)) == 1, f"{name} was patched more than once"
-    templates = names(testenv, namespace, "CloudStackMachineTemplate")
-    assert templates == sorted([name for _, name in OWNERS] + [f"{name}-v1-29-3" for _, name in OWNERS])
 
 
 class RecordingConsole:
