@@ -1,9 +1,11 @@
-"""Execute an `UpgradePlan`: preview with server dry runs, confirm, apply step by step, re-plan, finish.
+"""Run a plan against the live cluster: preview with server dry runs, confirm, apply step by step, re-plan.
 
-The loop is: read the cluster, plan, run the plan up to and including its first wait, and read again.
-Every plan is made from the live state, so a run continues where any earlier, interrupted run stopped,
-and a concurrent change (a 409 on a guarded write, or a different plan after a re-read) is never
-overwritten: the new plan is shown, and if it does more than what was approved, confirmed again.
+`PlanRun` is the loop that `image-upgrade` (`Upgrade`, here) and `rollback`
+(`kubectl_capc.rollback.Rollback`) share: read the cluster, plan, run the plan up to and including its
+first wait, and read again. Every plan is made from the live state, so a run continues where any
+earlier, interrupted run stopped, and a concurrent change (a 409 on a guarded write, or a different plan
+after a re-read) is never overwritten: the new plan is shown, and if it does more than what was
+approved, confirmed again. Every patch records itself in the object's history (`kubectl_capc.records`).
 
 I/O goes through a `ClusterIO` (Kubernetes reads and writes, CloudStack listings and the image pipeline;
 `kubectl_capc.cluster_io` has the real one) and everything shown goes through a `Console`, so the engine
@@ -12,17 +14,18 @@ is the same for the terminal and for tests that drive it in-process.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from kubectl_capc import testpoints
 from kubectl_capc.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.errors import PlanError, RolloutError, UsageError
 from kubectl_capc.kube_write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
-from kubectl_capc.model import CapiVersion, ClusterInventory, ZoneTemplates, thaw
+from kubectl_capc.model import ClusterInventory, ZoneTemplates, thaw
 from kubectl_capc.plan import (
     CreateMachineTemplate,
     EnsureImage,
@@ -35,17 +38,20 @@ from kubectl_capc.plan import (
 )
 from kubectl_capc.planner import PlanRequest, plan_upgrade
 from kubectl_capc.preview import ObjectPreview, clean, merge_patch
-from kubectl_capc.records import ACTION_UPGRADE, Rotation, rotation_annotations, timestamp
+from kubectl_capc.records import ACTION_UPGRADE, Rotation, rotation_annotations
 
 __all__ = [
     "ApplyOptions",
     "ClusterIO",
     "Console",
     "ImageOptions",
+    "PlanConsole",
+    "PlanRun",
+    "RunPlan",
     "Timeouts",
     "Upgrade",
+    "WriterIO",
     "require_confirmation",
-    "server_preview",
 ]
 
 
@@ -81,28 +87,57 @@ class ImageOptions:
     cache_dir: Path | None = None
 
 
-class Console(Protocol):
-    """Where the run shows what it does and asks for confirmation."""
+class RunPlan(Protocol):
+    """What the loop needs of a plan (an `UpgradePlan` or a `RollbackPlan`)."""
 
-    def show_plan(self, plan: UpgradePlan) -> None: ...
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def cluster(self) -> str: ...
+
+    @property
+    def done(self) -> bool:
+        """Nothing to write and nothing to wait for."""
+
+    @property
+    def changes_pending(self) -> bool:
+        """Some object would be created or changed (the `--dry-run` exit code 1)."""
+
+    def covered_by(self, approved: Any) -> bool:
+        """Every write of this plan was part of `approved` (so it needs no new confirmation)."""
+
+
+class PlanConsole(Protocol):
+    """What the loop shows and asks; each command's console adds its own step and progress lines."""
+
+    def show_plan(self, plan: Any) -> None: ...
 
     def show_previews(self, previews: Sequence[ObjectPreview]) -> None: ...
 
     def confirm(self, question: str) -> bool: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class WriterIO(Protocol):
+    """Where the loop writes: the writer for the cluster last read."""
+
+    @property
+    def writer(self) -> KubeWriter: ...
+
+
+class Console(PlanConsole, Protocol):
+    """Where an `image-upgrade` run shows what it does and asks for confirmation."""
 
     def step(self, hop: PlanHop, step: Step, state: str) -> None:
         """`state` is "start" or "done"."""
 
     def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None: ...
 
-    def note(self, message: str) -> None: ...
 
-
-class ClusterIO(Protocol):
-    """What the engine reads and writes."""
-
-    @property
-    def writer(self) -> KubeWriter: ...
+class ClusterIO(WriterIO, Protocol):
+    """What an `image-upgrade` run reads and writes."""
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]: ...
 
@@ -131,170 +166,130 @@ def require_confirmation(
         raise UsageError(f"not {done}: the plan was not confirmed")
 
 
-# -- preview ---------------------------------------------------------------------------------------
+# -- the loop image-upgrade and rollback share -----------------------------------------------------
 
 
-def server_preview(plan: UpgradePlan, writer: KubeWriter, now: datetime) -> tuple[ObjectPreview, ...]:
-    """Send every write the server can judge now with dryRun=All; predict the rest locally.
-
-    New templates can always be checked. A patch can be checked when it is the first change of its
-    object in the plan; later ones depend on earlier hops (the control plane would be two minors ahead
-    of what is stored), so they are shown as predicted from the previous prediction.
-    """
-    previews = []
-    predicted: dict[tuple[str, str], dict[str, Any]] = {}
-    for hop, step in plan.steps():
-        if isinstance(step, CreateMachineTemplate) and step.writes:
-            previews.append(_preview_create(hop, step, writer))
-        elif isinstance(step, PatchObject):
-            key = (step.kind, step.name)
-            preview = (
-                _preview_later_patch(hop, step, predicted[key], writer.capi_version, now)
-                if key in predicted
-                else _preview_first_patch(hop, step, writer, now)
-            )
-            predicted[key] = dict(preview.after)
-            previews.append(preview)
-    return tuple(previews)
+PlanT = TypeVar("PlanT", bound=RunPlan)
+IOT = TypeVar("IOT", bound=WriterIO)
+ConsoleT = TypeVar("ConsoleT", bound=PlanConsole)
 
 
-def _preview_first_patch(hop: PlanHop, step: PatchObject, writer: KubeWriter, now: datetime) -> ObjectPreview:
-    before = writer.get(step.kind, step.name)
-    annotations = rotation_annotations(_rotation(step, now), _annotations(before))
-    return _checked(hop, step, before, lambda: writer.patch_owner(step, annotations, dry_run=True))
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
-def _preview_later_patch(
-    hop: PlanHop, step: PatchObject, before: Mapping[str, Any], capi_version: CapiVersion, now: datetime
-) -> ObjectPreview:
-    """A patch that follows an earlier one of the same object: predicted from the earlier prediction."""
-    annotations = rotation_annotations(_rotation(step, now), _annotations(before))
-    after = merge_patch(before, patch_body(step, capi_version, annotations))
-    return ObjectPreview(
-        hop.number, step, before, after, False, unchecked_reason=f"depends on hop {hop.number - 1}"
-    )
+class PlanRun(ABC, Generic[PlanT, IOT, ConsoleT]):
+    """One run of a command that changes a cluster by plan: plan, preview, confirm, then apply a segment
+    (the steps up to and including a wait) at a time, planning again after each segment and on each
+    conflict. Subclasses say how to plan, preview and run a segment, and what to say when done."""
 
-
-def _annotations(obj: Mapping[str, Any]) -> dict[str, str]:
-    return dict((obj.get("metadata") or {}).get("annotations") or {})
-
-
-def _preview_create(hop: PlanHop, step: CreateMachineTemplate, writer: KubeWriter) -> ObjectPreview:
-    source = clean(thaw(step.source_manifest)) if step.source_manifest else {}
-    return _checked(hop, step, source, lambda: writer.create_template(thaw(step.manifest), dry_run=True))
-
-
-def _checked(
-    hop: PlanHop, step: Step, before: Mapping[str, Any], send: Callable[[], dict[str, Any]]
-) -> ObjectPreview:
-    try:
-        after = send()
-    except Rejected as err:
-        planned = thaw(step.manifest) if isinstance(step, CreateMachineTemplate) else dict(before)
-        return ObjectPreview(hop.number, step, before, planned, True, rejection=err.message)
-    return ObjectPreview(hop.number, step, before, after, True)
-
-
-def _rotation(step: PatchObject, now: datetime) -> Rotation:
-    return Rotation(
-        at=timestamp(now),
-        action=ACTION_UPGRADE,
-        from_version=step.version_from,
-        to_version=step.version_to,
-        from_template=step.template_from,
-        to_template=step.template_to,
-        from_image=step.image_from,
-        to_image=step.image_to,
-    )
-
-
-# -- the engine ------------------------------------------------------------------------------------
-
-
-class Upgrade:
-    """One `image-upgrade` run against one cluster."""
+    action: ClassVar[str]
+    """What the history records each patch as (`records.ACTION_UPGRADE` or `ACTION_ROLLBACK`)."""
+    question: ClassVar[str]
+    """The question before the first write."""
+    new_question: ClassVar[str]
+    """The question before a plan that does more than the approved one."""
+    verb: ClassVar[tuple[str, str]] = ("apply", "applied")
+    """How the refusal without confirmation words it: `--yes to <verb>`, `not <past>`."""
 
     def __init__(
-        self,
-        io: ClusterIO,
-        request: PlanRequest,
-        options: ApplyOptions,
-        console: Console,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        self, io: IOT, options: ApplyOptions, console: ConsoleT, clock: Callable[[], datetime] = _now
     ) -> None:
         self.io = io
-        self.request = request
         self.options = options
         self.console = console
         self.clock = clock
 
-    def plan(self) -> tuple[ClusterInventory, UpgradePlan]:
-        inventory, templates = self.io.read()
-        return inventory, plan_upgrade(inventory, self.request, templates)
+    @abstractmethod
+    def _read(self) -> tuple[PlanT, Callable[[], bool]]:
+        """Read the cluster and plan: the plan, and what runs its next segment (True when it ended with
+        a wait, False when --no-wait stopped it at that wait)."""
+
+    @abstractmethod
+    def _previews(self, plan: PlanT) -> tuple[ObjectPreview, ...]:
+        """The plan's writes, sent with dryRun=All (a `Conflict` when an object changed since it was read)."""
+
+    def _blockers(self, plan: PlanT) -> list[str]:
+        """What keeps the plan from being applied at all."""
+        return []
+
+    @abstractmethod
+    def _nothing_to_do(self, plan: PlanT) -> None:
+        """Say (or raise) why a run whose first plan is done does nothing."""
+
+    @abstractmethod
+    def _finished(self, plan: PlanT) -> str:
+        """The note once a later plan is done."""
+
+    def _needs_confirmation(self, plan: PlanT) -> bool:
+        return True
 
     def run(self) -> int:
         """Plan, preview, confirm and apply; returns the exit code (1: a dry run with changes pending)."""
-        plan, previews = self._plan_and_preview()
+        plan, previews = replan_on_conflict(self._plan_and_preview)
         self.console.show_plan(plan)
         if plan.done:
-            self.console.note(f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}: nothing to do")
+            self._nothing_to_do(plan)
             return 0
         self._show_or_refuse(plan, previews)
         if self.options.dry_run:
             return 1 if plan.changes_pending else 0
-        self._confirm(plan, "Apply this plan?")
+        if self._needs_confirmation(plan):
+            self._confirm(self.question)
         return self._execute(plan)
 
-    def _plan_and_preview(self) -> tuple[UpgradePlan, tuple[ObjectPreview, ...]]:
-        """Plan and send the plan's writes with dryRun=All; when an object changes in between (its
-        controller updated it, say), the guarded dry run fails with 409 and the plan is made again."""
+    def _plan_and_preview(self) -> tuple[PlanT, tuple[ObjectPreview, ...]]:
+        """Plan and preview; when an object changes in between (its controller updated it, say), the
+        guarded dry run fails with 409 and `replan_on_conflict` plans again."""
+        plan, _ = self._read()
+        return plan, () if plan.done else self._previews(plan)
 
-        def attempt() -> tuple[UpgradePlan, tuple[ObjectPreview, ...]]:
-            _, plan = self.plan()
-            if plan.done:
-                return plan, ()
-            return plan, server_preview(plan, self.io.writer, self.clock())
-
-        return replan_on_conflict(attempt)
-
-    def _show_or_refuse(self, plan: UpgradePlan, previews: Sequence[ObjectPreview]) -> None:
+    def _show_or_refuse(self, plan: PlanT, previews: Sequence[ObjectPreview]) -> None:
         self.console.show_previews(previews)
-        rejected = [p for p in previews if p.rejection]
-        problems = [str(b) for b in plan.blockers] + [f"{p.step.subject}: {p.rejection}" for p in rejected]
+        problems = self._blockers(plan) + [
+            f"{p.step.subject}: {p.rejection}" for p in previews if p.rejection
+        ]
         if problems:
             raise PlanError(
                 f"the plan cannot be applied: {'; '.join(problems)}",
                 hint="nothing was changed; fix the above and run the command again",
             )
 
-    def _confirm(self, plan: UpgradePlan, question: str) -> None:
+    def _confirm(self, question: str) -> None:
+        verb, done = self.verb
         require_confirmation(
-            question, yes=self.options.yes, interactive=self.options.interactive, ask=self.console.confirm
+            question,
+            yes=self.options.yes,
+            interactive=self.options.interactive,
+            ask=self.console.confirm,
+            verb=verb,
+            done=done,
         )
 
-    def _execute(self, approved: UpgradePlan) -> int:
+    def _execute(self, approved: PlanT) -> int:
         conflicts = ConflictBudget()
         while True:
-            inventory, plan = self.plan()
+            plan, run_segment = self._read()
             if plan.done:
-                self.console.note(f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}")
+                self.console.note(self._finished(plan))
                 return 0
-            if plan.blockers:
+            blockers = self._blockers(plan)
+            if blockers:
                 raise PlanError(
-                    "the plan cannot be continued: " + "; ".join(str(b) for b in plan.blockers),
+                    "the plan cannot be continued: " + "; ".join(blockers),
                     hint="fix the above and run the same command again to continue",
                 )
             try:
                 if not plan.covered_by(approved):
-                    previews = server_preview(plan, self.io.writer, self.clock())
+                    previews = self._previews(plan)
                     self.console.note(
                         "the cluster changed since the plan was approved; this is the new plan:"
                     )
                     self.console.show_plan(plan)
                     self._show_or_refuse(plan, previews)
-                    self._confirm(plan, "Apply the new plan?")
+                    self._confirm(self.new_question)
                     approved = plan
-                waited = self._run_segment(plan, inventory)
+                waited = run_segment()
             except Conflict as err:
                 conflicts.spend(err)
                 self.console.note(f"{err.message}: reading the cluster again and re-planning")
@@ -305,6 +300,108 @@ class Upgrade:
                     "not waiting for the rollout (--no-wait): run the same command again to continue"
                 )
                 return 0
+
+    def _record(self, step: PatchObject, current: Mapping[str, str]) -> dict[str, str]:
+        """What the patch making `step` sets on an object annotated `current`: its record."""
+        return rotation_annotations(Rotation.of(step, self.action, self.clock()), current)
+
+    def _preview_patch(self, hop: int, step: PatchObject) -> ObjectPreview:
+        """`step` sent with dryRun=All against the object as stored."""
+        writer = self.io.writer
+        before = writer.get(step.kind, step.name)
+        annotations = self._record(step, _annotations(before))
+        return _checked(hop, step, before, lambda: writer.patch_owner(step, annotations, dry_run=True))
+
+    def _patch(self, step: PatchObject) -> None:
+        self.io.writer.patch_owner(step, self._record(step, step.annotations), dry_run=False)
+
+
+def _annotations(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("annotations") or {})
+
+
+def _checked(
+    hop: int, step: Step, before: Mapping[str, Any], send: Callable[[], dict[str, Any]]
+) -> ObjectPreview:
+    try:
+        after = send()
+    except Rejected as err:
+        planned = thaw(step.manifest) if isinstance(step, CreateMachineTemplate) else dict(before)
+        return ObjectPreview(hop, step, before, planned, True, rejection=err.message)
+    return ObjectPreview(hop, step, before, after, True)
+
+
+def _preview_create(hop: int, step: CreateMachineTemplate, writer: KubeWriter) -> ObjectPreview:
+    source = clean(thaw(step.source_manifest)) if step.source_manifest else {}
+    return _checked(hop, step, source, lambda: writer.create_template(thaw(step.manifest), dry_run=True))
+
+
+# -- image-upgrade ---------------------------------------------------------------------------------
+
+
+class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
+    """One `image-upgrade` run against one cluster."""
+
+    action = ACTION_UPGRADE
+    question = "Apply this plan?"
+    new_question = "Apply the new plan?"
+
+    def __init__(
+        self,
+        io: ClusterIO,
+        request: PlanRequest,
+        options: ApplyOptions,
+        console: Console,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        super().__init__(io, options, console, clock)
+        self.request = request
+
+    def _read(self) -> tuple[UpgradePlan, Callable[[], bool]]:
+        inventory, templates = self.io.read()
+        plan = plan_upgrade(inventory, self.request, templates)
+        return plan, lambda: self._run_segment(plan, inventory)
+
+    def _previews(self, plan: UpgradePlan) -> tuple[ObjectPreview, ...]:
+        """Send every write the server can judge now with dryRun=All; predict the rest locally.
+
+        New templates can always be checked. A patch can be checked when it is the first change of its
+        object in the plan; later ones depend on earlier hops (the control plane would be two minors
+        ahead of what is stored), so they are shown as predicted from the previous prediction.
+        """
+        writer = self.io.writer
+        previews = []
+        predicted: dict[tuple[str, str], dict[str, Any]] = {}
+        for hop, step in plan.steps():
+            if isinstance(step, CreateMachineTemplate) and step.writes:
+                previews.append(_preview_create(hop.number, step, writer))
+            elif isinstance(step, PatchObject):
+                key = (step.kind, step.name)
+                preview = (
+                    self._predict_patch(hop, step, predicted[key])
+                    if key in predicted
+                    else self._preview_patch(hop.number, step)
+                )
+                predicted[key] = dict(preview.after)
+                previews.append(preview)
+        return tuple(previews)
+
+    def _predict_patch(self, hop: PlanHop, step: PatchObject, before: Mapping[str, Any]) -> ObjectPreview:
+        """A patch that follows an earlier one of the same object: predicted from the earlier prediction."""
+        annotations = self._record(step, _annotations(before))
+        after = merge_patch(before, patch_body(step, self.io.writer.capi_version, annotations))
+        return ObjectPreview(
+            hop.number, step, before, after, False, unchecked_reason=f"depends on hop {hop.number - 1}"
+        )
+
+    def _blockers(self, plan: UpgradePlan) -> list[str]:
+        return [str(blocker) for blocker in plan.blockers]
+
+    def _nothing_to_do(self, plan: UpgradePlan) -> None:
+        self.console.note(f"{self._finished(plan)}: nothing to do")
+
+    def _finished(self, plan: UpgradePlan) -> str:
+        return f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}"
 
     def _wait(self, plan: UpgradePlan, hop: PlanHop, step: WaitRollout) -> None:
         def progress(items: Sequence[OwnerProgress], elapsed: float) -> None:
@@ -334,8 +431,7 @@ class Upgrade:
                 if step.writes:
                     self.io.writer.create_template(thaw(step.manifest), dry_run=False)
             elif isinstance(step, PatchObject):
-                annotations = rotation_annotations(_rotation(step, self.clock()), step.annotations)
-                self.io.writer.patch_owner(step, annotations, dry_run=False)
+                self._patch(step)
             elif isinstance(step, WaitRollout):
                 self._wait(plan, hop, step)
             if acts:

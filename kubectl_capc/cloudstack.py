@@ -596,13 +596,19 @@ class CloudStackClient:
         timeout: float,
         failed: Callable[[Template], bool],
         on_progress: ProgressCallback | None = None,
+        started: float | None = None,
     ) -> tuple[Template, ...]:
-        """Poll listTemplates until the template is ready in every zone of `zone_ids`.
+        """Poll listTemplates until the template is ready in every zone of `zone_ids`, for at most
+        `timeout` seconds from now.
 
         `failed` says which status texts are errors (the caller's policy); the first failed zone ends the
-        wait with a CloudStackError naming it. `on_progress` sees every poll's rows.
+        wait with a CloudStackError naming it. `on_progress` sees every poll's rows. `started` is when
+        the caller's own time limit began (`time.monotonic()`; default: now): a timeout reports the time
+        waited since then, which is what the operator's `--timeout` measured.
         """
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
+        started = now if started is None else started
         wanted = set(zone_ids)
         while True:
             listed = self.templates(template_id=template_id)
@@ -629,8 +635,9 @@ class CloudStackClient:
                 if any(row.status == "UploadInProgress" for row in rows):
                     hint += "; if the upload was interrupted, re-run with --replace to upload again"
                 named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
+                waited = _seconds(time.monotonic() - started)
                 raise CloudStackError(
-                    f"{named} is not ready after {timeout:.0f}s ({'; '.join(pending)})", hint=hint
+                    f"{named} is not ready after {waited} ({'; '.join(pending)})", hint=hint
                 )
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
@@ -754,6 +761,11 @@ class CloudStackClient:
             if value:
                 text = text.replace(value, "***")
         return text
+
+
+def _seconds(elapsed: float) -> str:
+    """`3s`, `3600s`; tenths below one second (`0.3s`), where whole seconds would read as `0s`."""
+    return f"{elapsed:.1f}s" if elapsed < 0.95 else f"{elapsed:.0f}s"
 
 
 def _error_code(err: Any) -> object:

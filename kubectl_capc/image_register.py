@@ -10,8 +10,10 @@ So a re-run never creates a second template of the same name in a zone, which CA
 An upload is tagged with the host and process that sends it (`UPLOADER_TAG`): a re-run on the same host
 that finds the upload still "in progress" while that process is gone (killed, interrupted) starts it
 again, since no one else holds its one-time upload ticket. An upload from another host is waited for.
-A registered template is tagged in a second request; a re-run adds the tags to one it finds exactly as
-this pipeline registers it (same display text) but without any tag: a run stopped between the two.
+A registered template is tagged in a second request. A run stopped between the two leaves it without
+tags, so a re-run adds the tags it lacks to a template it reuses or waits for, when that template looks
+like one this pipeline registered (the same display text, and no tag saying otherwise). An upload stopped
+before its tags is still "NotUploaded" and is replaced, so it ends tagged like any other.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +64,7 @@ __all__ = [
     "complete_tags",
     "display_text_for",
     "find_prebuilt",
+    "missing_tags",
     "register_image",
     "template_spec_for",
     "template_tags",
@@ -210,6 +213,22 @@ def _published_md5(url: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """The time limit of one registration: when it began and when it ends (`time.monotonic()`)."""
+
+    started: float
+    deadline: float
+
+    @classmethod
+    def of(cls, timeout: float) -> _Budget:
+        now = time.monotonic()
+        return cls(now, now + timeout)
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
 @dataclass
 class _Group:
     """The zones one client reaches as one owner: they share listings, registrations and copies."""
@@ -239,7 +258,7 @@ def register_image(
             f"zone(s) {', '.join(disabled)} are disabled: CloudStack would skip them",
             hint="enable the zones, or ask the CloudStack administrator",
         )
-    deadline = time.monotonic() + timeout
+    budget = _Budget.of(timeout)
     groups = [_decide_group(group, spec.name, replace_failed) for group in _groups(targets)]
     blocked = [d.reason for g in groups for d in g.decisions.values() if d.action is Action.BLOCKED]
     if blocked:
@@ -251,7 +270,7 @@ def register_image(
             replace(spec, owner=group.owner),
             source=source,
             tags=tags,
-            deadline=deadline,
+            budget=budget,
             reporter=reporter,
         ):
             outcomes[outcome.failure_domain] = outcome
@@ -261,13 +280,25 @@ def register_image(
 def complete_tags(
     targets: Sequence[ZoneTarget], name: str, version: KubeVersion, hypervisor: Hypervisor
 ) -> None:
-    """Tag the ready templates named `name` that a run stopped between registering and tagging them
-    left behind: no tag at all, and the display text this module gives."""
+    """Add the tags a run stopped between registering and tagging left off the ready templates named
+    `name` (see `missing_tags` for which templates count as registered here)."""
     display_text = display_text_for(name, version, hypervisor)
+    wanted = _tags_for(name, version)
     for group in _groups(targets):
         rows = group.client.templates(template_filter="self", name=name, owner=group.owner)
-        for template_id in dict.fromkeys(r.id for r in rows if not r.tags and r.display_text == display_text):
-            group.client.tag_template(template_id, _tags_for(name, version))
+        for row in {r.id: r for r in rows}.values():
+            missing = missing_tags(row, display_text, wanted)
+            if missing:
+                group.client.tag_template(row.id, missing)
+
+
+def missing_tags(row: Template, display_text: str, tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags of `tags` that `row` lacks, if `row` looks registered by this pipeline: it has the
+    display text given here and none of its tags contradicts `tags`. Otherwise none: a template someone
+    else registered under the name is not relabelled."""
+    if row.display_text != display_text or any(row.tag(k) not in (None, v) for k, v in tags.items()):
+        return {}
+    return {key: value for key, value in tags.items() if row.tag(key) is None}
 
 
 def _groups(targets: Sequence[ZoneTarget]) -> list[_Group]:
@@ -307,7 +338,7 @@ def _run_group(
     *,
     source: ImageSource,
     tags: dict[str, str],
-    deadline: float,
+    budget: _Budget,
     reporter: Reporter,
 ) -> list[ZoneOutcome]:
     client = group.client
@@ -329,9 +360,9 @@ def _run_group(
             actions[target.failure_domain] = "reused" if decision.action is Action.REUSE else "waited"
             template_of[target.failure_domain] = decision.template_id
     for template_id in dict.fromkeys(template_of.values()):
-        row = group.found[template_id]
-        if not row.tags and row.display_text == spec.display_text:
-            client.tag_template(template_id, tags)  # registered by a run stopped before it tagged it
+        missing = missing_tags(group.found[template_id], spec.display_text, tags)
+        if missing:  # registered by a run stopped before it tagged it
+            client.tag_template(template_id, missing)
 
     if to_create and source.path is not None:
         created = _upload_and_copy(
@@ -341,7 +372,7 @@ def _run_group(
             to_create=to_create,
             existing=template_of,
             tags=tags,
-            deadline=deadline,
+            budget=budget,
             reporter=reporter,
         )
         for domain, (template_id, action) in created.items():
@@ -358,7 +389,7 @@ def _run_group(
             template_of[target.failure_domain] = rows[0].id
             actions.setdefault(target.failure_domain, "registered")
 
-    _wait_all(client, group.targets, template_of, deadline, reporter)
+    _wait_all(client, group.targets, template_of, budget, reporter)
     return [
         ZoneOutcome(
             t.failure_domain, t.zone.name, t.zone.id, template_of[t.failure_domain], actions[t.failure_domain]
@@ -375,7 +406,7 @@ def _upload_and_copy(
     to_create: list[ZoneTarget],
     existing: dict[str, str],
     tags: dict[str, str],
-    deadline: float,
+    budget: _Budget,
     reporter: Reporter,
 ) -> dict[str, tuple[str, str]]:
     """Upload once (unless a zone already holds the template), then copy it to the other zones.
@@ -398,7 +429,7 @@ def _upload_and_copy(
         source = (first.failure_domain, ticket.template_id)
     if remaining:
         source_target = by_domain[source[0]]
-        _wait_all(client, [source_target], {source[0]: source[1]}, deadline, reporter)
+        _wait_all(client, [source_target], {source[0]: source[1]}, budget, reporter)
         names = ", ".join(t.zone.name for t in remaining)
         reporter.step(f"copying {spec.name} from zone {source_target.zone.name} to {names}")
         client.copy_template(source[1], source_target.zone.id, [t.zone.id for t in remaining])
@@ -425,7 +456,7 @@ def _wait_all(
     client: CloudStackClient,
     targets: Sequence[ZoneTarget],
     template_of: dict[str, str],
-    deadline: float,
+    budget: _Budget,
     reporter: Reporter,
 ) -> None:
     zones_by_template: dict[str, list[str]] = {}
@@ -435,7 +466,8 @@ def _wait_all(
         client.wait_until_ready(
             template_id,
             zone_ids,
-            timeout=max(0.0, deadline - time.monotonic()),
+            timeout=budget.remaining(),
             failed=lambda row: failed_while_waiting(row.ready, row.status),
             on_progress=reporter.zones,
+            started=budget.started,
         )

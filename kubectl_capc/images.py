@@ -149,15 +149,24 @@ def check_download_url(url: str) -> None:
 
 
 def check_template_name(name: str) -> None:
-    """Refuse a template name registerTemplate refuses (empty, or longer than 255 characters)."""
+    """Refuse, before anything is written, a template name CloudStack refuses: empty, or longer than
+    255 characters (its API answers error 431 even to a listTemplates with such a name)."""
     if not name.strip():
         raise UsageError("the template name is empty", hint="name the template, or leave the name out")
     if len(name) > MAX_TEMPLATE_NAME_LENGTH:
         raise UsageError(
-            f"the template name has {len(name)} characters, CloudStack takes at most "
+            f"the template name {_abridged(name)!r} has {len(name)} characters, CloudStack takes at most "
             f"{MAX_TEMPLATE_NAME_LENGTH}",
-            hint="choose a shorter name",
+            hint=f"choose a name of at most {MAX_TEMPLATE_NAME_LENGTH} characters "
+            "(`image register --name`, `image-upgrade --image`)",
         )
+
+
+def _abridged(text: str, keep: int = 40) -> str:
+    """`text` cut in the middle to about `keep` characters, so that a message stays one readable line."""
+    if len(text) <= keep:
+        return text
+    return f"{text[: keep - 12]}...{text[-9:]}"
 
 
 def check_format(image_format: ImageFormat, hypervisor: Hypervisor, source: str) -> None:

@@ -8,7 +8,9 @@ carries the options itself: `@global_options()` adds them to a command function 
 Short options also accept pflag's `-n=ns` / `-v=4` spelling, which kubectl users type out of habit.
 
 The arguments and options that several commands take (`CLUSTER`, `--dry-run`, `--yes`, `--no-wait`,
-`--timeout`) are declared here once, as `Annotated` types, so they read and behave the same everywhere.
+`--timeout`, `--poll-interval`, `--prebuilt-base-url`) are declared here once, as `Annotated` types,
+with the functions that turn their values into what the commands use, so they read and behave the
+same everywhere.
 """
 
 from __future__ import annotations
@@ -17,15 +19,21 @@ import enum
 import functools
 import inspect
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from kubectl_capc.errors import UsageError
 from kubectl_capc.kubeconfig import Kubeconfig, ResolvedContext, load_kubeconfig
 
+if TYPE_CHECKING:
+    from kubectl_capc.apply import ApplyOptions, Timeouts
+
 __all__ = [
+    "DEFAULT_POLL_INTERVAL",
     "ClusterArgument",
     "DryRunOption",
     "GlobalOptions",
@@ -33,13 +41,20 @@ __all__ = [
     "OptionalClusterArgument",
     "OutputFormat",
     "OutputOption",
+    "PollIntervalOption",
+    "PrebuiltBaseUrlOption",
     "TimeoutOption",
     "YesOption",
+    "apply_options",
     "configure_logging",
+    "drop_equals",
+    "flag_seconds",
     "global_options",
     "parse_duration",
     "parse_output",
+    "parse_timeouts",
     "parse_verbosity",
+    "positive_seconds",
 ]
 
 T = TypeVar("T")
@@ -85,7 +100,7 @@ def parse_duration(value: str | float | None) -> float | None:
     """
     if value is None or isinstance(value, float):
         return value or None
-    text = _drop_equals(value).strip()
+    text = drop_equals(value).strip()
     if re.fullmatch(r"\d+", text):
         seconds = float(text)
     else:
@@ -100,7 +115,7 @@ def parse_verbosity(value: str | int) -> int:
     """Parse `-v/--v` as kubectl does: a non-negative log level."""
     if isinstance(value, int):
         return value
-    text = _drop_equals(value)
+    text = drop_equals(value)
     if not (text.isascii() and text.isdigit()):
         raise typer.BadParameter(f"{text!r} is not a log level; use a number such as 4 or 6")
     return int(text)
@@ -110,7 +125,7 @@ def parse_output(value: str | OutputFormat) -> OutputFormat:
     """Parse `-o/--output` into one of the supported formats."""
     if isinstance(value, OutputFormat):
         return value
-    text = _drop_equals(value)
+    text = drop_equals(value)
     try:
         return OutputFormat(text)
     except ValueError:
@@ -118,8 +133,8 @@ def parse_output(value: str | OutputFormat) -> OutputFormat:
         raise typer.BadParameter(f"{text!r} is not an output format; use one of {choices}") from None
 
 
-def _drop_equals(text: str) -> str:
-    # The option parser hands `-v=4` over as "=4"; pflag would have read it as 4.
+def drop_equals(text: str) -> str:
+    """A value as pflag reads it: the option parser hands `-v=4` over as "=4"."""
     return text[1:] if text.startswith("=") else text
 
 
@@ -158,10 +173,78 @@ TimeoutOption = Annotated[
     typer.Option(
         "--timeout",
         metavar="[PHASE=]DURATION",
-        help="Per-phase limit: 90m, or control-plane=60m, machine-deployment=30m; 0: none.",
+        help="Per-phase limit: 90m, or control-plane=60m, machine-deployment=30m, "
+        "images=1h (image-upgrade); 0: none.",
     ),
 ]
-"""`--timeout` of the commands that wait for rollouts (parsed by `commands.upgrade.parse_timeouts`)."""
+"""`--timeout` of the commands that wait for rollouts (read by `parse_timeouts`)."""
+DEFAULT_POLL_INTERVAL = "5s"
+PollIntervalOption = Annotated[
+    str,
+    typer.Option(
+        "--poll-interval",
+        metavar="DURATION",
+        help="Time between two checks of CloudStack while a template downloads or a job runs.",
+    ),
+]
+"""`--poll-interval` of the commands that wait for CloudStack (read by `positive_seconds`)."""
+PrebuiltBaseUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--prebuilt-base-url", metavar="URL", help="Where CAPC's prebuilt images are published, or a mirror."
+    ),
+]
+
+_PHASES = {"images": "images", "control-plane": "control_plane", "machine-deployment": "machine_deployment"}
+
+
+def parse_timeouts(values: Sequence[str]) -> Timeouts:
+    """`--timeout` values: `DURATION` for every phase, or `PHASE=DURATION` (images, control-plane,
+    machine-deployment); 0 means no limit. Later values win over earlier ones and the defaults."""
+    from kubectl_capc.apply import Timeouts
+
+    timeouts = Timeouts()
+    for value in values:
+        phase, sep, duration = value.rpartition("=")
+        if not sep:
+            timeouts = Timeouts(*(3 * (flag_seconds(value, "--timeout"),)))
+        elif phase in _PHASES:
+            timeouts = replace(timeouts, **{_PHASES[phase]: flag_seconds(duration, "--timeout")})
+        else:
+            raise UsageError(
+                f"--timeout {value!r}: unknown phase {phase!r}", hint=f"use one of {', '.join(_PHASES)}"
+            )
+    return timeouts
+
+
+def apply_options(*, dry_run: bool, yes: bool, no_wait: bool, timeout: Sequence[str] | None) -> ApplyOptions:
+    """`--dry-run`, `--yes`, `--no-wait` and `--timeout` of a command that changes a cluster by plan;
+    questions are asked only when stdin is a terminal."""
+    from kubectl_capc.apply import ApplyOptions
+
+    return ApplyOptions(
+        dry_run=dry_run,
+        yes=yes,
+        no_wait=no_wait,
+        interactive=sys.stdin.isatty(),
+        timeouts=parse_timeouts(timeout or []),
+    )
+
+
+def flag_seconds(text: str, flag: str) -> float | None:
+    """The duration `text` given to `flag`, in seconds (None for 0); a usage error names the flag."""
+    try:
+        return parse_duration(text)
+    except typer.BadParameter as err:
+        raise UsageError(f"{flag}: {err.message}") from None
+
+
+def positive_seconds(text: str, flag: str) -> float:
+    """Like `flag_seconds`, for a flag where 0 makes no sense (an interval, a wait that must end)."""
+    seconds = flag_seconds(text, flag)
+    if seconds is None:
+        raise UsageError(f"{flag} must be longer than 0", hint="give a duration such as 5s, 30m or 2h")
+    return seconds
 
 
 def configure_logging(verbosity: int) -> None:
@@ -202,7 +285,7 @@ def _global_parameters(all_namespaces: bool) -> dict[str, tuple[Any, Any]]:
             "-n",
             "--namespace",
             metavar="NAME",
-            parser=_drop_equals,
+            parser=drop_equals,
             help="Namespace; default: the context's namespace, else 'default'.",
         ),
         "all_namespaces": _option(bool, False, "-A", "--all-namespaces", help="Act on all namespaces."),

@@ -9,24 +9,22 @@ minor). A MachineDeployment goes back to its recorded version and template only 
 skew of the control plane's version: kubeadm joins new machines only at the control plane's minor, and
 a kubelet must never be newer than the API server.
 
-`Rollback` executes the plan with the shared write side (`kubectl_capc.kube_write`): every patch is first
-sent with dryRun=All, then applied guarded by resourceVersion, and records the rollback itself in the
-object's history. A rolled-back object's newest record is the rollback, so running the command again
-after an interruption only does (or waits for) what is left.
+`Rollback` executes the plan with the loop `image-upgrade` uses too (`kubectl_capc.apply.PlanRun`): every
+patch is first sent with dryRun=All, then applied guarded by resourceVersion, and records the rollback
+itself in the object's history. A rolled-back object's newest record is the rollback, so running the
+command again after an interruption only does (or waits for) what is left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from typing import Any, ClassVar, Protocol
 
-from kubectl_capc.apply import ApplyOptions, require_confirmation
+from kubectl_capc.apply import PlanConsole, PlanRun, WriterIO
 from kubectl_capc.cluster_io import ClusterAccess
-from kubectl_capc.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.errors import PlanError
-from kubectl_capc.kube_write import Conflict, KubeWriter, OwnerProgress, Rejected
+from kubectl_capc.kube_write import OwnerProgress
 from kubectl_capc.model import (
     KUBEADM_CONTROL_PLANE_KIND,
     CapiVersion,
@@ -39,7 +37,7 @@ from kubectl_capc.model import (
 )
 from kubectl_capc.plan import API_VERSION, MACHINE_DEPLOYMENT_KIND, PatchObject, Step, WaitRollout
 from kubectl_capc.preview import ObjectPreview
-from kubectl_capc.records import ACTION_ROLLBACK, Rotation, read_history, rotation_annotations
+from kubectl_capc.records import ACTION_ROLLBACK, Rotation, read_history
 from kubectl_capc.versions import KubeVersion, parse_version
 
 __all__ = [
@@ -450,28 +448,17 @@ def _ordered_steps(
 # -- execution --------------------------------------------------------------------------------------
 
 
-class RollbackConsole(Protocol):
+class RollbackConsole(PlanConsole, Protocol):
     """Where the run shows what it does and asks for confirmation."""
-
-    def show_plan(self, plan: RollbackPlan) -> None: ...
-
-    def show_previews(self, previews: Sequence[ObjectPreview]) -> None: ...
-
-    def confirm(self, question: str) -> bool: ...
 
     def step(self, step: Step, state: str) -> None:
         """`state` is "start" or "done"."""
 
     def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None: ...
 
-    def note(self, message: str) -> None: ...
 
-
-class RollbackIO(Protocol):
+class RollbackIO(WriterIO, Protocol):
     """What the run reads and writes."""
-
-    @property
-    def writer(self) -> KubeWriter: ...
 
     def read(self) -> ClusterInventory: ...
 
@@ -483,129 +470,46 @@ class KubeRollbackIO(ClusterAccess):
         return self.read_inventory()
 
 
-class Rollback:
+class Rollback(PlanRun[RollbackPlan, RollbackIO, RollbackConsole]):
     """One `rollback` run against one cluster: plan, preview, confirm, patch and wait, re-planning after
     every wait and on every conflict."""
 
-    def __init__(
-        self,
-        io: RollbackIO,
-        options: ApplyOptions,
-        console: RollbackConsole,
-        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-    ) -> None:
-        self.io = io
-        self.options = options
-        self.console = console
-        self.clock = clock
+    action = ACTION_ROLLBACK
+    question = new_question = "Roll back?"
+    verb = ("roll back", "rolled back")
 
-    def plan(self) -> RollbackPlan:
-        return plan_rollback(self.io.read())
-
-    def run(self) -> int:
-        """Returns the exit code: 1 for a dry run with changes pending, else 0."""
-        plan, previews = replan_on_conflict(self._plan_and_preview)
-        self.console.show_plan(plan)
-        if plan.done:
-            if plan.refusals and not plan.rolled_back:
-                raise PlanError("nothing can be rolled back: " + "; ".join(str(r) for r in plan.refusals))
-            self.console.note(f"cluster {plan.namespace}/{plan.cluster}: nothing left to roll back")
-            return 0
-        self._show_or_refuse(previews)
-        if self.options.dry_run:
-            return 1 if plan.changes_pending else 0
-        if plan.changes_pending:
-            self._confirm("Roll back?")
-        return self._execute(plan)
-
-    def _plan_and_preview(self) -> tuple[RollbackPlan, tuple[ObjectPreview, ...]]:
-        """Plan and send the plan's patches with dryRun=All (a `Conflict` when an object changed since
-        it was read, e.g. a controller updated its status)."""
-        plan = self.plan()
-        return plan, self._previews(plan)
+    def _read(self) -> tuple[RollbackPlan, Callable[[], bool]]:
+        plan = plan_rollback(self.io.read())
+        return plan, lambda: self._run_segment(plan)
 
     def _previews(self, plan: RollbackPlan) -> tuple[ObjectPreview, ...]:
-        return tuple(self._preview(step) for step in plan.writes)
+        return tuple(self._preview_patch(1, step) for step in plan.writes)
 
-    def _show_or_refuse(self, previews: Sequence[ObjectPreview]) -> None:
-        self.console.show_previews(previews)
-        rejected = [f"{p.step.subject}: {p.rejection}" for p in previews if p.rejection]
-        if rejected:
-            raise PlanError(
-                "the rollback cannot be applied: " + "; ".join(rejected),
-                hint="nothing was changed; fix the above and run the command again",
-            )
+    def _nothing_to_do(self, plan: RollbackPlan) -> None:
+        if plan.refusals and not plan.rolled_back:
+            raise PlanError("nothing can be rolled back: " + "; ".join(str(r) for r in plan.refusals))
+        self.console.note(f"cluster {plan.namespace}/{plan.cluster}: nothing left to roll back")
 
-    def _preview(self, step: GoBack) -> ObjectPreview:
-        writer = self.io.writer
-        before = writer.get(step.kind, step.name)
-        annotations = rotation_annotations(
-            Rotation.of(step, ACTION_ROLLBACK, self.clock()), _annotations(before)
-        )
-        try:
-            after = writer.patch_owner(step, annotations, dry_run=True)
-        except Rejected as err:
-            return ObjectPreview(1, step, before, before, True, rejection=err.message)
-        return ObjectPreview(1, step, before, after, True)
+    def _finished(self, plan: RollbackPlan) -> str:
+        return f"cluster {plan.namespace}/{plan.cluster}: rolled back"
 
-    def _confirm(self, question: str) -> None:
-        require_confirmation(
-            question,
-            yes=self.options.yes,
-            interactive=self.options.interactive,
-            ask=self.console.confirm,
-            verb="roll back",
-            done="rolled back",
-        )
-
-    def _execute(self, approved: RollbackPlan) -> int:
-        conflicts = ConflictBudget()
-        while True:
-            plan = self.plan()
-            if plan.done:
-                self.console.note(f"cluster {plan.namespace}/{plan.cluster}: rolled back")
-                return 0
-            try:
-                if not plan.covered_by(approved):
-                    previews = self._previews(plan)
-                    self.console.note(
-                        "the cluster changed since the rollback was approved; this is the new plan:"
-                    )
-                    self.console.show_plan(plan)
-                    self._show_or_refuse(previews)
-                    self._confirm("Roll back?")
-                    approved = plan
-                waited = self._run_segment(plan)
-            except Conflict as err:
-                conflicts.spend(err)
-                self.console.note(f"{err.message}: reading the cluster again and re-planning")
-                continue
-            conflicts.reset()
-            if not waited:
-                self.console.note("not waiting for the rollout (--no-wait): run the same command to continue")
-                return 0
+    def _needs_confirmation(self, plan: RollbackPlan) -> bool:
+        """Only waits left (an interrupted rollback still rolling out) need no confirmation."""
+        return plan.changes_pending
 
     def _run_segment(self, plan: RollbackPlan) -> bool:
         """Run steps up to and including the first wait; False when --no-wait stopped at that wait."""
-        writer = self.io.writer
         for step in plan.steps:
             if isinstance(step, WaitRollout) and self.options.no_wait:
                 return False
             self.console.step(step, "start")
             if isinstance(step, GoBack):
-                annotations = rotation_annotations(
-                    Rotation.of(step, ACTION_ROLLBACK, self.clock()), step.annotations
-                )
-                writer.patch_owner(step, annotations, dry_run=False)
+                self._patch(step)
             else:
-                writer.wait(
+                self.io.writer.wait(
                     step, timeout=self.options.timeouts.for_wait(step), on_progress=self.console.progress
                 )
             self.console.step(step, "done")
             if isinstance(step, WaitRollout):
                 return True
         return True
-
-
-def _annotations(obj: Mapping[str, Any]) -> dict[str, str]:
-    return dict((obj.get("metadata") or {}).get("annotations") or {})

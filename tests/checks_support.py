@@ -10,23 +10,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kubectl_capc.checks import Finding, first_queries, run_checks, second_queries
-from kubectl_capc.checks.facts import (
-    Access,
-    Connection,
-    Facts,
-    Lookup,
-    Query,
-    Reach,
-    Resource,
-    Row,
-    SecretFacts,
-    SecretState,
-    Tenant,
-)
+from kubectl_capc.checks import facts as check_facts
+from kubectl_capc.checks.facts import Facts, Lookup, Query, Resource, Row
 from kubectl_capc.checks.permissions import required_access
 from kubectl_capc.inventory import build_inventories
 from kubectl_capc.model import ClusterInventory
@@ -135,40 +124,46 @@ class Cloud:
         inventories: Sequence[ClusterInventory],
         target: TargetVersion | None = None,
         *,
-        secret: Callable[[SecretFacts], SecretFacts] = lambda s: s,
-        connection: Callable[[Connection], Connection] = lambda c: c,
-        denied: Iterable[Access] = (),
+        secret: Callable[[check_facts.SecretFacts], check_facts.SecretFacts] = lambda s: s,
+        connection: Callable[[check_facts.Connection], check_facts.Connection] = lambda c: c,
+        denied: Iterable[check_facts.Access] = (),
     ) -> Facts:
         """Facts as `kubectl_capc.validate.gather_facts` would collect them from this cloud."""
         domains = [fd for inv in inventories for fd in inv.failure_domains]
+        found = check_facts.SecretState.FOUND
+        keys = frozenset({"api-url", "api-key", "secret-key"})
         secrets = {
-            fd.credentials: secret(
-                SecretFacts(
-                    fd.credentials,
-                    SecretState.FOUND,
-                    keys=frozenset({"api-url", "api-key", "secret-key"}),
-                    api_url=API_URL,
-                )
-            )
+            fd.credentials: secret(check_facts.SecretFacts(fd.credentials, found, keys=keys, api_url=API_URL))
             for fd in domains
         }
-        connections = {Tenant.of(fd): connection(Connection(Tenant.of(fd), Reach.OK)) for fd in domains}
+        tenants = {check_facts.Tenant.of(fd) for fd in domains}
+        connections = {t: connection(check_facts.Connection(t, check_facts.Reach.OK)) for t in tenants}
         refused = set(denied)
         access = {a: a not in refused for inv in inventories for a in required_access(inv)}
-        facts = Facts(secrets, connections, {}, access)
-        lookups: dict[tuple[Tenant, Query], Lookup] = {}
-        for source in (first_queries, lambda inv, f: second_queries(inv, f, target)):
-            for inventory in inventories:
-                for fd, query in source(inventory, facts):
-                    key = (Tenant.of(fd), query)
-                    if key not in lookups:
-                        lookups[key] = self.answer(query)
-            facts = Facts(secrets, connections, dict(lookups), access)
-        return facts
+        return facts_in_rounds(inventories, Facts(secrets, connections, {}, access), target, self.answer)
 
     def check(self, objects: Objects, target: TargetVersion | None = None, **facts: Any) -> list[Finding]:
         inventory = inventory_of(objects)
         return run_checks(inventory, self.facts([inventory], target, **facts), target)
+
+
+def facts_in_rounds(
+    inventories: Sequence[ClusterInventory],
+    known: Facts,
+    target: TargetVersion | None,
+    answer: Callable[[Query], Lookup],
+) -> Facts:
+    """`known` plus the lookups, asked in gather_facts' two rounds, each distinct question once."""
+    lookups: dict[tuple[check_facts.Tenant, Query], Lookup] = {}
+    gathered = known
+    for source in (first_queries, lambda inv, f: second_queries(inv, f, target)):
+        for inventory in inventories:
+            for fd, query in source(inventory, gathered):
+                key = (check_facts.Tenant.of(fd), query)
+                if key not in lookups:
+                    lookups[key] = answer(query)
+        gathered = replace(known, lookups=dict(lookups))
+    return gathered
 
 
 def _matches(row: Row, query: Query) -> bool:
@@ -199,6 +194,7 @@ __all__ = [
     "ZONES",
     "ZONE_IDS",
     "Cloud",
+    "facts_in_rounds",
     "find",
     "ids",
     "inventory_of",

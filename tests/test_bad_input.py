@@ -304,6 +304,30 @@ CASES = [
         "obtains node images for a live cluster",
     ),
     Case("url-source-without-url", upgrade("c1", "--image-source", "url"), USAGE, "needs --image-url"),
+    Case(
+        "image-url-with-existing-source",
+        upgrade("c1", "--image-source", "existing", "--image-url", "http://127.0.0.1/x-{version}.qcow2"),
+        USAGE,
+        "--image-url conflicts with --image-source existing",
+    ),
+    Case(
+        "image-url-with-prebuilt-source",
+        upgrade("c1", "--image-url", "http://127.0.0.1/x-{version}.qcow2", "--image-source", "prebuilt"),
+        USAGE,
+        "--image-url conflicts with --image-source prebuilt",
+    ),
+    Case(
+        "image-url-alone-ftp",
+        upgrade("c1", "--image-url", "ftp://127.0.0.1/x-{version}.qcow2", to="v1.29.77"),
+        USAGE,
+        "http(s) only",
+    ),
+    Case(
+        "files-with-image-url-alone",
+        offline("-f", "{example}", "--image-url", "http://127.0.0.1/x.qcow2"),
+        USAGE,
+        "obtains node images for a live cluster",
+    ),
     Case("timeout-unknown-phase", upgrade("c1", "--timeout", "cp=5m"), USAGE, "unknown phase 'cp'"),
     Case("unknown-flag", upgrade("c1", "--bogus"), USAGE, "No such option: --bogus", parser=True),
     Case("output-format", upgrade("c1", "-o", "xml"), USAGE, "'xml' is not an output format", parser=True),
@@ -687,6 +711,18 @@ ROWS = [pytest.param("v1beta2", case, id=case.id) for case in CASES] + [
 ]
 
 
+def catalogue_of(
+    profile: str,
+    catalogues: dict[str, Catalogue],
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Catalogue:
+    if profile not in catalogues:
+        bed: TestBed = request.getfixturevalue(f"testenv_{profile}")
+        catalogues[profile] = build_catalogue(bed, tmp_path_factory.mktemp(f"bad-input-{profile}"))
+    return catalogues[profile]
+
+
 @pytest.mark.parametrize(("profile", "case"), ROWS)
 def test_bad_input_is_refused_with_one_line_a_documented_code_and_no_writes(
     profile: str,
@@ -695,10 +731,7 @@ def test_bad_input_is_refused_with_one_line_a_documented_code_and_no_writes(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    if profile not in catalogues:
-        bed: TestBed = request.getfixturevalue(f"testenv_{profile}")
-        catalogues[profile] = build_catalogue(bed, tmp_path_factory.mktemp(f"bad-input-{profile}"))
-    catalogue = catalogues[profile]
+    catalogue = catalogue_of(profile, catalogues, request, tmp_path_factory)
     watch = WriteWatch(catalogue.bed, catalogue.root)
 
     result = catalogue.run(case)
@@ -717,6 +750,35 @@ def test_bad_input_is_refused_with_one_line_a_documented_code_and_no_writes(
             pytest.fail(f"fixed: drop known_defect from row {case.id}")
         pytest.xfail(f"{'; '.join(found)} -- {case.known_defect}")
     assert found == [], f"{'; '.join(found)}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+
+
+def test_image_url_alone_plans_with_the_url_source(
+    catalogues: dict[str, Catalogue],
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`--image-url` without `--image-source` is not ignored: a release with no template anywhere is
+    planned as obtainable from the URL, where the default source (existing) would block the plan."""
+    catalogue = catalogue_of("v1beta2", catalogues, request, tmp_path_factory)
+    watch = WriteWatch(catalogue.bed, catalogue.root)
+    url = "http://127.0.0.1:1/images/ubuntu-2204-kube-{version}.qcow2"
+    argv = ("image-upgrade", "c1", "--to", "v1.29.77", "-n", "{ns}", "--dry-run")
+
+    result = catalogue.run(Case("url", (*argv, "--image-url", url, "-o", "json"), ExitCode.FINDINGS, ""))
+    blocked = catalogue.run(Case("existing", argv, PLAN, ""))
+
+    assert result.returncode == ExitCode.FINDINGS, result.stderr  # a dry run with changes pending
+    document = json.loads(result.stdout)
+    assert document["spec"]["imageSource"] == "url"
+    ensure = [
+        step for hop in document["status"]["hops"] for step in hop["steps"] if step["action"] == "EnsureImage"
+    ]
+    assert [(step["image"], step["source"]) for step in ensure] == [("ubuntu-2204-kube-v1.29.77", "url")]
+    assert document["status"]["blockers"] == []
+    assert blocked.returncode == ExitCode.PLAN, blocked.stderr
+    assert "ubuntu-2204-kube-v1.29.77" in blocked.stderr, blocked.stderr
+    assert watch.apiserver_writes() == []
+    assert watch.cloudstack_writes() == []
 
 
 def test_the_catalogue_is_large_and_covers_every_kind_of_bad_input() -> None:

@@ -31,11 +31,9 @@ The tests also show the double speaks the wire protocol cloudstack-go expects: i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,48 +43,15 @@ from tests.csdouble import CloudStackDouble, load_seed
 from tests.csdouble.fixtures import EXAMPLE_SEED
 from tests.csdouble.model import Template, Zone
 from tests.csdouble.seed import add_template
-from tests.csgo.build import CsgoBuildError, ensure_binary
+from tests.csgo_support import NOT_READY_IN_ZONE, RUN_TIMEOUT_S, built_resolver, resolve, resolver_env
 
 KUBE_128 = "ubuntu-2204-kube-v1.28.5"
 KUBE_129 = "ubuntu-2204-kube-v1.29.3"
-RUN_TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="session")
 def csgo() -> Path:
-    """The built resolver; a missing Go toolchain or a failed build fails the tests."""
-    try:
-        return ensure_binary()
-    except CsgoBuildError as exc:
-        pytest.fail(str(exc), pytrace=False)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the resolver printed: its exit code and its one JSON line."""
-
-    exit_code: int
-    doc: Mapping[str, Any]
-
-    @property
-    def error(self) -> str:
-        return str(self.doc["error"])
-
-
-def resolve(csgo: Path, double: CloudStackDouble, *args: str, secret: str | None = None) -> Outcome:
-    """Run the resolver against `double`, credentials passed the way CAPC users keep them (env)."""
-    env = {
-        **os.environ,
-        "CLOUDSTACK_ENDPOINT": double.endpoint,
-        "CLOUDSTACK_KEY": double.api_key,
-        "CLOUDSTACK_SECRET": secret or double.secret_key,
-    }
-    run = subprocess.run([str(csgo), *args], env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-    lines = run.stdout.splitlines()
-    assert len(lines) == 1, f"expected one JSON line, got stdout={run.stdout!r} stderr={run.stderr!r}"
-    doc = json.loads(lines[0])
-    assert run.returncode == (1 if "error" in doc else 0), (run.returncode, doc)
-    return Outcome(run.returncode, doc)
+    return built_resolver()
 
 
 def zones(double: CloudStackDouble) -> list[Zone]:
@@ -175,11 +140,7 @@ def test_names_collide_case_insensitively(csgo: Path, cloudstack: CloudStackDoub
     assert outcome.doc == {"error": f"expected 1 Template with name {KUBE_128}, but got 2", "count": 2}
 
 
-@pytest.mark.parametrize(
-    "zone_state",
-    [{"percent": 40}, {"error": "HTTP Server returned 404 (expected 200 OK)"}, "not_uploaded"],
-    ids=["downloading", "download-error", "not-uploaded"],
-)
+@pytest.mark.parametrize("zone_state", list(NOT_READY_IN_ZONE.values()), ids=list(NOT_READY_IN_ZONE))
 def test_not_ready_template_still_resolves_by_name(
     csgo: Path, cloudstack: CloudStackDouble, zone_state: object
 ) -> None:
@@ -290,8 +251,7 @@ def test_wrong_secret_is_refused_without_leaking_keys(csgo: Path, cloudstack: Cl
 def test_unreachable_endpoint_error_hides_the_signed_query(csgo: Path, cloudstack: CloudStackDouble) -> None:
     endpoint = cloudstack.endpoint
     cloudstack.stop()
-    env = {**os.environ, "CLOUDSTACK_ENDPOINT": endpoint, "CLOUDSTACK_KEY": "key-" + uuid.uuid4().hex,
-           "CLOUDSTACK_SECRET": "secret-" + uuid.uuid4().hex}  # fmt: skip
+    env = resolver_env(endpoint, "key-" + uuid.uuid4().hex, "secret-" + uuid.uuid4().hex)
     run = subprocess.run([str(csgo), "-name", KUBE_128, "-zone-id", "z"], env=env, capture_output=True,
                          text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
     assert run.returncode == 1

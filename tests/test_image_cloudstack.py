@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +228,17 @@ def test_wait_times_out_with_each_zone_status(cloudstack: CloudStackDouble) -> N
     set_faults(cloudstack, {"downloads": [{"zone": "zone1", "mode": "stall", "at_percent": 60}]})
     client = client_for(cloudstack)
     (row, _) = client.register_template(spec("stuck"), "http://img.example.com/s.qcow2", zone_ids(client))
-    with pytest.raises(CloudStackError, match=r"not ready after 0s \(zone1: 60% Downloaded\)") as caught:
+    with pytest.raises(CloudStackError, match=r"not ready after 0.3s \(zone1: 60% Downloaded\)") as caught:
         client.wait_until_ready(row.id, zone_ids(client), timeout=0.3, failed=lambda r: False)
     assert "re-run the same command to keep waiting" in str(caught.value)
+
+
+def test_a_timeout_states_the_time_waited_since_the_callers_limit_began(cloudstack: CloudStackDouble) -> None:
+    client = client_for(cloudstack)
+    (row, _) = client.register_template(spec("late"), "http://img.example.com/l.qcow2", zone_ids(client))
+    started = time.monotonic() - 7.2  # the caller's 7 s ran out before this wait: no time left
+    with pytest.raises(CloudStackError, match=r"is not ready after 7s \(zone1: 20% Downloaded; zone2: "):
+        client.wait_until_ready(row.id, zone_ids(client), timeout=0, failed=lambda r: False, started=started)
 
 
 def test_upload_streams_the_file_with_its_checksum_then_copy_and_delete(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,9 +20,12 @@ import pytest
 from kubectl_capc.cloudstack import CloudStackClient, CloudStackError, Credentials, OwnerScope, Template
 from kubectl_capc.errors import UsageError
 from kubectl_capc.image_register import (
+    UPLOADER_TAG,
     ImageSource,
     ZoneOutcome,
+    complete_tags,
     find_prebuilt,
+    missing_tags,
     register_image,
     template_spec_for,
     template_tags,
@@ -339,3 +344,132 @@ def test_an_upload_that_never_arrived_is_replaced(cloudstack: CloudStackDouble, 
     assert [o.action for o in outcomes] == ["replaced", "copied"]
     assert stale not in {o.template_id for o in outcomes}
     assert {zone: len(rows) for zone, rows in copies_per_zone(cloudstack).items()} == {"zone1": 1, "zone2": 1}
+
+
+# --- a run stopped between creating the template and tagging it -------------------------------------
+
+DISPLAY = "Ubuntu 22.04 Kubernetes v1.30.2 (KVM)"
+ALL_TAGS = {"kubernetes-version": "v1.30.2", "created-by": "kubectl-capc", "os": "ubuntu-2204"}
+
+
+def fail_next(double: CloudStackDouble, command: str) -> None:
+    with double.state.lock:
+        double.state.faults = parse_faults(
+            {"errors": [{"command": command, "times": 1}]}, double.state.zone_id
+        )
+
+
+def tags_of(double: CloudStackDouble, template_id: str) -> dict[str, str]:
+    with double.state.lock:
+        return {t.key: t.value for t in double.state.tags if t.resource_id == template_id}
+
+
+def test_tags_left_off_by_a_stopped_run_are_added_by_the_rerun(cloudstack: CloudStackDouble) -> None:
+    fail_next(cloudstack, "createTags")
+    with pytest.raises(CloudStackError, match=r"^tag template .*CloudStack error 530"):
+        run(cloudstack, url_source())
+    (template,) = cloudstack.state.templates_named(NAME)
+    assert tags_of(cloudstack, template.id) == {}
+
+    outcomes = run(cloudstack, url_source())
+    assert {o.template_id for o in outcomes} == {template.id}
+    assert tags_of(cloudstack, template.id) == ALL_TAGS  # what an uninterrupted run leaves
+    assert len(calls(cloudstack, "registerTemplate")) == 1
+    again = run(cloudstack, url_source())
+    assert [o.action for o in again] == ["reused", "reused"]
+    assert len(calls(cloudstack, "createTags")) == 2  # the failed one, the one that completed them
+
+
+def test_only_the_missing_tags_are_added(cloudstack: CloudStackDouble) -> None:
+    # CloudStack refuses a second tag with the same key: sending all of them again would fail.
+    template_id = add_template(
+        cloudstack.state,
+        {"name": NAME, "displaytext": DISPLAY, "ostype": UBUNTU_2204, "zones": ["zone1", "zone2"],
+         "tags": {"created-by": "kubectl-capc", "owner": "platform-team"}},
+    ).id  # fmt: skip
+    outcomes = run(cloudstack, url_source())
+    assert [o.action for o in outcomes] == ["reused", "reused"]
+    assert tags_of(cloudstack, template_id) == {**ALL_TAGS, "owner": "platform-team"}
+    (tagging,) = calls(cloudstack, "createTags")
+    assert "created-by" not in tagging.values()
+
+
+@pytest.mark.parametrize(
+    ("displaytext", "tags"),
+    [("Golden image", {}), (DISPLAY, {"created-by": "someone-else"}), (DISPLAY, {"os": "rockylinux-9"})],
+)
+def test_a_template_registered_by_someone_else_is_not_relabelled(
+    cloudstack: CloudStackDouble, displaytext: str, tags: dict[str, str]
+) -> None:
+    template_id = add_template(
+        cloudstack.state,
+        {"name": NAME, "displaytext": displaytext, "ostype": UBUNTU_2204, "zones": ["zone1", "zone2"],
+         "tags": tags},
+    ).id  # fmt: skip
+    assert [o.action for o in run(cloudstack, url_source())] == ["reused", "reused"]
+    assert tags_of(cloudstack, template_id) == tags
+    assert calls(cloudstack, "createTags") == []
+
+
+def test_an_upload_stopped_before_its_tags_is_uploaded_again_and_tagged(
+    cloudstack: CloudStackDouble, tmp_path: Path
+) -> None:
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    fail_next(cloudstack, "createTags")
+    with pytest.raises(CloudStackError, match=r"^tag template "):
+        run(cloudstack, ImageSource(path=image))
+    (stale,) = cloudstack.state.templates_named(NAME)
+    assert copies_per_zone(cloudstack) == {"zone1": [(stale.id, "NotUploaded")]}
+
+    outcomes = run(cloudstack, ImageSource(path=image))
+    assert [o.action for o in outcomes] == ["replaced", "copied"]
+    (template_id,) = {o.template_id for o in outcomes}
+    assert template_id != stale.id
+    assert {zone: [s for _, s in rows] for zone, rows in copies_per_zone(cloudstack).items()} == {
+        "zone1": ["Download Complete"],
+        "zone2": ["Download Complete"],
+    }
+    tags = tags_of(cloudstack, template_id)
+    assert tags.pop(UPLOADER_TAG) == f"{socket.gethostname()}/{os.getpid()}"
+    assert tags == ALL_TAGS
+
+
+def test_complete_tags_finishes_a_ready_template_once(cloudstack: CloudStackDouble) -> None:
+    untagged = add_template(
+        cloudstack.state,
+        {"name": NAME, "displaytext": DISPLAY, "ostype": UBUNTU_2204, "zones": ["zone1", "zone2"],
+         "tags": {"os": "ubuntu-2204"}},
+    ).id  # fmt: skip
+    targets = targets_for(cloudstack)
+    complete_tags(targets, NAME, V1_30_2, Hypervisor.KVM)
+    assert tags_of(cloudstack, untagged) == ALL_TAGS
+    complete_tags(targets, NAME, V1_30_2, Hypervisor.KVM)
+    assert len(calls(cloudstack, "createTags")) == 1
+
+
+def test_missing_tags_keeps_to_templates_that_look_registered_here(cloudstack: CloudStackDouble) -> None:
+    row = replace(current(cloudstack), display_text=DISPLAY, tags=(("created-by", "kubectl-capc"),))
+    assert missing_tags(row, DISPLAY, ALL_TAGS) == {"kubernetes-version": "v1.30.2", "os": "ubuntu-2204"}
+    assert missing_tags(replace(row, tags=tuple(ALL_TAGS.items())), DISPLAY, ALL_TAGS) == {}
+    assert missing_tags(row, "Another display text", ALL_TAGS) == {}
+    assert missing_tags(replace(row, tags=(("kubernetes-version", "v1.29.0"),)), DISPLAY, ALL_TAGS) == {}
+
+
+# --- the time limit ---------------------------------------------------------------------------------
+
+
+def test_a_timeout_states_the_whole_time_waited_not_what_was_left(cloudstack: CloudStackDouble) -> None:
+    with cloudstack.state.lock:
+        cloudstack.state.faults = parse_faults(
+            {
+                "latency": [{"seconds": 1.6, "commands": ["registerTemplate"], "times": 1}],
+                "downloads": [{"zone": "zone2", "mode": "stall", "at_percent": 40}],
+            },
+            cloudstack.state.zone_id,
+        )
+    with pytest.raises(CloudStackError) as caught:
+        run(cloudstack, url_source(), timeout=2.0)
+    # 1.6 s of the 2 s went on registering; the wait had the rest, and the message states the 2 s.
+    assert f"template '{NAME}' (" in str(caught.value)
+    assert "is not ready after 2s (" in str(caught.value)
+    assert "zone2: 40% Downloaded" in str(caught.value)

@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -326,3 +327,90 @@ def test_a_run_killed_during_the_upload_is_finished_by_a_rerun_with_replace(
     assert done.returncode == 0, done.stderr
     assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == ["replaced", "copied"]
     assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+
+
+def tags_of(bed: TestBed, name: str) -> dict[str, str]:
+    """The tags of the one live template named `name`, as CloudStack lists them."""
+    from cs import CloudStack
+
+    env = bed.cloudstack
+    api = CloudStack(env["CLOUDSTACK_ENDPOINT"], env["CLOUDSTACK_KEY"], env["CLOUDSTACK_SECRET"])
+    rows = api.listTemplates(templatefilter="self", name=name, fetch_list=True)
+    assert len({row["id"] for row in rows}) == 1, rows
+    return {tag["key"]: tag["value"] for tag in rows[0].get("tags") or []}
+
+
+def killed_before_tagging(bed: TestBed, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run the CLI and have it SIGKILL itself right before its first createTags request."""
+    from kubectl_capc.testpoints import SIGNAL_ENV
+
+    return capc(bed, *args, env={SIGNAL_ENV: "SIGKILL@writing tag template *"})
+
+
+def test_a_run_killed_between_registering_and_tagging_is_tagged_by_the_rerun(
+    cluster: tuple[TestBed, str, str],
+) -> None:
+    bed, namespace, name = cluster
+    version = new_version()
+    template = f"ubuntu-2204-kube-{version}"
+    args = register_args(namespace, name, version, "--url", f"http://127.0.0.1:9/{template}.qcow2")
+    killed = killed_before_tagging(bed, args)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert tags_of(bed, template) == {}
+
+    done = capc(bed, *args)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == ["waited", "waited"]
+    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+    assert len(commands_called(bed, "registerTemplate", template)) == 1
+    # The tags an uninterrupted run gives (test_register_by_url_waits_for_both_zones_and_a_rerun_reuses).
+    assert tags_of(bed, template) == {
+        "kubernetes-version": version,
+        "os": "ubuntu-2204",
+        "created-by": "kubectl-capc",
+    }
+
+
+def test_an_upload_killed_before_its_tags_is_uploaded_again_and_tagged(
+    cluster: tuple[TestBed, str, str], tmp_path: Path
+) -> None:
+    bed, namespace, name = cluster
+    version = new_version()
+    template = f"ubuntu-2204-kube-{version}"
+    image = sparse_qcow2(tmp_path / f"{template}-kvm.qcow2", 8 << 20)
+    args = register_args(namespace, name, version, "--file", str(image))
+    killed = killed_before_tagging(bed, args)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert per_zone(bed, template) == {"zone1": ["NotUploaded"]}
+
+    done = capc(bed, *args)
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == ["replaced", "copied"]
+    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+    tags = tags_of(bed, template)
+    host, _, pid = tags.pop("uploaded-by").rpartition("/")
+    assert host == socket.gethostname() and pid.isdigit()
+    assert tags == {"kubernetes-version": version, "os": "ubuntu-2204", "created-by": "kubectl-capc"}
+
+
+def test_a_too_long_template_name_is_refused_before_anything_is_written(
+    cluster: tuple[TestBed, str, str],
+) -> None:
+    bed, namespace, name = cluster
+    long_name = "ubuntu-2204-kube-v1.29.3-" + "x" * 240
+    register = capc(
+        bed, *register_args(namespace, name, "v1.29.3", "--url", "http://127.0.0.1:9/a.qcow2"),
+        "--name", long_name,
+    )  # fmt: skip
+    upgrade = capc(
+        bed, "image-upgrade", name, "-n", namespace, "--to", "v1.29.3", "--image", long_name,
+        "--image-source", "url", "--image-url", "http://127.0.0.1:9/a.qcow2", "--yes",
+    )  # fmt: skip
+    for run in (register, upgrade):
+        assert run.returncode == 2, run.stderr
+        (line,) = run.stderr.strip().splitlines()
+        assert line.startswith("error: the template name 'ubuntu-2204-kube-v1.29.3-xxx")
+        assert "has 265 characters, CloudStack takes at most 255; choose a name of at most 255" in line
+        assert "--name" in line and "--image" in line
+    sent = [c for c in admin(bed, "calls") if long_name in json.dumps(c["params"])]
+    assert sent == []

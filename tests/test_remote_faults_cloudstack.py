@@ -24,6 +24,7 @@ import pytest
 from kubectl_capc.errors import ExitCode
 from tests.fault_support import (
     admin,
+    cloudstack_api,
     failure_line,
     faults,
     start_upgrade,
@@ -182,6 +183,35 @@ def test_530_on_a_write_is_not_sent_again_and_the_rerun_looks_first(bed: TestBed
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(calls(bed, "registerTemplate", name)) == 2
     assert templates_per_zone(bed, name) == READY_EVERYWHERE
+    upgraded(bed, cluster, version)
+
+
+def test_tags_lost_to_a_failed_write_are_added_when_the_rerun_finds_the_template_ready(
+    bed: TestBed, cluster: str
+) -> None:
+    version = fresh_version()
+    name = f"ubuntu-2204-kube-{version}"
+    before = resource_versions(bed, cluster)
+    with faults(bed, {"errors": [{"command": "createTags", "times": 1, "errorcode": 530}]}):
+        run = upgrade(bed, cluster, by_url(version))
+    failure_line(run, ExitCode.KUBE_API, "tag template", "CloudStack error 530")
+    assert resource_versions(bed, cluster) == before
+    assert template_tags(bed, name) == {}
+    api = cloudstack_api(bed)
+    for _ in range(20):  # each listing moves the double's downloads on: let this one finish
+        rows = api.listTemplates(templatefilter="self", name=name, fetch_list=True)
+        if all(row["isready"] for row in rows):
+            break
+    assert templates_per_zone(bed, name) == READY_EVERYWHERE
+
+    again = upgrade(bed, cluster, by_url(version))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(calls(bed, "registerTemplate", name)) == 1
+    assert template_tags(bed, name) == {
+        "kubernetes-version": version,
+        "os": "ubuntu-2204",
+        "created-by": "kubectl-capc",
+    }
     upgraded(bed, cluster, version)
 
 

@@ -1,8 +1,8 @@
-"""The rollout simulator reports KCP and MachineDeployment rollouts the way CAPI does.
+"""The rollout simulator rolls KCPs and MachineDeployments, their Machines included, as CAPI does.
 
-The first half checks the model and the rendered status without an apiserver; the second half runs
-against the real test bed (both CAPI profiles), where the simulator process started by the bed drives
-real objects through the status subresource and the upstream CRD schemas validate every write.
+The first half checks the model, the Machines and the rendered status without an apiserver; the second
+half runs against the real test bed (both CAPI profiles), where the simulator process started by the
+bed drives real objects through the status subresource and the upstream CRD schemas validate every write.
 """
 
 from __future__ import annotations
@@ -25,7 +25,17 @@ from kubernetes import client, watch
 
 from tests.testenv.bed import TestBed
 from tests.testenv.crds import CAPI_DIRS
-from tests.testenv.rollout import _Event, _Watcher
+from tests.testenv.rollout import Simulator, _Event, _Watcher
+from tests.testenv.rollout_machines import (
+    BUILT_FROM_ANNOTATION,
+    MACHINE,
+    built_from,
+    machine_status,
+    new_machine,
+    phase_of,
+    plan_machines,
+    slots,
+)
 from tests.testenv.rollout_model import FAIL_ANNOTATION, STALL_ANNOTATION, Controls, Rollout, Stage, Target
 from tests.testenv.rollout_status import (
     KUBEADM_CONTROL_PLANE,
@@ -168,6 +178,147 @@ def test_annotations_select_stall_and_fail() -> None:
     assert Controls.from_annotations({STALL_ANNOTATION: "2", FAIL_ANNOTATION: "Boom"}) == Controls(2, "Boom")
     with pytest.raises(ValueError, match="stall-at"):
         Controls.from_annotations({STALL_ANNOTATION: "soon"})
+
+
+# -- the Machines behind a rollout ---------------------------------------------------------------
+
+KCP_OWNER = {
+    "metadata": {"name": "c1-cp", "namespace": "ns", "uid": "kcp-uid", "labels": {CLUSTER_LABEL: "c1"}},
+    "spec": {"machineTemplate": {"metadata": {"labels": {"team": "a"}}}},
+}
+
+
+class ApiServerMachines:
+    """An owner's Machines as the apiserver holds them once each plan is carried out."""
+
+    def __init__(self, existing: list[dict[str, Any]] | None = None) -> None:
+        self.items = list(existing or [])
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+
+    def carry_out(self, rollout: Rollout) -> None:
+        plan = plan_machines(rollout, self.items)
+        for target, phase in plan.create:
+            machine = new_machine("v1beta2", KUBEADM_CONTROL_PLANE, KCP_OWNER, "c1", target)
+            machine["metadata"]["creationTimestamp"] = f"2026-01-01T00:{len(self.created):02d}:00Z"
+            machine["status"] = {"phase": phase}
+            self.items.append(machine)
+            self.created.append(machine["metadata"]["name"])
+        for machine, phase in plan.report:
+            machine["status"] = {"phase": phase}
+        for machine in plan.delete:
+            self.items.remove(machine)
+            self.deleted.append(machine["metadata"]["name"])
+
+    def states(self) -> list[tuple[str, str]]:
+        return sorted((m["spec"]["version"], phase_of(m)) for m in self.items)
+
+    def match(self, rollout: Rollout) -> bool:
+        return self.states() == sorted((target.version, phase) for target, phase in slots(rollout))
+
+
+def roll(rollout: Rollout, machines: ApiServerMachines, controls: Controls | None = None) -> int:
+    """Advance one stage per second of fake time, carrying out each plan; return the most Machines seen."""
+    most = 0
+    for second in range(50):
+        rollout.advance(float(second), 1.0, controls or Controls())
+        machines.carry_out(rollout)
+        assert machines.match(rollout), (rollout, machines.states())
+        most = max(most, len(machines.items))
+        if rollout.next_step_at is None:
+            break
+    return most
+
+
+def test_machines_come_up_at_the_new_version_and_the_oldest_old_one_goes_each_step() -> None:
+    rollout = Rollout.completed(OLD, 3)
+    rollout.retarget(NEW)
+    machines = ApiServerMachines()
+    machines.carry_out(rollout)  # the rollout starts: the old machines become Machines first
+    old_names = list(machines.created)
+
+    assert roll(rollout, machines) == 4, "one surge Machine at a time"
+
+    assert machines.states() == [("v1.31.0", "Running")] * 3
+    assert machines.deleted == old_names, "old Machines are deleted oldest first"
+    assert len(machines.created) == 6
+    plan = plan_machines(rollout, machines.items)
+    assert (plan.create, plan.report, plan.delete) == ([], [], []), "nothing more to write once done"
+
+
+def test_a_failing_replacement_stays_provisioning_next_to_the_old_machines() -> None:
+    rollout = Rollout.completed(OLD, 3)
+    rollout.retarget(NEW)
+    machines = ApiServerMachines()
+    controls = Controls(fail_reason="ImagePullFailed")
+
+    roll(rollout, machines, controls)
+
+    assert machines.states() == [("v1.30.2", "Running")] * 3 + [("v1.31.0", "Provisioning")]
+    stuck = next(m for m in machines.items if phase_of(m) == "Provisioning")
+    roll(rollout, machines)  # the cause is fixed: the same Machine becomes ready
+    assert stuck in machines.items and phase_of(stuck) == "Running"
+    assert machines.states() == [("v1.31.0", "Running")] * 3
+
+
+def test_machines_made_by_a_test_count_as_the_old_ones_instead_of_being_duplicated() -> None:
+    hand_made = [
+        {"metadata": {"name": f"c1-cp-{i}", "namespace": "ns"}, "spec": {"version": "v1.30.2"},
+         "status": {"phase": "Running"}}
+        for i in range(2)
+    ]  # fmt: skip
+    rollout = Rollout.completed(OLD, 2)
+    rollout.retarget(NEW)
+    machines = ApiServerMachines(hand_made)
+
+    machines.carry_out(rollout)
+    assert machines.created == []
+
+    assert roll(rollout, machines) == 3
+    assert sorted(machines.deleted) == ["c1-cp-0", "c1-cp-1"]
+    assert machines.states() == [("v1.31.0", "Running")] * 2
+
+
+def test_a_replacement_dropped_by_a_new_spec_loses_its_machine() -> None:
+    rollout = Rollout.completed(OLD, 2)
+    rollout.retarget(NEW)
+    machines = ApiServerMachines()
+    roll(rollout, machines, Controls(fail_reason="Boom"))
+    provisioning = next(m["metadata"]["name"] for m in machines.items if phase_of(m) == "Provisioning")
+
+    rollout.retarget(OLD)
+    machines.carry_out(rollout)
+
+    assert machines.deleted == [provisioning]
+    assert machines.states() == [("v1.30.2", "Running")] * 2
+
+
+@pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])
+def test_a_machine_carries_the_labels_refs_and_owner_capi_sets(capi: str) -> None:
+    machine = new_machine(capi, KUBEADM_CONTROL_PLANE, KCP_OWNER, "c1", NEW)
+    name = machine["metadata"]["name"]
+
+    assert re.fullmatch(r"c1-cp-[a-z0-9]{5}", name)
+    assert machine["metadata"]["labels"] == {
+        "team": "a",
+        CLUSTER_LABEL: "c1",
+        "cluster.x-k8s.io/control-plane": "",
+        "cluster.x-k8s.io/control-plane-name": "c1-cp",
+    }
+    (owner,) = machine["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("KubeadmControlPlane", "kcp-uid", True)
+    assert machine["spec"]["version"] == "v1.31.0"
+    infra = machine["spec"]["infrastructureRef"]
+    assert (infra["kind"], infra["name"]) == ("CloudStackMachine", name)
+    if capi == "v1beta1":
+        assert infra["apiVersion"] == f"{INFRA_GROUP}/v1beta3"
+        assert machine_status(capi, name, "Running")["nodeRef"]["name"] == name
+    else:
+        assert infra["apiGroup"] == INFRA_GROUP
+        provisioning = machine_status(capi, name, "Provisioning")
+        assert provisioning["initialization"]["infrastructureProvisioned"] is False
+    assert built_from(machine) == NEW
+    assert built_from({"metadata": {"annotations": {BUILT_FROM_ANNOTATION: "not json"}}}) is None
 
 
 # -- reading objects ------------------------------------------------------------------------------
@@ -411,6 +562,69 @@ def test_an_expired_watch_relists_and_resumes_from_the_new_list() -> None:
     assert api.watched_from == ["10", "20"]
 
 
+class RecordingApi:
+    """An apiserver in memory for one KCP and its Machines; notes what each status write saw."""
+
+    def __init__(self) -> None:
+        self.machines: dict[str, dict[str, Any]] = {}
+        self.statuses: list[tuple[dict[str, Any], list[tuple[str, str]]]] = []
+        self.version = 10
+
+    def _stored(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        return json.loads(json.dumps(obj))
+
+    def create_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+        body = args[-1]
+        body["metadata"].update(uid=f"uid-{body['metadata']['name']}", creationTimestamp=str(self.version))
+        self.machines[body["metadata"]["name"]] = body
+        return self._stored(body)
+
+    def patch_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
+        machine = self.machines[args[-2]]
+        machine["status"] = {k: v for k, v in args[-1]["status"].items() if v is not None}
+        return self._stored(machine)
+
+    def delete_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+        del self.machines[args[-1]]
+        return {"kind": "Status"}
+
+    def replace_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
+        states = sorted((m["spec"]["version"], m["status"]["phase"]) for m in self.machines.values())
+        self.statuses.append((args[-1]["status"], states))
+        return self._stored(args[-1])
+
+
+def test_every_status_written_counts_the_machines_that_exist_then() -> None:
+    api, now = RecordingApi(), [0.0]
+    simulator = Simulator(api, "v1beta2", 0.3, clock=lambda: now[0])
+    kcp = kcp_object("v1beta2", "v1.30.2", "cp-v1-30", uid="kcp-1", labels={CLUSTER_LABEL: "c1"})
+    simulator.apply(_Event(KUBEADM_CONTROL_PLANE, "LISTED", [kcp]))
+    simulator.reconcile_all()
+    kcp = simulator.objects[("kubeadmcontrolplanes", "kcp-1")][1]
+    upgraded = kcp_object("v1beta2", "v1.31.0", "cp-v1-31", uid="kcp-1", labels={CLUSTER_LABEL: "c1"})
+    upgraded["metadata"].update(generation=2, resourceVersion=kcp["metadata"]["resourceVersion"])
+    upgraded["status"] = kcp["status"]
+    simulator.apply(_Event(KUBEADM_CONTROL_PLANE, "MODIFIED", [upgraded]))
+
+    simulator.reconcile_all()
+    assert (len(api.statuses), api.machines) == (1, {}), "nothing is written before Machines are listed"
+
+    simulator.apply(_Event(MACHINE, "LISTED", []))
+    for step in range(40):
+        now[0] = step * 0.1
+        simulator.reconcile_all()
+
+    assert len(api.statuses) > 4
+    for status, machines in api.statuses[1:]:
+        running = [version for version, phase in machines if phase == "Running"]
+        assert status["replicas"] == len(machines), (status, machines)
+        assert status["readyReplicas"] == len(running), (status, machines)
+        assert status["upToDateReplicas"] == sum(1 for version, _ in machines if version == "v1.31.0")
+    assert api.statuses[-1][1] == [("v1.31.0", "Running")] * 3
+
+
 # -- against the real test bed --------------------------------------------------------------------
 
 
@@ -604,6 +818,20 @@ def wait_for_object(
     return dict(wait_for(probe))
 
 
+def machines_of(objects: Objects, resource: Resource, name: str) -> list[dict[str, Any]]:
+    """The owner's Machines, found by the label the plugin lists them by."""
+    label = "control-plane-name" if resource.is_control_plane else "deployment-name"
+    listing = objects.api.list_namespaced_custom_object(
+        "cluster.x-k8s.io", objects.capi, objects.namespace, "machines",
+        label_selector=f"cluster.x-k8s.io/{label}={name}",
+    )  # fmt: skip
+    return list(listing["items"])
+
+
+def machine_states(objects: Objects, resource: Resource, name: str) -> list[tuple[str, str]]:
+    return sorted((m["spec"]["version"], phase_of(m)) for m in machines_of(objects, resource, name))
+
+
 def simulator_problems(bed: TestBed) -> list[str]:
     log = Path(bed.dir) / "rollout.log"
     return [line for line in log.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
@@ -622,7 +850,7 @@ def test_the_simulator_drives_a_kcp_and_an_md_to_completion(testenv: TestBed, na
     md = objects.machine_deployment("c1", "v1.30.2", "c1-md-v1-30", replicas=2)
     kcp_name, md_name = kcp["metadata"]["name"], md["metadata"]["name"]
 
-    # New objects start fully rolled out.
+    # New objects start fully rolled out, with the Machines the test gave them (none here).
     wait_for(
         lambda: is_rolled_out(
             testenv.capi, KUBEADM_CONTROL_PLANE, objects.get(KUBEADM_CONTROL_PLANE, kcp_name)
@@ -651,6 +879,12 @@ def test_the_simulator_drives_a_kcp_and_an_md_to_completion(testenv: TestBed, na
         if resource.is_control_plane:
             assert final["status"]["version"] == "v1.31.0"
             assert {o["status"]["version"] for o in history[:-1]} == {"v1.30.2"}
+        # The old Machines are gone by the time the status says done; the new ones run the new version.
+        assert machine_states(objects, resource, name) == [("v1.31.0", "Running")] * replicas
+        for machine in machines_of(objects, resource, name):
+            assert machine["metadata"]["labels"][CLUSTER_LABEL] == "c1"
+            assert machine["metadata"]["ownerReferences"][0]["uid"] == final["metadata"]["uid"]
+            assert machine["spec"]["infrastructureRef"]["name"] == machine["metadata"]["name"]
 
     # Once done the simulator stays quiet: nothing it writes is pruned or rejected by the schema.
     settled = objects.get(KUBEADM_CONTROL_PLANE, kcp_name)["metadata"]["resourceVersion"]
@@ -681,6 +915,9 @@ def test_a_stall_annotation_stops_a_rollout_and_removing_it_resumes(testenv: Tes
     time.sleep(1.5)  # several machines' worth of time at the bed's speed
     still = objects.get(KUBEADM_CONTROL_PLANE, name)
     assert still["metadata"]["resourceVersion"] == stalled["metadata"]["resourceVersion"]
+    assert machine_states(objects, KUBEADM_CONTROL_PLANE, name) == [
+        ("v1.30.2", "Running"), ("v1.30.2", "Running"), ("v1.31.0", "Running"),
+    ]  # fmt: skip
     assert still["status"]["version"] == "v1.30.2"
     conditions = {c["type"]: c for c in still["status"]["conditions"]}
     if testenv.capi == "v1beta2":
@@ -693,6 +930,7 @@ def test_a_stall_annotation_stops_a_rollout_and_removing_it_resumes(testenv: Tes
     wait_for(
         lambda: is_rolled_out(testenv.capi, KUBEADM_CONTROL_PLANE, objects.get(KUBEADM_CONTROL_PLANE, name))
     )
+    assert machine_states(objects, KUBEADM_CONTROL_PLANE, name) == [("v1.31.0", "Running")] * 3
 
 
 def test_a_fail_annotation_reports_the_failure_on_the_object(testenv: TestBed, namespace: str) -> None:
@@ -718,9 +956,14 @@ def test_a_fail_annotation_reports_the_failure_on_the_object(testenv: TestBed, n
         status["conditions"] if testenv.capi == "v1beta1" else status["deprecated"]["v1beta1"]["conditions"]
     )
     assert cond(legacy, "Ready")["severity"] == "Error"
+    assert machine_states(objects, MACHINE_DEPLOYMENT, name) == [
+        ("v1.30.2", "Running"), ("v1.30.2", "Running"), ("v1.31.0", "Provisioning"),
+    ]  # fmt: skip
 
     objects.patch(MACHINE_DEPLOYMENT, name, {"metadata": {"annotations": {FAIL_ANNOTATION: None}}})
     wait_for(lambda: is_rolled_out(testenv.capi, MACHINE_DEPLOYMENT, objects.get(MACHINE_DEPLOYMENT, name)))
+    assert machine_states(objects, MACHINE_DEPLOYMENT, name) == [("v1.31.0", "Running")] * 2
+    assert simulator_problems(testenv) == []
 
 
 def test_scaling_is_reported_without_a_rollout(testenv: TestBed, namespace: str) -> None:

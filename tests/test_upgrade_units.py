@@ -1,4 +1,5 @@
-"""The pure parts of `image-upgrade`: patch bodies, history records, previews, timeouts. No servers."""
+"""The pure parts of `image-upgrade`: patch bodies, history records, previews, timeouts, image flags.
+No servers."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from datetime import datetime, timezone
 import pytest
 
 from kubectl_capc.apply import Timeouts
-from kubectl_capc.commands.upgrade import parse_timeouts
+from kubectl_capc.commands.upgrade import image_options
 from kubectl_capc.errors import UsageError
+from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL
 from kubectl_capc.kube_write import patch_body, progress_of
 from kubectl_capc.model import FrozenDict
-from kubectl_capc.plan import CreateMachineTemplate, PatchObject, WaitRollout
+from kubectl_capc.options import parse_timeouts
+from kubectl_capc.plan import CreateMachineTemplate, ImageSource, PatchObject, WaitRollout
 from kubectl_capc.preview import (
     ObjectPreview,
     clean,
@@ -187,6 +190,36 @@ def test_timeouts(values: list[str], expected: Timeouts) -> None:
 def test_bad_timeouts_are_usage_errors(value: str) -> None:
     with pytest.raises(UsageError):
         parse_timeouts([value])
+
+
+IMAGE_URL = "http://127.0.0.1/ubuntu-2204-kube-{version}.qcow2"
+
+
+@pytest.mark.parametrize(
+    ("source", "url", "expected"),
+    [
+        (None, None, ImageSource.EXISTING),
+        (None, IMAGE_URL, ImageSource.URL),
+        ("url", IMAGE_URL, ImageSource.URL),
+        ("prebuilt", None, ImageSource.PREBUILT),
+        ("build", None, ImageSource.BUILD),
+    ],
+)
+def test_image_url_alone_means_the_url_source(
+    source: str | None, url: str | None, expected: ImageSource
+) -> None:
+    options = image_options(source, url, DEFAULT_PREBUILT_BASE_URL, None)
+    assert (options.source, options.url) == (expected, url)
+
+
+@pytest.mark.parametrize("source", ["existing", "prebuilt", "build"])
+def test_image_url_with_another_source_is_a_conflict_naming_both_flags(source: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        image_options(source, IMAGE_URL, DEFAULT_PREBUILT_BASE_URL, None)
+    assert str(refused.value) == (
+        f"--image-url conflicts with --image-source {source}; "
+        "drop one of them (--image-url alone means --image-source url)"
+    )
 
 
 @pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])

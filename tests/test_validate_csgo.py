@@ -9,9 +9,6 @@ leaves to the deployment (readiness, registration in the zone).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,21 +22,18 @@ from kubectl_capc.checks.templates import resolve_template, template_query
 from kubectl_capc.cloudstack import CloudStackClient, Credentials, OwnerScope
 from kubectl_capc.model import CloudStackResource
 from kubectl_capc.validate import Session
-from tests.checks_support import inventory_of
+from tests.checks_support import facts_in_rounds, inventory_of
 from tests.csdouble import CloudStackDouble
 from tests.csdouble.seed import add_template
-from tests.csgo.build import CsgoBuildError, ensure_binary
+from tests.csgo_support import NOT_READY_IN_ZONE, built_resolver, resolve
 from tests.fixtures_capc import Zone, render_cluster, with_settled_status
 
 KUBE_128 = "ubuntu-2204-kube-v1.28.5"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def csgo() -> Path:
-    try:
-        return ensure_binary()
-    except CsgoBuildError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    return built_resolver()
 
 
 @dataclass(frozen=True)
@@ -53,14 +47,7 @@ def capc_verdict(csgo: Path, double: CloudStackDouble, ref: CloudStackResource, 
     args = ["-id", ref.id] if ref.id else ["-zone-id", zone_id]
     if ref.name:
         args += ["-name", ref.name]
-    env = {
-        **os.environ,
-        "CLOUDSTACK_ENDPOINT": double.endpoint,
-        "CLOUDSTACK_KEY": double.api_key,
-        "CLOUDSTACK_SECRET": double.secret_key,
-    }
-    run = subprocess.run([str(csgo), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
-    doc = json.loads(run.stdout)
+    doc = resolve(csgo, double, *args).doc
     return Verdict("error" not in doc, str(doc.get("id", "")), int(doc["count"]))
 
 
@@ -129,11 +116,7 @@ def test_agreement_by_id(csgo: Path, cloudstack: CloudStackDouble) -> None:
             assert (ours.ok, ours.count) == (ok, count), ref
 
 
-@pytest.mark.parametrize(
-    "state",
-    [{"percent": 40}, {"error": "HTTP Server returned 404 (expected 200 OK)"}, "not_uploaded"],
-    ids=["downloading", "failed", "not-uploaded"],
-)
+@pytest.mark.parametrize("state", list(NOT_READY_IN_ZONE.values()), ids=list(NOT_READY_IN_ZONE))
 def test_not_ready_resolves_for_both_and_validate_reports_it(
     csgo: Path, cloudstack: CloudStackDouble, state: object
 ) -> None:
@@ -164,14 +147,5 @@ def test_not_ready_resolves_for_both_and_validate_reports_it(
 
 def _facts_from_double(double: CloudStackDouble, inventory: Any) -> Facts:
     """Facts as gather_facts collects them, with the double's session in place of the Secret read."""
-    from kubectl_capc.checks import first_queries, second_queries
-
-    live = session(double)
     connections = {Tenant.of(fd): Connection(Tenant.of(fd), Reach.OK) for fd in inventory.failure_domains}
-    facts = Facts({}, connections, {}, {})
-    for source in (first_queries, lambda inv, f: second_queries(inv, f, None)):
-        lookups = dict(facts.lookups)
-        for fd, query in source(inventory, facts):
-            lookups.setdefault((Tenant.of(fd), query), live.ask(query))
-        facts = Facts({}, connections, lookups, {})
-    return facts
+    return facts_in_rounds([inventory], Facts({}, connections, {}, {}), None, session(double).ask)

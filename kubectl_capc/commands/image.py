@@ -17,7 +17,15 @@ import typer
 from kubectl_capc.describe import API_VERSION
 from kubectl_capc.errors import UsageError
 from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL, Hypervisor, describe_template
-from kubectl_capc.options import GlobalOptions, OutputFormat, global_options, parse_duration
+from kubectl_capc.options import (
+    DEFAULT_POLL_INTERVAL,
+    GlobalOptions,
+    OutputFormat,
+    PollIntervalOption,
+    PrebuiltBaseUrlOption,
+    global_options,
+    positive_seconds,
+)
 from kubectl_capc.versions import KubeVersion, TargetVersion, parse_target
 
 if TYPE_CHECKING:
@@ -30,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["TerminalReporter", "image_app"]
 
 DEFAULT_TIMEOUT = "1h"
-DEFAULT_POLL_INTERVAL = "5s"
 
 image_app = typer.Typer(
     help="Find, register and build the CloudStack templates (node images) that CAPC machines boot from.",
@@ -42,21 +49,9 @@ ClusterOption = Annotated[
     str | None,
     typer.Option("--cluster", metavar="NAME", help="Use this cluster's failure domains and credentials."),
 ]
-TimeoutOption = Annotated[
-    str,
-    typer.Option("--timeout", metavar="DURATION", help="How long to wait for the template in every zone."),
+ReleaseOption = Annotated[
+    str, typer.Option("--version", metavar="VERSION", help="Kubernetes release, e.g. v1.29.3.")
 ]
-PollOption = Annotated[
-    str,
-    typer.Option("--poll-interval", metavar="DURATION", help="Time between two status checks while waiting."),
-]
-
-
-def _seconds(text: str, flag: str) -> float:
-    seconds = parse_duration(text)
-    if seconds is None:
-        raise UsageError(f"{flag} must be longer than 0", hint="e.g. 30m or 2h")
-    return seconds
 
 
 def _exact_version(text: str) -> KubeVersion:
@@ -200,9 +195,7 @@ def register(
             "--cluster", metavar="NAME", help="The cluster whose failure-domain zones get the template."
         ),
     ],
-    version: Annotated[
-        str, typer.Option("--version", metavar="VERSION", help="Kubernetes release, e.g. v1.29.3.")
-    ],
+    version: ReleaseOption,
     url: Annotated[
         str | None, typer.Option("--url", metavar="URL", help="Image URL that CloudStack downloads.")
     ] = None,
@@ -215,10 +208,7 @@ def register(
     prebuilt: Annotated[
         bool, typer.Option("--prebuilt", help="Use CAPC's published prebuilt image.")
     ] = False,
-    prebuilt_base_url: Annotated[
-        str,
-        typer.Option("--prebuilt-base-url", metavar="URL", help="Where the prebuilt images are published."),
-    ] = DEFAULT_PREBUILT_BASE_URL,
+    prebuilt_base_url: PrebuiltBaseUrlOption = DEFAULT_PREBUILT_BASE_URL,
     name: Annotated[
         str | None,
         typer.Option(
@@ -229,8 +219,13 @@ def register(
     replace_failed: Annotated[
         bool, typer.Option("--replace", help="Delete a failed template of that name and register it again.")
     ] = False,
-    timeout: TimeoutOption = DEFAULT_TIMEOUT,
-    poll_interval: PollOption = DEFAULT_POLL_INTERVAL,
+    timeout: Annotated[
+        str,
+        typer.Option(
+            "--timeout", metavar="DURATION", help="How long to wait for the template in every zone."
+        ),
+    ] = DEFAULT_TIMEOUT,
+    poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
 ) -> None:
     """Register the template for VERSION in every failure-domain zone of a cluster and wait until it is ready.
 
@@ -253,11 +248,11 @@ def register(
             hint="use --url URL, --file PATH or --prebuilt",
         )
     target_version = _exact_version(version)
-    wait_seconds = _seconds(timeout, "--timeout")
+    wait_seconds = positive_seconds(timeout, "--timeout")
     if file is not None and not file.is_file():
         raise UsageError(f"--file {file} is not a readable file", hint="give the path of a local image file")
     inventory, targets = _cluster_targets(
-        opts, cluster, poll_interval=_seconds(poll_interval, "--poll-interval")
+        opts, cluster, poll_interval=positive_seconds(poll_interval, "--poll-interval")
     )
     current = current_template(inventory, targets)
     if file is not None:
@@ -317,9 +312,7 @@ def _registration_document(
 def build(
     opts: GlobalOptions,
     *,
-    version: Annotated[
-        str, typer.Option("--version", metavar="VERSION", help="Kubernetes release, e.g. v1.29.3.")
-    ],
+    version: ReleaseOption,
     os_name: Annotated[
         str,
         typer.Option(

@@ -8,33 +8,29 @@ plan error (5), see docs/exit-codes.md.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from kubectl_capc.errors import ExitCode
+from kubectl_capc.commands.console import PlanTerminal
 from kubectl_capc.options import (
     ClusterArgument,
     DryRunOption,
     GlobalOptions,
     NoWaitOption,
-    OutputFormat,
     TimeoutOption,
     YesOption,
+    apply_options,
     global_options,
 )
 
 if TYPE_CHECKING:
-    from kubectl_capc.commands.upgrade import TerminalConsole
-    from kubectl_capc.kube_write import OwnerProgress
     from kubectl_capc.plan import Step
     from kubectl_capc.preview import ObjectPreview
     from kubectl_capc.rollback import RollbackPlan
 
-__all__ = ["rollback"]
+__all__ = ["RollbackTerminal", "rollback"]
 
 
 @global_options()
@@ -50,45 +46,19 @@ def rollback(
     """Roll back the last upgrade recorded on a cluster's MachineDeployments, and on its control plane
     where Kubernetes allows it: after an image-only or same-minor change, or before its minor upgrade
     has completed. Safe to interrupt and run again."""
-    from kubectl_capc.apply import ApplyOptions
-    from kubectl_capc.commands.upgrade import TerminalConsole, parse_timeouts
     from kubectl_capc.kube import api_client
     from kubectl_capc.rollback import KubeRollbackIO, Rollback
 
-    options = ApplyOptions(
-        dry_run=dry_run,
-        yes=yes,
-        no_wait=no_wait,
-        interactive=sys.stdin.isatty(),
-        timeouts=parse_timeouts(timeout or []),
-    )
-    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    console = _Console(TerminalConsole(opts.output, color=color), opts.output, color=color)
+    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout)
+    console = RollbackTerminal(opts.output)
     io = KubeRollbackIO(api_client(opts), opts.resolve_context().namespace, cluster)
-    try:
-        code = Rollback(io, options, console).run()
-    except KeyboardInterrupt:
-        console.note("interrupted: run the same command again to continue where it stopped")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
-    finally:
-        console.flush()
-    raise typer.Exit(code)
+    console.exit_with(Rollback(io, options, console).run)
 
 
-class _Console:
-    """The plan and diffs on stdout; steps, progress and questions through image-upgrade's terminal."""
+class RollbackTerminal(PlanTerminal["RollbackPlan"]):
+    """`rollback`'s plan as a table with the reason for each object, refusals with their hints."""
 
-    def __init__(self, terminal: TerminalConsole, output: OutputFormat, *, color: bool) -> None:
-        self.terminal = terminal
-        self.output = output
-        self.color = color
-        self._document: dict[str, Any] | None = None
-
-    def show_plan(self, plan: RollbackPlan) -> None:
-        if self.output is not OutputFormat.TABLE:
-            if self._document is None:
-                self._document = plan.to_document()
-            return
+    def print_plan(self, plan: RollbackPlan) -> None:
         from kubectl_capc.cli import print_table
 
         typer.echo(
@@ -108,15 +78,7 @@ class _Console:
             typer.echo(f"note: {note}")
         typer.echo("")
 
-    def show_previews(self, previews: Sequence[ObjectPreview]) -> None:
-        if self.output is not OutputFormat.TABLE:
-            if self._document is not None and "serverDryRun" not in self._document["status"]:
-                self._document["status"]["serverDryRun"] = [
-                    {"object": p.step.subject, "result": "rejected" if p.rejection else "accepted"}
-                    | ({"message": p.rejection} if p.rejection else {})
-                    for p in previews
-                ]
-            return
+    def print_previews(self, previews: Sequence[ObjectPreview]) -> None:
         from kubectl_capc.preview import semantic_summary, unified_diff
 
         for preview in previews:
@@ -133,23 +95,9 @@ class _Console:
                 typer.echo(line)
             typer.echo("")
 
-    def confirm(self, question: str) -> bool:
-        return self.terminal.confirm(question)
+    def verdict(self, preview: ObjectPreview) -> dict[str, Any]:
+        entry = {"object": preview.step.subject, "result": "rejected" if preview.rejection else "accepted"}
+        return entry | ({"message": preview.rejection} if preview.rejection else {})
 
     def step(self, step: Step, state: str) -> None:
-        text = f"{step.summary()}" if state == "start" else "done"
-        self.terminal.note(f"[rollback] {step.action} {step.subject}: {text}")
-
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None:
-        self.terminal.progress(progress, elapsed)
-
-    def note(self, message: str) -> None:
-        self.terminal.note(message)
-
-    def flush(self) -> None:
-        self.terminal.flush()
-        if self._document is not None:
-            from kubectl_capc.cli import print_document
-
-            print_document(self._document, self.output)
-            self._document = None
+        self.announce("rollback", step, state)

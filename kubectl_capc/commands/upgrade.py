@@ -7,69 +7,79 @@ diff of every object it creates or changes. Progress and questions go to stderr.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kubectl_capc.errors import ExitCode, UsageError
-from kubectl_capc.options import GlobalOptions, OutputFormat, global_options, parse_duration
+from kubectl_capc.commands.console import PlanTerminal
+from kubectl_capc.errors import UsageError
+from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL
+from kubectl_capc.options import (
+    DEFAULT_POLL_INTERVAL,
+    ClusterArgument,
+    DryRunOption,
+    GlobalOptions,
+    NoWaitOption,
+    PollIntervalOption,
+    PrebuiltBaseUrlOption,
+    TimeoutOption,
+    YesOption,
+    apply_options,
+    drop_equals,
+    global_options,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
-    from kubectl_capc.apply import Timeouts
-    from kubectl_capc.kube_write import OwnerProgress
+    from kubectl_capc.apply import ImageOptions
     from kubectl_capc.plan import PlanHop, Step, UpgradePlan
     from kubectl_capc.preview import ObjectPreview
 
-__all__ = ["image_upgrade", "parse_timeouts"]
+__all__ = ["UpgradeTerminal", "image_options", "image_upgrade"]
 
 # The values of kubectl_capc.plan.ImageSource, spelled out so that `--help` need not import the planner.
 IMAGE_SOURCES = ("existing", "url", "prebuilt", "build")
 CLOUDSTACK_REQUEST_TIMEOUT = 30.0
-_PHASES = {"images": "images", "control-plane": "control_plane", "machine-deployment": "machine_deployment"}
-
-
-def parse_timeouts(values: Sequence[str]) -> Timeouts:
-    """`--timeout` values: `DURATION` for every phase, or `PHASE=DURATION` (images, control-plane,
-    machine-deployment); 0 means no limit. Later values win over earlier ones and the defaults."""
-    from kubectl_capc.apply import Timeouts
-
-    timeouts = Timeouts()
-    for value in values:
-        phase, sep, duration = value.rpartition("=")
-        if not sep:
-            timeouts = Timeouts(*(3 * (_duration(value),)))
-        elif phase in _PHASES:
-            timeouts = replace(timeouts, **{_PHASES[phase]: _duration(duration)})
-        else:
-            raise UsageError(
-                f"--timeout {value!r}: unknown phase {phase!r}", hint=f"use one of {', '.join(_PHASES)}"
-            )
-    return timeouts
 
 
 def _image_source(value: str) -> str:
-    text = value[1:] if value.startswith("=") else value
-    if text.lower() not in IMAGE_SOURCES:
+    text = drop_equals(value).lower()
+    if text not in IMAGE_SOURCES:
         raise typer.BadParameter(f"{text!r} is not an image source; use one of {'|'.join(IMAGE_SOURCES)}")
-    return text.lower()
+    return text
 
 
-def _duration(text: str) -> float | None:
-    try:
-        return parse_duration(text)
-    except typer.BadParameter as err:
-        raise UsageError(f"--timeout: {err.message}") from None
+def image_options(
+    source: str | None, url: str | None, prebuilt_base_url: str, image_builder_dir: Path | None
+) -> ImageOptions:
+    """The image flags as one `ImageOptions`: `--image-url` alone means `--image-source url`, and with
+    any other source it is a conflict, so a given URL is never silently ignored."""
+    from kubectl_capc.apply import ImageOptions
+    from kubectl_capc.images import check_download_url
+    from kubectl_capc.plan import ImageSource
+
+    if source is None:
+        chosen = ImageSource.URL if url is not None else ImageSource.EXISTING
+    else:
+        chosen = ImageSource(source)
+    if url is not None and chosen is not ImageSource.URL:
+        raise UsageError(
+            f"--image-url conflicts with --image-source {chosen.value}",
+            hint="drop one of them (--image-url alone means --image-source url)",
+        )
+    if chosen is ImageSource.URL:
+        if not url:
+            raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
+        check_download_url(url)
+    return ImageOptions(chosen, url, prebuilt_base_url, image_builder_dir)
 
 
 @global_options()
 def image_upgrade(
     opts: GlobalOptions,
-    cluster: Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster to upgrade.")],
+    cluster: ClusterArgument,
     *,
     to: Annotated[
         str,
@@ -84,69 +94,46 @@ def image_upgrade(
         ),
     ] = None,
     image_source: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--image-source",
             metavar="|".join(IMAGE_SOURCES),
             parser=_image_source,
-            help="Where missing templates come from.",
+            help="Where missing templates come from; default: url with --image-url, else existing.",
         ),
-    ] = "existing",
+    ] = None,
     image_url: Annotated[
         str | None,
         typer.Option(
-            "--image-url", metavar="URL", help="Image URL for --image-source url; {version} is replaced."
+            "--image-url",
+            metavar="URL",
+            help="Image URL to register missing templates from (implies --image-source url); "
+            "{version} is replaced.",
         ),
     ] = None,
-    prebuilt_base_url: Annotated[
-        str | None,
-        typer.Option("--prebuilt-base-url", metavar="URL", help="Mirror of CAPC's prebuilt images."),
-    ] = None,
+    prebuilt_base_url: PrebuiltBaseUrlOption = DEFAULT_PREBUILT_BASE_URL,
     image_builder_dir: Annotated[
         Path | None,
         typer.Option(
             "--image-builder-dir", metavar="DIR", help="image-builder checkout for --image-source build."
         ),
     ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run",
-            help="Preview only: every write is sent with dryRun=All (with -f: no file is written). "
-            "Exit 1 if changes.",
-        ),
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking for confirmation.")] = False,
-    no_wait: Annotated[
-        bool,
-        typer.Option("--no-wait", help="Stop at the first rollout instead of waiting; re-run to continue."),
-    ] = False,
-    timeout: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--timeout",
-            metavar="[PHASE=]DURATION",
-            help="Per-phase limit: 90m, or control-plane=60m, machine-deployment=30m, images=1h; 0: none.",
-        ),
-    ] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    no_wait: NoWaitOption = False,
+    timeout: TimeoutOption = None,
     parallel: Annotated[
         int, typer.Option("--parallel", metavar="N", help="MachineDeployments rolled out at the same time.")
     ] = 1,
-    poll_interval: Annotated[
-        str,
-        typer.Option(
-            "--poll-interval",
-            metavar="DURATION",
-            help="Time between two checks of CloudStack while a template downloads or a job runs.",
-        ),
-    ] = "5s",
+    poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
     filenames: Annotated[
         list[Path] | None,
         typer.Option(
             "-f",
             "--filename",
             metavar="PATH",
-            help="GitOps: plan from these manifest files or directories and rewrite them (repeatable).",
+            help="GitOps: plan from these manifest files or directories and rewrite them (repeatable; "
+            "with --dry-run no file is written).",
         ),
     ] = None,
     output_dir: Annotated[
@@ -160,49 +147,36 @@ def image_upgrade(
 ) -> None:
     """Upgrade a CAPC cluster to a Kubernetes version: new node image and machine templates, control plane
     first, then MachineDeployments; one minor at a time. Safe to interrupt and run again."""
-    from kubectl_capc.apply import ApplyOptions, ImageOptions, Upgrade
+    from kubectl_capc.apply import Upgrade
     from kubectl_capc.cloudstack import CloudStackClient, Credentials
     from kubectl_capc.cluster_io import KubeClusterIO
-    from kubectl_capc.images import check_download_url
     from kubectl_capc.kube import api_client
     from kubectl_capc.plan import ImageSource
     from kubectl_capc.planner import PlanRequest
     from kubectl_capc.versions import parse_target
 
-    source = ImageSource(image_source)
     target = parse_target(to)
+    images = image_options(image_source, image_url, prebuilt_base_url, image_builder_dir)
     if parallel < 1:
         raise UsageError(
             "--parallel must be at least 1",
             hint="e.g. --parallel 2 rolls out two MachineDeployments at a time",
         )
-    poll_seconds = _duration(poll_interval)
-    if poll_seconds is None:
-        raise UsageError("--poll-interval must be longer than 0", hint="e.g. 5s")
-    if source is ImageSource.URL and not image_url:
-        raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
-    if image_url:
-        check_download_url(image_url)
+    poll_seconds = positive_seconds(poll_interval, "--poll-interval")
     if image is not None and not image.strip():
         raise UsageError("--image is empty", hint="name the CloudStack template to use, or leave --image out")
     # With a source that can provide images, an exact target is obtainable even without a template yet.
-    obtainable = source is not ImageSource.EXISTING and target.exact is not None
+    obtainable = images.source is not ImageSource.EXISTING and target.exact is not None
     request = PlanRequest(
         target=target,
         requested=to,
         image=image,
-        image_source=source,
+        image_source=images.source,
         parallel=parallel,
         obtainable=frozenset({target.exact}) if obtainable and target.exact else frozenset(),
     )
-    options = ApplyOptions(
-        dry_run=dry_run,
-        yes=yes,
-        no_wait=no_wait,
-        interactive=sys.stdin.isatty(),
-        timeouts=parse_timeouts(timeout or []),
-    )
-    console = TerminalConsole(opts.output, color=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout)
+    console = UpgradeTerminal(opts.output)
     if filenames or output_dir or server_dry_run:
         from kubectl_capc.offline import OfflineOptions, run_offline
 
@@ -215,47 +189,14 @@ def image_upgrade(
         timeout = opts.request_timeout or CLOUDSTACK_REQUEST_TIMEOUT
         return CloudStackClient(credentials, request_timeout=timeout, poll_interval=poll_seconds)
 
-    io = KubeClusterIO(
-        api_client(opts),
-        namespace,
-        cluster,
-        ImageOptions(source, image_url, prebuilt_base_url, image_builder_dir),
-        console,
-        make_client=cloudstack,
-    )
-    try:
-        code = Upgrade(io, request, options, console).run()
-    except KeyboardInterrupt as stop:
-        from kubectl_capc.interrupts import StoppedAfterWrite
-
-        if isinstance(stop, StoppedAfterWrite):
-            where = f" after {stop.write} had finished"
-        else:
-            where = f" during {console.current_step}" if console.current_step else ""
-        console.note(f"interrupted{where}: run the same command again to continue where it stopped")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
-    finally:
-        console.flush()
-    raise typer.Exit(code)
+    io = KubeClusterIO(api_client(opts), namespace, cluster, images, console, make_client=cloudstack)
+    console.exit_with(Upgrade(io, request, options, console).run)
 
 
-class TerminalConsole:
-    """The plan and diffs on stdout; steps, progress, notes and questions on stderr."""
+class UpgradeTerminal(PlanTerminal["UpgradePlan"]):
+    """`image-upgrade`'s plan as hops and a table, its diffs with the hop they belong to."""
 
-    def __init__(self, output: OutputFormat, *, color: bool) -> None:
-        self.output = output
-        self.color = color
-        self._document: dict[str, Any] | None = None
-        self._last_progress = ""
-        self._live = sys.stderr.isatty()
-        self.current_step: str | None = None
-        """The step under way (`Action Kind/name`), for the message shown when the run is interrupted."""
-
-    def show_plan(self, plan: UpgradePlan) -> None:
-        if self.output is not OutputFormat.TABLE:
-            if self._document is None:
-                self._document = plan.to_document()
-            return
+    def print_plan(self, plan: UpgradePlan) -> None:
         from kubectl_capc.cli import print_table
 
         current = ", ".join(f"{name} {version}" for name, version in plan.worker_versions)
@@ -275,63 +216,19 @@ class TerminalConsole:
             typer.echo(f"note: {note}")
         typer.echo("")
 
-    def show_previews(self, previews: Sequence[ObjectPreview]) -> None:
-        if self.output is not OutputFormat.TABLE:
-            if self._document is not None and "serverDryRun" not in self._document["status"]:
-                self._document["status"]["serverDryRun"] = [_verdict(p) for p in previews]
-            return
+    def print_previews(self, previews: Sequence[ObjectPreview]) -> None:
         from kubectl_capc.preview import render_previews
 
         typer.echo(render_previews(previews, color=self.color), nl=False)
 
-    def confirm(self, question: str) -> bool:
-        return typer.confirm(question, default=False, err=True)
+    def verdict(self, preview: ObjectPreview) -> dict[str, Any]:
+        result = "rejected" if preview.rejection else "accepted" if preview.checked else "not-checked"
+        entry = {"hop": preview.hop, "object": preview.step.subject, "result": result}
+        if preview.rejection:
+            entry["message"] = preview.rejection
+        elif not preview.checked:
+            entry["message"] = preview.unchecked_reason
+        return entry
 
     def step(self, hop: PlanHop, step: Step, state: str) -> None:
-        self._end_progress()
-        if state == "start":
-            self.current_step = f"{step.action} {step.subject}"
-            typer.echo(f"[hop {hop.number}] {step.action} {step.subject}: {step.summary()}", err=True)
-        else:
-            self.current_step = None
-            typer.echo(f"[hop {hop.number}] {step.action} {step.subject}: done", err=True)
-
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None:
-        minutes, seconds = divmod(int(elapsed), 60)
-        text = "; ".join(str(item) for item in progress)
-        if self._live:
-            sys.stderr.write(f"\r\033[K  {text} ({minutes}:{seconds:02d})")
-            sys.stderr.flush()
-            self._last_progress = text
-        elif text != self._last_progress:
-            typer.echo(f"  {text} ({minutes}:{seconds:02d})", err=True)
-            self._last_progress = text
-
-    def note(self, message: str) -> None:
-        self._end_progress()
-        typer.echo(message, err=True)
-
-    def flush(self) -> None:
-        """Print the typed plan document (json/yaml) once, whatever point the run stopped at."""
-        self._end_progress()
-        if self._document is not None:
-            from kubectl_capc.cli import print_document
-
-            print_document(self._document, self.output)
-            self._document = None
-
-    def _end_progress(self) -> None:
-        if self._live and self._last_progress:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-        self._last_progress = "" if self._live else self._last_progress
-
-
-def _verdict(preview: ObjectPreview) -> dict[str, Any]:
-    result = "rejected" if preview.rejection else "accepted" if preview.checked else "not-checked"
-    entry = {"hop": preview.hop, "object": preview.step.subject, "result": result}
-    if preview.rejection:
-        entry["message"] = preview.rejection
-    elif not preview.checked:
-        entry["message"] = preview.unchecked_reason
-    return entry
+        self.announce(f"hop {hop.number}", step, state)

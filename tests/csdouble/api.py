@@ -9,6 +9,7 @@ from typing import Any
 
 from .commands import COMMANDS
 from .errors import AUTH_FAILED_TEXT, UNAUTHORIZED, UNKNOWN_COMMAND_TEXT, UNSUPPORTED_ACTION, ApiError
+from .lengths import check_lengths
 from .model import Call
 from .params import Context
 from .signing import signature_matches
@@ -54,7 +55,8 @@ def handle(state: State, params: Mapping[str, str]) -> tuple[int, dict[str, Any]
         if injected is not None:
             return _error(spec.response_name, injected)
         try:
-            body = spec.handler(Context(state, state.caller(), command, params))
+            check_lengths(command, spec.response_name, params)
+            body = spec.handler(Context(state, state.caller(), command, params, spec.response_name))
         except ApiError as error:
             return _error(spec.response_name, error)
     return 200, {spec.response_name: body}

@@ -23,11 +23,13 @@ class Context:
     caller: Account
     command: str
     raw: Mapping[str, str]
+    response_name: str = ""
 
     @property
     def api_name(self) -> str:
-        """The lower-case command name CloudStack uses in its error texts."""
-        return self.command.lower()
+        """The name CloudStack uses in its error texts: the response name without "response"
+        (`postuploadtemplate` for getUploadParamsForTemplate), else the lower-case command name."""
+        return self.response_name.removesuffix("response") or self.command.lower()
 
     def has(self, name: str) -> bool:
         return name in self.raw

@@ -1,13 +1,18 @@
-"""Rollout simulator: a test-only controller that reports KCP and MachineDeployment rollouts like CAPI.
+"""Rollout simulator: a test-only controller that rolls out KCPs and MachineDeployments like CAPI.
 
-No machines are really created. The simulator watches KubeadmControlPlanes and MachineDeployments in all
-namespaces; when an object's version or referenced infrastructure/bootstrap template changes it replaces
-its (imaginary) machines one by one (`tests.testenv.rollout_model`) and reports each step through the
+The simulator watches KubeadmControlPlanes, MachineDeployments and Machines in all namespaces; when an
+object's version or referenced infrastructure/bootstrap template changes it replaces its machines one
+by one (`tests.testenv.rollout_model`), keeps the owner's Machine objects in step (new-version Machines
+come up, old ones are deleted: `tests.testenv.rollout_machines`) and reports each step through the
 status subresource the way the CAPI release of the profile does (`tests.testenv.rollout_status`).
-New objects start fully rolled out. Annotations steer a single object from a test:
+Machines are written before the status that counts them, so a status that says "done" never runs
+ahead of the Machines. New objects start fully rolled out, with whatever Machines a test gave them.
+Annotations steer a single object from a test:
 
-    testenv.kubectl-capc.io/stall-at: "1"         stop once 1 machine is up to date
-    testenv.kubectl-capc.io/fail: "ImagePullFailed"  the next replacement machine never becomes ready
+    testenv.kubectl-capc.io/stall-at: "1"         stop once 1 machine is up to date; the old Machines
+                                                  stay Running at the old version
+    testenv.kubectl-capc.io/fail: "ImagePullFailed"  the next replacement machine never becomes ready;
+                                                  its Machine stays Provisioning
 
 Run it in a thread with `run(...)`, or as a process (SIGTERM stops it):
 
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from tests.testenv.rollout_machines import MACHINE, MachineKeeper
 from tests.testenv.rollout_model import Controls, Rollout
 from tests.testenv.rollout_status import (
     PROFILES,
@@ -123,11 +129,16 @@ class Simulator:
         self.stage_seconds = seconds_per_machine / 3
         self.objects: dict[Key, tuple[Resource, dict[str, Any]]] = {}
         self.rollouts: dict[Key, Rollout] = {}
+        self.machines = MachineKeeper(api, capi)
+        self._rolled: set[Key] = set()  # owners whose Machines follow their rollout
         self._rejected: dict[Key, tuple[str, dict[str, Any]]] = {}  # status writes the apiserver refused
         self._broken: dict[Key, str] = {}  # resourceVersions whose reconcile raised (logged once)
         self._bad_annotations: set[tuple[Key, str]] = set()
 
     def apply(self, event: _Event) -> None:
+        if event.resource == MACHINE:
+            self.machines.apply(event.type, event.objects)
+            return
         plural = event.resource.plural
         if event.type == "LISTED":
             listed = {(plural, o["metadata"]["uid"]) for o in event.objects}
@@ -143,6 +154,7 @@ class Simulator:
     def _forget(self, key: Key) -> None:
         self.objects.pop(key, None)
         self.rollouts.pop(key, None)
+        self._rolled.discard(key)
         self._rejected.pop(key, None)
         self._broken.pop(key, None)
 
@@ -181,6 +193,12 @@ class Simulator:
         rollout.advance(self.clock(), self.stage_seconds, controls)
         if rollout.done and not was_done:
             log.info("%s %s/%s: rollout complete", resource.kind, meta.get("namespace"), meta["name"])
+        if not rollout.done:
+            self._rolled.add(key)
+        if key in self._rolled:
+            if not self.machines.listed:
+                return  # which Machines exist is not known yet: write nothing that would count them
+            self.machines.sync(resource, obj, rollout)
         status = render_status(resource, self.capi, obj, rollout, controls, now=datetime.now(timezone.utc))
         if status != obj.get("status") and self._rejected.get(key) != (meta["resourceVersion"], status):
             self._write(key, resource, obj, status)
@@ -236,7 +254,9 @@ def run(kubeconfig: str, capi_version: str, seconds_per_machine: float, stop_eve
 
     simulator = Simulator(api(), capi_version, seconds_per_machine)
     events: queue.Queue[_Event] = queue.Queue()
-    watchers = [_Watcher(resource, capi_version, api(), events, stop_event) for resource in RESOURCES]
+    watchers = [
+        _Watcher(resource, capi_version, api(), events, stop_event) for resource in (*RESOURCES, MACHINE)
+    ]
     for watcher in watchers:
         watcher.start()
     log.info("simulating CAPI %s rollouts at %.2fs per machine", capi_version, seconds_per_machine)

@@ -194,11 +194,6 @@ def register_template(ctx: Context) -> dict[str, Any]:
     state, caller = ctx.state, ctx.caller
     fmt, hypervisor = ctx.required("format"), ctx.required("hypervisor")
     name, url = ctx.required("name"), ctx.required("url")
-    if len(url) > 2048:
-        raise param_error(
-            f"Unable to execute API command {ctx.api_name} due to invalid value. Value greater "
-            "than max allowed length 2048 for param: url"
-        )
     zone_ref = ctx.text("zoneid")
     zone = None if zone_ref in (None, "-1") else ctx.entity("zoneid", state.zones)
     zone_refs = ctx.uuid_list("zoneids", state.zones)

@@ -1,0 +1,354 @@
+"""The Machine objects behind a simulated rollout, kept as CAPI's controllers would keep them.
+
+Once the simulator drives a rollout of a KubeadmControlPlane or MachineDeployment, that owner's Machines
+follow the machine-level model (`tests.testenv.rollout_model.Rollout`): one Machine per modelled
+machine, the replacement in flight included (phase Provisioning until it is ready, Running after), and
+the out-of-date one deleted when its replacement is done. Owners the simulator never rolled out keep
+whatever Machines a test made for them by hand; Machines that exist when a rollout starts (made by a
+test, or by an earlier simulator) count as the owner's machines, so nothing is duplicated.
+
+Each Machine carries what CAPI puts on one: the cluster-name label plus `control-plane` and
+`control-plane-name` (control plane) or `deployment-name` (workers), an owner reference, spec.version,
+spec.bootstrap.configRef and spec.infrastructureRef in the profile's reference shape, and status.phase.
+The referenced KubeadmConfig and CloudStackMachine are not created: no bootstrap or CAPC controller runs
+here. Worker Machines are owned by their MachineDeployment directly (the simulator keeps no
+MachineSets). The annotation `testenv.kubectl-capc.io/built-from` records the version and templates a
+Machine was built from, which CAPI reads from the infrastructure machine instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.testenv.rollout_model import ANNOTATION_PREFIX, RefKey, Rollout, Stage, Target
+from tests.testenv.rollout_status import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL, Resource
+
+log = logging.getLogger("tests.testenv.rollout")
+
+MACHINE = Resource("Machine", "cluster.x-k8s.io", "machines")
+CLUSTER = Resource("Cluster", "cluster.x-k8s.io", "clusters")
+CONTROL_PLANE_NAME_LABEL = "cluster.x-k8s.io/control-plane-name"
+DEPLOYMENT_NAME_LABEL = "cluster.x-k8s.io/deployment-name"
+BUILT_FROM_ANNOTATION = ANNOTATION_PREFIX + "built-from"
+INFRA_API = "infrastructure.cluster.x-k8s.io/v1beta3"
+RUNNING, PROVISIONING = "Running", "Provisioning"
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the one Kubernetes uses for generated names
+
+Machine = dict[str, Any]
+Slot = tuple[Target, str]
+"""One machine the model says exists: what it is built from, and the phase it reports."""
+
+
+def owner_label(resource: Resource) -> str:
+    return CONTROL_PLANE_NAME_LABEL if resource.is_control_plane else DEPLOYMENT_NAME_LABEL
+
+
+def slots(rollout: Rollout) -> list[Slot]:
+    """The machines at this point of `rollout`, oldest first, the replacement in flight last."""
+    wanted = [(machine, RUNNING) for machine in rollout.machines]
+    if rollout.stage is Stage.PROVISIONING:
+        wanted.append((rollout.target, PROVISIONING))
+    elif rollout.stage is Stage.REPLACING:
+        wanted.append((rollout.target, RUNNING))
+    return wanted
+
+
+def encode_target(target: Target) -> str:
+    return json.dumps([target.version, target.infrastructure, target.bootstrap])
+
+
+def built_from(machine: Machine) -> Target | None:
+    """The target recorded on a Machine made here; None for one made elsewhere (or unreadable)."""
+    raw = ((machine.get("metadata") or {}).get("annotations") or {}).get(BUILT_FROM_ANNOTATION)
+    try:
+        version, infrastructure, bootstrap = json.loads(raw or "null")
+        return Target(str(version), _ref_key(infrastructure), _ref_key(bootstrap))
+    except (TypeError, ValueError):
+        return None
+
+
+def _ref_key(value: Any) -> RefKey | None:
+    if not value:
+        return None
+    group, kind, name = value
+    return (str(group), str(kind), str(name))
+
+
+def phase_of(machine: Machine) -> str:
+    return str((machine.get("status") or {}).get("phase", ""))
+
+
+@dataclass(frozen=True)
+class MachinePlan:
+    """The writes that make an owner's Machines match its rollout."""
+
+    create: list[Slot]
+    report: list[tuple[Machine, str]]
+    """Existing Machines whose phase must change, with the phase to report."""
+    delete: list[Machine]
+
+
+def plan_machines(rollout: Rollout, existing: Iterable[Machine]) -> MachinePlan:
+    """Pair the modelled machines with existing Machines; the rest is created, or deleted oldest first.
+
+    A Machine built from a modelled machine's target fills that slot (same phase preferred). Slots of
+    out-of-date machines also take any Machine not built from the current target, such as one a test
+    made by hand, so those are replaced like old machines instead of being duplicated.
+    """
+    unpaired = sorted(
+        (m for m in existing if not m["metadata"].get("deletionTimestamp")),
+        key=lambda m: (str(m["metadata"].get("creationTimestamp", "")), str(m["metadata"]["name"])),
+        reverse=True,  # newest first: what stays unpaired, and is deleted, is the oldest
+    )
+    open_slots = slots(rollout)
+    paired: list[tuple[Slot, Machine]] = []
+
+    def pair(fits: Callable[[Slot, Machine], bool]) -> None:
+        for slot in list(open_slots):
+            machine = next((m for m in unpaired if fits(slot, m)), None)
+            if machine is not None:
+                open_slots.remove(slot)
+                unpaired.remove(machine)
+                paired.append((slot, machine))
+
+    def outdated(slot: Slot, machine: Machine) -> bool:
+        return slot[0] != rollout.target and built_from(machine) != rollout.target
+
+    pair(lambda slot, m: built_from(m) == slot[0] and phase_of(m) == slot[1])
+    pair(lambda slot, m: built_from(m) == slot[0])
+    pair(lambda slot, m: outdated(slot, m) and phase_of(m) == slot[1])
+    pair(outdated)
+    report = [(machine, phase) for (_, phase), machine in paired if phase_of(machine) != phase]
+    return MachinePlan(create=open_slots, report=report, delete=unpaired)
+
+
+# -- object shapes ----------------------------------------------------------------------------------
+
+
+def cluster_name(resource: Resource, owner: dict[str, Any]) -> str | None:
+    """The owner's cluster as the owner itself says: MachineDeployment spec.clusterName, the cluster-name
+    label, or an owner reference to a Cluster (which CAPI's Cluster controller adds)."""
+    meta = owner["metadata"]
+    if not resource.is_control_plane and (name := (owner.get("spec") or {}).get("clusterName")):
+        return str(name)
+    if label := (meta.get("labels") or {}).get(CLUSTER_NAME_LABEL):
+        return str(label)
+    clusters = [ref["name"] for ref in meta.get("ownerReferences") or [] if ref.get("kind") == "Cluster"]
+    return str(clusters[0]) if clusters else None
+
+
+def _ref(capi: str, api_version: str, kind: str, name: str, namespace: str) -> dict[str, str]:
+    """A reference in the profile's shape: v1beta1 ObjectReference, v1beta2 {apiGroup, kind, name}."""
+    if capi == "v1beta1":
+        return {"apiVersion": api_version, "kind": kind, "name": name, "namespace": namespace}
+    return {"apiGroup": api_version.partition("/")[0], "kind": kind, "name": name}
+
+
+def new_machine(
+    capi: str, resource: Resource, owner: dict[str, Any], cluster: str, target: Target
+) -> Machine:
+    """A Machine as KCP or a MachineSet creates it for `owner`, built from `target`."""
+    meta, spec = owner["metadata"], owner.get("spec") or {}
+    namespace = meta["namespace"]
+    suffix = "".join(random.choices(_NAME_SUFFIX_ALPHABET, k=5))
+    name = f"{meta['name']}-{suffix}"
+    bootstrap_api = f"bootstrap.cluster.x-k8s.io/{capi}"
+    if resource.is_control_plane:
+        template = spec.get("machineTemplate") or {}
+        labels = {CONTROL_PLANE_LABEL: "", CONTROL_PLANE_NAME_LABEL: meta["name"]}
+    else:
+        template = spec.get("template") or {}
+        labels = {DEPLOYMENT_NAME_LABEL: meta["name"]}
+    machine_spec: dict[str, Any] = {
+        "clusterName": cluster,
+        "version": target.version,
+        "bootstrap": {"configRef": _ref(capi, bootstrap_api, "KubeadmConfig", name, namespace)},
+        "infrastructureRef": _ref(capi, INFRA_API, "CloudStackMachine", name, namespace),
+    }
+    if failure_domain := (template.get("spec") or {}).get("failureDomain"):
+        machine_spec["failureDomain"] = failure_domain
+    return {
+        "apiVersion": f"{MACHINE.group}/{capi}",
+        "kind": MACHINE.kind,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {
+                **((template.get("metadata") or {}).get("labels") or {}),
+                CLUSTER_NAME_LABEL: cluster,
+                **labels,
+            },
+            "annotations": {BUILT_FROM_ANNOTATION: encode_target(target)},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{resource.group}/{capi}",
+                    "kind": resource.kind,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": machine_spec,
+    }
+
+
+def machine_status(capi: str, name: str, phase: str) -> dict[str, Any]:
+    """The status fields a phase comes with: readiness flags, and the Node once it is Running."""
+    running = phase == RUNNING
+    if capi == "v1beta1":
+        node: dict[str, str] | None = {"apiVersion": "v1", "kind": "Node", "name": name} if running else None
+        return {"phase": phase, "bootstrapReady": True, "infrastructureReady": running, "nodeRef": node}
+    return {
+        "phase": phase,
+        "initialization": {"bootstrapDataSecretCreated": True, "infrastructureProvisioned": running},
+        "nodeRef": {"name": name} if running else None,
+    }
+
+
+# -- keeping them -----------------------------------------------------------------------------------
+
+
+class MachineKeeper:
+    """A watched cache of all Machines, and the writes that keep a rolled-out owner's Machines in step.
+
+    Every write goes through the cache at once, so the next reconcile (before the watch catches up)
+    plans from what is really there.
+    """
+
+    def __init__(self, api: Any, capi: str) -> None:
+        self.api, self.capi = api, capi
+        self.machines: dict[str, Machine] = {}  # by uid
+        self.listed = False  # whether the first list has arrived: before it, `machines` proves nothing
+        self._deleted: set[str] = set()  # deleted here; their watch events may still be on the way
+        self._clusters: dict[str, str] = {}  # control plane uid -> the Cluster whose controlPlaneRef names it
+        self._reported: set[str] = set()
+
+    def apply(self, event_type: str, objects: list[Machine]) -> None:
+        """A watch event (ADDED, MODIFIED, DELETED) or a fresh list (LISTED) of Machines."""
+        if event_type == "LISTED":
+            self.machines, self._deleted, self.listed = {}, set(), True
+        for machine in objects:
+            uid = machine["metadata"]["uid"]
+            if event_type == "DELETED":
+                self.machines.pop(uid, None)
+                self._deleted.discard(uid)
+            elif uid not in self._deleted and not _older(machine, self.machines.get(uid)):
+                self.machines[uid] = machine
+
+    def owned(self, resource: Resource, owner: dict[str, Any]) -> list[Machine]:
+        meta, label = owner["metadata"], owner_label(resource)
+        return [
+            m
+            for m in self.machines.values()
+            if m["metadata"].get("namespace") == meta["namespace"]
+            and (m["metadata"].get("labels") or {}).get(label) == meta["name"]
+        ]
+
+    def sync(self, resource: Resource, owner: dict[str, Any], rollout: Rollout) -> None:
+        """Create, update and delete Machines until the owner's match `rollout` (once `listed`)."""
+        cluster = cluster_name(resource, owner) or self._referring_cluster(resource, owner)
+        if cluster is None:
+            self._once(f"{owner['metadata']['uid']}/cluster", logging.WARNING, "%s %s/%s: no cluster name; "
+                       "its Machines are not simulated", resource.kind, owner["metadata"]["namespace"],
+                       owner["metadata"]["name"])  # fmt: skip
+            return
+        plan = plan_machines(rollout, self.owned(resource, owner))
+        for target, phase in plan.create:
+            self._create(new_machine(self.capi, resource, owner, cluster, target), phase)
+        for machine, phase in plan.report:
+            self._report(machine, phase)
+        for machine in plan.delete:
+            self._delete(machine)
+
+    def _referring_cluster(self, resource: Resource, owner: dict[str, Any]) -> str | None:
+        """The Cluster whose spec.controlPlaneRef names this control plane (no Cluster controller runs
+        here to add the owner reference); remembered once found."""
+        meta = owner["metadata"]
+        if not resource.is_control_plane or meta["uid"] in self._clusters:
+            return self._clusters.get(meta["uid"])
+        listing = self._call(
+            f"list Clusters in {meta['namespace']}",
+            self.api.list_namespaced_custom_object,
+            CLUSTER.group, self.capi, meta["namespace"], CLUSTER.plural,
+        )  # fmt: skip
+        clusters = listing.get("items") or [] if isinstance(listing, dict) else []
+        for cluster in clusters:
+            ref = (cluster.get("spec") or {}).get("controlPlaneRef") or {}
+            if (ref.get("kind"), ref.get("name")) == (resource.kind, meta["name"]):
+                self._clusters[meta["uid"]] = str(cluster["metadata"]["name"])
+        return self._clusters.get(meta["uid"])
+
+    def _create(self, machine: Machine, phase: str) -> None:
+        meta = machine["metadata"]
+        created = self._call(
+            f"create Machine {meta['namespace']}/{meta['name']}",
+            self.api.create_namespaced_custom_object,
+            MACHINE.group, self.capi, meta["namespace"], MACHINE.plural, machine,
+        )  # fmt: skip
+        if isinstance(created, dict):
+            self.machines[created["metadata"]["uid"]] = created
+            self._report(created, phase)
+
+    def _report(self, machine: Machine, phase: str) -> None:
+        meta = machine["metadata"]
+        written = self._call(
+            f"report Machine {meta['namespace']}/{meta['name']} {phase}",
+            self.api.patch_namespaced_custom_object_status,
+            MACHINE.group, self.capi, meta["namespace"], MACHINE.plural, meta["name"],
+            {"status": machine_status(self.capi, meta["name"], phase)},
+        )  # fmt: skip
+        if isinstance(written, dict):
+            self.machines[meta["uid"]] = written
+
+    def _delete(self, machine: Machine) -> None:
+        meta = machine["metadata"]
+        answer = self._call(
+            f"delete Machine {meta['namespace']}/{meta['name']}",
+            self.api.delete_namespaced_custom_object,
+            MACHINE.group, self.capi, meta["namespace"], MACHINE.plural, meta["name"],
+        )  # fmt: skip
+        if answer is not _FAILED:
+            self.machines.pop(meta["uid"], None)
+            self._deleted.add(meta["uid"])
+
+    def _call(self, what: str, request: Callable[..., Any], *args: Any) -> Any:
+        """One write: its answer, None when the object is gone, `_FAILED` when it was refused.
+
+        A conflict waits for the watch to bring the newer object; anything else is logged once.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            answer = request(*args)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status != 409:
+                self._once(f"{what}/{exc.status}", logging.ERROR, "%s rejected (%s): %s", what, exc.status,
+                           exc.body)  # fmt: skip
+            return _FAILED
+        log.debug("%s", what)
+        return answer
+
+    def _once(self, key: str, level: int, message: str, *args: Any) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            log.log(level, message, *args)
+
+
+_FAILED = object()
+
+
+def _older(machine: Machine, cached: Machine | None) -> bool:
+    """Whether a watch event is older than the copy a write already put in the cache."""
+    if cached is None:
+        return False
+    new, old = machine["metadata"].get("resourceVersion", ""), cached["metadata"].get("resourceVersion", "")
+    return new.isdigit() and old.isdigit() and int(new) < int(old)
