@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from kubectl_capc.describe import API_VERSION
 from kubectl_capc.errors import CapcError, ExitCode, UsageError, one_line
 from kubectl_capc.images import Hypervisor, ImageFormat
 from kubectl_capc.versions import KubeVersion
@@ -145,6 +147,21 @@ class BuildResult:
     build_log: Path
     cached: bool
 
+    def to_document(self) -> dict[str, Any]:
+        """The typed `ImageBuild` object: what `-o json|yaml` prints and what a cache entry keeps."""
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "ImageBuild",
+            "image": str(self.image),
+            "format": self.image_format.value,
+            "size": self.size,
+            "sha256": self.sha256,
+            "md5": self.md5,
+            "imageBuilderCommit": self.image_builder_commit,
+            "buildLog": str(self.build_log),
+            "cached": self.cached,
+        }
+
 
 def build_image(request: BuildRequest, step: Status, status: Status) -> BuildResult:
     """Build (or take from the cache), convert and checksum the image for `request`.
@@ -235,17 +252,8 @@ def _cached_result(entry: Path) -> BuildResult | None:
 
 
 def _write_result(entry: Path, result: BuildResult) -> None:
-    document = {
-        "image": str(result.image),
-        "format": result.image_format.value,
-        "size": result.size,
-        "sha256": result.sha256,
-        "md5": result.md5,
-        "imageBuilderCommit": result.image_builder_commit,
-        "buildLog": str(result.build_log),
-    }
     partial = entry / f"{_RESULT_FILE}.partial"
-    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.write_text(json.dumps(result.to_document(), indent=2) + "\n")
     partial.replace(entry / _RESULT_FILE)
 
 

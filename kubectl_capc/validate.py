@@ -11,9 +11,9 @@ finding.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubectl_capc.checks import Finding, Severity, first_queries, run_checks, second_queries
@@ -43,10 +43,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REPORT_KIND",
+    "Ask",
     "ClusterResult",
     "Gathered",
     "Session",
     "ValidationReport",
+    "ask_in_rounds",
     "build_report",
     "gather_facts",
     "parse_to",
@@ -63,6 +65,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 ClientFactory = Callable[["Credentials"], "CloudStackClient"]
+# Answers one check question as one tenant.
+Ask = Callable[[Tenant, Query], Lookup]
 
 
 def parse_to(text: str) -> TargetVersion:
@@ -273,15 +277,26 @@ def gather_facts(
     connections = {tenant: connection for tenant, (connection, _) in connected.items()}
     sessions = {tenant: session for tenant, (_, session) in connected.items() if session is not None}
 
-    facts = Facts(secrets, connections, {}, access)
-    lookups: dict[tuple[Tenant, Query], Lookup] = {}
-    for round_queries in (first_queries, lambda inv, f: second_queries(inv, f, target)):
-        wanted = _wanted(inventories, facts, round_queries, sessions, lookups)
-        answers = _parallel(lambda key: sessions[key[0]].ask(key[1]), wanted)
-        lookups.update(answers)
-        facts = Facts(secrets, connections, dict(lookups), access)
-    _log.info("asked CloudStack %d distinct question(s) as %d tenant(s)", len(lookups), len(sessions))
+    known = Facts(secrets, connections, {}, access)
+    facts = ask_in_rounds(inventories, known, target, lambda tenant, query: sessions[tenant].ask(query))
+    _log.info("asked CloudStack %d distinct question(s) as %d tenant(s)", len(facts.lookups), len(sessions))
     return Gathered(facts, secret_values)
+
+
+def ask_in_rounds(
+    inventories: Sequence[ClusterInventory], facts: Facts, target: TargetVersion | None, ask: Ask
+) -> Facts:
+    """`facts` plus CloudStack's answers to what the checks ask, in two rounds: the zones first, then
+    what the checks need inside the resolved zones.
+
+    Each distinct (tenant, question) is asked once, only as a tenant whose connection is usable, and
+    the questions of one round are asked concurrently.
+    """
+    for source in (first_queries, lambda inv, f: second_queries(inv, f, target)):
+        wanted = _wanted(inventories, facts, source)
+        answers = _parallel(lambda key: ask(*key), wanted)
+        facts = replace(facts, lookups={**facts.lookups, **answers})
+    return facts
 
 
 def _client_factory(request_timeout: float | None) -> ClientFactory:
@@ -299,14 +314,17 @@ QuerySource = Callable[[ClusterInventory, Facts], Iterable[tuple[FailureDomain, 
 
 
 def _wanted(
-    inventories: Sequence[ClusterInventory],
-    facts: Facts,
-    source: QuerySource,
-    sessions: Mapping[Tenant, Session],
-    asked: Mapping[tuple[Tenant, Query], Lookup],
+    inventories: Sequence[ClusterInventory], facts: Facts, source: QuerySource
 ) -> list[tuple[Tenant, Query]]:
+    """The round's questions not answered yet, each once, for tenants that can be asked."""
     keys = ((Tenant.of(fd), query) for inventory in inventories for fd, query in source(inventory, facts))
-    return list(dict.fromkeys(key for key in keys if key[0] in sessions and key not in asked))
+    return list(dict.fromkeys(key for key in keys if _usable(facts, key[0]) and key not in facts.lookups))
+
+
+def _usable(facts: Facts, tenant: Tenant) -> bool:
+    """Whether the tenant's login and scope worked: exactly the tenants gather_facts has a Session for."""
+    connection = facts.connections.get(tenant)
+    return connection is not None and connection.usable
 
 
 def _parallel(work: Callable[[K], V], items: Sequence[K]) -> dict[K, V]:

@@ -1,8 +1,8 @@
 """Scenes for the pure check tests: a rendered CAPC cluster read into an inventory, and facts answered
 from a small in-memory description of a cloud.
 
-`Cloud.facts` asks exactly the questions the checks declare (`first_queries`, `second_queries`) and
-answers each by filtering its rows the way CloudStack filters a list call (ids exactly, names
+`Cloud.facts` asks exactly the questions the checks declare, through validate's own `ask_in_rounds`,
+and answers each by filtering its rows the way CloudStack filters a list call (ids exactly, names
 case-insensitively, zone-scoped rows by zone), so a scene only states what exists.
 """
 
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from kubectl_capc.checks import Finding, first_queries, run_checks, second_queries
+from kubectl_capc.checks import Finding, run_checks
 from kubectl_capc.checks import facts as check_facts
 from kubectl_capc.checks.facts import Facts, Lookup, Query, Resource, Row
 from kubectl_capc.checks.permissions import required_access
 from kubectl_capc.inventory import build_inventories
 from kubectl_capc.model import ClusterInventory
+from kubectl_capc.validate import ask_in_rounds
 from kubectl_capc.versions import TargetVersion
 from tests.fixtures_capc import Zone, raw_objects, render_cluster, with_settled_status
 
@@ -140,30 +141,12 @@ class Cloud:
         connections = {t: connection(check_facts.Connection(t, check_facts.Reach.OK)) for t in tenants}
         refused = set(denied)
         access = {a: a not in refused for inv in inventories for a in required_access(inv)}
-        return facts_in_rounds(inventories, Facts(secrets, connections, {}, access), target, self.answer)
+        known = Facts(secrets, connections, {}, access)
+        return ask_in_rounds(inventories, known, target, lambda _tenant, query: self.answer(query))
 
     def check(self, objects: Objects, target: TargetVersion | None = None, **facts: Any) -> list[Finding]:
         inventory = inventory_of(objects)
         return run_checks(inventory, self.facts([inventory], target, **facts), target)
-
-
-def facts_in_rounds(
-    inventories: Sequence[ClusterInventory],
-    known: Facts,
-    target: TargetVersion | None,
-    answer: Callable[[Query], Lookup],
-) -> Facts:
-    """`known` plus the lookups, asked in gather_facts' two rounds, each distinct question once."""
-    lookups: dict[tuple[check_facts.Tenant, Query], Lookup] = {}
-    gathered = known
-    for source in (first_queries, lambda inv, f: second_queries(inv, f, target)):
-        for inventory in inventories:
-            for fd, query in source(inventory, gathered):
-                key = (check_facts.Tenant.of(fd), query)
-                if key not in lookups:
-                    lookups[key] = answer(query)
-        gathered = replace(known, lookups=dict(lookups))
-    return gathered
 
 
 def _matches(row: Row, query: Query) -> bool:
@@ -194,7 +177,6 @@ __all__ = [
     "ZONES",
     "ZONE_IDS",
     "Cloud",
-    "facts_in_rounds",
     "find",
     "ids",
     "inventory_of",

@@ -146,6 +146,7 @@ def test_a_rerun_uses_the_cache_and_a_new_commit_rebuilds(checkout: Path, tmp_pa
     first, _, _ = build(request(checkout, tmp_path))
     again, steps, _ = build(request(checkout, tmp_path))
     assert again.cached and again.image == first.image and again.sha256 == first.sha256
+    assert again.to_document() == {**first.to_document(), "cached": True}
     assert builds_run(checkout) == 1
     assert steps[0].startswith("using the cached image")
 
@@ -268,6 +269,7 @@ def test_the_build_command_prints_the_result(checkout: Path, tmp_path: Path) -> 
     document = json.loads(done.stdout)
     assert document["kind"] == "ImageBuild" and document["format"] == "QCOW2" and document["cached"] is False
     assert Path(document["image"]).is_file()
+    assert json.loads((Path(document["image"]).parent / "result.json").read_text()) == document
     assert "building ubuntu-2204-kube-v1.30.2 with image-builder" in done.stderr
     again = subprocess.run([*argv[:-2]], capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0

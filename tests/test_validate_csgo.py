@@ -21,8 +21,8 @@ from kubectl_capc.checks.facts import Connection, Facts, Reach, Tenant
 from kubectl_capc.checks.templates import resolve_template, template_query
 from kubectl_capc.cloudstack import CloudStackClient, Credentials, OwnerScope
 from kubectl_capc.model import CloudStackResource
-from kubectl_capc.validate import Session
-from tests.checks_support import facts_in_rounds, inventory_of
+from kubectl_capc.validate import Session, ask_in_rounds
+from tests.checks_support import inventory_of
 from tests.csdouble import CloudStackDouble
 from tests.csdouble.seed import add_template
 from tests.csgo_support import NOT_READY_IN_ZONE, built_resolver, resolve
@@ -148,4 +148,5 @@ def test_not_ready_resolves_for_both_and_validate_reports_it(
 def _facts_from_double(double: CloudStackDouble, inventory: Any) -> Facts:
     """Facts as gather_facts collects them, with the double's session in place of the Secret read."""
     connections = {Tenant.of(fd): Connection(Tenant.of(fd), Reach.OK) for fd in inventory.failure_domains}
-    return facts_in_rounds([inventory], Facts({}, connections, {}, {}), None, session(double).ask)
+    ask = session(double).ask
+    return ask_in_rounds([inventory], Facts({}, connections, {}, {}), None, lambda _tenant, query: ask(query))

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from kubectl_capc.cloudstack import CloudStackClient, Credentials, OwnerScope, Template
     from kubectl_capc.image_register import ZoneOutcome
     from kubectl_capc.image_targets import ZoneTarget
-    from kubectl_capc.imagebuilder import BuildResult
     from kubectl_capc.model import ClusterInventory
 
 __all__ = ["TerminalReporter", "image_app"]
@@ -363,22 +362,7 @@ def build(
             ],
         )
     else:
-        print_document(_build_document(result), opts.output)
-
-
-def _build_document(result: BuildResult) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "ImageBuild",
-        "image": str(result.image),
-        "format": result.image_format.value,
-        "size": result.size,
-        "sha256": result.sha256,
-        "md5": result.md5,
-        "imageBuilderCommit": result.image_builder_commit,
-        "buildLog": str(result.build_log),
-        "cached": result.cached,
-    }
+        print_document(result.to_document(), opts.output)
 
 
 def _yes(value: bool) -> str:
