@@ -8,9 +8,10 @@ the reading of the cluster and the writer for its namespace, is shared with `rol
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubectl_capc.apply import Console, ImageOptions
 from kubectl_capc.errors import PlanError, UsageError
@@ -18,7 +19,11 @@ from kubectl_capc.kube_write import KubeWriter
 from kubectl_capc.model import ClusterInventory, ZoneTemplates
 from kubectl_capc.plan import EnsureImage, ImageSource, ZoneState
 
-__all__ = ["ClusterAccess", "KubeClusterIO"]
+if TYPE_CHECKING:
+    from kubectl_capc.cloudstack import CloudStackClient, CloudStackError, ProgressCallback
+    from kubectl_capc.image_targets import ZoneTarget
+
+__all__ = ["ClusterAccess", "KubeClusterIO", "wait_for_copies"]
 
 
 class _PipelineReporter:
@@ -118,7 +123,7 @@ class KubeClusterIO(ClusterAccess):
         ready everywhere, tag it if an earlier run was stopped before it could)."""
         targets = self._zone_targets(inventory)
         if self.images.source is ImageSource.EXISTING:
-            self._wait_for_copies(step, targets, timeout)
+            wait_for_copies(step, targets, timeout, _PipelineReporter(self.console).zones)
             return
         from kubectl_capc.image_register import (
             complete_tags,
@@ -145,28 +150,6 @@ class KubeClusterIO(ClusterAccess):
             reporter=_PipelineReporter(self.console),
         )
 
-    def _wait_for_copies(self, step: EnsureImage, targets: Sequence[Any], timeout: float | None) -> None:
-        from kubectl_capc.images import failed_while_waiting
-
-        missing = step.zones_in(ZoneState.MISSING, ZoneState.FAILED, ZoneState.DUPLICATE)
-        if missing:
-            zones = ", ".join(z.zone for z in missing)
-            raise PlanError(
-                f"CloudStack template {step.image} is not usable in zone {zones}",
-                hint="register it (kubectl capc image register) or pass --image-source",
-            )
-        reporter = _PipelineReporter(self.console)
-        by_domain = {t.failure_domain: t for t in targets}
-        for zone in step.zones_in(ZoneState.IN_PROGRESS):
-            target = by_domain[zone.failure_domain]
-            target.client.wait_until_ready(
-                zone.template_id,
-                [target.zone.id],
-                timeout=timeout if timeout is not None else float("inf"),
-                failed=lambda row: failed_while_waiting(row.ready, row.status),
-                on_progress=reporter.zones,
-            )
-
     def _source(self, step: EnsureImage, current: Any) -> Any:
         from kubectl_capc.image_register import ImageSource as Source
         from kubectl_capc.image_register import find_prebuilt
@@ -174,7 +157,9 @@ class KubeClusterIO(ClusterAccess):
 
         if self.images.source is ImageSource.URL:
             if not self.images.url:
-                raise UsageError("--image-source url needs --image-url URL (may contain {version})")
+                raise UsageError(
+                    "--image-source url needs --image-url URL", hint="the URL may contain {version}"
+                )
             return Source(url=self.images.url.replace("{version}", str(step.version)))
         if self.images.source is ImageSource.PREBUILT:
             base = self.images.prebuilt_base_url or DEFAULT_PREBUILT_BASE_URL
@@ -187,7 +172,10 @@ class KubeClusterIO(ClusterAccess):
         from kubectl_capc.naming import parse_template_name
 
         if self.images.image_builder_dir is None:
-            raise UsageError("--image-source build needs --image-builder-dir DIR (an image-builder checkout)")
+            raise UsageError(
+                "--image-source build needs --image-builder-dir DIR",
+                hint="give a kubernetes-sigs/image-builder checkout, or use another --image-source",
+            )
         parsed = parse_template_name(step.image) or parse_template_name(current.name)
         if parsed is None:
             raise UsageError(
@@ -201,3 +189,70 @@ class KubeClusterIO(ClusterAccess):
             cache_dir=self.images.cache_dir or default_cache_dir(),
         )
         return build_image(request, self.console.note, lambda _line: None).image
+
+
+def wait_for_copies(
+    step: EnsureImage,
+    targets: Sequence[ZoneTarget],
+    timeout: float | None,
+    on_progress: ProgressCallback | None = None,
+) -> None:
+    """Wait for the copies of `step.image` still on their way, in every zone within the one `timeout`
+    (seconds from now; None: no limit), which is what `--timeout images=` promises the operator.
+
+    The zones one client sees under one template id are waited for together, the others in turn with
+    what is left of the time. Once the time is up, the zones not yet looked at are listed once, so that
+    the error names every zone that is not ready, with the time waited since the start.
+    """
+    from kubectl_capc.cloudstack import CloudStackError
+    from kubectl_capc.images import failed_while_waiting
+
+    missing = step.zones_in(ZoneState.MISSING, ZoneState.FAILED, ZoneState.DUPLICATE)
+    if missing:
+        zones = ", ".join(z.zone for z in missing)
+        raise PlanError(
+            f"CloudStack template {step.image} is not usable in zone {zones}",
+            hint="register it (kubectl capc image register) or pass --image-source",
+        )
+    started = time.monotonic()
+    deadline = started + (timeout if timeout is not None else float("inf"))
+    errors: list[CloudStackError] = []
+    for client, template_id, zone_ids in _copy_groups(step, targets):
+        try:
+            client.wait_until_ready(
+                template_id,
+                zone_ids,
+                timeout=max(0.0, deadline - time.monotonic()),
+                failed=lambda row: failed_while_waiting(row.ready, row.status),
+                on_progress=on_progress,
+                started=started,
+            )
+        except CloudStackError as err:
+            if time.monotonic() < deadline:
+                raise
+            errors.append(err)
+    if errors:
+        raise _joined(errors)
+
+
+def _copy_groups(
+    step: EnsureImage, targets: Sequence[ZoneTarget]
+) -> list[tuple[CloudStackClient, str, list[str]]]:
+    """(client, template id, zone ids) of the copies still on their way, in the failure domains' order."""
+    by_domain = {t.failure_domain: t for t in targets}
+    groups: dict[tuple[int, str], tuple[CloudStackClient, str, list[str]]] = {}
+    for zone in step.zones_in(ZoneState.IN_PROGRESS):
+        target = by_domain[zone.failure_domain]
+        key = (id(target.client), zone.template_id)
+        groups.setdefault(key, (target.client, zone.template_id, []))[2].append(target.zone.id)
+    return list(groups.values())
+
+
+def _joined(errors: Sequence[CloudStackError]) -> CloudStackError:
+    """One error for the zones of several waits: their messages, and each distinct hint once."""
+    from kubectl_capc.cloudstack import CloudStackError
+
+    if len(errors) == 1:
+        return errors[0]
+    hints = list(dict.fromkeys(err.hint for err in errors if err.hint))
+    return CloudStackError("; ".join(err.message for err in errors), hint="; ".join(hints) or None)

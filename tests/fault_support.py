@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -309,12 +310,27 @@ def cloudstack_api(bed: TestBed) -> Any:
 
 
 def template_tags(bed: TestBed, name: str) -> dict[str, str]:
-    """The tags of the live template named `name` (one per name is expected), minus the uploader's
-    host and process, which differ from run to run."""
+    """The tags of the live template named `name` (one per name is expected), with the uploader's tag
+    checked and then shown as `HOST/PID`: its value names the process that sent the upload, which
+    differs from run to run. An uploaded template must carry it, naming this host and a process id."""
     from kubectl_capc.image_register import UPLOADER_TAG
 
     rows = cloudstack_api(bed).listTemplates(templatefilter="self", name=name, fetch_list=True)
     ids = {row["id"] for row in rows}
     assert len(ids) == 1, f"{len(ids)} templates named {name}"
     (row, *_) = rows
-    return {tag["key"]: tag["value"] for tag in row.get("tags") or [] if tag["key"] != UPLOADER_TAG}
+    tags = {tag["key"]: tag["value"] for tag in row.get("tags") or []}
+    uploaded = any(t["id"] == row["id"] and t["upload"] for t in admin(bed, "templates"))
+    if uploaded or UPLOADER_TAG in tags:
+        value = tags.get(UPLOADER_TAG)
+        assert value is not None and _names_a_local_process(value), (
+            f"template {name}: {UPLOADER_TAG}={value!r}, expected {socket.gethostname()}/PID"
+        )
+        tags[UPLOADER_TAG] = "HOST/PID"
+    return tags
+
+
+def _names_a_local_process(value: str) -> bool:
+    """Whether a tag value has the shape HOST/PID, with this host's name (uploads are sent from here)."""
+    host, _, pid = value.rpartition("/")
+    return host == socket.gethostname() and pid.isdigit() and int(pid) > 0

@@ -10,9 +10,6 @@ and must end with:
   dry runs are not writes), no register/copy/delete/upload/update/createTags call reached the
   CloudStack double (its call log), and no file below the row's working directory changed;
 - no credential in the output.
-
-A row with `known_defect` documents a flaw in code that is still being written: its zero-write and
-no-traceback checks hold as for every row, the rest is expected to fail until the fix named there lands.
 """
 
 from __future__ import annotations
@@ -67,7 +64,6 @@ class Case:
     on_stdout: bool = False  # a finding of `validate`: the check ID is on stdout
     parser: bool = False  # the option parser's own error (usage line + "Error: ...")
     both_profiles: bool = False  # also on the CAPI v1beta1 bed: the rows about a cluster's shape
-    known_defect: str = ""
 
 
 def upgrade(cluster: str, *extra: str, to: str = "v1.29.3") -> tuple[str, ...]:
@@ -88,6 +84,7 @@ USAGE, CONFIG, PLAN, FINDINGS = ExitCode.USAGE, ExitCode.CONFIG, ExitCode.PLAN, 
 TARGET_HELP = "invalid target version"
 NOT_A_SERVER = "is not an https:// or http:// URL"
 LONG = "a" * 300
+IMAGE_URL = "http://127.0.0.1:1/images/ubuntu-2204-kube-{version}.qcow2"
 
 CASES = [
     # malformed versions
@@ -284,6 +281,18 @@ CASES = [
     Case("namespace-invalid", ("validate", "-n", "Bad_Namespace"), USAGE, "is not a valid namespace name"),
     Case("register-name-too-long", register("c1", *URL, "--name", "t" * 256), USAGE, "at most 255"),
     Case("register-name-empty", register("c1", *URL, "--name", ""), USAGE, "the template name is empty"),
+    Case(
+        "upgrade-image-too-long",
+        upgrade("c1", "--image", "t" * 256),
+        USAGE,
+        "has 256 characters, CloudStack takes at most 255",
+    ),
+    Case(
+        "upgrade-image-too-long-url-source",
+        upgrade("c1", "--image", "t" * 256, "--image-url", IMAGE_URL, to="v1.29.77"),
+        USAGE,
+        "has 256 characters, CloudStack takes at most 255",
+    ),
     Case("register-url-ftp", register("c1", "--url", "ftp://127.0.0.1/x.qcow2"), USAGE, "http(s) only"),
     Case("register-url-space", register("c1", "--url", "http://127.0.0.1/a b.qcow2"), USAGE, "whitespace"),
     Case(
@@ -294,6 +303,54 @@ CASES = [
     Case("describe-name-and-all", ("describe", "c1", "-A"), USAGE, "cannot be combined with -A"),
     Case("register-two-sources", register("c1", *URL, "--prebuilt"), USAGE, "not --url and --prebuilt"),
     Case("register-no-source", register("c1"), USAGE, "give exactly one image source"),
+    Case(
+        "register-url-and-file",
+        register("c1", *URL, "--file", "{files}/none.qcow2"),
+        USAGE,
+        "not --url and --file",
+    ),
+    Case(
+        "register-file-and-prebuilt",
+        register("c1", "--file", "{files}/none.qcow2", "--prebuilt"),
+        USAGE,
+        "not --file and --prebuilt",
+    ),
+    Case(
+        "register-three-sources",
+        register("c1", *URL, "--file", "{files}/none.qcow2", "--prebuilt"),
+        USAGE,
+        "not --url and --file and --prebuilt",
+    ),
+    Case(
+        "image-url-with-build-source",
+        upgrade("c1", "--image-source", "build", "--image-url", IMAGE_URL, "--image-builder-dir", "{files}"),
+        USAGE,
+        "--image-url conflicts with --image-source build",
+    ),
+    Case(
+        "image-builder-dir-with-url-source",
+        upgrade("c1", "--image-url", IMAGE_URL, "--image-builder-dir", "{files}", to="v1.29.77"),
+        USAGE,
+        "--image-builder-dir conflicts with --image-source url",
+    ),
+    Case(
+        "build-source-without-dir",
+        upgrade("c1", "--image-source", "build", to="v1.29.77"),
+        USAGE,
+        "--image-source build needs --image-builder-dir",
+    ),
+    Case(
+        "files-with-build-source",
+        offline("-f", "{example}", "--image-source", "build", "--image-builder-dir", "{files}"),
+        USAGE,
+        "obtains node images for a live cluster",
+    ),
+    Case(
+        "server-dry-run-without-files",
+        upgrade("c1", "--server-dry-run"),
+        USAGE,
+        "give them with -f",
+    ),
     Case(
         "output-dir-without-files", upgrade("c1", "--output-dir", "{files}/out"), USAGE, "give them with -f"
     ),
@@ -745,10 +802,6 @@ def test_bad_input_is_refused_with_one_line_a_documented_code_and_no_writes(
     assert watch.cloudstack_writes() == []
     assert watch.changed_files() == []
     found = problems(case, result, catalogue.namespace)
-    if case.known_defect:
-        if not found:
-            pytest.fail(f"fixed: drop known_defect from row {case.id}")
-        pytest.xfail(f"{'; '.join(found)} -- {case.known_defect}")
     assert found == [], f"{'; '.join(found)}\nstdout: {result.stdout}\nstderr: {result.stderr}"
 
 

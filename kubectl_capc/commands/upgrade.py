@@ -69,6 +69,16 @@ def image_options(
             f"--image-url conflicts with --image-source {chosen.value}",
             hint="drop one of them (--image-url alone means --image-source url)",
         )
+    if image_builder_dir is not None and chosen is not ImageSource.BUILD:
+        raise UsageError(
+            f"--image-builder-dir conflicts with --image-source {chosen.value}",
+            hint="drop --image-builder-dir, or add --image-source build",
+        )
+    if chosen is ImageSource.BUILD and image_builder_dir is None:
+        raise UsageError(
+            "--image-source build needs --image-builder-dir DIR",
+            hint="point it at an image-builder checkout (its images/capi directory is used)",
+        )
     if chosen is ImageSource.URL:
         if not url:
             raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
@@ -150,6 +160,7 @@ def image_upgrade(
     from kubectl_capc.apply import Upgrade
     from kubectl_capc.cloudstack import CloudStackClient, Credentials
     from kubectl_capc.cluster_io import KubeClusterIO
+    from kubectl_capc.images import check_template_name
     from kubectl_capc.kube import api_client
     from kubectl_capc.plan import ImageSource
     from kubectl_capc.planner import PlanRequest
@@ -165,6 +176,8 @@ def image_upgrade(
     poll_seconds = positive_seconds(poll_interval, "--poll-interval")
     if image is not None and not image.strip():
         raise UsageError("--image is empty", hint="name the CloudStack template to use, or leave --image out")
+    if image is not None:
+        check_template_name(image)
     # With a source that can provide images, an exact target is obtainable even without a template yet.
     obtainable = images.source is not ImageSource.EXISTING and target.exact is not None
     request = PlanRequest(
