@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RETRIES",
     "api_client",
+    "certificate_refused",
     "dynamic_client",
     "forbidden_error",
     "request_was_sent",
@@ -193,13 +194,15 @@ def retry_delay(
       before writing again.
     - A connection refused before the server has ever answered this process fails at once: that is a
       wrong address or a cluster that is down, not a blip.
+    - A server certificate that fails verification (unknown CA, wrong host name, expired) fails at once,
+      whatever the method: asking again gets the same certificate.
     `Retry-After` sets the delay when given; otherwise `RETRIES` backs off with jitter.
     """
     if attempt >= RETRIES.attempts:
         return None
     read = method.upper() in _READ_METHODS
     if error is not None:
-        if _timed_out(error):
+        if _timed_out(error) or certificate_refused(error):
             return None
         sent = request_was_sent(error)
         if (not sent and not answered_before) or (sent and not read):
@@ -221,11 +224,34 @@ def _timed_out(error: BaseException) -> bool:
 
 def request_was_sent(error: BaseException) -> bool:
     """Whether a request that failed with transport `error` may have reached the server: anything but a
-    connection never made (refused, unresolvable, connect timeout)."""
+    connection never made (refused, unresolvable, connect timeout, server certificate refused)."""
     from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
     reason = getattr(error, "reason", None) or error
-    return not isinstance(reason, (NewConnectionError, ConnectTimeoutError))
+    if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+        return False
+    return not certificate_refused(error)
+
+
+def certificate_refused(error: BaseException) -> bool:
+    """Whether transport `error` is the server's certificate failing verification (untrusted CA, host
+    name mismatch, expired), found in urllib3's wrappers (`MaxRetryError` around `SSLError` around
+    `ssl.SSLCertVerificationError`). Other TLS failures, such as a handshake cut short while the server
+    restarts, are not: those may pass."""
+    import ssl
+
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        pending.extend((getattr(current, "reason", None), current.__cause__, current.__context__))
+        pending.extend(current.args)
+    return False
 
 
 @functools.cache

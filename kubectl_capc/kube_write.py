@@ -6,9 +6,12 @@ KubeadmControlPlane or MachineDeployment changes version, machine template and t
 annotations in one JSON merge patch that carries the resourceVersion the plan was made from: a concurrent
 change makes it fail with 409 (`Conflict`) instead of being overwritten.
 
-Waiting uses watches, never sleeps: one LIST, then WATCH from its resourceVersion (re-listing when the
-server expires it, or when the stream breaks, as it does when the API server restarts), with a per-wait
-deadline.
+Waiting uses watches, not polling: one LIST, then WATCH requests of 5 to 10 minutes, each from the last
+resourceVersion seen, so nothing is missed between them. When the stream breaks, as it does when the
+API server restarts, the watch resumes from that resourceVersion after a short pause, longer each time
+it breaks again; only when the server answers 410 Gone (it no longer has that version) is the LIST made
+again.
+Each WATCH ends by the wait's deadline.
 
 Which failed requests are sent again is decided in `kubectl_capc.kube.retry_delay`. A write that failed
 after it was sent (the connection broke, no answer came in time, or a gateway answered 502/503/504) may
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ from typing import Any
 from kubectl_capc.errors import KubeApiError, PlanError, RolloutError, one_line
 from kubectl_capc.interrupts import writing
 from kubectl_capc.inventory import parse_rollout_owner
+from kubectl_capc.kube import RETRIES, forbidden_error, request_was_sent, transport_failure
 from kubectl_capc.model import (
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
     CONTROL_PLANE_NAME_LABEL,
@@ -43,6 +49,7 @@ from kubectl_capc.plan import MACHINE_DEPLOYMENT_KIND, PatchObject, WaitRollout
 
 __all__ = [
     "FIELD_MANAGER",
+    "WATCH_SECONDS",
     "Conflict",
     "Gone",
     "KubeWriter",
@@ -50,13 +57,17 @@ __all__ = [
     "OwnerProgress",
     "Rejected",
     "patch_body",
+    "watch_seconds",
 ]
 
 _log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "kubectl-capc"
-WATCH_CHUNK_SECONDS = 10
-"""Longest single WATCH request; between chunks the progress line's elapsed time moves on."""
+WATCH_SECONDS = (300, 600)
+"""Shortest and longest single WATCH request (client-go's reflector: 5 to 10 minutes). The server sends
+a bookmark about once a minute meanwhile, which moves the progress line's elapsed time on."""
+_EXPIRED, _BROKEN, _TIMED_OUT = "EXPIRED", "BROKEN", "TIMED_OUT"
+"""How a WATCH ended besides its events: 410 Gone, the stream broke, or its time was up."""
 
 _CAPC_VERSION = "v1beta3"
 _UNAVAILABLE = frozenset({502, 503, 504})
@@ -296,23 +307,24 @@ class KubeWriter:
             if finished(progress):
                 return progress
             resource_version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
-            expired = False
-            while not expired:
+            breaks = 0  # streams in a row that broke before delivering anything
+            ended = _TIMED_OUT
+            while ended != _EXPIRED:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise RolloutError(self.stall_report(step, progress, timeout), hint=_stall_hint(step))
-                chunk = (
-                    WATCH_CHUNK_SECONDS
-                    if remaining is None
-                    else max(1, min(WATCH_CHUNK_SECONDS, int(remaining)))
-                )
-                for event_type, obj in self._watch(step, resource_version, chunk):
-                    if event_type == "EXPIRED":
-                        expired = True
+                ended = _TIMED_OUT
+                for event_type, obj in self._watch(step, resource_version, watch_seconds(remaining)):
+                    if event_type in (_EXPIRED, _BROKEN):
+                        ended = event_type
                         break
+                    breaks = 0
                     resource_version = str(obj["metadata"].get("resourceVersion", resource_version))
-                    name = obj["metadata"].get("name")  # bookmarks carry only a resourceVersion
-                    if event_type == "BOOKMARK" or name not in wanted:
+                    if event_type == "BOOKMARK":  # about once a minute: moves the elapsed time on
+                        progress = report()
+                        continue
+                    name = obj["metadata"].get("name")
+                    if name not in wanted:
                         continue
                     if event_type == "DELETED":
                         raise Conflict(f"{step.kind}/{name} was deleted during the wait")
@@ -320,7 +332,11 @@ class KubeWriter:
                     progress = report()
                     if finished(progress):
                         return progress
-                else:
+                if ended == _BROKEN:
+                    breaks += 1
+                    pause = RETRIES.delay(breaks)
+                    time.sleep(pause if remaining is None else max(0.0, min(pause, remaining)))
+                elif ended == _TIMED_OUT:
                     progress = report()
 
     def _list_wanted(self, step: WaitRollout) -> dict[str, Any]:
@@ -331,10 +347,12 @@ class KubeWriter:
     def _watch(
         self, step: WaitRollout, resource_version: str, seconds: int
     ) -> Iterable[tuple[str, dict[str, Any]]]:
-        """One WATCH request of at most `seconds`; yields (type, object), or ("EXPIRED", {}) on 410 Gone."""
+        """One WATCH request of at most `seconds` from `resource_version`; yields (type, object), then
+        (`_EXPIRED`, {}) on 410 Gone (list again) or (`_BROKEN`, {}) when the open stream broke (watch
+        again from the last resourceVersion)."""
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
+        from urllib3.exceptions import HTTPError, MaxRetryError
 
         group, plural = _RESOURCES[step.kind]
         selectors: dict[str, Any] = (
@@ -351,20 +369,22 @@ class KubeWriter:
                 if event["type"] == "ERROR":
                     code = (event.get("raw_object") or {}).get("code")
                     if code == 410:
-                        yield "EXPIRED", {}
+                        yield _EXPIRED, {}
                         return
                     raise KubeApiError(f"watching {plural}: {event.get('raw_object')}")
                 yield str(event["type"]), event["raw_object"]
         except ApiException as err:
             if err.status == 410:
-                yield "EXPIRED", {}
+                yield _EXPIRED, {}
                 return
             raise _translate(err, f"watch {plural}") from None
+        except MaxRetryError as err:
+            # Opening the watch failed, after the retries of kubectl_capc.kube: the server is gone.
+            raise _unreachable(f"watch {plural}", err) from None
         except (HTTPError, OSError) as err:
-            # The stream broke (an API server restart, a proxy timeout): list again, then watch from there.
-            # Opening the next LIST or WATCH retries until the server is back (kubectl_capc.kube).
-            _log.info("watch of %s ended: %s; listing again", plural, one_line(str(err)))
-            yield "EXPIRED", {}
+            # The open stream broke (an API server restart, a proxy cutting long requests): watch again.
+            _log.info("watch of %s ended: %s; watching again from there", plural, one_line(str(err)))
+            yield _BROKEN, {}
         finally:
             watcher.stop()  # type: ignore[no-untyped-call]
 
@@ -416,8 +436,6 @@ class KubeWriter:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        from kubectl_capc.kube import request_was_sent, transport_failure
-
         try:
             return request()
         except ApiException as err:
@@ -435,10 +453,22 @@ class KubeWriter:
                     f"{what}: the API server did not answer ({reason}); it may or may not have done it",
                     hint="the cluster is read again before anything else is written",
                 ) from None
-            raise KubeApiError(
-                f"{what}: cannot reach the API server: {reason}",
-                hint="nothing after this step was done; re-run the same command to continue",
-            ) from None
+            raise _unreachable(what, err) from None
+
+
+def watch_seconds(remaining: float | None, rand: Callable[[], float] = random.random) -> int:
+    """`timeoutSeconds` of the next WATCH: random within `WATCH_SECONDS`, as client-go spreads the
+    re-watches of many clients, and never past the wait's deadline, `remaining` seconds away."""
+    shortest, longest = WATCH_SECONDS
+    seconds = int(shortest + rand() * (longest - shortest))
+    return seconds if remaining is None else max(1, min(seconds, math.ceil(remaining)))
+
+
+def _unreachable(what: str, err: BaseException) -> KubeApiError:
+    return KubeApiError(
+        f"{what}: cannot reach the API server: {transport_failure(err)}",
+        hint="nothing after this step was done; re-run the same command to continue",
+    )
 
 
 def _dry_run(dry_run: bool) -> str | None:
@@ -467,11 +497,10 @@ def _translate(err: Any, what: str) -> Exception:
             hint="they may have expired or been revoked: log in again (refresh the kubeconfig's user), then "
             "re-run the same command to continue",
         )
-    # 403 is both "RBAC says no" and an admission refusal (webhooks, quotas); RBAC names the verb.
-    if status == 403 and "cannot " in message and " resource " in message:
-        return KubeApiError(
-            f"{what}: HTTP {status}: {message}", hint="the context's user lacks the permission"
-        )
+    # 403 is both "RBAC says no" (worded as for reads) and an admission refusal (webhooks, quotas).
+    denied = forbidden_error(what, err)
+    if denied is not None:
+        return denied
     if status in (400, 403, 422):
         return Rejected(f"{what}: the API server refused it: {message}")
     return KubeApiError(

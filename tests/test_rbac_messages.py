@@ -1,7 +1,7 @@
 """`forbidden_error`: an RBAC refusal (HTTP 403) as one line saying who may not do which verb on what.
 
 The bodies are the API server's Status objects as RBAC words them; admission refusals, also 403,
-must not be mistaken for missing permissions.
+must not be mistaken for missing permissions. Writes (`kube_write`) word a refusal the same way.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.errors import ExitCode
+from kubectl_capc.errors import ExitCode, KubeApiError
 from kubectl_capc.kube import forbidden_error
+from kubectl_capc.kube_write import KubeWriter, Rejected
+from tests.test_refusal_wording import CannedApiClient, status
 
 USER = "system:serviceaccount:prod:deployer"
 
@@ -89,3 +91,44 @@ def test_rbac_refusals_name_user_verb_resource_and_scope(
 )
 def test_anything_else_is_left_to_the_caller(err: FakeApiException) -> None:
     assert forbidden_error("patch KubeadmControlPlane/c1", err) is None
+
+
+TEMPLATE = {
+    "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3",
+    "kind": "CloudStackMachineTemplate",
+    "metadata": {"name": "c1-md-0-v1-29-3", "namespace": "prod"},
+    "spec": {"template": {"spec": {"template": {"name": "ubuntu-2204-kube-v1.29.3"}}}},
+}
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["write", "dry-run"])
+def test_a_write_refused_by_rbac_is_worded_like_a_read(dry_run: bool) -> None:
+    """The upgrade's writes go through the same wording as reads: verb, resource and scope, exit 4."""
+    message = (
+        "cloudstackmachinetemplates.infrastructure.cluster.x-k8s.io is forbidden: User "
+        f'"{USER}" cannot create resource "cloudstackmachinetemplates" in API group '
+        '"infrastructure.cluster.x-k8s.io" in the namespace "prod"'
+    )
+    body = status(403, message, group="infrastructure.cluster.x-k8s.io", kind="cloudstackmachinetemplates")
+    writer = KubeWriter(CannedApiClient(403, body), "prod", "v1beta2")
+    with pytest.raises(KubeApiError) as raised:
+        writer.create_template(TEMPLATE, dry_run=dry_run)
+    assert not isinstance(raised.value, Rejected)
+    assert raised.value.exit_code == ExitCode.KUBE_API
+    assert raised.value.message == (
+        f"create CloudStackMachineTemplate/c1-md-0-v1-29-3: forbidden: {USER} cannot create "
+        "cloudstackmachinetemplates.infrastructure.cluster.x-k8s.io in namespace prod"
+    )
+    read = forbidden_error("read", refusal(message))
+    assert read is not None and raised.value.hint == read.hint
+
+
+def test_a_write_refused_by_admission_is_a_refusal_of_the_object() -> None:
+    message = (
+        'cloudstackmachinetemplates.infrastructure.cluster.x-k8s.io "c1-md-0-v1-29-3" is forbidden: '
+        "ValidatingAdmissionPolicy 'pinned-images' denied request: cannot use an unpinned image"
+    )
+    writer = KubeWriter(CannedApiClient(403, status(403, message)), "prod", "v1beta2")
+    with pytest.raises(Rejected) as raised:
+        writer.create_template(TEMPLATE, dry_run=True)
+    assert raised.value.message.endswith(f"the API server refused it: {message}")

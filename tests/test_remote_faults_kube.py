@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from kubectl_capc.errors import ExitCode
+from kubectl_capc.kube_write import WATCH_SECONDS, watch_seconds
 from tests.fault_support import end_state, failure_line, start_upgrade, stopped, upgrade
 from tests.kube_proxy import Fault, KubeProxy
 from tests.testenv.bed import TestBed, restart_apiserver
@@ -214,8 +215,17 @@ def test_an_apiserver_restart_mid_wait_is_ridden_out_and_the_watch_resumes(
     patch(bed, cluster, *KCP, {"metadata": {"annotations": {STALL_ANNOTATION: None}}})
     done = run.finish()
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "watch of kubeadmcontrolplanes ended" in done.stderr
+    assert "watch of kubeadmcontrolplanes ended" in done.stderr and "watching again" in done.stderr
     upgraded_once(bed, cluster)
+
+
+def test_a_watch_lasts_five_to_ten_minutes_and_never_past_the_waits_deadline() -> None:
+    assert WATCH_SECONDS == (300, 600)
+    assert [watch_seconds(None, rand=lambda r=r: r) for r in (0.0, 0.5, 0.999)] == [300, 450, 599]
+    assert {watch_seconds(None) for _ in range(50)} <= set(range(300, 601))
+    assert len({watch_seconds(None) for _ in range(50)}) > 10  # spread, so clients do not re-watch at once
+    assert watch_seconds(42.2, rand=lambda: 0.5) == 43  # the server ends it at the deadline
+    assert watch_seconds(0.3) == 1 and watch_seconds(3600, rand=lambda: 1.0) == 600
 
 
 # -- credentials ---------------------------------------------------------------------------------------

@@ -4,26 +4,33 @@ The CloudStack double is put behind an HTTPS endpoint whose certificate no syste
 (the test bed's serving certificate, signed by the bed's own CA). A Secret without `verify-ssl`, or
 with any other value than the exact string "false" (as in CAPC), must make the plugin refuse the
 endpoint; `"false"` must let it through with a warning on stderr, at the default log level. Either way
-no key reaches the output. On the Kubernetes side, a kubeconfig without the cluster's CA is refused too.
+no key reaches the output. On the Kubernetes side, a kubeconfig without the cluster's CA, or naming a
+host the serving certificate does not hold, is refused too: at the first attempt, since asking again
+would get the same certificate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import socket
 import ssl
 import subprocess
 import sys
 import threading
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from urllib3.exceptions import MaxRetryError, SSLError
 
+from kubectl_capc.kube import certificate_refused, request_was_sent, retry_delay
 from tests.rbac_support import credentials_secret, small_cluster
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import REPO
@@ -163,11 +170,96 @@ def test_validate_reports_the_refused_certificate_as_a_finding(scene: Scene) -> 
     assert no_keys(scene.bed, done)
 
 
-def test_a_kubeconfig_without_the_cluster_ca_is_refused(testenv_v1beta2: TestBed, tmp_path: Path) -> None:
+class CountingRelay:
+    """A loopback TCP relay in front of the apiserver that counts the connections made to it: each one is
+    a TLS handshake the client tried, so the count is the number of attempts, retries included."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.connections = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            server = socket.create_connection(self.upstream)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture
+def relay(testenv_v1beta2: TestBed) -> Iterator[CountingRelay]:
+    endpoint = urlsplit(testenv_v1beta2.endpoint)
+    started = CountingRelay((endpoint.hostname or "127.0.0.1", endpoint.port or 443))
+    yield started
+    started.close()
+
+
+def _without_ca(cluster: dict[str, Any]) -> None:
+    del cluster["certificate-authority-data"]
+
+
+def _other_host_name(cluster: dict[str, Any]) -> None:
+    cluster["tls-server-name"] = "apiserver.invalid"  # not a name the serving certificate holds
+
+
+@pytest.mark.parametrize(
+    ("break_tls", "cause"),
+    [(_without_ca, "unable to get local issuer certificate"), (_other_host_name, "Hostname mismatch")],
+    ids=["unknown-ca", "hostname-mismatch"],
+)
+def test_a_server_certificate_that_fails_verification_is_refused_at_once(
+    testenv_v1beta2: TestBed,
+    relay: CountingRelay,
+    tmp_path: Path,
+    break_tls: Callable[[dict[str, Any]], None],
+    cause: str,
+) -> None:
+    """A refused certificate is not a blip: one attempt, no retries, one line naming the server."""
     document = yaml.safe_load(testenv_v1beta2.kubeconfig.read_text())
-    del document["clusters"][0]["cluster"]["certificate-authority-data"]
-    kubeconfig = tmp_path / "no-ca.kubeconfig"
+    cluster = document["clusters"][0]["cluster"]
+    server = cluster["server"] = f"https://127.0.0.1:{relay.port}"
+    break_tls(cluster)
+    kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(document))
-    done = capc(testenv_v1beta2, "validate", "c1", "-n", "default", kubeconfig=kubeconfig)
-    assert done.returncode == 4, done.stderr
-    assert "certificate verify failed" in done.stderr or "CERTIFICATE_VERIFY_FAILED" in done.stderr
+    for command in (("validate", "c1", "-n", "default"), ("image-upgrade", "c1", "--to", "v1.29.3", "--yes")):
+        before = relay.connections
+        done = capc(testenv_v1beta2, *command, "-v", "6", kubeconfig=kubeconfig)
+        assert done.returncode == 4, done.stderr
+        assert relay.connections - before == 1, done.stderr
+        assert "trying again" not in done.stderr
+        line = done.stderr.strip().splitlines()[-1]
+        assert line.startswith("error: ") and server in line and "certificate verify failed" in line, line
+        assert cause in line and "; check that" in line, line
+
+
+def test_only_a_refused_certificate_is_final_among_tls_failures() -> None:
+    """A handshake cut short (as while the apiserver restarts) is still retried; a refused certificate,
+    never, and a request refused there never reached the server."""
+    refused = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    cut_short = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    for method in ("GET", "PATCH"):
+        error = MaxRetryError(None, "/apis", SSLError(refused))  # type: ignore[arg-type]
+        assert certificate_refused(error) and not request_was_sent(error)
+        assert retry_delay(method, 1, error=error) is None
+    error = MaxRetryError(None, "/apis", SSLError(cut_short))  # type: ignore[arg-type]
+    assert not certificate_refused(error) and request_was_sent(error)
+    assert retry_delay("GET", 1, error=error) is not None
