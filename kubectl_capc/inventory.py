@@ -46,6 +46,7 @@ from kubectl_capc.model import (
     SecretRef,
     Topology,
     VersionCount,
+    find_condition,
 )
 
 Obj = Mapping[str, Any]
@@ -179,10 +180,10 @@ def _is_paused(obj: Obj) -> bool:
 
 def _rolling_out(obj: Obj) -> bool:
     """The controller's own verdict: v1beta2 `RollingOut` True, or v1beta1 `MachinesSpecUpToDate` False."""
-    rolling = next((c for c in _v1beta2_conditions(obj) if c.type == "RollingOut"), None)
+    rolling = find_condition(_v1beta2_conditions(obj), "RollingOut")
     if rolling is not None:
         return rolling.is_true
-    spec_up_to_date = next((c for c in parse_conditions(obj) if c.type == "MachinesSpecUpToDate"), None)
+    spec_up_to_date = find_condition(parse_conditions(obj), "MachinesSpecUpToDate")
     return spec_up_to_date is not None and spec_up_to_date.status == "False"
 
 
@@ -498,6 +499,11 @@ def _by_key(objects: Iterable[Obj]) -> dict[tuple[str, str], Obj]:
     return {(_namespace(o), _name(o)): o for o in objects}
 
 
+def _cluster_name(obj: Obj) -> str:
+    """The Cluster a MachineDeployment or Machine belongs to: `spec.clusterName`, else the CAPI label."""
+    return _str(obj, "spec", "clusterName") or str(_labels(obj).get(CLUSTER_NAME_LABEL, ""))
+
+
 def build_inventories(objects: RawObjects, capi_version: CapiVersion) -> tuple[ClusterInventory, ...]:
     """Join per-kind object lists into one inventory per Cluster, sorted by namespace and name.
 
@@ -515,16 +521,11 @@ def build_inventories(objects: RawObjects, capi_version: CapiVersion) -> tuple[C
     cloudstack_clusters = _by_key(objects.cloudstack_clusters)
     deployments_by_cluster: dict[tuple[str, str], list[Obj]] = {}
     for md in objects.machine_deployments:
-        cluster_name = _str(md, "spec", "clusterName") or str(_labels(md).get(CLUSTER_NAME_LABEL, ""))
-        deployments_by_cluster.setdefault((_namespace(md), cluster_name), []).append(md)
+        deployments_by_cluster.setdefault((_namespace(md), _cluster_name(md)), []).append(md)
     machines_by_cluster: dict[tuple[str, str], list[Machine]] = {}
     for raw_machine in objects.machines:
-        cluster_name = _str(raw_machine, "spec", "clusterName") or str(
-            _labels(raw_machine).get(CLUSTER_NAME_LABEL, "")
-        )
-        machines_by_cluster.setdefault((_namespace(raw_machine), cluster_name), []).append(
-            parse_machine(raw_machine)
-        )
+        key = (_namespace(raw_machine), _cluster_name(raw_machine))
+        machines_by_cluster.setdefault(key, []).append(parse_machine(raw_machine))
 
     inventories = []
     for raw_cluster in sorted(objects.clusters, key=lambda o: (_namespace(o), _name(o))):
@@ -561,36 +562,54 @@ def _resolve_control_plane(
     index: _TemplateIndex,
     problems: list[Problem],
 ) -> ControlPlane | None:
-    subject = f"Cluster/{cluster.namespace}/{cluster.name}"
-    ref = cluster.control_plane_ref
-    if ref is None:
-        if cluster.topology is None:
-            problems.append(Problem(subject, "has no control plane reference"))
-        return None
-    if ref.kind != KUBEADM_CONTROL_PLANE_KIND:
-        problems.append(Problem(subject, f"control plane {ref} is not a KubeadmControlPlane"))
-        return None
-    raw = control_planes.get((ref.namespace, ref.name))
-    if raw is None:
-        problems.append(Problem(subject, f"control plane {ref} not found"))
-        return None
-    return parse_control_plane(raw, index, problems)
+    raw = _referenced(
+        cluster.control_plane_ref,
+        cluster,
+        role="control plane",
+        kind=KUBEADM_CONTROL_PLANE_KIND,
+        objects=control_planes,
+        problems=problems,
+    )
+    return None if raw is None else parse_control_plane(raw, index, problems)
 
 
 def _resolve_infrastructure(
     cluster: Cluster, cloudstack_clusters: Mapping[tuple[str, str], Obj], problems: list[Problem]
 ) -> CloudStackCluster | None:
+    raw = _referenced(
+        cluster.infrastructure_ref,
+        cluster,
+        role="infrastructure",
+        kind=CLOUDSTACK_CLUSTER_KIND,
+        group=INFRASTRUCTURE_GROUP,
+        objects=cloudstack_clusters,
+        problems=problems,
+    )
+    return None if raw is None else parse_cloudstack_cluster(raw)
+
+
+def _referenced(
+    ref: Ref | None,
+    cluster: Cluster,
+    *,
+    role: str,
+    kind: str,
+    group: str | None = None,
+    objects: Mapping[tuple[str, str], Obj],
+    problems: list[Problem],
+) -> Obj | None:
+    """The object the Cluster's `role` reference names, if it is a `kind` (of `group`, when given) that
+    exists; otherwise None, with a problem recorded. A missing reference is a problem only without a
+    topology: for a ClusterClass-managed Cluster the topology controller fills it in."""
     subject = f"Cluster/{cluster.namespace}/{cluster.name}"
-    ref = cluster.infrastructure_ref
     if ref is None:
         if cluster.topology is None:
-            problems.append(Problem(subject, "has no infrastructure reference"))
+            problems.append(Problem(subject, f"has no {role} reference"))
         return None
-    if ref.kind != CLOUDSTACK_CLUSTER_KIND or ref.group != INFRASTRUCTURE_GROUP:
-        problems.append(Problem(subject, f"infrastructure {ref} is not a CloudStackCluster"))
+    if ref.kind != kind or (group is not None and ref.group != group):
+        problems.append(Problem(subject, f"{role} {ref} is not a {kind}"))
         return None
-    raw = cloudstack_clusters.get((ref.namespace, ref.name))
+    raw = objects.get((ref.namespace, ref.name))
     if raw is None:
-        problems.append(Problem(subject, f"infrastructure {ref} not found"))
-        return None
-    return parse_cloudstack_cluster(raw)
+        problems.append(Problem(subject, f"{role} {ref} not found"))
+    return raw

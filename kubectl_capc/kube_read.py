@@ -28,7 +28,7 @@ from typing import Any
 
 from kubectl_capc.errors import KubeApiError, UsageError, one_line
 from kubectl_capc.inventory import RawObjects, build_inventories
-from kubectl_capc.kube import forbidden_error, transport_failure
+from kubectl_capc.kube import certificate_refused, forbidden_error, transport_failure
 from kubectl_capc.model import CLUSTER_NAME_LABEL, CapiVersion, ClusterInventory, SecretRef
 
 __all__ = [
@@ -354,8 +354,13 @@ def _call(what: str, request: Callable[[], Any]) -> Any:
 
 
 def unreachable_error(what: str, err: BaseException) -> KubeApiError:
-    """The error for request `what` that got no answer: `err` is urllib3's `HTTPError` or an `OSError`."""
-    return KubeApiError(
-        f"{what}: cannot reach the API server: {transport_failure(err)}",
-        hint="check that the cluster is running and that --context/--kubeconfig select it",
-    )
+    """The error for request `what` that got no answer: `err` is urllib3's `HTTPError` or an `OSError`.
+    A server certificate that fails verification is not a cluster that is down: the hint says so."""
+    if certificate_refused(err):
+        hint = (
+            "the server's certificate is not trusted for this address: check the kubeconfig's "
+            "certificate-authority(-data) and tls-server-name for this context"
+        )
+    else:
+        hint = "check that the cluster is running and that --context/--kubeconfig select it"
+    return KubeApiError(f"{what}: cannot reach the API server: {transport_failure(err)}", hint=hint)

@@ -304,8 +304,39 @@ class Machine:
     deleting: bool
 
 
+class _RolloutOwner:
+    """What a KubeadmControlPlane and a MachineDeployment share: conditions and rollout progress."""
+
+    version: str
+    generation: int
+    observed_generation: int
+    status_versions: tuple[VersionCount, ...]
+    replicas: Replicas
+    rolling_out: bool
+    conditions: tuple[Condition, ...]
+
+    def condition(self, condition_type: str) -> Condition | None:
+        return find_condition(self.conditions, condition_type)
+
+    @property
+    def observed(self) -> bool:
+        """The controller has seen the latest spec (status is about the current generation)."""
+        return self.observed_generation >= self.generation
+
+    @property
+    def versions_reported(self) -> tuple[str, ...]:
+        """Versions the controller reports running (`status.versions`)."""
+        return tuple(v.version for v in self.status_versions)
+
+    def rollout_in_progress(self) -> bool:
+        """True while machines are still being replaced or the spec change is not yet picked up."""
+        if self.rolling_out or not self.observed or not self.replicas.settled:
+            return True
+        return any(normalize_version(v) != normalize_version(self.version) for v in self.versions_reported)
+
+
 @dataclass(frozen=True)
-class ControlPlane:
+class ControlPlane(_RolloutOwner):
     """A KubeadmControlPlane and the CloudStackMachineTemplate it clones machines from."""
 
     namespace: str
@@ -326,14 +357,6 @@ class ControlPlane:
     conditions: tuple[Condition, ...]
     annotations: FrozenDict = field(default_factory=FrozenDict)
 
-    def condition(self, condition_type: str) -> Condition | None:
-        return find_condition(self.conditions, condition_type)
-
-    @property
-    def observed(self) -> bool:
-        """The controller has seen the latest spec (status is about the current generation)."""
-        return self.observed_generation >= self.generation
-
     @property
     def versions_reported(self) -> tuple[str, ...]:
         """Versions the controller reports running: `status.versions`, else `status.version`."""
@@ -341,15 +364,9 @@ class ControlPlane:
             return tuple(v.version for v in self.status_versions)
         return (self.status_version,) if self.status_version else ()
 
-    def rollout_in_progress(self) -> bool:
-        """True while machines are still being replaced or the spec change is not yet picked up."""
-        if self.rolling_out or not self.observed or not self.replicas.settled:
-            return True
-        return any(normalize_version(v) != normalize_version(self.version) for v in self.versions_reported)
-
 
 @dataclass(frozen=True)
-class MachineDeployment:
+class MachineDeployment(_RolloutOwner):
     namespace: str
     name: str
     cluster_name: str
@@ -371,21 +388,6 @@ class MachineDeployment:
     conditions: tuple[Condition, ...]
     labels: FrozenDict
     annotations: FrozenDict
-
-    def condition(self, condition_type: str) -> Condition | None:
-        return find_condition(self.conditions, condition_type)
-
-    @property
-    def observed(self) -> bool:
-        return self.observed_generation >= self.generation
-
-    def rollout_in_progress(self) -> bool:
-        """True while the MachineDeployment still replaces or adds machines."""
-        if self.rolling_out or not self.observed or not self.replicas.settled:
-            return True
-        return any(
-            normalize_version(v.version) != normalize_version(self.version) for v in self.status_versions
-        )
 
 
 @dataclass(frozen=True)

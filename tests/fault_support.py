@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -29,6 +30,20 @@ from tests.upgrade_support import REPO, capi_group_version, custom
 
 OWNER_KINDS = ("KubeadmControlPlane", "MachineDeployment")
 SERVER_FIELDS = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "namespace")
+READY_EVERYWHERE = {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+"""`templates_per_zone` of a template ready in both zones of the double's seed."""
+IMAGE_URL = "http://127.0.0.1:9/ubuntu-2204-kube-{version}-kvm.qcow2"
+"""An `--image-url` the double registers without fetching (it simulates the download)."""
+_taken: set[str] = set()
+
+
+def fresh_version(minor: str) -> str:
+    """A patch release of `minor` (e.g. "v1.31") that no other run registers on the shared double."""
+    while True:
+        version = f"{minor}.{random.randrange(100, 1000)}"
+        if version not in _taken:
+            _taken.add(version)
+            return version
 
 
 @dataclass
@@ -294,13 +309,18 @@ def stopped(pid: int, timeout: float = 60) -> None:
     raise AssertionError(f"process {pid} did not stop")
 
 
+def cloudstack_env(bed: TestBed) -> dict[str, str]:
+    """The double's endpoint and current keys, re-read from its env file (a test may rotate the keys;
+    `bed.cloudstack` holds those it started with)."""
+    lines = (bed.dir / "cloudstack.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
 def cloudstack_api(bed: TestBed) -> Any:
-    """A `cs` client with the double's current keys (re-read: a test may rotate them)."""
+    """A `cs` client with the double's current keys."""
     from cs import CloudStack
 
-    values = dict(
-        line.split("=", 1) for line in (bed.dir / "cloudstack.env").read_text().splitlines() if "=" in line
-    )
+    values = cloudstack_env(bed)
     return CloudStack(
         values["CLOUDSTACK_ENDPOINT"],
         values["CLOUDSTACK_KEY"],

@@ -8,9 +8,6 @@ with its own User-Agent.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,47 +16,17 @@ from kubectl_capc.kube_read import read_inventories
 from kubectl_capc.model import ClusterInventory
 from tests.fixtures_capc import Zone, audit_requests, create_objects, render_cluster, tagged_api_client
 from tests.testenv.bed import TestBed
-
-# The zones and networks of the CloudStack double's example seed (examples/cloudstack-seed.yaml).
-TWO_ZONES = (Zone("zone1", "capc-net-zone1"), Zone("zone2", "capc-net-zone2"))
-CAPC = ("infrastructure.cluster.x-k8s.io", "v1beta3")
-
-
-def cli(bed: TestBed, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubectl_capc", *args, "--kubeconfig", str(bed.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.upgrade_support import CAPC, TWO_ZONES, cli, wait_for, wait_settled
 
 
 def read(bed: TestBed, namespace: str | None, cluster: str | None = None) -> tuple[ClusterInventory, ...]:
     return read_inventories(bed.api_client(), namespace=namespace, cluster=cluster)
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def create_settled(bed: TestBed, namespace: str, name: str, **kwargs: Any) -> ClusterInventory:
     """Create a cluster and wait until the simulator reports it fully rolled out."""
     create_objects(bed.api_client(), render_cluster(name, namespace, capi=bed.capi, **kwargs))
-
-    def settled() -> ClusterInventory | None:
-        (inv,) = read(bed, namespace, name)
-        return inv if not inv.rollout_in_progress() else None
-
-    result: ClusterInventory = wait_for(f"cluster {namespace}/{name} to settle", settled)
-    return result
+    return wait_settled(bed, namespace, name)
 
 
 Request = tuple[str, str, str, str]

@@ -20,7 +20,7 @@ The matrix (kill point -> outcome) is printed after each test.
 
 from __future__ import annotations
 
-import random
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -33,8 +33,11 @@ import pytest
 
 from kubectl_capc.records import HISTORY
 from tests.fault_support import (
+    IMAGE_URL,
+    READY_EVERYWHERE,
     Run,
     end_state,
+    fresh_version,
     half_written,
     template_tags,
     templates_per_zone,
@@ -48,20 +51,9 @@ pytestmark = pytest.mark.timeout(600)
 
 PARALLEL = 3
 SMALL = {"control_plane_replicas": 1, "worker_replicas": 1}
-READY_EVERYWHERE = {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
-IMAGE_URL = "http://127.0.0.1:9/ubuntu-2204-kube-{version}-kvm.qcow2"
 STANDIN = Path(__file__).resolve().parent / "imagebuilder_standin"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_taken: set[int] = set()
-
-
-def fresh_version() -> str:
-    """A v1.30 patch release no other run registers on the shared CloudStack double."""
-    while True:
-        patch = random.randrange(100, 1000)
-        if patch not in _taken:
-            _taken.add(patch)
-            return f"v1.30.{patch}"
+fresh_target = functools.partial(fresh_version, "v1.30")  # the matrix registers v1.30 releases
 
 
 @dataclass(frozen=True)
@@ -290,7 +282,7 @@ def standin_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def url_scenario() -> Scenario:
     args = ["--image-source", "url", "--image-url", IMAGE_URL, "--poll-interval", "0.1s"]
     return Scenario(
-        "v1.29.3 -> new release, image registered from a URL", "v1.29.3", fresh_version,
+        "v1.29.3 -> new release, image registered from a URL", "v1.29.3", fresh_target,
         lambda t: ["--to", t, *args], creates_image=True,
     )  # fmt: skip
 
@@ -309,7 +301,7 @@ def build_scenario(checkout: Path, cache: Path) -> Scenario:
         return ["--to", target, *source, "--poll-interval", "0.1s"]
 
     return Scenario(
-        "v1.29.3 -> new release, image built and uploaded", "v1.29.3", fresh_version, args,
+        "v1.29.3 -> new release, image built and uploaded", "v1.29.3", fresh_target, args,
         env={"XDG_CACHE_HOME": str(cache), "PYTHON": sys.executable}, creates_image=True,
     )  # fmt: skip
 

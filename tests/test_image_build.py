@@ -61,8 +61,10 @@ Path(target + ".bak").write_text("backup")
 """
 
 
-def install_tool(bin_dir: Path, name: str, source: str) -> None:
+def install_tool(monkeypatch: pytest.MonkeyPatch, bin_dir: Path, name: str, source: str) -> None:
+    """A Python script `name` in `bin_dir`, put first on PATH."""
     bin_dir.mkdir(exist_ok=True)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     path = bin_dir / name
     path.write_text(f"#!{sys.executable}\n{source}")
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -218,8 +220,7 @@ def test_unknown_os_and_wrong_directory(checkout: Path, tmp_path: Path) -> None:
 def test_vmware_gets_a_stream_optimized_vmdk_packed_into_an_ova(
     checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_tool(tmp_path / "bin", "ovftool", FAKE_OVFTOOL)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    install_tool(monkeypatch, tmp_path / "bin", "ovftool", FAKE_OVFTOOL)
     result, _, _ = build(request(checkout, tmp_path, Hypervisor.VMWARE))
     assert result.image.name == "ubuntu-2204-kube-v1.30.2-vmware.ova"
     assert result.image_format is ImageFormat.OVA
@@ -240,8 +241,7 @@ def test_vmware_gets_a_stream_optimized_vmdk_packed_into_an_ova(
 def test_xenserver_gets_a_dynamic_vhd_from_vhd_util(
     checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_tool(tmp_path / "bin", "vhd-util", FAKE_VHD_UTIL)
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    install_tool(monkeypatch, tmp_path / "bin", "vhd-util", FAKE_VHD_UTIL)
     result, _, _ = build(request(checkout, tmp_path, Hypervisor.XENSERVER))
     assert result.image.name == "ubuntu-2204-kube-v1.30.2-xen.vhd"
     entry = result.image.parent

@@ -10,12 +10,10 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_capc import Zone, create_objects, render_cluster
+from tests.fault_support import READY_EVERYWHERE, admin, template_tags, templates_per_zone
+from tests.fixtures_capc import create_objects, render_cluster
 from tests.testenv.bed import TestBed
-
-TWO_ZONES = (Zone("zone1", "capc-net-zone1"), Zone("zone2", "capc-net-zone2"))
+from tests.upgrade_support import TWO_ZONES, cli
 
 
 @pytest.fixture
@@ -44,38 +42,8 @@ def new_version() -> str:
     return f"v1.{40 + number % 60}.{number // 60 % 1000}"
 
 
-def capc(
-    bed: TestBed, *args: str, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubectl_capc", *args, "--kubeconfig", str(bed.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def admin(bed: TestBed, path: str, body: Any = None, method: str | None = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(bed.admin_url(path), data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read() or b"null")
-
-
 def templates_named(bed: TestBed, name: str) -> list[dict[str, Any]]:
     return [t for t in admin(bed, "templates") if t["name"] == name and not t["removed"]]
-
-
-def per_zone(bed: TestBed, name: str) -> dict[str, list[str]]:
-    """zone name -> statuses of every live template of that name: one entry each, or CAPC breaks."""
-    found: dict[str, list[str]] = {}
-    for template in templates_named(bed, name):
-        for zone, row in template["zones"].items():
-            found.setdefault(zone, []).append(row["status"])
-    return found
 
 
 def commands_called(bed: TestBed, command: str, name: str) -> list[dict[str, str]]:
@@ -92,6 +60,15 @@ def faults(testenv_v1beta2: TestBed) -> Iterator[None]:
     admin(testenv_v1beta2, "faults", {})
 
 
+def registered_everywhere(
+    bed: TestBed, template: str, done: subprocess.CompletedProcess[str], *actions: str
+) -> None:
+    """`done` succeeded, taking `actions` in zone1 and zone2, and the template is ready in both zones."""
+    assert done.returncode == 0, done.stderr
+    assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == list(actions)
+    assert templates_per_zone(bed, template) == READY_EVERYWHERE
+
+
 def register_args(namespace: str, cluster: str, version: str, *source: str) -> list[str]:
     return ["image", "register", "--cluster", cluster, "-n", namespace, "--version", version, *source,
             "--poll-interval", "0.05s", "--timeout", "60s"]  # fmt: skip
@@ -99,7 +76,7 @@ def register_args(namespace: str, cluster: str, version: str, *source: str) -> l
 
 def test_list_shows_templates_per_failure_domain_zone(cluster: tuple[TestBed, str, str]) -> None:
     bed, namespace, name = cluster
-    done = capc(bed, "image", "list", "--cluster", name, "-n", namespace, "--version", "v1.29")
+    done = cli(bed, "image", "list", "--cluster", name, "-n", namespace, "--version", "v1.29")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["NAME", "OS", "KUBERNETES", "HYPERVISOR", "ZONE1", "ZONE2"]
@@ -113,7 +90,7 @@ def test_list_shows_templates_per_failure_domain_zone(cluster: tuple[TestBed, st
         "ready",
     ]
     assert len(lines) == 2
-    as_json = json.loads(capc(bed, "image", "list", "--cluster", name, "-n", namespace, "-o", "json").stdout)
+    as_json = json.loads(cli(bed, "image", "list", "--cluster", name, "-n", namespace, "-o", "json").stdout)
     assert as_json["kind"] == "TemplateList"
     names = [item["name"] for item in as_json["items"]]
     assert "ubuntu-2204-kube-v1.28.5" in names and not any(n.startswith("CentOS") for n in names)
@@ -125,7 +102,7 @@ def test_list_shows_templates_per_failure_domain_zone(cluster: tuple[TestBed, st
 
 
 def test_list_without_a_cluster_uses_the_cloudstack_client_configuration(testenv_v1beta2: TestBed) -> None:
-    done = capc(testenv_v1beta2, "image", "list", env=testenv_v1beta2.cloudstack)
+    done = cli(testenv_v1beta2, "image", "list", env=testenv_v1beta2.cloudstack)
     assert done.returncode == 0, done.stderr
     assert "ubuntu-2204-kube-v1.28.5" in done.stdout and "ZONE2" in done.stdout.splitlines()[0]
     assert testenv_v1beta2.cloudstack["CLOUDSTACK_SECRET"] not in done.stdout + done.stderr
@@ -136,7 +113,7 @@ def test_register_by_url_waits_for_both_zones_and_a_rerun_reuses(cluster: tuple[
     version = new_version()
     template = f"ubuntu-2204-kube-{version}"
     url = f"http://127.0.0.1:9/kvm/{template}-kvm.qcow2.bz2"
-    done = capc(bed, *register_args(namespace, name, version, "--url", url), "-v", "9")
+    done = cli(bed, *register_args(namespace, name, version, "--url", url), "-v", "9")
     assert done.returncode == 0, done.stderr
     for secret in (bed.cloudstack["CLOUDSTACK_KEY"], bed.cloudstack["CLOUDSTACK_SECRET"]):
         assert secret not in done.stdout + done.stderr
@@ -147,11 +124,11 @@ def test_register_by_url_waits_for_both_zones_and_a_rerun_reuses(cluster: tuple[
         ("fd-zone1", "zone1", template, "registered"),
         ("fd-zone2", "zone2", template, "registered"),
     ]
-    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+    assert templates_per_zone(bed, template) == READY_EVERYWHERE
     (register,) = commands_called(bed, "registerTemplate", template)
     assert register["ostypeid"] == "46f966f7-d8d7-461e-9b51-46642c22c1bc" and register["ispublic"] == "false"
 
-    again = capc(bed, *register_args(namespace, name, version, "--url", url), "-o", "json")
+    again = cli(bed, *register_args(namespace, name, version, "--url", url), "-o", "json")
     assert again.returncode == 0, again.stderr
     assert [z["action"] for z in json.loads(again.stdout)["zones"]] == ["reused", "reused"]
     assert len(commands_called(bed, "registerTemplate", template)) == 1
@@ -179,7 +156,7 @@ def test_prebuilt_with_a_missing_file_fails_before_registering(
 ) -> None:
     bed, namespace, name = cluster
     version = new_version()
-    done = capc(
+    done = cli(
         bed, *register_args(namespace, name, version, "--prebuilt"), "--prebuilt-base-url", image_site
     )
     assert done.returncode == 2
@@ -201,20 +178,20 @@ def test_a_zone_whose_download_fails_is_named_and_replace_recovers(
         {"downloads": [{"zone": "zone2", "at_percent": 40, "template": template, "message": message}]},
     )
     url = f"http://127.0.0.1:9/{template}.qcow2"
-    failed = capc(bed, *register_args(namespace, name, version, "--url", url))
+    failed = cli(bed, *register_args(namespace, name, version, "--url", url))
     assert failed.returncode == 4
     error = failed.stderr.strip().splitlines()[-1]
     assert "failed in zone zone2: HTTP Server returned 403 (expected 200 OK)" in error
     assert error.endswith("(`kubectl capc image register ... --replace` does both)")
 
-    blocked = capc(bed, *register_args(namespace, name, version, "--url", url))
+    blocked = cli(bed, *register_args(namespace, name, version, "--url", url))
     assert blocked.returncode == 4 and "nothing was changed" in blocked.stderr
 
     admin(bed, "faults", {})
-    fixed = capc(bed, *register_args(namespace, name, version, "--url", url, "--replace"), "-o", "json")
+    fixed = cli(bed, *register_args(namespace, name, version, "--url", url, "--replace"), "-o", "json")
     assert fixed.returncode == 0, fixed.stderr
     assert [z["action"] for z in json.loads(fixed.stdout)["zones"]] == ["reused", "replaced"]
-    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+    assert templates_per_zone(bed, template) == READY_EVERYWHERE
 
 
 def sparse_qcow2(path: Path, size: int) -> Path:
@@ -264,7 +241,7 @@ def test_streamed_upload_keeps_memory_flat_and_copies_to_the_second_zone(
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
         assert (uploaded["upload"]["size"], uploaded["upload"]["sha256"]) == (size, digest.hexdigest())
-        assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+        assert templates_per_zone(bed, template) == READY_EVERYWHERE
         assert len(commands_called(bed, "getUploadParamsForTemplate", template)) == 1
         image.unlink()
     # Sixteen times the data, the same memory: the body is streamed, never held.
@@ -288,16 +265,13 @@ def test_a_run_killed_while_waiting_is_finished_by_a_rerun(cluster: tuple[TestBe
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert all(
-        not status.startswith("Download Complete") for s in per_zone(bed, template).values() for status in s
-    )
+    statuses = [status for s in templates_per_zone(bed, template).values() for status in s]
+    assert not any(status.startswith("Download Complete") for status in statuses)
 
-    done = capc(
+    done = cli(
         bed, *register_args(namespace, name, version, "--url", f"http://127.0.0.1:9/{template}.qcow2")
     )
-    assert done.returncode == 0, done.stderr
-    assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == ["waited", "waited"]
-    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+    registered_everywhere(bed, template, done, "waited", "waited")
     assert len(commands_called(bed, "registerTemplate", template)) == 1
 
 
@@ -321,30 +295,17 @@ def test_a_run_killed_during_the_upload_is_finished_by_a_rerun_with_replace(
             break
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert list(per_zone(bed, template)) == ["zone1"]
+    assert list(templates_per_zone(bed, template)) == ["zone1"]
 
-    done = capc(bed, *register_args(namespace, name, version, "--file", str(image), "--replace"))
-    assert done.returncode == 0, done.stderr
-    assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == ["replaced", "copied"]
-    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
-
-
-def tags_of(bed: TestBed, name: str) -> dict[str, str]:
-    """The tags of the one live template named `name`, as CloudStack lists them."""
-    from cs import CloudStack
-
-    env = bed.cloudstack
-    api = CloudStack(env["CLOUDSTACK_ENDPOINT"], env["CLOUDSTACK_KEY"], env["CLOUDSTACK_SECRET"])
-    rows = api.listTemplates(templatefilter="self", name=name, fetch_list=True)
-    assert len({row["id"] for row in rows}) == 1, rows
-    return {tag["key"]: tag["value"] for tag in rows[0].get("tags") or []}
+    done = cli(bed, *register_args(namespace, name, version, "--file", str(image), "--replace"))
+    registered_everywhere(bed, template, done, "replaced", "copied")
 
 
 def killed_before_tagging(bed: TestBed, args: list[str]) -> subprocess.CompletedProcess[str]:
     """Run the CLI and have it SIGKILL itself right before its first createTags request."""
     from kubectl_capc.testpoints import SIGNAL_ENV
 
-    return capc(bed, *args, env={SIGNAL_ENV: "SIGKILL@writing tag template *"})
+    return cli(bed, *args, env={SIGNAL_ENV: "SIGKILL@writing tag template *"})
 
 
 def test_a_run_killed_between_registering_and_tagging_is_tagged_by_the_rerun(
@@ -356,15 +317,13 @@ def test_a_run_killed_between_registering_and_tagging_is_tagged_by_the_rerun(
     args = register_args(namespace, name, version, "--url", f"http://127.0.0.1:9/{template}.qcow2")
     killed = killed_before_tagging(bed, args)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert tags_of(bed, template) == {}
+    assert template_tags(bed, template) == {}
 
-    done = capc(bed, *args)
-    assert done.returncode == 0, done.stderr
-    assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == ["waited", "waited"]
-    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
+    done = cli(bed, *args)
+    registered_everywhere(bed, template, done, "waited", "waited")
     assert len(commands_called(bed, "registerTemplate", template)) == 1
     # The tags an uninterrupted run gives (test_register_by_url_waits_for_both_zones_and_a_rerun_reuses).
-    assert tags_of(bed, template) == {
+    assert template_tags(bed, template) == {
         "kubernetes-version": version,
         "os": "ubuntu-2204",
         "created-by": "kubectl-capc",
@@ -381,16 +340,16 @@ def test_an_upload_killed_before_its_tags_is_uploaded_again_and_tagged(
     args = register_args(namespace, name, version, "--file", str(image))
     killed = killed_before_tagging(bed, args)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert per_zone(bed, template) == {"zone1": ["NotUploaded"]}
+    assert templates_per_zone(bed, template) == {"zone1": ["NotUploaded"]}
 
-    done = capc(bed, *args)
-    assert done.returncode == 0, done.stderr
-    assert [line.split()[-1] for line in done.stdout.splitlines()[1:]] == ["replaced", "copied"]
-    assert per_zone(bed, template) == {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
-    tags = tags_of(bed, template)
-    host, _, pid = tags.pop("uploaded-by").rpartition("/")
-    assert host == socket.gethostname() and pid.isdigit()
-    assert tags == {"kubernetes-version": version, "os": "ubuntu-2204", "created-by": "kubectl-capc"}
+    done = cli(bed, *args)
+    registered_everywhere(bed, template, done, "replaced", "copied")
+    assert template_tags(bed, template) == {  # the uploader's tag checked to name this host and a process
+        "kubernetes-version": version,
+        "os": "ubuntu-2204",
+        "created-by": "kubectl-capc",
+        "uploaded-by": "HOST/PID",
+    }
 
 
 def test_a_too_long_template_name_is_refused_before_anything_is_written(
@@ -398,11 +357,11 @@ def test_a_too_long_template_name_is_refused_before_anything_is_written(
 ) -> None:
     bed, namespace, name = cluster
     long_name = "ubuntu-2204-kube-v1.29.3-" + "x" * 240
-    register = capc(
+    register = cli(
         bed, *register_args(namespace, name, "v1.29.3", "--url", "http://127.0.0.1:9/a.qcow2"),
         "--name", long_name,
     )  # fmt: skip
-    upgrade = capc(
+    upgrade = cli(
         bed, "image-upgrade", name, "-n", namespace, "--to", "v1.29.3", "--image", long_name,
         "--image-source", "url", "--image-url", "http://127.0.0.1:9/a.qcow2", "--yes",
     )  # fmt: skip

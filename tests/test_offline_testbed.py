@@ -10,26 +10,15 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from kubectl_capc.kube_read import read_inventories
 from tests.fixtures_capc import create_objects
-from tests.test_describe_testenv import wait_for
 from tests.testenv.bed import TestBed
+from tests.upgrade_support import cli, wait_settled
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mycluster"
-
-
-def cli(bed: TestBed, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "kubectl_capc", *args, "--kubeconfig", str(bed.kubeconfig)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def example_in(namespace: str, tmp_path: Path) -> Path:
@@ -47,12 +36,13 @@ def apply_settled(bed: TestBed, directory: Path, namespace: str) -> None:
         capture_output=True,
         timeout=60,
     )
+    wait_settled(bed, namespace, "mycluster")
 
-    def settled() -> bool:
-        (inventory,) = read_inventories(bed.api_client(), namespace=namespace, cluster="mycluster")
-        return not inventory.rollout_in_progress()
 
-    wait_for(f"mycluster in {namespace} to settle", settled)
+def server_dry_run(bed: TestBed, directory: Path) -> subprocess.CompletedProcess[str]:
+    """`image-upgrade mycluster --to v1.29.3 -f DIRECTORY --server-dry-run`: each changed object sent to
+    the API server as a dry run, and the next hop written to the files if the server accepts them all."""
+    return cli(bed, "image-upgrade", "mycluster", "--to", "v1.29.3", "-f", str(directory), "--server-dry-run")
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -94,16 +84,7 @@ def test_server_dry_run_accepts_the_next_hop_which_once_applied_completes_the_up
     directory = example_in(namespace, tmp_path)
     apply_settled(testenv_v1beta1, directory, namespace)
     before = snapshot(directory)
-    result = cli(
-        testenv_v1beta1,
-        "image-upgrade",
-        "mycluster",
-        "--to",
-        "v1.29.3",
-        "-f",
-        str(directory),
-        "--server-dry-run",
-    )
+    result = server_dry_run(testenv_v1beta1, directory)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("accepted by the API server (dryRun=All)") == 6
     after = snapshot(directory)
@@ -142,16 +123,7 @@ def test_a_rejection_by_the_server_writes_nothing(
     }
     create_objects(testenv_v1beta1.api_client(), [conflicting])
     before = snapshot(directory)
-    result = cli(
-        testenv_v1beta1,
-        "image-upgrade",
-        "mycluster",
-        "--to",
-        "v1.29.3",
-        "-f",
-        str(directory),
-        "--server-dry-run",
-    )
+    result = server_dry_run(testenv_v1beta1, directory)
     assert result.returncode == 5, result.stderr
     assert "CloudStackMachineTemplate/mycluster-md-0-v1-29-3: REJECTED by the API server" in result.stdout
     assert "field is immutable" in result.stdout

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import signal
 import subprocess
 import sys
@@ -23,17 +22,21 @@ import pytest
 
 from kubectl_capc.errors import ExitCode
 from tests.fault_support import (
+    IMAGE_URL,
+    READY_EVERYWHERE,
     admin,
     cloudstack_api,
+    cloudstack_env,
     failure_line,
     faults,
+    fresh_version,
     start_upgrade,
     stopped,
     template_tags,
     templates_per_zone,
     upgrade,
 )
-from tests.testenv.bed import TestBed
+from tests.testenv.bed import TestBed, put_secret
 from tests.upgrade_support import (
     REPO,
     TWO_ZONES,
@@ -47,18 +50,7 @@ from tests.upgrade_support import (
 pytestmark = pytest.mark.timeout(300)
 
 SECRET = "cloudstack-keys"
-IMAGE_URL = "http://127.0.0.1:9/ubuntu-2204-kube-{version}-kvm.qcow2"
-READY_EVERYWHERE = {"zone1": ["Download Complete"], "zone2": ["Download Complete"]}
-_taken: set[int] = set()
-
-
-def fresh_version() -> str:
-    """A v1.31 patch release no other run registers on the shared double."""
-    while True:
-        patch = random.randrange(100, 1000)
-        if patch not in _taken:
-            _taken.add(patch)
-            return f"v1.31.{patch}"
+MINOR = "v1.31"  # the releases these tests register on the shared double
 
 
 def by_url(version: str, *extra: str) -> list[str]:
@@ -78,7 +70,7 @@ def by_url(version: str, *extra: str) -> list[str]:
 @pytest.fixture
 def bed(testenv_v1beta2: TestBed) -> Iterator[TestBed]:
     """The v1beta2 bed; keys rotated on the double are put back afterwards, faults cleared."""
-    original = _env(testenv_v1beta2)
+    original = cloudstack_env(testenv_v1beta2)
     yield testenv_v1beta2
     admin(testenv_v1beta2, "faults", {})
     admin(
@@ -91,7 +83,7 @@ def bed(testenv_v1beta2: TestBed) -> Iterator[TestBed]:
 @pytest.fixture
 def cluster(bed: TestBed, namespace: str) -> str:
     """A v1.30.2 cluster whose failure domains use a Secret of their own in the test's namespace."""
-    _write_secret(bed, namespace, _env(bed))
+    _write_secret(bed, namespace)
     zones = [dataclasses.replace(z, secret_name=SECRET, secret_namespace=namespace) for z in TWO_ZONES]
     ensure_cloudstack_template(bed, "ubuntu-2204-kube-v1.30.2")
     create_cluster(
@@ -100,15 +92,9 @@ def cluster(bed: TestBed, namespace: str) -> str:
     return namespace
 
 
-def _env(bed: TestBed) -> dict[str, str]:
-    lines = (bed.dir / "cloudstack.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line)
-
-
-def _write_secret(bed: TestBed, namespace: str, env: dict[str, str]) -> None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
+def _write_secret(bed: TestBed, namespace: str) -> None:
+    """The namespace's own credentials Secret, with the double's current keys."""
+    env = cloudstack_env(bed)
     body = {
         "metadata": {"name": SECRET, "namespace": namespace},
         "stringData": {
@@ -117,13 +103,7 @@ def _write_secret(bed: TestBed, namespace: str, env: dict[str, str]) -> None:
             "secret-key": env["CLOUDSTACK_SECRET"],
         },
     }
-    core = client.CoreV1Api(bed.api_client())
-    try:
-        core.create_namespaced_secret(namespace, body)
-    except ApiException as err:
-        if err.status != 409:
-            raise
-        core.replace_namespaced_secret(SECRET, namespace, body)
+    put_secret(bed, body)
 
 
 def calls(bed: TestBed, command: str, name: str) -> list[dict[str, Any]]:
@@ -138,9 +118,16 @@ def upgraded(bed: TestBed, namespace: str, version: str) -> None:
         )
 
 
+def rerun_converges(bed: TestBed, namespace: str, version: str) -> None:
+    """A plain re-run of the same upgrade succeeds and leaves both owners at `version`."""
+    again = upgrade(bed, namespace, by_url(version))
+    assert again.returncode == 0, again.stderr[-3000:]
+    upgraded(bed, namespace, version)
+
+
 def secret_free(bed: TestBed, *texts: str) -> None:
     """No CloudStack key of the double, old or new, appears in `texts`."""
-    keys = {v for k, v in _env(bed).items() if k != "CLOUDSTACK_ENDPOINT"}
+    keys = {v for k, v in cloudstack_env(bed).items() if k != "CLOUDSTACK_ENDPOINT"}
     for text in texts:
         assert not any(key in text for key in keys)
 
@@ -149,7 +136,7 @@ def secret_free(bed: TestBed, *texts: str) -> None:
 
 
 def test_530_on_reads_is_retried_with_backoff(bed: TestBed, cluster: str) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     with faults(bed, {"errors": [{"command": "listTemplates", "times": 2, "errorcode": 530}]}):
         run = upgrade(bed, cluster, by_url(version, "-v", "1"))
         left = admin(bed, "faults")["errors"][0]["times"]
@@ -160,7 +147,7 @@ def test_530_on_reads_is_retried_with_backoff(bed: TestBed, cluster: str) -> Non
 
 
 def test_530_that_persists_is_one_line_and_nothing_is_written(bed: TestBed, cluster: str) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     before = resource_versions(bed, cluster)
     with faults(bed, {"errors": [{"command": "listTemplates", "times": 50, "errorcode": 530}]}):
         run = upgrade(bed, cluster, by_url(version))
@@ -171,7 +158,7 @@ def test_530_that_persists_is_one_line_and_nothing_is_written(bed: TestBed, clus
 
 
 def test_530_on_a_write_is_not_sent_again_and_the_rerun_looks_first(bed: TestBed, cluster: str) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     name = f"ubuntu-2204-kube-{version}"
     before = resource_versions(bed, cluster)
     with faults(bed, {"errors": [{"command": "registerTemplate", "times": 1, "errorcode": 530}]}):
@@ -179,17 +166,15 @@ def test_530_on_a_write_is_not_sent_again_and_the_rerun_looks_first(bed: TestBed
     failure_line(run, ExitCode.KUBE_API, f"register template {name!r}", "CloudStack error 530")
     assert len(calls(bed, "registerTemplate", name)) == 1
     assert resource_versions(bed, cluster) == before  # the image comes first: nothing else was written
-    again = upgrade(bed, cluster, by_url(version))
-    assert again.returncode == 0, again.stderr[-3000:]
+    rerun_converges(bed, cluster, version)
     assert len(calls(bed, "registerTemplate", name)) == 2
     assert templates_per_zone(bed, name) == READY_EVERYWHERE
-    upgraded(bed, cluster, version)
 
 
 def test_tags_lost_to_a_failed_write_are_added_when_the_rerun_finds_the_template_ready(
     bed: TestBed, cluster: str
 ) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     name = f"ubuntu-2204-kube-{version}"
     before = resource_versions(bed, cluster)
     with faults(bed, {"errors": [{"command": "createTags", "times": 1, "errorcode": 530}]}):
@@ -204,22 +189,20 @@ def test_tags_lost_to_a_failed_write_are_added_when_the_rerun_finds_the_template
             break
     assert templates_per_zone(bed, name) == READY_EVERYWHERE
 
-    again = upgrade(bed, cluster, by_url(version))
-    assert again.returncode == 0, again.stderr[-3000:]
+    rerun_converges(bed, cluster, version)
     assert len(calls(bed, "registerTemplate", name)) == 1
     assert template_tags(bed, name) == {
         "kubernetes-version": version,
         "os": "ubuntu-2204",
         "created-by": "kubectl-capc",
     }
-    upgraded(bed, cluster, version)
 
 
 # -- timeouts ------------------------------------------------------------------------------------------------
 
 
 def test_a_read_past_the_request_timeout_is_retried(bed: TestBed, cluster: str) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     slow = {"latency": [{"seconds": 3, "commands": ["listTemplates"], "times": 1}]}
     with faults(bed, slow):
         run = upgrade(bed, cluster, by_url(version, "--request-timeout", "1s", "-v", "1"))
@@ -231,7 +214,7 @@ def test_a_read_past_the_request_timeout_is_retried(bed: TestBed, cluster: str) 
 def test_a_write_past_the_request_timeout_is_not_sent_again_and_the_rerun_finds_it(
     bed: TestBed, cluster: str
 ) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     name = f"ubuntu-2204-kube-{version}"
     with faults(bed, {"latency": [{"seconds": 3, "commands": ["registerTemplate"], "times": 1}]}):
         run = upgrade(bed, cluster, by_url(version, "--request-timeout", "1s"))
@@ -243,12 +226,10 @@ def test_a_write_past_the_request_timeout_is_not_sent_again_and_the_rerun_finds_
         while not calls(bed, "registerTemplate", name):  # CloudStack did it after all, late
             assert time.monotonic() < deadline
             time.sleep(0.1)
-    again = upgrade(bed, cluster, by_url(version))
-    assert again.returncode == 0, again.stderr[-3000:]
+    rerun_converges(bed, cluster, version)
     assert len(calls(bed, "registerTemplate", name)) == 1  # found, waited for, not registered twice
     assert templates_per_zone(bed, name) == READY_EVERYWHERE
     assert template_tags(bed, name)["created-by"] == "kubectl-capc"
-    upgraded(bed, cluster, version)
 
 
 # -- keys rotated during a run ------------------------------------------------------------------------------
@@ -257,14 +238,14 @@ def test_a_write_past_the_request_timeout_is_not_sent_again_and_the_rerun_finds_
 def test_keys_rotated_with_the_secret_following_are_picked_up_after_the_401(
     bed: TestBed, cluster: str
 ) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     run = start_upgrade(
         bed, cluster, by_url(version, "-v", "1"),
         signal_at=f"SIGSTOP@{version} start EnsureImage CloudStack template ubuntu-2204-kube-{version}",
     )  # fmt: skip
     stopped(run.process.pid)
     admin(bed, "credentials", {})  # the operator rotates the keys ...
-    _write_secret(bed, cluster, _env(bed))  # ... and updates the cluster's Secret, as CAPC needs
+    _write_secret(bed, cluster)  # ... and updates the cluster's Secret, as CAPC needs
     run.process.send_signal(signal.SIGCONT)
     done = run.finish()
     assert done.returncode == 0, done.stderr[-3000:]
@@ -276,14 +257,14 @@ def test_keys_rotated_with_the_secret_following_are_picked_up_after_the_401(
 def test_keys_rotated_without_the_secret_stop_in_one_line_and_a_rerun_converges(
     bed: TestBed, cluster: str
 ) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     name = f"ubuntu-2204-kube-{version}"
     run = start_upgrade(
         bed, cluster, by_url(version),
         signal_at=f"SIGSTOP@{version} start EnsureImage CloudStack template {name}",
     )  # fmt: skip
     stopped(run.process.pid)
-    old = _env(bed)
+    old = cloudstack_env(bed)
     admin(bed, "credentials", {})
     before = resource_versions(bed, cluster)
     run.process.send_signal(signal.SIGCONT)
@@ -293,10 +274,8 @@ def test_keys_rotated_without_the_secret_stop_in_one_line_and_a_rerun_converges(
     assert old["CLOUDSTACK_KEY"] not in failed.stderr and old["CLOUDSTACK_SECRET"] not in failed.stderr
     secret_free(bed, failed.stdout, failed.stderr)
     assert resource_versions(bed, cluster) == before
-    _write_secret(bed, cluster, _env(bed))
-    again = upgrade(bed, cluster, by_url(version))
-    assert again.returncode == 0, again.stderr[-3000:]
-    upgraded(bed, cluster, version)
+    _write_secret(bed, cluster)
+    rerun_converges(bed, cluster, version)
 
 
 # -- downloads -----------------------------------------------------------------------------------------------
@@ -305,7 +284,7 @@ def test_keys_rotated_without_the_secret_stop_in_one_line_and_a_rerun_converges(
 def test_a_download_stuck_in_one_zone_times_out_in_one_line_then_a_rerun_waits_for_it(
     bed: TestBed, cluster: str
 ) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     name = f"ubuntu-2204-kube-{version}"
     before = resource_versions(bed, cluster)
     with faults(bed, {"downloads": [{"zone": "zone2", "mode": "stall", "at_percent": 40, "template": name}]}):
@@ -315,15 +294,13 @@ def test_a_download_stuck_in_one_zone_times_out_in_one_line_then_a_rerun_waits_f
     )
     assert "re-run the same command to keep waiting, or raise --timeout" in line
     assert resource_versions(bed, cluster) == before
-    again = upgrade(bed, cluster, by_url(version))
-    assert again.returncode == 0, again.stderr[-3000:]
+    rerun_converges(bed, cluster, version)
     assert len(calls(bed, "registerTemplate", name)) == 1
     assert templates_per_zone(bed, name) == READY_EVERYWHERE
-    upgraded(bed, cluster, version)
 
 
 def test_a_download_failed_in_one_zone_is_named_and_replacing_it_recovers(bed: TestBed, cluster: str) -> None:
-    version = fresh_version()
+    version = fresh_version(MINOR)
     name = f"ubuntu-2204-kube-{version}"
     before = resource_versions(bed, cluster)
     with faults(bed, {"downloads": [{"zone": "zone2", "mode": "error", "at_percent": 60, "template": name}]}):
@@ -340,7 +317,5 @@ def test_a_download_failed_in_one_zone_is_named_and_replacing_it_recovers(bed: T
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
     )  # fmt: skip
     assert replaced.returncode == 0, replaced.stderr
-    again = upgrade(bed, cluster, by_url(version))
-    assert again.returncode == 0, again.stderr[-3000:]
+    rerun_converges(bed, cluster, version)
     assert templates_per_zone(bed, name) == READY_EVERYWHERE
-    upgraded(bed, cluster, version)

@@ -248,7 +248,7 @@ def test_a_server_certificate_that_fails_verification_is_refused_at_once(
         assert "trying again" not in done.stderr
         line = done.stderr.strip().splitlines()[-1]
         assert line.startswith("error: ") and server in line and "certificate verify failed" in line, line
-        assert cause in line and "; check that" in line, line
+        assert cause in line and "check the kubeconfig's certificate-authority" in line, line
 
 
 def test_only_a_refused_certificate_is_final_among_tls_failures() -> None:

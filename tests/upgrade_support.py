@@ -4,6 +4,7 @@ of a namespace, and CloudStack templates seeded through the double's admin endpo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -60,7 +61,12 @@ def create_cluster(
         if extra and obj["kind"] in ("KubeadmControlPlane", "MachineDeployment"):
             obj["metadata"].setdefault("annotations", {}).update(extra)
     create_objects(bed.api_client(), objects)
-    return wait_for("the cluster to settle", lambda: _settled(bed, namespace, name))
+    return wait_settled(bed, namespace, name)
+
+
+def wait_settled(bed: TestBed, namespace: str, name: str = "c1") -> ClusterInventory:
+    """The cluster's inventory once the rollout simulator reports everything rolled out."""
+    return wait_for(f"cluster {namespace}/{name} to settle", lambda: _settled(bed, namespace, name))
 
 
 def _settled(bed: TestBed, namespace: str, name: str) -> ClusterInventory | None:
@@ -68,8 +74,10 @@ def _settled(bed: TestBed, namespace: str, name: str) -> ClusterInventory | None
     return None if inventory.rollout_in_progress() else inventory
 
 
-def cli(bed: TestBed, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """`kubectl capc ARGS` against the bed, without a terminal on stdin."""
+def cli(
+    bed: TestBed, *args: str, timeout: float = 180, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl capc ARGS` against the bed, without a terminal on stdin; `env` adds to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "kubectl_capc", *args, "--kubeconfig", str(bed.kubeconfig)],
         capture_output=True,
@@ -78,6 +86,7 @@ def cli(bed: TestBed, *args: str, timeout: float = 180) -> subprocess.CompletedP
         check=False,
         stdin=subprocess.DEVNULL,
         cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -257,9 +257,6 @@ def _start_cloudstack(
 
 
 def _create_credentials_secret(bed: TestBed) -> None:
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
     namespace, name = CREDENTIALS_SECRET
     body = {
         "apiVersion": "v1",
@@ -273,6 +270,15 @@ def _create_credentials_secret(bed: TestBed) -> None:
             "verify-ssl": "true",
         },
     }
+    put_secret(bed, body)
+
+
+def put_secret(bed: TestBed, body: dict[str, Any]) -> None:
+    """Create the Secret `body` describes, or replace it when it exists already."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     core = client.CoreV1Api(bed.api_client())
     try:
         core.create_namespaced_secret(namespace, body)
