@@ -86,6 +86,16 @@ class ImageOptions:
     image_builder_dir: Path | None = None
     cache_dir: Path | None = None
 
+    def builder_dir(self) -> Path:
+        """The image-builder checkout that `--image-source build` needs; refused when not given."""
+        if self.image_builder_dir is None:
+            raise UsageError(
+                "--image-source build needs --image-builder-dir DIR",
+                hint="give a kubernetes-sigs/image-builder checkout (its images/capi directory is used), "
+                "or use another --image-source",
+            )
+        return self.image_builder_dir
+
 
 class RunPlan(Protocol):
     """What the loop needs of a plan (an `UpgradePlan` or a `RollbackPlan`)."""

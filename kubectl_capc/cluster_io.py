@@ -171,11 +171,7 @@ class KubeClusterIO(ClusterAccess):
         from kubectl_capc.images import Hypervisor
         from kubectl_capc.naming import parse_template_name
 
-        if self.images.image_builder_dir is None:
-            raise UsageError(
-                "--image-source build needs --image-builder-dir DIR",
-                hint="give a kubernetes-sigs/image-builder checkout, or use another --image-source",
-            )
+        builder_dir = self.images.builder_dir()
         parsed = parse_template_name(step.image) or parse_template_name(current.name)
         if parsed is None:
             raise UsageError(
@@ -185,7 +181,7 @@ class KubeClusterIO(ClusterAccess):
             os=parsed.os,
             version=step.version,
             hypervisor=Hypervisor.parse(current.hypervisor),
-            image_builder_dir=self.images.image_builder_dir,
+            image_builder_dir=builder_dir,
             cache_dir=self.images.cache_dir or default_cache_dir(),
         )
         return build_image(request, self.console.note, lambda _line: None).image

@@ -74,11 +74,6 @@ def image_options(
             f"--image-builder-dir conflicts with --image-source {chosen.value}",
             hint="drop --image-builder-dir, or add --image-source build",
         )
-    if chosen is ImageSource.BUILD and image_builder_dir is None:
-        raise UsageError(
-            "--image-source build needs --image-builder-dir DIR",
-            hint="point it at an image-builder checkout (its images/capi directory is used)",
-        )
     if chosen is ImageSource.URL:
         if not url:
             raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
@@ -195,6 +190,8 @@ def image_upgrade(
 
         offline = OfflineOptions(tuple(filenames or ()), output_dir, dry_run, server_dry_run)
         raise typer.Exit(run_offline(opts, cluster, request, offline, console))
+    if images.source is ImageSource.BUILD:
+        images.builder_dir()  # refused before anything is read or written
     namespace = opts.resolve_context().namespace
 
     def cloudstack(credentials: Credentials) -> CloudStackClient:

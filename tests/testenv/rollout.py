@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.testenv.rollout_machines import MACHINE, MachineKeeper
+from tests.testenv.rollout_machines import MACHINE, MachineKeeper, namespace_terminating
 from tests.testenv.rollout_model import Controls, Rollout
 from tests.testenv.rollout_status import (
     PROFILES,
@@ -229,7 +229,7 @@ class Simulator:
         except ApiException as exc:
             if exc.status == 409:
                 return  # a newer version is on its way through the watch
-            if exc.status == 404:
+            if exc.status == 404 or namespace_terminating(exc):
                 self._forget(key)
                 return
             self._rejected[key] = (meta["resourceVersion"], status)

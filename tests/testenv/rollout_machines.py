@@ -229,6 +229,7 @@ class MachineKeeper:
         self._deleted: set[str] = set()  # deleted here; their watch events may still be on the way
         self._clusters: dict[str, str] = {}  # control plane uid -> the Cluster whose controlPlaneRef names it
         self._reported: set[str] = set()
+        self._closed: set[str] = set()  # namespaces being deleted: nothing more can be created there
 
     def apply(self, event_type: str, objects: list[Machine]) -> None:
         """A watch event (ADDED, MODIFIED, DELETED) or a fresh list (LISTED) of Machines."""
@@ -253,6 +254,8 @@ class MachineKeeper:
 
     def sync(self, resource: Resource, owner: dict[str, Any], rollout: Rollout) -> None:
         """Create, update and delete Machines until the owner's match `rollout` (once `listed`)."""
+        if owner["metadata"]["namespace"] in self._closed:
+            return
         cluster = cluster_name(resource, owner) or self._referring_cluster(resource, owner)
         if cluster is None:
             self._once(f"{owner['metadata']['uid']}/cluster", logging.WARNING, "%s %s/%s: no cluster name; "
@@ -295,6 +298,8 @@ class MachineKeeper:
         if isinstance(created, dict):
             self.machines[created["metadata"]["uid"]] = created
             self._report(created, phase)
+        elif created is None:  # the namespace is gone or going: its owners are left alone from now on
+            self._closed.add(meta["namespace"])
 
     def _report(self, machine: Machine, phase: str) -> None:
         meta = machine["metadata"]
@@ -328,7 +333,7 @@ class MachineKeeper:
         try:
             answer = request(*args)
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status == 404 or namespace_terminating(exc):
                 return None
             if exc.status != 409:
                 self._once(f"{what}/{exc.status}", logging.ERROR, "%s rejected (%s): %s", what, exc.status,
@@ -344,6 +349,12 @@ class MachineKeeper:
 
 
 _FAILED = object()
+
+
+def namespace_terminating(exc: Any) -> bool:
+    """Whether an API error says the object's namespace is being deleted (403, cause
+    NamespaceTerminating): the object is on its way out, as after a 404, not a refusal to report."""
+    return exc.status == 403 and "NamespaceTerminating" in str(exc.body or "")
 
 
 def _older(machine: Machine, cached: Machine | None) -> bool:
