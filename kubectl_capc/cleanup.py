@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from kubectl_capc.apply import require_confirmation
 from kubectl_capc.cluster_io import ClusterAccess
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.errors import PlanError
 from kubectl_capc.kube_write import Conflict, Gone, KubeWriter
 from kubectl_capc.model import (
@@ -28,7 +29,7 @@ from kubectl_capc.model import (
     ClusterInventory,
     MachineTemplate,
 )
-from kubectl_capc.plan import API_VERSION, MACHINE_DEPLOYMENT_KIND
+from kubectl_capc.plan import MACHINE_DEPLOYMENT_KIND
 from kubectl_capc.records import ACTION_UPGRADE, KUBERNETES_VERSION, read_history
 
 __all__ = [

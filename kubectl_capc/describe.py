@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.errors import CapcError, UsageError
 from kubectl_capc.model import (
     CloudStackResource,
@@ -34,7 +35,6 @@ from kubectl_capc.model import (
 )
 from kubectl_capc.options import GlobalOptions, OutputFormat
 
-API_VERSION = "capc.kubectl.io/v1alpha1"
 DESCRIPTION_KIND = "ClusterDescription"
 DESCRIPTION_LIST_KIND = "ClusterDescriptionList"
 OUTPUT_FORMATS = ("tree", "json", "yaml")

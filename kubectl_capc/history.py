@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.model import KUBEADM_CONTROL_PLANE_KIND, ClusterInventory
-from kubectl_capc.plan import API_VERSION, MACHINE_DEPLOYMENT_KIND
+from kubectl_capc.plan import MACHINE_DEPLOYMENT_KIND
 from kubectl_capc.records import Rotation, read_history
 
 __all__ = ["KIND", "HistoryEntry", "UpgradeHistory", "cluster_history"]

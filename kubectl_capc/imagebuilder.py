@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubectl_capc.describe import API_VERSION
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.errors import CapcError, ExitCode, UsageError, one_line
 from kubectl_capc.images import Hypervisor, ImageFormat
 from kubectl_capc.versions import KubeVersion

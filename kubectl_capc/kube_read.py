@@ -29,7 +29,16 @@ from typing import Any
 from kubectl_capc.errors import KubeApiError, UsageError, one_line
 from kubectl_capc.inventory import RawObjects, build_inventories
 from kubectl_capc.kube import certificate_refused, forbidden_error, transport_failure
-from kubectl_capc.model import CLUSTER_NAME_LABEL, CapiVersion, ClusterInventory, SecretRef
+from kubectl_capc.model import (
+    BOOTSTRAP_GROUP,
+    CLUSTER_GROUP,
+    CLUSTER_NAME_LABEL,
+    CONTROL_PLANE_GROUP,
+    INFRASTRUCTURE_GROUP,
+    CapiVersion,
+    ClusterInventory,
+    SecretRef,
+)
 
 __all__ = [
     "CAPC_VERSION",
@@ -55,11 +64,6 @@ _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _DNS_LABEL_RE = re.compile(_DNS_LABEL)
 _DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 _NOT_AUTHENTICATED = "log in again: the API server did not accept the context's credentials"
-
-CLUSTER_GROUP = "cluster.x-k8s.io"
-CONTROL_PLANE_GROUP = "controlplane.cluster.x-k8s.io"
-BOOTSTRAP_GROUP = "bootstrap.cluster.x-k8s.io"
-INFRASTRUCTURE_GROUP = "infrastructure.cluster.x-k8s.io"
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,11 @@ from kubectl_capc.inventory import parse_rollout_owner
 from kubectl_capc.kube import RETRIES, forbidden_error, request_was_sent, transport_failure
 from kubectl_capc.model import (
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
+    CLUSTER_GROUP,
+    CONTROL_PLANE_GROUP,
     CONTROL_PLANE_NAME_LABEL,
     DEPLOYMENT_NAME_LABEL,
+    INFRASTRUCTURE_GROUP,
     KUBEADM_CONTROL_PLANE_KIND,
     CapiVersion,
     normalize_version,
@@ -73,10 +76,10 @@ _CAPC_VERSION = "v1beta3"
 _UNAVAILABLE = frozenset({502, 503, 504})
 """A gateway or an overloaded server answered for the API server: a write may or may not have happened."""
 _RESOURCES = {
-    KUBEADM_CONTROL_PLANE_KIND: ("controlplane.cluster.x-k8s.io", "kubeadmcontrolplanes"),
-    MACHINE_DEPLOYMENT_KIND: ("cluster.x-k8s.io", "machinedeployments"),
-    "Machine": ("cluster.x-k8s.io", "machines"),
-    CLOUDSTACK_MACHINE_TEMPLATE_KIND: ("infrastructure.cluster.x-k8s.io", "cloudstackmachinetemplates"),
+    KUBEADM_CONTROL_PLANE_KIND: (CONTROL_PLANE_GROUP, "kubeadmcontrolplanes"),
+    MACHINE_DEPLOYMENT_KIND: (CLUSTER_GROUP, "machinedeployments"),
+    "Machine": (CLUSTER_GROUP, "machines"),
+    CLOUDSTACK_MACHINE_TEMPLATE_KIND: (INFRASTRUCTURE_GROUP, "cloudstackmachinetemplates"),
 }
 # Conditions that are good when True, and those that are good when False (CAPI v1beta1 and v1beta2).
 _GOOD_WHEN_TRUE = frozenset(

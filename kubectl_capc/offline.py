@@ -33,8 +33,11 @@ from kubectl_capc.kube import forbidden_error
 from kubectl_capc.kube_read import unreachable_error
 from kubectl_capc.kube_write import FIELD_MANAGER, patch_body
 from kubectl_capc.model import (
+    BOOTSTRAP_GROUP,
     CLOUDSTACK_CLUSTER_KIND,
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
+    CLUSTER_GROUP,
+    CONTROL_PLANE_GROUP,
     INFRASTRUCTURE_GROUP,
     KUBEADM_CONFIG_TEMPLATE_KIND,
     KUBEADM_CONTROL_PLANE_KIND,
@@ -76,12 +79,12 @@ YAML_SUFFIXES = (".yaml", ".yml")
 
 # The kinds an upgrade reads, by (API group, kind), and the RawObjects field each goes to.
 _KINDS = {
-    ("cluster.x-k8s.io", "Cluster"): "clusters",
-    ("controlplane.cluster.x-k8s.io", KUBEADM_CONTROL_PLANE_KIND): "control_planes",
-    ("cluster.x-k8s.io", MACHINE_DEPLOYMENT_KIND): "machine_deployments",
+    (CLUSTER_GROUP, "Cluster"): "clusters",
+    (CONTROL_PLANE_GROUP, KUBEADM_CONTROL_PLANE_KIND): "control_planes",
+    (CLUSTER_GROUP, MACHINE_DEPLOYMENT_KIND): "machine_deployments",
     (INFRASTRUCTURE_GROUP, CLOUDSTACK_MACHINE_TEMPLATE_KIND): "machine_templates",
     (INFRASTRUCTURE_GROUP, CLOUDSTACK_CLUSTER_KIND): "cloudstack_clusters",
-    ("bootstrap.cluster.x-k8s.io", KUBEADM_CONFIG_TEMPLATE_KIND): "bootstrap_templates",
+    (BOOTSTRAP_GROUP, KUBEADM_CONFIG_TEMPLATE_KIND): "bootstrap_templates",
 }
 # CAPC v1beta1 objects have another shape (zones instead of failure domains); the reader needs v1beta2+.
 _CAPC_VERSIONS = ("v1beta2", "v1beta3")

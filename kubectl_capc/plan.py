@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.model import (
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
     KUBEADM_CONTROL_PLANE_KIND,
@@ -25,7 +26,6 @@ from kubectl_capc.model import (
 from kubectl_capc.versions import KubeVersion
 
 __all__ = [
-    "API_VERSION",
     "KIND",
     "MACHINE_DEPLOYMENT_KIND",
     "Blocker",
@@ -41,7 +41,6 @@ __all__ = [
     "ZoneState",
 ]
 
-API_VERSION = "capc.kubectl.io/v1alpha1"
 KIND = "UpgradePlan"
 MACHINE_DEPLOYMENT_KIND = "MachineDeployment"
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Protocol
 
 from kubectl_capc.apply import PlanConsole, PlanRun, WriterIO
 from kubectl_capc.cluster_io import ClusterAccess
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.errors import PlanError
 from kubectl_capc.kube_write import OwnerProgress
 from kubectl_capc.model import (
@@ -35,7 +36,7 @@ from kubectl_capc.model import (
     MachineTemplate,
     normalize_version,
 )
-from kubectl_capc.plan import API_VERSION, MACHINE_DEPLOYMENT_KIND, PatchObject, Step, WaitRollout
+from kubectl_capc.plan import MACHINE_DEPLOYMENT_KIND, PatchObject, Step, WaitRollout
 from kubectl_capc.preview import ObjectPreview
 from kubectl_capc.records import ACTION_ROLLBACK, Rotation, read_history
 from kubectl_capc.versions import KubeVersion, parse_version

@@ -33,7 +33,7 @@ from kubectl_capc.checks.facts import (
 )
 from kubectl_capc.checks.permissions import required_access
 from kubectl_capc.checks.upgrade import INVALID_TARGET
-from kubectl_capc.describe import API_VERSION
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.errors import ConfigError, ExitCode, KubeApiError, UsageError, one_line
 from kubectl_capc.model import ClusterInventory, FailureDomain, SecretRef
 from kubectl_capc.versions import TargetVersion, parse_target

@@ -10,7 +10,6 @@ import yaml
 
 from kubectl_capc.cloudstack import CloudStackError
 from kubectl_capc.describe import (
-    API_VERSION,
     Availability,
     describe_cluster,
     lookup_zone_templates,
@@ -18,6 +17,7 @@ from kubectl_capc.describe import (
     render_tree,
     template_availability,
 )
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.errors import ConfigError
 from kubectl_capc.inventory import build_inventories
 from kubectl_capc.model import CloudStackResource, CloudStackTemplateRow, ClusterInventory

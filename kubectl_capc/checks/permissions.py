@@ -10,7 +10,7 @@ from __future__ import annotations
 from kubectl_capc.checks.base import Check, Finding, Severity
 from kubectl_capc.checks.common import cluster_ref
 from kubectl_capc.checks.facts import Access, Facts
-from kubectl_capc.model import ClusterInventory
+from kubectl_capc.model import CLUSTER_GROUP, CONTROL_PLANE_GROUP, INFRASTRUCTURE_GROUP, ClusterInventory
 
 __all__ = ["PERMISSION_MISSING", "check_permissions", "required_access"]
 
@@ -21,9 +21,6 @@ PERMISSION_MISSING = Check(
     "ask for a Role granting the verb on that resource, or run as a user who has it",
 )
 
-CLUSTER_GROUP = "cluster.x-k8s.io"
-CONTROL_PLANE_GROUP = "controlplane.cluster.x-k8s.io"
-INFRASTRUCTURE_GROUP = "infrastructure.cluster.x-k8s.io"
 # On the KubeadmControlPlane and each MachineDeployment, in the order an upgrade uses them.
 _OWNER_VERBS = ("get", "patch", "watch")
 

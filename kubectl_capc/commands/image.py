@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kubectl_capc.describe import API_VERSION
+from kubectl_capc.documents import API_VERSION
 from kubectl_capc.errors import UsageError
 from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL, Hypervisor, describe_template
 from kubectl_capc.options import (
