@@ -632,7 +632,7 @@ class CloudStackClient:
                 pending = [f"{row.zone_name}: {row.status or 'no status'}" for row in rows if not row.ready]
                 pending += [f"{zone}: no copy" for zone in sorted(wanted - {row.zone_id for row in rows})]
                 hint = "re-run the same command to keep waiting, or raise --timeout"
-                if any(row.status == "UploadInProgress" for row in rows):
+                if any(row.status in ("UploadInProgress", "NotUploaded") for row in rows):
                     hint += "; if the upload was interrupted, re-run with --replace to upload again"
                 named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
                 waited = _seconds(time.monotonic() - started)

@@ -9,7 +9,9 @@ So a re-run never creates a second template of the same name in a zone, which CA
 
 An upload is tagged with the host and process that sends it (`UPLOADER_TAG`): a re-run on the same host
 that finds the upload still "in progress" while that process is gone (killed, interrupted) starts it
-again, since no one else holds its one-time upload ticket. An upload from another host is waited for.
+again, since no one else holds its one-time upload ticket. An upload from another host, or from a process
+of this host still running, is waited for, also while it shows "NotUploaded" (ticket taken, file not yet
+arrived); `--replace` deletes it instead.
 A registered template is tagged in a second request. A run stopped between the two leaves it without
 tags, so a re-run adds the tags it lacks to a template it reuses or waits for, when that template looks
 like one this pipeline registered (the same display text, and no tag saying otherwise). An upload stopped
@@ -321,11 +323,7 @@ def _decide_group(group: _Group, name: str, replace_failed: bool) -> _Group:
             rows[(row.id, row.zone_id)] = row
             group.found[row.id] = row
     for target in group.targets:
-        here = [
-            ExistingCopy(r.id, r.ready, r.status, uploader_gone=_uploader_gone(r))
-            for r in rows.values()
-            if r.zone_id == target.zone.id
-        ]
+        here = [_existing_copy(r) for r in rows.values() if r.zone_id == target.zone.id]
         group.decisions[target.failure_domain] = decide(
             here, replace=replace_failed, zone=target.zone.name, name=name
         )
@@ -436,6 +434,12 @@ def _upload_and_copy(
         for target in remaining:
             created[target.failure_domain] = (source[1], "copied")
     return created
+
+
+def _existing_copy(row: Template) -> ExistingCopy:
+    gone = _uploader_gone(row)
+    running = bool(row.tag(UPLOADER_TAG)) and not gone
+    return ExistingCopy(row.id, row.ready, row.status, uploader_gone=gone, uploader_running=running)
 
 
 def _uploader_gone(row: Template) -> bool:

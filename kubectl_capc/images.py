@@ -288,6 +288,9 @@ class ExistingCopy:
     status: str
     uploader_gone: bool = False
     """The upload in progress was started by a kubectl-capc process that no longer runs."""
+    uploader_running: bool = False
+    """The upload was started by a kubectl-capc process that may still be sending it: one on another host,
+    or one still alive on this host."""
 
 
 @dataclass(frozen=True)
@@ -301,7 +304,9 @@ def decide(existing: Sequence[ExistingCopy], *, replace: bool, zone: str, name: 
     """Choose how to get template `name` ready in `zone`, given the copies already there.
 
     A ready copy is reused and one in progress is waited for; a failed one blocks unless `replace` says
-    to delete it, and an upload that never arrived is always replaced (nothing else can finish it).
+    to delete it, and an upload that never arrived is replaced (nothing else can finish it) unless the
+    process that asked for it may still be sending the file: that one is waited for, as CloudStack shows
+    "NotUploaded" from the upload ticket until the file has arrived.
     An upload still shown in progress is restarted with `replace`, or when the process that sent it is
     known to be gone (killed or interrupted: its upload can never finish).
     Several copies block: CAPC would refuse the name, and which to keep is the operator's call.
@@ -324,6 +329,8 @@ def decide(existing: Sequence[ExistingCopy], *, replace: bool, zone: str, name: 
         # killed run left behind, which nothing else could finish.
         if (replace or copy.uploader_gone) and copy.status.strip() == "UploadInProgress":
             return ZoneDecision(Action.REPLACE, copy.template_id, reason="upload interrupted")
+        return ZoneDecision(Action.WAIT, copy.template_id)
+    if copy.uploader_running and copy.status.strip() == "NotUploaded" and not replace:
         return ZoneDecision(Action.WAIT, copy.template_id)
     if state is CopyState.ABANDONED_UPLOAD or replace:
         return ZoneDecision(Action.REPLACE, copy.template_id, reason=copy.status)

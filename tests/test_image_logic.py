@@ -158,6 +158,9 @@ def copy(status: str, ready: bool = False, template_id: str = "t1") -> ExistingC
      ([copy("HTTP 404")], False, Action.BLOCKED), ([copy("HTTP 404")], True, Action.REPLACE),
      ([copy("UploadInProgress")], False, Action.WAIT), ([copy("UploadInProgress")], True, Action.REPLACE),
      ([copy("5% Downloaded")], True, Action.WAIT),
+     ([ExistingCopy("t1", False, "NotUploaded", uploader_running=True)], False, Action.WAIT),
+     ([ExistingCopy("t1", False, "NotUploaded", uploader_running=True)], True, Action.REPLACE),
+     ([ExistingCopy("t1", False, "NotUploaded", uploader_gone=True)], False, Action.REPLACE),
      ([copy("Download Complete", True), copy("1% Downloaded", template_id="t2")], True, Action.BLOCKED)],
 )  # fmt: skip
 def test_decide(existing: list[ExistingCopy], replace: bool, action: Action) -> None:

@@ -346,6 +346,49 @@ def test_an_upload_that_never_arrived_is_replaced(cloudstack: CloudStackDouble, 
     assert {zone: len(rows) for zone, rows in copies_per_zone(cloudstack).items()} == {"zone1": 1, "zone2": 1}
 
 
+def seed_upload(double: CloudStackDouble, uploader: str) -> str:
+    """A template whose upload ticket was taken by `uploader` (HOST/PID) and whose file has not arrived."""
+    return add_template(
+        double.state,
+        {"name": NAME, "ostype": UBUNTU_2204, "zones": {"zone1": "not_uploaded"}, "url": "http://h/x.qcow2",
+         "tags": {**ALL_TAGS, UPLOADER_TAG: uploader}},
+    ).id  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "uploader",
+    [f"{socket.gethostname()}/{os.getpid()}", "another-host.example/4242"],
+    ids=["alive-here", "other-host"],
+)
+def test_an_upload_another_process_may_still_send_is_waited_for_not_replaced(
+    cloudstack: CloudStackDouble, tmp_path: Path, uploader: str
+) -> None:
+    """Between its upload ticket and the file's arrival a template shows "NotUploaded": replacing it
+    would pull the ticket from under a run still sending the file, so it is waited for."""
+    stale = seed_upload(cloudstack, uploader)
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    with pytest.raises(CloudStackError) as caught:
+        run(cloudstack, ImageSource(path=image), timeout=0.5)
+    assert f"({stale}) is not ready after" in str(caught.value)
+    assert "zone1: NotUploaded" in str(caught.value)
+    assert "--replace" in (caught.value.hint or "")
+    assert calls(cloudstack, "deleteTemplate") == []
+    assert calls(cloudstack, "getUploadParamsForTemplate") == []
+
+    outcomes = run(cloudstack, ImageSource(path=image), replace_failed=True)
+    assert [o.action for o in outcomes] == ["replaced", "copied"]
+    assert stale not in {o.template_id for o in outcomes}
+
+
+def test_an_upload_whose_process_is_gone_is_replaced(cloudstack: CloudStackDouble, tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid now names no process (reused only after the kernel wraps around)
+    stale = seed_upload(cloudstack, f"{socket.gethostname()}/{gone.pid}")
+    outcomes = run(cloudstack, ImageSource(path=qcow2(tmp_path / f"{NAME}-kvm.qcow2")))
+    assert [o.action for o in outcomes] == ["replaced", "copied"]
+    assert stale not in {o.template_id for o in outcomes}
+
+
 # --- a run stopped between creating the template and tagging it -------------------------------------
 
 DISPLAY = "Ubuntu 22.04 Kubernetes v1.30.2 (KVM)"
