@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from kubectl_capc.errors import UsageError
+from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL
 from kubectl_capc.kubeconfig import Kubeconfig, ResolvedContext, load_kubeconfig
 
 if TYPE_CHECKING:
@@ -189,9 +190,12 @@ PollIntervalOption = Annotated[
 ]
 """`--poll-interval` of the commands that wait for CloudStack (read by `positive_seconds`)."""
 PrebuiltBaseUrlOption = Annotated[
-    str,
+    str | None,
     typer.Option(
-        "--prebuilt-base-url", metavar="URL", help="Where CAPC's prebuilt images are published, or a mirror."
+        "--prebuilt-base-url",
+        metavar="URL",
+        help="Where CAPC's prebuilt images are published, or a mirror.",
+        show_default=DEFAULT_PREBUILT_BASE_URL,
     ),
 ]
 

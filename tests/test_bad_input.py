@@ -368,6 +368,18 @@ CASES = [
         "--image-url conflicts with --image-source existing",
     ),
     Case(
+        "prebuilt-base-url-without-prebuilt-source",
+        upgrade("c1", "--prebuilt-base-url", "http://127.0.0.1/mirror"),
+        USAGE,
+        "--prebuilt-base-url conflicts with --image-source existing",
+    ),
+    Case(
+        "register-prebuilt-base-url-with-url",
+        register("c1", *URL, "--prebuilt-base-url", "http://127.0.0.1/mirror"),
+        USAGE,
+        "--prebuilt-base-url conflicts with --url",
+    ),
+    Case(
         "image-url-with-prebuilt-source",
         upgrade("c1", "--image-url", "http://127.0.0.1/x-{version}.qcow2", "--image-source", "prebuilt"),
         USAGE,

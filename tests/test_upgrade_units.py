@@ -11,7 +11,6 @@ import pytest
 from kubectl_capc.apply import Timeouts
 from kubectl_capc.commands.upgrade import image_options
 from kubectl_capc.errors import UsageError
-from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL
 from kubectl_capc.kube_write import patch_body, progress_of
 from kubectl_capc.model import FrozenDict
 from kubectl_capc.options import parse_timeouts
@@ -208,18 +207,26 @@ IMAGE_URL = "http://127.0.0.1/ubuntu-2204-kube-{version}.qcow2"
 def test_image_url_alone_means_the_url_source(
     source: str | None, url: str | None, expected: ImageSource
 ) -> None:
-    options = image_options(source, url, DEFAULT_PREBUILT_BASE_URL, None)
+    options = image_options(source, url, None, None)
     assert (options.source, options.url) == (expected, url)
 
 
 @pytest.mark.parametrize("source", ["existing", "prebuilt", "build"])
 def test_image_url_with_another_source_is_a_conflict_naming_both_flags(source: str) -> None:
     with pytest.raises(UsageError) as refused:
-        image_options(source, IMAGE_URL, DEFAULT_PREBUILT_BASE_URL, None)
+        image_options(source, IMAGE_URL, None, None)
     assert str(refused.value) == (
         f"--image-url conflicts with --image-source {source}; "
         "drop one of them (--image-url alone means --image-source url)"
     )
+
+
+def test_a_prebuilt_mirror_is_only_taken_with_the_prebuilt_source() -> None:
+    mirror = "http://127.0.0.1/mirror"
+    assert image_options("prebuilt", None, mirror, None).prebuilt_base_url == mirror
+    assert image_options("prebuilt", None, None, None).prebuilt_base_url is None  # the published site
+    with pytest.raises(UsageError, match=r"^--prebuilt-base-url conflicts with --image-source url; "):
+        image_options(None, IMAGE_URL, mirror, None)
 
 
 @pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])

@@ -207,7 +207,7 @@ def register(
     prebuilt: Annotated[
         bool, typer.Option("--prebuilt", help="Use CAPC's published prebuilt image.")
     ] = False,
-    prebuilt_base_url: PrebuiltBaseUrlOption = DEFAULT_PREBUILT_BASE_URL,
+    prebuilt_base_url: PrebuiltBaseUrlOption = None,
     name: Annotated[
         str | None,
         typer.Option(
@@ -246,6 +246,11 @@ def register(
             "give exactly one image source" + (f", not {' and '.join(chosen)}" if chosen else ""),
             hint="use --url URL, --file PATH or --prebuilt",
         )
+    if prebuilt_base_url is not None and not prebuilt:
+        raise UsageError(
+            f"--prebuilt-base-url conflicts with {chosen[0]}",
+            hint="drop --prebuilt-base-url, or use --prebuilt instead",
+        )
     target_version = _exact_version(version)
     wait_seconds = positive_seconds(timeout, "--timeout")
     if file is not None and not file.is_file():
@@ -260,7 +265,10 @@ def register(
         source = ImageSource(url=url)
     else:
         source = find_prebuilt(
-            prebuilt_base_url, current.name, target_version, Hypervisor.parse(current.hypervisor)
+            prebuilt_base_url or DEFAULT_PREBUILT_BASE_URL,
+            current.name,
+            target_version,
+            Hypervisor.parse(current.hypervisor),
         )
     spec = template_spec_for(current, target_version, source, name=name, public=public)
     outcomes = register_image(

@@ -15,7 +15,6 @@ import typer
 
 from kubectl_capc.commands.console import PlanTerminal
 from kubectl_capc.errors import UsageError
-from kubectl_capc.images import DEFAULT_PREBUILT_BASE_URL
 from kubectl_capc.options import (
     DEFAULT_POLL_INTERVAL,
     ClusterArgument,
@@ -52,7 +51,7 @@ def _image_source(value: str) -> str:
 
 
 def image_options(
-    source: str | None, url: str | None, prebuilt_base_url: str, image_builder_dir: Path | None
+    source: str | None, url: str | None, prebuilt_base_url: str | None, image_builder_dir: Path | None
 ) -> ImageOptions:
     """The image flags as one `ImageOptions`: `--image-url` alone means `--image-source url`, and with
     any other source it is a conflict, so a given URL is never silently ignored."""
@@ -68,6 +67,11 @@ def image_options(
         raise UsageError(
             f"--image-url conflicts with --image-source {chosen.value}",
             hint="drop one of them (--image-url alone means --image-source url)",
+        )
+    if prebuilt_base_url is not None and chosen is not ImageSource.PREBUILT:
+        raise UsageError(
+            f"--prebuilt-base-url conflicts with --image-source {chosen.value}",
+            hint="drop --prebuilt-base-url, or add --image-source prebuilt",
         )
     if image_builder_dir is not None and chosen is not ImageSource.BUILD:
         raise UsageError(
@@ -116,7 +120,7 @@ def image_upgrade(
             "{version} is replaced.",
         ),
     ] = None,
-    prebuilt_base_url: PrebuiltBaseUrlOption = DEFAULT_PREBUILT_BASE_URL,
+    prebuilt_base_url: PrebuiltBaseUrlOption = None,
     image_builder_dir: Annotated[
         Path | None,
         typer.Option(
