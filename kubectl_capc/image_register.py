@@ -64,7 +64,6 @@ __all__ = [
     "Reporter",
     "ZoneOutcome",
     "complete_tags",
-    "display_text_for",
     "find_prebuilt",
     "missing_tags",
     "register_image",
@@ -142,7 +141,7 @@ def template_spec_for(
     check_template_name(new_name)
     return TemplateSpec(
         name=new_name,
-        display_text=display_text_for(new_name, version, hypervisor),
+        display_text=_display_text_for(new_name, version, hypervisor),
         hypervisor=hypervisor.value,
         format=image_format.value,
         os_type_id=current.os_type_id,
@@ -151,7 +150,7 @@ def template_spec_for(
     )
 
 
-def display_text_for(name: str, version: KubeVersion, hypervisor: Hypervisor) -> str:
+def _display_text_for(name: str, version: KubeVersion, hypervisor: Hypervisor) -> str:
     """The display text a template registered here gets, e.g. `Ubuntu 22.04 Kubernetes v1.30.2 (KVM)`."""
     label = describe_template(name).os_name or name
     return f"{label} Kubernetes {version} ({hypervisor.value})"
@@ -284,7 +283,7 @@ def complete_tags(
 ) -> None:
     """Add the tags a run stopped between registering and tagging left off the ready templates named
     `name` (see `missing_tags` for which templates count as registered here)."""
-    display_text = display_text_for(name, version, hypervisor)
+    display_text = _display_text_for(name, version, hypervisor)
     wanted = _tags_for(name, version)
     for group in _groups(targets):
         rows = group.client.templates(template_filter="self", name=name, owner=group.owner)

@@ -49,7 +49,6 @@ __all__ = [
     "apply_options",
     "configure_logging",
     "drop_equals",
-    "flag_seconds",
     "global_options",
     "parse_duration",
     "parse_output",
@@ -211,9 +210,9 @@ def parse_timeouts(values: Sequence[str]) -> Timeouts:
     for value in values:
         phase, sep, duration = value.rpartition("=")
         if not sep:
-            timeouts = Timeouts(*(3 * (flag_seconds(value, "--timeout"),)))
+            timeouts = Timeouts(*(3 * (_flag_seconds(value, "--timeout"),)))
         elif phase in _PHASES:
-            timeouts = replace(timeouts, **{_PHASES[phase]: flag_seconds(duration, "--timeout")})
+            timeouts = replace(timeouts, **{_PHASES[phase]: _flag_seconds(duration, "--timeout")})
         else:
             raise UsageError(
                 f"--timeout {value!r}: unknown phase {phase!r}", hint=f"use one of {', '.join(_PHASES)}"
@@ -235,7 +234,7 @@ def apply_options(*, dry_run: bool, yes: bool, no_wait: bool, timeout: Sequence[
     )
 
 
-def flag_seconds(text: str, flag: str) -> float | None:
+def _flag_seconds(text: str, flag: str) -> float | None:
     """The duration `text` given to `flag`, in seconds (None for 0); a usage error names the flag."""
     try:
         return parse_duration(text)
@@ -244,8 +243,8 @@ def flag_seconds(text: str, flag: str) -> float | None:
 
 
 def positive_seconds(text: str, flag: str) -> float:
-    """Like `flag_seconds`, for a flag where 0 makes no sense (an interval, a wait that must end)."""
-    seconds = flag_seconds(text, flag)
+    """Like `_flag_seconds`, for a flag where 0 makes no sense (an interval, a wait that must end)."""
+    seconds = _flag_seconds(text, flag)
     if seconds is None:
         raise UsageError(f"{flag} must be longer than 0", hint="give a duration such as 5s, 30m or 2h")
     return seconds

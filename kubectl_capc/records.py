@@ -13,7 +13,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kubectl_capc.plan import PatchObject
 
 __all__ = [
     "ACTION_ROLLBACK",
@@ -26,7 +29,6 @@ __all__ = [
     "PREFIX",
     "PREVIOUS_TEMPLATE",
     "PREVIOUS_VERSION",
-    "Change",
     "Rotation",
     "read_history",
     "rotation_annotations",
@@ -57,28 +59,6 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Change(Protocol):
-    """What one patch of a KubeadmControlPlane or MachineDeployment changes (a `plan.PatchObject`)."""
-
-    @property
-    def version_from(self) -> str: ...
-
-    @property
-    def version_to(self) -> str: ...
-
-    @property
-    def template_from(self) -> str: ...
-
-    @property
-    def template_to(self) -> str: ...
-
-    @property
-    def image_from(self) -> str: ...
-
-    @property
-    def image_to(self) -> str: ...
-
-
 @dataclass(frozen=True)
 class Rotation:
     """One change of an object's Kubernetes version and/or machine template, as recorded on it.
@@ -96,8 +76,8 @@ class Rotation:
     to_image: str = ""
 
     @classmethod
-    def of(cls, change: Change, action: str, now: datetime) -> Rotation:
-        """The record of `change`, made by `action` (upgrade or rollback) at `now`."""
+    def of(cls, change: PatchObject, action: str, now: datetime) -> Rotation:
+        """The record of the patch `change`, made by `action` (upgrade or rollback) at `now`."""
         return cls(
             at=timestamp(now),
             action=action,
