@@ -18,8 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -58,40 +56,11 @@ def plugin_identity(bed: Any, namespace: str, name: str) -> tuple[Path, str]:
     The plugin runs as this identity so that the audit log tells its requests apart from those of the
     benchmark's own client and of the rollout simulator (they share the library's User-Agent).
     """
-    from kubernetes import client
+    from tests.rbac_support import bind_cluster_role, service_account_token, token_kubeconfig
 
-    api = bed.api_client()
-    core = client.CoreV1Api(api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
-        {
-            "metadata": {"name": f"{namespace}-{name}"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "cluster-admin",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        }
-    )
-    token = core.create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
-    cluster = yaml.safe_load(bed.kubeconfig.read_text())["clusters"][0]
-    kubeconfig = bed.dir / f"{name}.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": name, "user": {"token": token}}],
-                "contexts": [{"name": name, "context": {"cluster": cluster["name"], "user": name}}],
-                "current-context": name,
-            }
-        )
-    )
-    kubeconfig.chmod(0o600)
+    token = service_account_token(bed, namespace, name)
+    bind_cluster_role(bed, namespace, name, "cluster-admin", binding=f"{namespace}-{name}")
+    kubeconfig = token_kubeconfig(bed, bed.dir / f"{name}.kubeconfig", name, token)
     return kubeconfig, f"system:serviceaccount:{namespace}:{name}"
 
 

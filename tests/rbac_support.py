@@ -2,7 +2,8 @@
 role's rules less one permission, on the RBAC-enforcing test bed.
 
 `login()` creates the ServiceAccount and its RoleBinding, asks for a token with a TokenRequest and
-writes a kubeconfig that uses it; it returns once the authorizer has seen the binding.
+writes a kubeconfig that uses it; it returns once the authorizer has seen the binding. Its parts,
+`service_account_token()`, `bind_cluster_role()` and `token_kubeconfig()`, serve other tests and bench/.
 `permissions()` splits rules into single permissions (one verb on one resource), `rules_without()`
 takes one of them away, and `denied_requests()` / `used_permissions()` read the bed's audit log.
 `small_cluster()` and `credentials_secret()` make a cluster to run the commands on; `capc()` runs one.
@@ -141,8 +142,8 @@ def login(bed: TestBed, namespace: str, name: str, role: RoleRef, directory: Pat
     from kubernetes import client
 
     api = bed.api_client()
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    rbac = client.RbacAuthorizationV1Api(api)
+    token = service_account_token(bed, namespace, name)
     rbac.create_namespaced_role_binding(
         namespace,
         {
@@ -151,10 +152,7 @@ def login(bed: TestBed, namespace: str, name: str, role: RoleRef, directory: Pat
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     )
-    request = {"spec": {"expirationSeconds": 3600}}
-    token = core.create_namespaced_service_account_token(name, namespace, request).status.token
-    kubeconfig = directory / f"{name}.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(_kubeconfig(bed, namespace, name, token)))
+    kubeconfig = token_kubeconfig(bed, directory / f"{name}.kubeconfig", name, token, namespace=namespace)
     account = Login(name, namespace, token, kubeconfig)
     if role.kind == "Role":
         stored = rbac.read_namespaced_role(role.name, namespace)
@@ -165,19 +163,57 @@ def login(bed: TestBed, namespace: str, name: str, role: RoleRef, directory: Pat
     return account
 
 
-def _kubeconfig(bed: TestBed, namespace: str, name: str, token: str) -> dict[str, Any]:
-    admin = yaml.safe_load(bed.kubeconfig.read_text())
-    cluster = admin["clusters"][0]
-    return {
+def service_account_token(bed: TestBed, namespace: str, name: str, *, seconds: int = 3600) -> str:
+    """Create ServiceAccount `name` in `namespace` and return a token for it from a TokenRequest."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(bed.api_client())
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    request = {"spec": {"expirationSeconds": seconds}}
+    status = core.create_namespaced_service_account_token(name, namespace, request).status
+    assert status is not None and status.token, f"no token for ServiceAccount {namespace}/{name}"
+    return str(status.token)
+
+
+def bind_cluster_role(
+    bed: TestBed,
+    namespace: str,
+    name: str,
+    cluster_role: str,
+    *,
+    binding: str,
+    labels: Mapping[str, str] | None = None,
+) -> None:
+    """Bind ServiceAccount `namespace`/`name` to ClusterRole `cluster_role` in every namespace."""
+    from kubernetes import client
+
+    client.RbacAuthorizationV1Api(bed.api_client()).create_cluster_role_binding(
+        {
+            "metadata": {"name": binding, "labels": dict(labels or {})},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_role},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        }
+    )
+
+
+def token_kubeconfig(
+    bed: TestBed, path: Path, user: str, token: str, *, namespace: str | None = None
+) -> Path:
+    """Write a kubeconfig (mode 0600) for the bed's API server that authenticates as `user` with `token`;
+    its context's namespace is `namespace` when given."""
+    cluster = yaml.safe_load(bed.kubeconfig.read_text())["clusters"][0]
+    context = {"cluster": cluster["name"], "user": user, **({"namespace": namespace} if namespace else {})}
+    document = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [cluster],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [
-            {"name": name, "context": {"cluster": cluster["name"], "user": name, "namespace": namespace}}
-        ],
-        "current-context": name,
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": context}],
+        "current-context": user,
     }
+    path.write_text(yaml.safe_dump(document))
+    path.chmod(0o600)
+    return path
 
 
 def _wait_until_bound(account: Login, granted: Permission | None, timeout: float = 20) -> None:

@@ -24,6 +24,7 @@ from kubectl_capc.errors import ExitCode
 from tests.fault_support import (
     IMAGE_URL,
     READY_EVERYWHERE,
+    Started,
     admin,
     cloudstack_api,
     cloudstack_env,
@@ -235,15 +236,22 @@ def test_a_write_past_the_request_timeout_is_not_sent_again_and_the_rerun_finds_
 # -- keys rotated during a run ------------------------------------------------------------------------------
 
 
+def stopped_before_the_template(bed: TestBed, cluster: str, version: str, *extra: str) -> Started:
+    """An upgrade to `version` by URL, stopped (SIGSTOP) right before it looks for its CloudStack template,
+    so that the test can change CloudStack's keys meanwhile."""
+    run = start_upgrade(
+        bed, cluster, by_url(version, *extra),
+        signal_at=f"SIGSTOP@{version} start EnsureImage CloudStack template ubuntu-2204-kube-{version}",
+    )  # fmt: skip
+    stopped(run.process.pid)
+    return run
+
+
 def test_keys_rotated_with_the_secret_following_are_picked_up_after_the_401(
     bed: TestBed, cluster: str
 ) -> None:
     version = fresh_version(MINOR)
-    run = start_upgrade(
-        bed, cluster, by_url(version, "-v", "1"),
-        signal_at=f"SIGSTOP@{version} start EnsureImage CloudStack template ubuntu-2204-kube-{version}",
-    )  # fmt: skip
-    stopped(run.process.pid)
+    run = stopped_before_the_template(bed, cluster, version, "-v", "1")
     admin(bed, "credentials", {})  # the operator rotates the keys ...
     _write_secret(bed, cluster)  # ... and updates the cluster's Secret, as CAPC needs
     run.process.send_signal(signal.SIGCONT)
@@ -258,12 +266,7 @@ def test_keys_rotated_without_the_secret_stop_in_one_line_and_a_rerun_converges(
     bed: TestBed, cluster: str
 ) -> None:
     version = fresh_version(MINOR)
-    name = f"ubuntu-2204-kube-{version}"
-    run = start_upgrade(
-        bed, cluster, by_url(version),
-        signal_at=f"SIGSTOP@{version} start EnsureImage CloudStack template {name}",
-    )  # fmt: skip
-    stopped(run.process.pid)
+    run = stopped_before_the_template(bed, cluster, version)
     old = cloudstack_env(bed)
     admin(bed, "credentials", {})
     before = resource_versions(bed, cluster)

@@ -26,6 +26,7 @@ from kubectl_capc.errors import ExitCode
 from kubectl_capc.kube_write import WATCH_SECONDS, watch_seconds
 from tests.fault_support import end_state, failure_line, start_upgrade, stopped, upgrade
 from tests.kube_proxy import Fault, KubeProxy
+from tests.rbac_support import bind_cluster_role, service_account_token, token_kubeconfig
 from tests.testenv.bed import TestBed, restart_apiserver
 from tests.testenv.rollout_model import STALL_ANNOTATION
 from tests.upgrade_support import create_cluster, get, history, patch, resource_versions, version_and_template
@@ -282,29 +283,11 @@ def _service_account_kubeconfig(
     from kubernetes import client
     from kubernetes import config as kubernetes_config
 
-    api = bed.api_client()
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+    core = client.CoreV1Api(bed.api_client())
     name = f"fm-{uuid.uuid4().hex[:8]}"
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name, "labels": {"fault-tests": "robot"}},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "cluster-admin",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        }
-    )
-    token = core.create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": 3600}}
-    ).status.token
-    document = yaml.safe_load(bed.kubeconfig.read_text())
-    document["users"] = [{"name": "robot", "user": {"token": token}}]
-    document["contexts"][0]["context"]["user"] = "robot"
-    path = directory / "robot-kubeconfig"
-    path.write_text(yaml.safe_dump(document))
+    token = service_account_token(bed, namespace, name)
+    bind_cluster_role(bed, namespace, name, "cluster-admin", binding=name, labels={"fault-tests": "robot"})
+    path = token_kubeconfig(bed, directory / "robot-kubeconfig", "robot", token)
 
     def revoke() -> None:
         """Delete the ServiceAccount and wait until the apiserver no longer accepts its token (401)."""

@@ -204,10 +204,14 @@ def test_a_second_ctrl_c_stops_a_write_at_once() -> None:
     assert not isinstance(stopped.value, interrupts.StoppedAfterWrite)
 
 
-def test_ctrl_c_outside_writes_stops_at_once() -> None:
-    with pytest.raises(KeyboardInterrupt):
+def test_ctrl_c_after_a_write_stops_at_once() -> None:
+    with interrupts.writing("patch MachineDeployment/c1-md-0"):
+        pass  # the write ends without a Ctrl-C: from here on, nothing defers one
+    with pytest.raises(KeyboardInterrupt) as stopped:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
+        pytest.fail("not stopped")
+    assert not isinstance(stopped.value, interrupts.StoppedAfterWrite)
 
 
 # -- the test-only stop points ---------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubectl_capc.__main__ import main
+from tests.rbac_support import service_account_token, token_kubeconfig
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import create_cluster
 
@@ -68,27 +68,8 @@ def scene(testenv_v1beta2: TestBed) -> Iterator[Scene]:
 
 def login(bed: TestBed, namespace: str, name: str, tmp_path: Path) -> tuple[Path, str]:
     """A kubeconfig for a new ServiceAccount, and its user name in the audit log."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(bed.api_client())
-    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    token = core.create_namespaced_service_account_token(
-        name, namespace, {"spec": {"expirationSeconds": 600}}
-    ).status.token
-    cluster = yaml.safe_load(bed.kubeconfig.read_text())["clusters"][0]
-    kubeconfig = tmp_path / f"{name}.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [cluster],
-                "users": [{"name": name, "user": {"token": token}}],
-                "contexts": [{"name": name, "context": {"cluster": cluster["name"], "user": name}}],
-                "current-context": name,
-            }
-        )
-    )
+    token = service_account_token(bed, namespace, name, seconds=600)
+    kubeconfig = token_kubeconfig(bed, tmp_path / f"{name}.kubeconfig", name, token)
     return kubeconfig, f"system:serviceaccount:{namespace}:{name}"
 
 
