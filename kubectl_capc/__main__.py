@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 import traceback
 
-from kubectl_capc.errors import CapcError, ExitCode, one_line
+from kubectl_capc.domain.errors import CapcError, ExitCode, one_line
 
 __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; expected failures become one `error: ...` line on stderr."""
-    from kubectl_capc.cli import PROG_NAME, app
+    from kubectl_capc.cli.app import PROG_NAME, app
 
     try:
         app(args=argv, prog_name=PROG_NAME)

@@ -27,8 +27,8 @@ os.environ["TYPER_USE_RICH"] = "0"
 
 import typer  # noqa: E402
 
-from kubectl_capc.cli import PROG_NAME, app  # noqa: E402
-from kubectl_capc.options import GlobalOptions, global_options  # noqa: E402
+from kubectl_capc.cli.app import PROG_NAME, app  # noqa: E402
+from kubectl_capc.cli.options import GlobalOptions, global_options  # noqa: E402
 
 GLOBAL_FLAGS_ANCHOR = "global-flags"
 

@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubectl_capc.checks import Finding, run_checks
-from kubectl_capc.checks import facts as check_facts
-from kubectl_capc.checks.facts import Facts, Lookup, Query, Resource, Row
-from kubectl_capc.checks.permissions import required_access
-from kubectl_capc.inventory import build_inventories
-from kubectl_capc.model import ClusterInventory
-from kubectl_capc.validate import ask_in_rounds
-from kubectl_capc.versions import TargetVersion
+from kubectl_capc.domain.checks import Finding, run_checks
+from kubectl_capc.domain.checks import facts as check_facts
+from kubectl_capc.domain.checks.facts import Facts, Lookup, Query, Resource, Row
+from kubectl_capc.domain.checks.permissions import required_access
+from kubectl_capc.domain.inventory import build_inventories
+from kubectl_capc.domain.model import ClusterInventory
+from kubectl_capc.domain.versions import TargetVersion
+from kubectl_capc.ops.validate import ask_in_rounds
 from tests.fixtures_capc import Zone, raw_objects, render_cluster, with_settled_status
 
 ZONE1, ZONE2 = "zone1", "zone2"
@@ -129,7 +129,7 @@ class Cloud:
         connection: Callable[[check_facts.Connection], check_facts.Connection] = lambda c: c,
         denied: Iterable[check_facts.Access] = (),
     ) -> Facts:
-        """Facts as `kubectl_capc.validate.gather_facts` would collect them from this cloud."""
+        """Facts as `kubectl_capc.ops.validate.gather_facts` would collect them from this cloud."""
         domains = [fd for inv in inventories for fd in inv.failure_domains]
         found = check_facts.SecretState.FOUND
         keys = frozenset({"api-url", "api-key", "secret-key"})

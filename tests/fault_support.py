@@ -1,7 +1,7 @@
 """Helpers of the fault tests: `image-upgrade` as a subprocess stopped at named points, and the end state
 of a namespace reduced to what an interrupted-then-resumed run must reproduce exactly.
 
-A run is stopped from inside through the test-only hook of `kubectl_capc.testpoints`: the process
+A run is stopped from inside through the test-only hook of `kubectl_capc.domain.testpoints`: the process
 records every point it reaches in a file and sends itself the requested signal at one of them.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubectl_capc.records import CHANGED_AT, HISTORY
-from kubectl_capc.testpoints import POINTS_ENV, SIGNAL_ENV
+from kubectl_capc.domain.records import CHANGED_AT, HISTORY
+from kubectl_capc.domain.testpoints import POINTS_ENV, SIGNAL_ENV
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import REPO, capi_group_version, custom
 
@@ -333,7 +333,7 @@ def template_tags(bed: TestBed, name: str) -> dict[str, str]:
     """The tags of the live template named `name` (one per name is expected), with the uploader's tag
     checked and then shown as `HOST/PID`: its value names the process that sent the upload, which
     differs from run to run. An uploaded template must carry it, naming this host and a process id."""
-    from kubectl_capc.image_register import UPLOADER_TAG
+    from kubectl_capc.ops.image_register import UPLOADER_TAG
 
     rows = cloudstack_api(bed).listTemplates(templatefilter="self", name=name, fetch_list=True)
     ids = {row["id"] for row in rows}

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from kubectl_capc.inventory import RawObjects
+from kubectl_capc.domain.inventory import RawObjects
 
 UPSTREAM_CAPC = Path(__file__).resolve().parents[2] / "shared" / "upstream" / "capc"
 TEMPLATES_DIR = UPSTREAM_CAPC / "templates"

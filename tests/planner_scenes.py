@@ -11,11 +11,18 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kubectl_capc.inventory import build_inventories
-from kubectl_capc.model import CloudStackTemplateRow, ClusterInventory, ZoneTemplates, thaw
-from kubectl_capc.plan import CreateMachineTemplate, EnsureImage, PatchObject, Step, UpgradePlan, WaitRollout
-from kubectl_capc.planner import PlanRequest, plan_upgrade
-from kubectl_capc.versions import parse_target
+from kubectl_capc.domain.inventory import build_inventories
+from kubectl_capc.domain.model import CloudStackTemplateRow, ClusterInventory, ZoneTemplates, thaw
+from kubectl_capc.domain.plan import (
+    CreateMachineTemplate,
+    EnsureImage,
+    PatchObject,
+    Step,
+    UpgradePlan,
+    WaitRollout,
+)
+from kubectl_capc.domain.planner import PlanRequest, plan_upgrade
+from kubectl_capc.domain.versions import parse_target
 from tests.fixtures_capc import Zone, raw_objects, render_cluster, settled_status, with_settled_status
 
 TWO_ZONES = (Zone("zone-a", "net-a"), Zone("zone-b", "net-b"))

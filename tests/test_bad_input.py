@@ -31,8 +31,8 @@ import pytest
 import requests
 import yaml
 
-from kubectl_capc.errors import ExitCode
-from kubectl_capc.kube_read import read_inventories
+from kubectl_capc.domain.errors import ExitCode
+from kubectl_capc.kube.read import read_inventories
 from tests.fixtures_capc import create_objects, render_cluster, tagged_api_client
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import TWO_ZONES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kubectl_capc.checks import CHECKS
+from kubectl_capc.domain.checks import CHECKS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "checks.md"
 

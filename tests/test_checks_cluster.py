@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from kubectl_capc.checks import Severity
-from kubectl_capc.checks.cluster import check_cluster
+from kubectl_capc.domain.checks import Severity
+from kubectl_capc.domain.checks.cluster import check_cluster
 from tests.checks_support import find, inventory_of, render
 from tests.fixtures_capc import render_cluster, settled_status
 

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from kubectl_capc.checks import Severity
-from kubectl_capc.checks.credentials import display_url, url_problem
-from kubectl_capc.checks.facts import Connection, Reach, SecretFacts, SecretState
+from kubectl_capc.domain.checks import Severity
+from kubectl_capc.domain.checks.credentials import display_url, url_problem
+from kubectl_capc.domain.checks.facts import Connection, Reach, SecretFacts, SecretState
 from tests.checks_support import API_URL, Cloud, ids, render
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_capc.checks.facts import Resource, Row
+from kubectl_capc.domain.checks.facts import Resource, Row
 from tests.checks_support import ZONE_IDS, Cloud, ids, render, with_spec
 
 CP = "c1-control-plane"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kubectl_capc.checks.facts import Access
-from kubectl_capc.checks.permissions import required_access
+from kubectl_capc.domain.checks.facts import Access
+from kubectl_capc.domain.checks.permissions import required_access
 from tests.checks_support import Cloud, ids, inventory_of, render
 from tests.fixtures_capc import Zone
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_capc.checks import Severity
-from kubectl_capc.checks.facts import Lookup, Row
-from kubectl_capc.checks.templates import names_version, resolve_template
-from kubectl_capc.model import CloudStackResource
+from kubectl_capc.domain.checks import Severity
+from kubectl_capc.domain.checks.facts import Lookup, Row
+from kubectl_capc.domain.checks.templates import names_version, resolve_template
+from kubectl_capc.domain.model import CloudStackResource
 from tests.checks_support import IMAGE_128, ZONE_IDS, Cloud, find, ids, render, template_row, with_spec
 
 CP = "c1-control-plane"

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.checks import Finding, Severity
-from kubectl_capc.checks.facts import Resource
-from kubectl_capc.versions import parse_target
+from kubectl_capc.domain.checks import Finding, Severity
+from kubectl_capc.domain.checks.facts import Resource
+from kubectl_capc.domain.versions import parse_target
 from tests.checks_support import IMAGE_129, Cloud, find, ids, render, template_row, with_spec
 
 

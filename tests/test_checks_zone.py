@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubectl_capc.checks.facts import Resource, Row
+from kubectl_capc.domain.checks.facts import Resource, Row
 from tests.checks_support import ZONE_IDS, Cloud, find, ids, render
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubectl_capc.cleanup import CLONED_FROM_NAME, CleanupOptions, CleanupPlan, KubeCleanupIO, run_cleanup
-from kubectl_capc.records import PREFIX
+from kubectl_capc.domain.records import PREFIX
+from kubectl_capc.ops.cleanup import CLONED_FROM_NAME, CleanupOptions, CleanupPlan, KubeCleanupIO, run_cleanup
 from tests.fixtures_capc import to_v1beta2
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import (

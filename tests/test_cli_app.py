@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from kubectl_capc.__main__ import main
-from kubectl_capc.errors import ExitCode
-from kubectl_capc.kubeconfig import Kubeconfig
+from kubectl_capc.domain.errors import ExitCode
+from kubectl_capc.kube.kubeconfig import Kubeconfig
 from tests.test_cli_kubeconfig import kubeconfig_text, write
 
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import typer
 
-from kubectl_capc.commands.console import PlanTerminal
-from kubectl_capc.errors import ExitCode
-from kubectl_capc.interrupts import StoppedAfterWrite
-from kubectl_capc.options import OutputFormat
-from kubectl_capc.plan import WaitRollout
-from kubectl_capc.preview import ObjectPreview
+from kubectl_capc.cli.options import OutputFormat
+from kubectl_capc.cli.terminal import PlanTerminal
+from kubectl_capc.domain.errors import ExitCode
+from kubectl_capc.domain.interrupts import StoppedAfterWrite
+from kubectl_capc.domain.plan import WaitRollout
+from kubectl_capc.domain.preview import ObjectPreview
 
 HOW_TO_GO_ON = "run the same command again to continue where it stopped"
 

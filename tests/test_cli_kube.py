@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc import kube
-from kubectl_capc.errors import ConfigError, ExitCode, KubeApiError
-from kubectl_capc.options import GlobalOptions, configure_logging
+from kubectl_capc.cli.options import GlobalOptions, configure_logging
+from kubectl_capc.domain.errors import ConfigError, ExitCode, KubeApiError
+from kubectl_capc.kube.client import client as kube
 from tests.test_cli_kubeconfig import kubeconfig_text, write
 from tests.testenv.bed import TestBed
 

@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubectl_capc.errors import ConfigError, ExitCode
-from kubectl_capc.kubeconfig import (
+from kubectl_capc.domain.errors import ConfigError, ExitCode
+from kubectl_capc.kube.kubeconfig import (
     kubeconfig_paths,
     load_kubeconfig,
     merge_kubeconfigs,

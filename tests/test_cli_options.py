@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from kubectl_capc.options import (
+from kubectl_capc.cli.options import (
     GlobalOptions,
     OutputFormat,
     configure_logging,
@@ -133,6 +133,6 @@ def test_decorator_refuses_commands_it_cannot_serve() -> None:
 def test_verbosity_sets_only_this_tools_log_level(verbosity: int, level: int) -> None:
     kubernetes_rest = logging.getLogger("kubernetes.client.rest")
     configure_logging(verbosity)
-    assert logging.getLogger("kubectl_capc.kube").getEffectiveLevel() == level
+    assert logging.getLogger("kubectl_capc.kube.client").getEffectiveLevel() == level
     # The kubernetes client logs response bodies (possibly Secrets) at debug level: never turn that on.
     assert not kubernetes_rest.isEnabledFor(logging.DEBUG)

@@ -14,12 +14,18 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack import CloudStackClient, CloudStackError, Credentials, OwnerScope, Template
-from kubectl_capc.cluster_io import wait_for_copies
-from kubectl_capc.errors import ExitCode
-from kubectl_capc.image_targets import ZoneTarget
-from kubectl_capc.plan import EnsureImage, ImageSource, ZoneImage, ZoneState
-from kubectl_capc.versions import parse_version
+from kubectl_capc.cloudstack.client import (
+    CloudStackClient,
+    CloudStackError,
+    Credentials,
+    OwnerScope,
+    Template,
+)
+from kubectl_capc.domain.errors import ExitCode
+from kubectl_capc.domain.plan import EnsureImage, ImageSource, ZoneImage, ZoneState
+from kubectl_capc.domain.versions import parse_version
+from kubectl_capc.ops.cluster_io import wait_for_copies
+from kubectl_capc.ops.image_targets import ZoneTarget
 from tests.csdouble.server import CloudStackDouble
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,11 +50,11 @@ class VirtualClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> VirtualClock:
     """The virtual clock in place of `time` where the waits count and sleep."""
-    import kubectl_capc.cloudstack
-    import kubectl_capc.cluster_io
+    import kubectl_capc.cloudstack.client
+    import kubectl_capc.ops.cluster_io
 
     virtual = VirtualClock()
-    for module in (kubectl_capc.cloudstack, kubectl_capc.cluster_io):
+    for module in (kubectl_capc.cloudstack.client, kubectl_capc.ops.cluster_io):
         monkeypatch.setattr(module, "time", virtual)
     return virtual
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from cs import CloudStackApiException
 
-from kubectl_capc.cloudstack import CloudStackClient, CloudStackError, Credentials, TemplateSpec
-from kubectl_capc.errors import ExitCode
+from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, Credentials, TemplateSpec
+from kubectl_capc.domain.errors import ExitCode
 from tests.csdouble import CloudStackDouble
 
 UBUNTU_2204 = "46f966f7-d8d7-461e-9b51-46642c22c1bc"

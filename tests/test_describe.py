@@ -8,8 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from kubectl_capc.cloudstack import CloudStackError
-from kubectl_capc.describe import (
+from kubectl_capc.cloudstack.client import CloudStackError
+from kubectl_capc.domain.documents import API_VERSION
+from kubectl_capc.domain.errors import ConfigError
+from kubectl_capc.domain.inventory import build_inventories
+from kubectl_capc.domain.model import CloudStackResource, CloudStackTemplateRow, ClusterInventory
+from kubectl_capc.ops.describe import (
     Availability,
     describe_cluster,
     lookup_zone_templates,
@@ -17,10 +21,6 @@ from kubectl_capc.describe import (
     render_tree,
     template_availability,
 )
-from kubectl_capc.documents import API_VERSION
-from kubectl_capc.errors import ConfigError
-from kubectl_capc.inventory import build_inventories
-from kubectl_capc.model import CloudStackResource, CloudStackTemplateRow, ClusterInventory
 from tests.fixtures_capc import Zone, raw_objects, render_cluster, with_settled_status
 
 TWO_ZONES = (Zone("zone-a", "net-a"), Zone("zone-b", "net-b"))
@@ -293,7 +293,7 @@ def test_zone_lookup_shares_secrets_clients_and_listings(monkeypatch: pytest.Mon
             raise ConfigError(f"Secret {ref} lacks api-key")
         return f"credentials of {ref}"
 
-    monkeypatch.setattr("kubectl_capc.image_targets.read_secret_credentials", read_secret)
+    monkeypatch.setattr("kubectl_capc.ops.image_targets.read_secret_credentials", read_secret)
     calls: list[str] = []
     clients: list[FakeCloudStack] = []
     rows = {"zone-a": [row()], "zone-b": [row(zone="zone-b", ready=False)]}

@@ -12,8 +12,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kubectl_capc.kube_read import read_inventories
-from kubectl_capc.model import ClusterInventory
+from kubectl_capc.domain.model import ClusterInventory
+from kubectl_capc.kube.read import read_inventories
 from tests.fixtures_capc import Zone, audit_requests, create_objects, render_cluster, tagged_api_client
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import CAPC, TWO_ZONES, cli, wait_for, wait_settled

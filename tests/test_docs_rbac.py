@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from kubectl_capc.checks.facts import Access
-from kubectl_capc.checks.permissions import required_access
+from kubectl_capc.domain.checks.facts import Access
+from kubectl_capc.domain.checks.permissions import required_access
 from tests.checks_support import inventory_of
 from tests.fixtures_capc import Zone, render_cluster, with_settled_status
 from tests.testenv.bed import TestBed

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from kubectl_capc.cli import PROG_NAME, app
+from kubectl_capc.cli.app import PROG_NAME, app
 from scripts import gen_cli_reference
 
 

@@ -5,7 +5,7 @@ and the end of the last one; inside the image step, every CloudStack write is a 
 
 Each kill point gets a cluster of its own (one control-plane machine, two MachineDeployments) on the
 real test bed with the rollout simulator; the process stops itself at exactly that point through the
-test-only hook of `kubectl_capc.testpoints`. For every point:
+test-only hook of `kubectl_capc.domain.testpoints`. For every point:
 
 - right after the stop, nothing is half-written: each CloudStackMachineTemplate is absent or complete,
   each KubeadmControlPlane / MachineDeployment is at a version, template and history that the
@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.records import HISTORY
+from kubectl_capc.domain.records import HISTORY
 from tests.fault_support import (
     IMAGE_URL,
     READY_EVERYWHERE,

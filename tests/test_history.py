@@ -1,11 +1,11 @@
-"""`kubectl_capc.history` on recorded scenes: order, table and typed document. No servers."""
+"""`kubectl_capc.domain.history` on recorded scenes: order, table and typed document. No servers."""
 
 from __future__ import annotations
 
 import pytest
 
-from kubectl_capc.history import cluster_history
-from kubectl_capc.records import ACTION_ROLLBACK, ACTION_UPGRADE, HISTORY
+from kubectl_capc.domain.history import cluster_history
+from kubectl_capc.domain.records import ACTION_ROLLBACK, ACTION_UPGRADE, HISTORY
 from tests.planner_scenes import cluster, inventory, named
 from tests.test_rollback_plan import record
 

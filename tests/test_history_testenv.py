@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import yaml
 
-from kubectl_capc.records import ACTION_UPGRADE, Rotation, rotation_annotations
+from kubectl_capc.domain.records import ACTION_UPGRADE, Rotation, rotation_annotations
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import cli, create_cluster, patch
 

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from kubectl_capc.errors import UsageError
-from kubectl_capc.imagebuilder import (
+from kubectl_capc.domain.errors import UsageError
+from kubectl_capc.domain.images import Hypervisor, ImageFormat
+from kubectl_capc.domain.versions import KubeVersion
+from kubectl_capc.imagebuilder.build import (
     BuildRequest,
     BuildResult,
     ImageBuildError,
     build_image,
     packer_variables,
 )
-from kubectl_capc.images import Hypervisor, ImageFormat
-from kubectl_capc.versions import KubeVersion
 
 STANDIN = Path(__file__).resolve().parent / "imagebuilder_standin"
 V1_30_2 = KubeVersion(1, 30, 2)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack import (
+from kubectl_capc.cloudstack.client import (
     CloudStackClient,
     CloudStackError,
     Credentials,
@@ -21,7 +21,7 @@ from kubectl_capc.cloudstack import (
     credentials_from_config,
     credentials_from_secret_data,
 )
-from kubectl_capc.errors import ConfigError
+from kubectl_capc.domain.errors import ConfigError
 from tests.csdouble.faults import parse_faults
 from tests.csdouble.seed import add_template
 from tests.csdouble.server import CloudStackDouble
@@ -305,8 +305,8 @@ def test_parameter_errors_carry_cloudstacks_text(cloudstack: CloudStackDouble) -
 def test_injected_internal_error_and_failed_job(
     cloudstack: CloudStackDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubectl_capc import cloudstack as adapter
-    from kubectl_capc.backoff import Backoff
+    from kubectl_capc.cloudstack.client import client as adapter
+    from kubectl_capc.domain.backoff import Backoff
 
     monkeypatch.setattr(adapter, "RETRIES", Backoff(attempts=3, base=0.01, cap=0.01))
     client = client_for(cloudstack)

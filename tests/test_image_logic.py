@@ -10,17 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubectl_capc.cloudstack import MultipartFileBody
-from kubectl_capc.errors import UsageError
-from kubectl_capc.imagebuilder import (
-    BuildRequest,
-    build_environment,
-    check_tools,
-    packer_variables,
-    required_tools,
-    vmx_document,
-)
-from kubectl_capc.images import (
+from kubectl_capc.cloudstack.client import MultipartFileBody
+from kubectl_capc.domain.errors import UsageError
+from kubectl_capc.domain.images import (
     Action,
     CopyState,
     ExistingCopy,
@@ -35,8 +27,16 @@ from kubectl_capc.images import (
     os_display_name,
     prebuilt_url,
 )
-from kubectl_capc.naming import TemplateName
-from kubectl_capc.versions import KubeVersion
+from kubectl_capc.domain.naming import TemplateName
+from kubectl_capc.domain.versions import KubeVersion
+from kubectl_capc.imagebuilder.build import (
+    BuildRequest,
+    build_environment,
+    check_tools,
+    packer_variables,
+    required_tools,
+    vmx_document,
+)
 
 # --- formats and hypervisors ------------------------------------------------------------------------
 

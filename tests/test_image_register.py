@@ -17,9 +17,17 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack import CloudStackClient, CloudStackError, Credentials, OwnerScope, Template
-from kubectl_capc.errors import UsageError
-from kubectl_capc.image_register import (
+from kubectl_capc.cloudstack.client import (
+    CloudStackClient,
+    CloudStackError,
+    Credentials,
+    OwnerScope,
+    Template,
+)
+from kubectl_capc.domain.errors import UsageError
+from kubectl_capc.domain.images import Hypervisor
+from kubectl_capc.domain.versions import KubeVersion
+from kubectl_capc.ops.image_register import (
     UPLOADER_TAG,
     ImageSource,
     ZoneOutcome,
@@ -30,9 +38,7 @@ from kubectl_capc.image_register import (
     template_spec_for,
     template_tags,
 )
-from kubectl_capc.image_targets import ZoneTarget
-from kubectl_capc.images import Hypervisor
-from kubectl_capc.versions import KubeVersion
+from kubectl_capc.ops.image_targets import ZoneTarget
 from tests.csdouble.faults import parse_faults
 from tests.csdouble.seed import add_template
 from tests.csdouble.server import CloudStackDouble

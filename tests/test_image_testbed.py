@@ -303,7 +303,7 @@ def test_a_run_killed_during_the_upload_is_finished_by_a_rerun_with_replace(
 
 def killed_before_tagging(bed: TestBed, args: list[str]) -> subprocess.CompletedProcess[str]:
     """Run the CLI and have it SIGKILL itself right before its first createTags request."""
-    from kubectl_capc.testpoints import SIGNAL_ENV
+    from kubectl_capc.domain.testpoints import SIGNAL_ENV
 
     return cli(bed, *args, env={SIGNAL_ENV: "SIGKILL@writing tag template *"})
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_capc.errors import KubeApiError
-from kubectl_capc.kube_read import ServedVersions, pick_versions
+from kubectl_capc.domain.errors import KubeApiError
+from kubectl_capc.kube.read import ServedVersions, pick_versions
 
 CAPC = {"infrastructure.cluster.x-k8s.io": ["v1beta1", "v1beta2", "v1beta3"]}
 

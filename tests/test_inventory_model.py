@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.inventory import build_inventories
-from kubectl_capc.model import ClusterInventory, FrozenDict, Replicas, freeze, normalize_version, thaw
+from kubectl_capc.domain.inventory import build_inventories
+from kubectl_capc.domain.model import ClusterInventory, FrozenDict, Replicas, freeze, normalize_version, thaw
 from tests.fixtures_capc import raw_objects, render_cluster, with_settled_status
 
 

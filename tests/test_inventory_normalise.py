@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.describe import describe_cluster
-from kubectl_capc.inventory import RawObjects, build_inventories, parse_machine_template, parse_ref
-from kubectl_capc.model import ClusterInventory, MachineRole, Ref
+from kubectl_capc.domain.inventory import RawObjects, build_inventories, parse_machine_template, parse_ref
+from kubectl_capc.domain.model import ClusterInventory, MachineRole, Ref
+from kubectl_capc.ops.describe import describe_cluster
 from tests.fixtures_capc import Zone, raw_objects, render_cluster, render_e2e_upgrade, with_settled_status
 
 TWO_ZONES = (Zone("zone-a", "net-a"), Zone("zone-b", "net-b", secret_name="creds-b", secret_namespace="capc"))

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubectl_capc.errors import PlanError
-from kubectl_capc.naming import (
+from kubectl_capc.domain.errors import PlanError
+from kubectl_capc.domain.naming import (
     MAX_NAME_LENGTH,
     TemplateName,
     machine_template_name,
@@ -17,7 +17,7 @@ from kubectl_capc.naming import (
     parse_template_name,
     template_name_for,
 )
-from kubectl_capc.versions import KubeVersion, parse_version
+from kubectl_capc.domain.versions import KubeVersion, parse_version
 
 # Written out from the Kubernetes rules, independently of the module under test.
 DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"

@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from kubectl_capc.__main__ import main
-from kubectl_capc.model import thaw
-from kubectl_capc.offline import load_manifests, plan_files, write_changes
-from kubectl_capc.plan import CreateMachineTemplate, PatchObject, Step
-from kubectl_capc.planner import PlanRequest
-from kubectl_capc.versions import parse_target
+from kubectl_capc.domain.model import thaw
+from kubectl_capc.domain.plan import CreateMachineTemplate, PatchObject, Step
+from kubectl_capc.domain.planner import PlanRequest
+from kubectl_capc.domain.versions import parse_target
+from kubectl_capc.ops.gitops import load_manifests, plan_files, write_changes
 from tests.fixtures_capc import render_cluster
 from tests.planner_scenes import cluster, converge, images, listing, named
 

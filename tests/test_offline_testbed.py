@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from kubectl_capc.kube_read import read_inventories
+from kubectl_capc.kube.read import read_inventories
 from tests.fixtures_capc import create_objects
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import cli, wait_settled

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from kubectl_capc.errors import PlanError, UsageError
-from kubectl_capc.model import CloudStackTemplateRow, thaw
-from kubectl_capc.plan import (
+from kubectl_capc.domain.errors import PlanError, UsageError
+from kubectl_capc.domain.model import CloudStackTemplateRow, thaw
+from kubectl_capc.domain.plan import (
     CreateMachineTemplate,
     EnsureImage,
     ImageSource,
@@ -16,9 +16,9 @@ from kubectl_capc.plan import (
     WaitRollout,
     ZoneState,
 )
-from kubectl_capc.planner import clone_machine_template, comparable_spec
-from kubectl_capc.records import CLONED_FROM, KUBERNETES_VERSION
-from kubectl_capc.versions import parse_version
+from kubectl_capc.domain.planner import clone_machine_template, comparable_spec
+from kubectl_capc.domain.records import CLONED_FROM, KUBERNETES_VERSION
+from kubectl_capc.domain.versions import parse_version
 from tests.planner_scenes import (
     TWO_ZONES,
     all_steps,

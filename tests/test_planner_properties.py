@@ -20,11 +20,11 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kubectl_capc.errors import PlanError, UsageError
-from kubectl_capc.model import ZoneTemplates
-from kubectl_capc.naming import MAX_NAME_LENGTH
-from kubectl_capc.plan import CreateMachineTemplate, PatchObject, Step, UpgradePlan
-from kubectl_capc.versions import KubeVersion, kubelet_max_lag, parse_version
+from kubectl_capc.domain.errors import PlanError, UsageError
+from kubectl_capc.domain.model import ZoneTemplates
+from kubectl_capc.domain.naming import MAX_NAME_LENGTH
+from kubectl_capc.domain.plan import CreateMachineTemplate, PatchObject, Step, UpgradePlan
+from kubectl_capc.domain.versions import KubeVersion, kubelet_max_lag, parse_version
 from tests.planner_scenes import (
     all_steps,
     cluster,

@@ -16,12 +16,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from kubectl_capc.errors import ConfigError, ExitCode, PlanError, UsageError
-from kubectl_capc.images import check_download_url, check_template_name
-from kubectl_capc.kube_read import read_inventories
-from kubectl_capc.kubeconfig import Kubeconfig, merge_kubeconfigs, parse_kubeconfig
-from kubectl_capc.naming import machine_template_name, parse_template_name, template_name_for
-from kubectl_capc.versions import KubeVersion, TargetVersion, parse_target, parse_version
+from kubectl_capc.domain.errors import ConfigError, ExitCode, PlanError, UsageError
+from kubectl_capc.domain.images import check_download_url, check_template_name
+from kubectl_capc.domain.naming import machine_template_name, parse_template_name, template_name_for
+from kubectl_capc.domain.versions import KubeVersion, TargetVersion, parse_target, parse_version
+from kubectl_capc.kube.kubeconfig import Kubeconfig, merge_kubeconfigs, parse_kubeconfig
+from kubectl_capc.kube.read import read_inventories
 
 # Text that looks like what users type: digits, dots, letters, signs and some whitespace, often near
 # a valid value; plus anything at all.

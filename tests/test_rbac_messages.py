@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.errors import ExitCode, KubeApiError
-from kubectl_capc.kube import forbidden_error
-from kubectl_capc.kube_write import KubeWriter, Rejected
+from kubectl_capc.domain.errors import ExitCode, KubeApiError
+from kubectl_capc.kube.errors import forbidden_error
+from kubectl_capc.kube.write import KubeWriter, Rejected
 from tests.test_refusal_wording import CannedApiClient, status
 
 USER = "system:serviceaccount:prod:deployer"

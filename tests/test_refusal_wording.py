@@ -23,10 +23,10 @@ from kubernetes.client import ApiClient, Configuration, rest
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from kubectl_capc.errors import ConfigError, ExitCode, KubeApiError
-from kubectl_capc.image_targets import read_secret_credentials
-from kubectl_capc.model import SecretRef
-from kubectl_capc.offline import ServerVerdict, server_dry_run
+from kubectl_capc.domain.errors import ConfigError, ExitCode, KubeApiError
+from kubectl_capc.domain.model import SecretRef
+from kubectl_capc.kube.write import server_dry_run
+from kubectl_capc.ops.image_targets import read_secret_credentials
 
 REPO = Path(__file__).resolve().parent.parent
 USER = "system:serviceaccount:ci:deployer"
@@ -93,7 +93,7 @@ def test_reading_credentials_does_not_load_the_typed_core_api() -> None:
     code = (
         "import sys\n"
         "from tests.test_refusal_wording import GOOD_SECRET, REF, CannedApiClient\n"
-        "from kubectl_capc.image_targets import read_secret_credentials\n"
+        "from kubectl_capc.ops.image_targets import read_secret_credentials\n"
         "read_secret_credentials(CannedApiClient(200, GOOD_SECRET), REF, 'fd1')\n"
         "print(sorted(m for m in sys.modules if m.startswith('kubernetes.client.models.v1_')))\n"
     )
@@ -174,9 +174,7 @@ def test_server_dry_run_reports_an_admission_refusal_as_the_objects_verdict() ->
         "ValidatingAdmissionPolicy 'pinned-images' denied request: cannot use an unpinned image"
     )
     api = CannedApiClient(403, status(403, message))
-    assert server_dry_run(api, [TEMPLATE]) == (
-        ServerVerdict("CloudStackMachineTemplate/c1-md-0-v1-29-3", message),
-    )
+    assert server_dry_run(api, [TEMPLATE]) == [("CloudStackMachineTemplate/c1-md-0-v1-29-3", message)]
     ((method, path),) = api.requests
     assert (method, path) == (
         "PATCH",

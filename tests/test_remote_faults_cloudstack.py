@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.errors import ExitCode
+from kubectl_capc.domain.errors import ExitCode
 from tests.fault_support import (
     IMAGE_URL,
     READY_EVERYWHERE,

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubectl_capc.errors import ExitCode
-from kubectl_capc.kube_write import WATCH_SECONDS, watch_seconds
+from kubectl_capc.domain.errors import ExitCode
+from kubectl_capc.kube.write import WATCH_SECONDS, watch_seconds
 from tests.fault_support import end_state, failure_line, start_upgrade, stopped, upgrade
 from tests.kube_proxy import Fault, KubeProxy
 from tests.rbac_support import bind_cluster_role, service_account_token, token_kubeconfig

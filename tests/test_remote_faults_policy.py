@@ -20,11 +20,11 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from kubectl_capc import cloudstack as adapter
-from kubectl_capc import interrupts, testpoints
-from kubectl_capc.backoff import MAX_RETRY_AFTER, Backoff, retry_after
-from kubectl_capc.cloudstack import CloudStackClient, CloudStackError, CloudStackRejected, Credentials
-from kubectl_capc.kube import RETRIES, retry_delay
+from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, CloudStackRejected, Credentials
+from kubectl_capc.cloudstack.client import client as adapter
+from kubectl_capc.domain import interrupts, testpoints
+from kubectl_capc.domain.backoff import MAX_RETRY_AFTER, Backoff, retry_after
+from kubectl_capc.kube.client import RETRIES, retry_delay
 from tests.csdouble.faults import parse_faults
 from tests.csdouble.server import CloudStackDouble
 

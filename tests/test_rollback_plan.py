@@ -6,10 +6,16 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.errors import PlanError
-from kubectl_capc.plan import PatchObject, WaitRollout
-from kubectl_capc.records import ACTION_ROLLBACK, ACTION_UPGRADE, Rotation, read_history, rotation_annotations
-from kubectl_capc.rollback import GoBack, RollbackPlan, plan_rollback
+from kubectl_capc.domain.errors import PlanError
+from kubectl_capc.domain.plan import PatchObject, WaitRollout
+from kubectl_capc.domain.records import (
+    ACTION_ROLLBACK,
+    ACTION_UPGRADE,
+    Rotation,
+    read_history,
+    rotation_annotations,
+)
+from kubectl_capc.ops.rollback import GoBack, RollbackPlan, plan_rollback
 from tests.planner_scenes import (
     cluster,
     execute,

@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
-from kubectl_capc.apply import ApplyOptions
-from kubectl_capc.model import ClusterInventory
-from kubectl_capc.records import ACTION_ROLLBACK, ACTION_UPGRADE, PREVIOUS_TEMPLATE, PREVIOUS_VERSION
-from kubectl_capc.rollback import KubeRollbackIO, Rollback
+from kubectl_capc.domain.model import ClusterInventory
+from kubectl_capc.domain.records import ACTION_ROLLBACK, ACTION_UPGRADE, PREVIOUS_TEMPLATE, PREVIOUS_VERSION
+from kubectl_capc.ops.options import ApplyOptions
+from kubectl_capc.ops.rollback import KubeRollbackIO, Rollback
 from tests.testenv.bed import TestBed
 from tests.testenv.rollout_model import STALL_ANNOTATION
 from tests.upgrade_support import (

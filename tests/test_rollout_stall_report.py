@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from kubectl_capc.errors import ExitCode
+from kubectl_capc.domain.errors import ExitCode
 from tests.testenv.bed import TestBed
 from tests.testenv.rollout_model import FAIL_ANNOTATION, STALL_ANNOTATION
 from tests.upgrade_support import cli, create_cluster, custom

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from urllib3.exceptions import MaxRetryError, SSLError
 
-from kubectl_capc.kube import certificate_refused, request_was_sent, retry_delay
+from kubectl_capc.kube.client import certificate_refused, request_was_sent, retry_delay
 from tests.rbac_support import credentials_secret, small_cluster
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import REPO

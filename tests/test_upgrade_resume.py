@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.apply import ApplyOptions, ImageOptions, Upgrade
-from kubectl_capc.cluster_io import KubeClusterIO
-from kubectl_capc.errors import UsageError
-from kubectl_capc.plan import PatchObject, PlanHop, Step, UpgradePlan
-from kubectl_capc.planner import PlanRequest
-from kubectl_capc.versions import parse_target
+from kubectl_capc.domain.errors import UsageError
+from kubectl_capc.domain.plan import PatchObject, PlanHop, Step, UpgradePlan
+from kubectl_capc.domain.planner import PlanRequest
+from kubectl_capc.domain.versions import parse_target
+from kubectl_capc.ops.cluster_io import KubeClusterIO
+from kubectl_capc.ops.options import ApplyOptions, ImageOptions
+from kubectl_capc.ops.upgrade import Upgrade
 from tests.testenv.bed import TestBed
 from tests.upgrade_support import (
     create_cluster,
@@ -123,7 +124,7 @@ def test_a_concurrent_change_that_alters_the_plan_is_shown_and_asked_again(
 
 
 def test_a_template_still_downloading_is_waited_for_first(testenv: TestBed, namespace: str) -> None:
-    from kubectl_capc.cloudstack import CloudStackClient
+    from kubectl_capc.cloudstack.client import CloudStackClient
 
     name = "ubuntu-2204-kube-v1.31.1"
     ensure_cloudstack_template(testenv, name, {"zone1": "ready", "zone2": "downloading"})
@@ -145,9 +146,9 @@ def test_a_missing_template_is_registered_from_a_url_in_every_zone(testenv: Test
     import json
     import urllib.request
 
-    from kubectl_capc.cloudstack import CloudStackClient
-    from kubectl_capc.plan import ImageSource
-    from kubectl_capc.versions import parse_version
+    from kubectl_capc.cloudstack.client import CloudStackClient
+    from kubectl_capc.domain.plan import ImageSource
+    from kubectl_capc.domain.versions import parse_version
 
     ensure_cloudstack_template(testenv, "ubuntu-2204-kube-v1.30.2")  # the image in use: OS type to copy
     create_cluster(testenv, namespace, md_count=1, version="v1.30.2")

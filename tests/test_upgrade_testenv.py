@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kubectl_capc.records import (
+from kubectl_capc.domain.records import (
     CHANGED_AT,
     CLONED_FROM,
     KUBERNETES_VERSION,

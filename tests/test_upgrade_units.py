@@ -8,14 +8,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from kubectl_capc.apply import Timeouts
-from kubectl_capc.commands.upgrade import image_options
-from kubectl_capc.errors import UsageError
-from kubectl_capc.kube_write import patch_body, progress_of
-from kubectl_capc.model import FrozenDict
-from kubectl_capc.options import parse_timeouts
-from kubectl_capc.plan import CreateMachineTemplate, ImageSource, PatchObject, WaitRollout
-from kubectl_capc.preview import (
+from kubectl_capc.cli.options import parse_timeouts
+from kubectl_capc.cli.upgrade import image_options
+from kubectl_capc.domain.errors import UsageError
+from kubectl_capc.domain.model import FrozenDict
+from kubectl_capc.domain.plan import CreateMachineTemplate, ImageSource, PatchObject, WaitRollout
+from kubectl_capc.domain.preview import (
     ObjectPreview,
     clean,
     merge_patch,
@@ -23,7 +21,7 @@ from kubectl_capc.preview import (
     semantic_summary,
     unified_diff,
 )
-from kubectl_capc.records import (
+from kubectl_capc.domain.records import (
     HISTORY,
     HISTORY_LIMIT,
     PREVIOUS_TEMPLATE,
@@ -33,7 +31,9 @@ from kubectl_capc.records import (
     rotation_annotations,
     timestamp,
 )
-from kubectl_capc.versions import parse_version
+from kubectl_capc.domain.versions import parse_version
+from kubectl_capc.kube.write import patch_body, progress_of
+from kubectl_capc.ops.options import Timeouts
 from tests.fixtures_capc import render_cluster, settled_status
 
 KCP = "KubeadmControlPlane"

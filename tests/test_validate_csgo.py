@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.checks import run_checks
-from kubectl_capc.checks.facts import Connection, Facts, Reach, Tenant
-from kubectl_capc.checks.templates import resolve_template, template_query
-from kubectl_capc.cloudstack import CloudStackClient, Credentials, OwnerScope
-from kubectl_capc.model import CloudStackResource
-from kubectl_capc.validate import Session, ask_in_rounds
+from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope
+from kubectl_capc.domain.checks import run_checks
+from kubectl_capc.domain.checks.facts import Connection, Facts, Reach, Tenant
+from kubectl_capc.domain.checks.templates import resolve_template, template_query
+from kubectl_capc.domain.model import CloudStackResource
+from kubectl_capc.ops.validate import Session, ask_in_rounds
 from tests.checks_support import inventory_of
 from tests.csdouble import CloudStackDouble
 from tests.csdouble.seed import add_template

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.checks.facts import Connection, Reach
-from kubectl_capc.errors import ExitCode, UsageError
-from kubectl_capc.validate import ValidationReport, build_report, parse_to
-from kubectl_capc.versions import parse_target
+from kubectl_capc.domain.checks.facts import Connection, Reach
+from kubectl_capc.domain.errors import ExitCode, UsageError
+from kubectl_capc.domain.versions import parse_target
+from kubectl_capc.ops.validate import ValidationReport, build_report, parse_to
 from tests.checks_support import Cloud, find, inventory_of, render
 
 

@@ -23,7 +23,7 @@ import requests
 import yaml
 
 from kubectl_capc.__main__ import main
-from kubectl_capc.kube_read import read_inventories
+from kubectl_capc.kube.read import read_inventories
 from tests.fixtures_capc import Zone, create_objects, render_cluster
 from tests.testenv.bed import DEFAULT_SEED, TestBed
 
@@ -391,8 +391,8 @@ def test_healthy_table_and_yaml(scene_bed: SceneBed, capsys: pytest.CaptureFixtu
 def test_a_failing_cloudstack_call_is_a_finding(
     scene_bed: SceneBed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubectl_capc import cloudstack
-    from kubectl_capc.backoff import Backoff
+    from kubectl_capc.cloudstack.client import client as cloudstack
+    from kubectl_capc.domain.backoff import Backoff
 
     # Reads are tried twice here (quickly): the call for each of the two zones fails both times.
     monkeypatch.setattr(cloudstack, "RETRIES", Backoff(attempts=2, base=0.01, cap=0.01))

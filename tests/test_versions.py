@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubectl_capc.errors import ExitCode, PlanError, UsageError
-from kubectl_capc.versions import (
+from kubectl_capc.domain.errors import ExitCode, PlanError, UsageError
+from kubectl_capc.domain.versions import (
     Hop,
     KubeVersion,
     TargetVersion,

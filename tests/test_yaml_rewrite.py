@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubectl_capc.yaml_rewrite import MAX_NODES, YamlText, YamlTextError, canonical
+from kubectl_capc.domain.yaml_rewrite import MAX_NODES, YamlText, YamlTextError, canonical
 from tests.fixtures_capc import TEMPLATES_DIR
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mycluster"
@@ -314,7 +314,7 @@ def test_a_modest_use_of_anchors_is_accepted() -> None:
 
 
 def test_a_huge_document_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kubectl_capc.yaml_rewrite as module
+    import kubectl_capc.domain.yaml_rewrite as module
 
     monkeypatch.setattr(module, "MAX_DOCUMENT_BYTES", 1000)
     YamlText.parse("a: " + "x" * 900 + "\n---\nb: " + "y" * 900 + "\n")

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from kubectl_capc.kube_read import read_inventories
-from kubectl_capc.model import ClusterInventory
-from kubectl_capc.records import HISTORY
+from kubectl_capc.domain.model import ClusterInventory
+from kubectl_capc.domain.records import HISTORY
+from kubectl_capc.kube.read import read_inventories
 from tests.fixtures_capc import PLURALS, Zone, create_objects, render_cluster
 from tests.testenv.bed import TestBed
 

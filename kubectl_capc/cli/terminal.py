@@ -1,0 +1,133 @@
+"""The terminal of the commands that change a cluster by plan (`image-upgrade`, `rollback`).
+
+The plan and the server-checked diff of each write go to stdout; steps, progress, notes and questions
+go to stderr, so stdout stays what a script reads. With `-o json|yaml`, stdout carries only the plan's
+typed document, with the server's verdict on each write, printed once whatever point the run stopped at.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
+
+import typer
+
+from kubectl_capc.cli.options import OutputFormat
+from kubectl_capc.domain.errors import ExitCode
+
+if TYPE_CHECKING:
+    from kubectl_capc.domain.plan import Step
+    from kubectl_capc.domain.preview import ObjectPreview
+    from kubectl_capc.kube.write import OwnerProgress
+
+__all__ = ["PlanTerminal"]
+
+
+class _Documented(Protocol):
+    def to_document(self) -> dict[str, Any]: ...
+
+
+PlanT = TypeVar("PlanT", bound=_Documented)
+
+
+class PlanTerminal(ABC, Generic[PlanT]):
+    """Shows one command's plan, previews, steps and progress; each command says how its plan and
+    previews look as text and what the document says about each write."""
+
+    def __init__(self, output: OutputFormat, *, color: bool | None = None) -> None:
+        """`color` None: colour the diffs when stdout is a terminal and NO_COLOR is not set."""
+        self.output = output
+        self.color = sys.stdout.isatty() and "NO_COLOR" not in os.environ if color is None else color
+        self._document: dict[str, Any] | None = None
+        self._last_progress = ""
+        self._live = sys.stderr.isatty()
+        self.current_step: str | None = None
+        """The step under way (`Action Kind/name`), for the message shown when the run is interrupted."""
+
+    @abstractmethod
+    def print_plan(self, plan: PlanT) -> None:
+        """The plan as text on stdout."""
+
+    @abstractmethod
+    def print_previews(self, previews: Sequence[ObjectPreview]) -> None:
+        """The server-checked diff of each write as text on stdout."""
+
+    @abstractmethod
+    def verdict(self, preview: ObjectPreview) -> dict[str, Any]:
+        """The server's verdict on one write, as the document's `status.serverDryRun` lists it."""
+
+    def show_plan(self, plan: PlanT) -> None:
+        if self.output is OutputFormat.TABLE:
+            self.print_plan(plan)
+        elif self._document is None:
+            self._document = plan.to_document()
+
+    def show_previews(self, previews: Sequence[ObjectPreview]) -> None:
+        if self.output is OutputFormat.TABLE:
+            self.print_previews(previews)
+        elif self._document is not None and "serverDryRun" not in self._document["status"]:
+            self._document["status"]["serverDryRun"] = [self.verdict(p) for p in previews]
+
+    def confirm(self, question: str) -> bool:
+        return typer.confirm(question, default=False, err=True)
+
+    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None:
+        minutes, seconds = divmod(int(elapsed), 60)
+        text = "; ".join(str(item) for item in progress)
+        if self._live:
+            sys.stderr.write(f"\r\033[K  {text} ({minutes}:{seconds:02d})")
+            sys.stderr.flush()
+            self._last_progress = text
+        elif text != self._last_progress:
+            typer.echo(f"  {text} ({minutes}:{seconds:02d})", err=True)
+            self._last_progress = text
+
+    def note(self, message: str) -> None:
+        self._end_progress()
+        typer.echo(message, err=True)
+
+    def announce(self, label: str, step: Step, state: str) -> None:
+        """`[label] Action Kind/name: ...` with what the step does (`state` "start"), or "done"."""
+        self.current_step = f"{step.action} {step.subject}" if state == "start" else None
+        text = step.summary() if state == "start" else "done"
+        self.note(f"[{label}] {step.action} {step.subject}: {text}")
+
+    def exit_with(self, run: Callable[[], int]) -> NoReturn:
+        """Run the command and exit with the code `run` returns; Ctrl-C exits 130 saying where it stopped
+        and how to go on. The typed document is printed however the run ended."""
+        try:
+            code = run()
+        except KeyboardInterrupt as stop:
+            self._stopped(stop)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        finally:
+            self.flush()
+        raise typer.Exit(code)
+
+    def _stopped(self, stop: KeyboardInterrupt) -> None:
+        """Say where Ctrl-C stopped the run and how to go on from there."""
+        from kubectl_capc.domain.interrupts import StoppedAfterWrite
+
+        if isinstance(stop, StoppedAfterWrite):
+            where = f" after {stop.write} had finished"
+        else:
+            where = f" during {self.current_step}" if self.current_step else ""
+        self.note(f"interrupted{where}: run the same command again to continue where it stopped")
+
+    def flush(self) -> None:
+        """Print the typed plan document (json/yaml) once, whatever point the run stopped at."""
+        self._end_progress()
+        if self._document is not None:
+            from kubectl_capc.cli.printing import print_document
+
+            print_document(self._document, self.output)
+            self._document = None
+
+    def _end_progress(self) -> None:
+        if self._live and self._last_progress:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+        self._last_progress = "" if self._live else self._last_progress

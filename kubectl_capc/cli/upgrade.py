@@ -1,0 +1,263 @@
+"""`kubectl capc image-upgrade CLUSTER --to VERSION`: plan, preview, confirm, apply and resume an upgrade.
+
+The plan goes to stdout (a table, or `-o json|yaml` as `kind: UpgradePlan`), then the server-checked
+diff of every object it creates or changes. Progress and questions go to stderr. Exit codes follow
+`kubectl diff` for `--dry-run` (0 nothing to do, 1 changes pending); see docs/exit-codes.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from kubectl_capc.cli.options import (
+    DEFAULT_POLL_INTERVAL,
+    ClusterArgument,
+    DryRunOption,
+    GlobalOptions,
+    NoWaitOption,
+    OutputFormat,
+    PollIntervalOption,
+    PrebuiltBaseUrlOption,
+    TimeoutOption,
+    YesOption,
+    apply_options,
+    drop_equals,
+    global_options,
+    positive_seconds,
+)
+from kubectl_capc.cli.terminal import PlanTerminal
+from kubectl_capc.domain.errors import UsageError
+
+if TYPE_CHECKING:
+    from kubectl_capc.domain.plan import PlanHop, Step, UpgradePlan
+    from kubectl_capc.domain.preview import ObjectPreview
+    from kubectl_capc.ops.gitops import GitOpsResult, ServerVerdict
+    from kubectl_capc.ops.options import ImageOptions
+
+__all__ = ["UpgradeTerminal", "image_options", "image_upgrade"]
+
+# The values of domain.plan.ImageSource, spelled out so that `--help` need not import the planner.
+IMAGE_SOURCES = ("existing", "url", "prebuilt", "build")
+CLOUDSTACK_REQUEST_TIMEOUT = 30.0
+
+
+def _image_source(value: str) -> str:
+    text = drop_equals(value).lower()
+    if text not in IMAGE_SOURCES:
+        raise typer.BadParameter(f"{text!r} is not an image source; use one of {'|'.join(IMAGE_SOURCES)}")
+    return text
+
+
+def image_options(
+    source: str | None, url: str | None, prebuilt_base_url: str | None, image_builder_dir: Path | None
+) -> ImageOptions:
+    """The image flags as one `ImageOptions`: `--image-url` alone means `--image-source url`, and with
+    any other source it is a conflict, so a given URL is never silently ignored."""
+    from kubectl_capc.domain.images import check_download_url
+    from kubectl_capc.domain.plan import ImageSource
+    from kubectl_capc.ops.options import ImageOptions
+
+    if source is None:
+        chosen = ImageSource.URL if url is not None else ImageSource.EXISTING
+    else:
+        chosen = ImageSource(source)
+    if url is not None and chosen is not ImageSource.URL:
+        raise UsageError(
+            f"--image-url conflicts with --image-source {chosen.value}",
+            hint="drop one of them (--image-url alone means --image-source url)",
+        )
+    if prebuilt_base_url is not None and chosen is not ImageSource.PREBUILT:
+        raise UsageError(
+            f"--prebuilt-base-url conflicts with --image-source {chosen.value}",
+            hint="drop --prebuilt-base-url, or add --image-source prebuilt",
+        )
+    if image_builder_dir is not None and chosen is not ImageSource.BUILD:
+        raise UsageError(
+            f"--image-builder-dir conflicts with --image-source {chosen.value}",
+            hint="drop --image-builder-dir, or add --image-source build",
+        )
+    if chosen is ImageSource.URL:
+        if not url:
+            raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
+        check_download_url(url)
+    return ImageOptions(chosen, url, prebuilt_base_url, image_builder_dir)
+
+
+@global_options()
+def image_upgrade(
+    opts: GlobalOptions,
+    cluster: ClusterArgument,
+    *,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", metavar="VERSION", help="Target: v1.MINOR (newest patch with an image) or v1.MINOR.PATCH."
+        ),
+    ],
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image", metavar="NAME", help="CloudStack template for the target, instead of the derived name."
+        ),
+    ] = None,
+    image_source: Annotated[
+        str | None,
+        typer.Option(
+            "--image-source",
+            metavar="|".join(IMAGE_SOURCES),
+            parser=_image_source,
+            help="Where missing templates come from; default: url with --image-url, else existing.",
+        ),
+    ] = None,
+    image_url: Annotated[
+        str | None,
+        typer.Option(
+            "--image-url",
+            metavar="URL",
+            help="Image URL to register missing templates from (implies --image-source url); "
+            "{version} is replaced.",
+        ),
+    ] = None,
+    prebuilt_base_url: PrebuiltBaseUrlOption = None,
+    image_builder_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-builder-dir", metavar="DIR", help="image-builder checkout for --image-source build."
+        ),
+    ] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    no_wait: NoWaitOption = False,
+    timeout: TimeoutOption = None,
+    parallel: Annotated[
+        int, typer.Option("--parallel", metavar="N", help="MachineDeployments rolled out at the same time.")
+    ] = 1,
+    poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
+    filenames: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "-f",
+            "--filename",
+            metavar="PATH",
+            help="GitOps: plan from these manifest files or directories and rewrite them (repeatable; "
+            "with --dry-run no file is written).",
+        ),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", metavar="DIR", help="With -f: write changed copies here, not in place."),
+    ] = None,
+    server_dry_run: Annotated[
+        bool,
+        typer.Option("--server-dry-run", help="With -f: have the cluster validate the result (dryRun=All)."),
+    ] = False,
+) -> None:
+    """Upgrade a CAPC cluster to a Kubernetes version: new node image and machine templates, control plane
+    first, then MachineDeployments; one minor at a time. Safe to interrupt and run again."""
+    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+    from kubectl_capc.domain.images import check_template_name
+    from kubectl_capc.domain.plan import ImageSource
+    from kubectl_capc.domain.planner import PlanRequest
+    from kubectl_capc.domain.versions import parse_target
+    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.ops.cluster_io import KubeClusterIO
+    from kubectl_capc.ops.upgrade import Upgrade
+
+    target = parse_target(to)
+    images = image_options(image_source, image_url, prebuilt_base_url, image_builder_dir)
+    if parallel < 1:
+        raise UsageError(
+            "--parallel must be at least 1",
+            hint="e.g. --parallel 2 rolls out two MachineDeployments at a time",
+        )
+    poll_seconds = positive_seconds(poll_interval, "--poll-interval")
+    if image is not None and not image.strip():
+        raise UsageError("--image is empty", hint="name the CloudStack template to use, or leave --image out")
+    if image is not None:
+        check_template_name(image)
+    # With a source that can provide images, an exact target is obtainable even without a template yet.
+    obtainable = images.source is not ImageSource.EXISTING and target.exact is not None
+    request = PlanRequest(
+        target=target,
+        requested=to,
+        image=image,
+        image_source=images.source,
+        parallel=parallel,
+        obtainable=frozenset({target.exact}) if obtainable and target.exact else frozenset(),
+    )
+    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout)
+    console = UpgradeTerminal(opts.output)
+    if filenames or output_dir or server_dry_run:
+        from kubectl_capc.ops import gitops
+
+        files = gitops.GitOpsOptions(tuple(filenames or ()), output_dir, dry_run, server_dry_run)
+        raise typer.Exit(gitops.run(opts.target, cluster, request, files, console))
+    if images.source is ImageSource.BUILD:
+        images.builder_dir()  # refused before anything is read or written
+    namespace = opts.target.resolve_context().namespace
+
+    def cloudstack(credentials: Credentials) -> CloudStackClient:
+        # --request-timeout bounds every remote request, CloudStack's too (which cannot wait forever).
+        timeout = opts.request_timeout or CLOUDSTACK_REQUEST_TIMEOUT
+        return CloudStackClient(credentials, request_timeout=timeout, poll_interval=poll_seconds)
+
+    io = KubeClusterIO(api_client(opts.target), namespace, cluster, images, console, make_client=cloudstack)
+    console.exit_with(Upgrade(io, request, options, console).run)
+
+
+class UpgradeTerminal(PlanTerminal["UpgradePlan"]):
+    """`image-upgrade`'s plan as hops and a table, its diffs with the hop they belong to."""
+
+    def print_plan(self, plan: UpgradePlan) -> None:
+        from kubectl_capc.cli.printing import print_table
+
+        current = ", ".join(f"{name} {version}" for name, version in plan.worker_versions)
+        typer.echo(f"Cluster {plan.namespace}/{plan.cluster} (CAPI {plan.capi_version}) → {plan.target}")
+        typer.echo(
+            f"  control plane {plan.control_plane_version}"
+            + (f"; MachineDeployments {current}" if current else "")
+        )
+        for hop in plan.hops:
+            typer.echo(f"  hop {hop.number} to {hop.version}: {hop.reason}")
+        if plan.hops:
+            typer.echo("")
+            print_table(("HOP", "ACTION", "OBJECT", "CHANGE"), plan.table_rows())
+        for blocker in plan.blockers:
+            typer.echo(f"BLOCKED {blocker}")
+        for note in plan.notes:
+            typer.echo(f"note: {note}")
+        typer.echo("")
+
+    def print_previews(self, previews: Sequence[ObjectPreview]) -> None:
+        from kubectl_capc.domain.preview import render_previews
+
+        typer.echo(render_previews(previews, color=self.color), nl=False)
+
+    def verdict(self, preview: ObjectPreview) -> dict[str, Any]:
+        result = "rejected" if preview.rejection else "accepted" if preview.checked else "not-checked"
+        entry = {"hop": preview.hop, "object": preview.step.subject, "result": result}
+        if preview.rejection:
+            entry["message"] = preview.rejection
+        elif not preview.checked:
+            entry["message"] = preview.unchecked_reason
+        return entry
+
+    def show_files(self, result: GitOpsResult, verdicts: Sequence[ServerVerdict]) -> None:
+        """The GitOps run's file diffs and server verdicts, or its typed document with `-o json|yaml`."""
+        from kubectl_capc.cli.printing import print_document
+        from kubectl_capc.ops.gitops import gitops_document
+
+        if self.output is not OutputFormat.TABLE:
+            print_document(gitops_document(result, verdicts), self.output)
+            return
+        text = "".join(change.diff(color=self.color) for change in result.changes)
+        text += "".join(f"{verdict}\n" for verdict in verdicts)
+        if text:
+            typer.echo(text, nl=False)
+
+    def step(self, hop: PlanHop, step: Step, state: str) -> None:
+        self.announce(f"hop {hop.number}", step, state)

@@ -1,0 +1,894 @@
+"""The CloudStack adapter: every CloudStack API call of the plugin goes through `CloudStackClient`.
+
+It wraps the `cs` library (signing, pagination, async jobs) and turns its failures into one-line
+`CloudStackError`s that name the object and the fix, never a key or a signature. `cs` is imported inside
+the functions that need it: with aiohttp installed, importing it costs about half a second.
+
+Uploads of local images go straight to the secondary-storage VM (getUploadParamsForTemplate), as a
+streamed multipart POST with a real Content-Length: the SSVM refuses chunked uploads, and the image
+is never held in memory.
+
+`CloudStackClient._call` is the one place that decides which failed requests are sent again: reads
+(list*) after any transient failure (connection refused, reset or timed out, CloudStack errors 530 and
+534, HTTP 502-504, the API rate limit 429), with backoff and jitter; writes only when CloudStack cannot
+have acted on them (the connection was never made, 429, or 401 with keys that changed meanwhile). A
+connection refused before CloudStack ever answered this client fails at once: that is a wrong api-url
+or a server that is down, not a blip. A 401 re-reads the credentials when the client knows where they
+came from (`reload`): keys rotated in the failure domain's Secret during a run are picked up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
+
+from kubectl_capc.domain import testpoints
+from kubectl_capc.domain.backoff import Backoff
+from kubectl_capc.domain.errors import CapcError, ConfigError, ExitCode, one_line
+from kubectl_capc.domain.interrupts import writing
+from kubectl_capc.domain.model import CloudStackTemplateRow
+
+__all__ = [
+    "CloudStackClient",
+    "CloudStackError",
+    "CloudStackRejected",
+    "CloudStackUnreachable",
+    "Credentials",
+    "Entry",
+    "OwnerScope",
+    "Template",
+    "TemplateSpec",
+    "UploadTicket",
+    "Zone",
+    "credentials_from_config",
+    "credentials_from_secret_data",
+    "network_failure",
+]
+
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+UPLOAD_CHUNK_BYTES = 1 << 20
+RETRIES = Backoff(attempts=5, base=1.0, cap=8.0)
+"""CloudStack requests: up to 5 tries over roughly 8 to 15 seconds."""
+_RETRIED_READ_ERRORS = frozenset({530, 534})
+"""CloudStack's INTERNAL_ERROR and RESOURCE_UNAVAILABLE_ERROR: often a passing failure of one request."""
+_API_LIMIT_EXCEEDED = 429
+_OVERLOADED = frozenset({502, 503, 504})
+# The query string of a request URL carries apiKey and signature; it must never reach a message.
+_QUERY_RE = re.compile(r"\?[^\s'\")]*")
+
+
+class CloudStackError(CapcError):
+    """CloudStack refused a request, failed a job, could not be reached, or a template did not get ready.
+
+    Shares the exit code of the other remote-API failures.
+    """
+
+    exit_code = ExitCode.KUBE_API
+
+
+class CloudStackUnreachable(CloudStackError):
+    """No answer from the API: connection refused or timed out, DNS or TLS failure."""
+
+
+class CloudStackRejected(CloudStackError):
+    """CloudStack refused the API key or the request signature (HTTP 401)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where and as whom to call the CloudStack API; `source` says where they came from, for messages."""
+
+    endpoint: str
+    api_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    verify_ssl: bool = True
+    ca_bundle: str | None = None
+    source: str = "the CloudStack client configuration"
+
+
+def credentials_from_secret_data(data: Mapping[str, str], source: str) -> Credentials:
+    """Credentials from a CAPC failure-domain Secret's decoded data (`api-url`, `api-key`, `secret-key`,
+    `verify-ssl`). As in CAPC, only the exact string "false" turns TLS verification off."""
+    missing = [key for key in ("api-url", "api-key", "secret-key") if not (data.get(key) or "").strip()]
+    if missing:
+        raise ConfigError(
+            f"{source} lacks {', '.join(missing)}",
+            hint="CAPC failure-domain Secrets need the keys api-url, api-key and secret-key",
+        )
+    endpoint = data["api-url"].strip()
+    _check_endpoint(endpoint, source)
+    verify = (data.get("verify-ssl") or "").strip() != "false"
+    if not verify:
+        _log.warning("%s sets verify-ssl to false: TLS certificates of %s are not checked", source, endpoint)
+    return Credentials(endpoint, data["api-key"].strip(), data["secret-key"].strip(), verify, None, source)
+
+
+def credentials_from_config(region: str | None = None) -> Credentials:
+    """Credentials from the `cs` client configuration: `CLOUDSTACK_*` variables or `~/.cloudstack.ini`
+    (section `region`, else `$CLOUDSTACK_REGION`, else `cloudstack`)."""
+    from cs import read_config
+
+    hint = (
+        "set CLOUDSTACK_ENDPOINT, CLOUDSTACK_KEY and CLOUDSTACK_SECRET, write ~/.cloudstack.ini, "
+        "or pass --cluster"
+    )
+    try:
+        config = read_config(region)
+    except SystemExit as err:  # cs exits when it finds no configuration file at all
+        raise ConfigError(
+            f"no CloudStack client configuration found: {one_line(str(err))}", hint=hint
+        ) from None
+    except ValueError as err:
+        raise ConfigError(f"the CloudStack client configuration is incomplete: {err}", hint=hint) from None
+    source = "$CLOUDSTACK_* variables" if os.environ.get("CLOUDSTACK_ENDPOINT") else "~/.cloudstack.ini"
+    endpoint = str(config.get("endpoint") or "")
+    if not endpoint:
+        raise ConfigError(f"no CloudStack endpoint in {source}", hint=hint)
+    _check_endpoint(endpoint, source)
+    key, secret = config.get("key"), config.get("secret")
+    if not key or not secret:
+        raise ConfigError(f"no API key or secret key in {source}", hint=hint)
+    verify = config.get("verify")
+    ca_bundle = (
+        verify if isinstance(verify, str) and verify and verify.lower() not in ("true", "false") else None
+    )
+    insecure = config.get("dangerous_no_tls_verify") is True
+    return Credentials(endpoint, str(key), str(secret), not insecure, ca_bundle, source)
+
+
+def _check_endpoint(endpoint: str, source: str) -> None:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"the CloudStack API URL {endpoint!r} in {source} is not an http(s) URL",
+            hint="use the management server's API URL, e.g. https://cloud.example.com/client/api",
+        )
+
+
+@dataclass(frozen=True)
+class Zone:
+    id: str
+    name: str
+    allocation_state: str
+
+    @property
+    def enabled(self) -> bool:
+        return self.allocation_state != "Disabled"
+
+
+@dataclass(frozen=True)
+class Template:
+    """One `listTemplates` row: a template as it exists in one zone."""
+
+    id: str
+    name: str
+    zone_id: str
+    zone_name: str
+    ready: bool
+    status: str
+    hypervisor: str
+    format: str
+    os_type_id: str
+    os_type_name: str
+    display_text: str = ""
+    is_public: bool = False
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def tag(self, key: str) -> str | None:
+        return next((value for name, value in self.tags if name == key), None)
+
+    def as_row(self) -> CloudStackTemplateRow:
+        """The inventory model's view of this row."""
+        return CloudStackTemplateRow(
+            self.id, self.name, self.zone_id, self.zone_name, self.ready, self.status
+        )
+
+    @classmethod
+    def from_api(cls, row: Mapping[str, Any]) -> Template:
+        tags = tuple(
+            (str(tag.get("key", "")), str(tag.get("value", "")))
+            for tag in row.get("tags") or ()
+            if isinstance(tag, Mapping)
+        )
+        return cls(
+            id=str(row.get("id", "")),
+            name=str(row.get("name", "")),
+            zone_id=str(row.get("zoneid", "")),
+            zone_name=str(row.get("zonename", "")),
+            ready=row.get("isready") is True,
+            status=str(row.get("status") or ""),
+            hypervisor=str(row.get("hypervisor", "")),
+            format=str(row.get("format", "")),
+            os_type_id=str(row.get("ostypeid", "")),
+            os_type_name=str(row.get("ostypename", "")),
+            display_text=str(row.get("displaytext", "")),
+            is_public=row.get("ispublic") is True,
+            tags=tags,
+        )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of a catalogue listing: a service or disk offering, network, affinity group or key pair.
+
+    `zone_id` is a network's zone; `customized` says whether a disk offering takes a custom size.
+    """
+
+    id: str
+    name: str
+    zone_id: str = ""
+    customized: bool = False
+
+    @classmethod
+    def from_api(cls, row: Mapping[str, Any]) -> Entry:
+        return cls(
+            id=str(row.get("id", "")),
+            name=str(row.get("name", "")),
+            zone_id=str(row.get("zoneid", "")),
+            customized=row.get("iscustomized") is True,
+        )
+
+
+@dataclass(frozen=True)
+class OwnerScope:
+    """Whose templates to see and create: the caller's own (all None), a project's, or another account's
+    (an admin acting for it). CAPC failure domains name these as `project` and `account` + `domain`."""
+
+    project_id: str | None = None
+    account: str | None = None
+    domain_id: str | None = None
+
+    def params(self) -> dict[str, str | None]:
+        if self.project_id:
+            return {"projectid": self.project_id}
+        return {"account": self.account, "domainid": self.domain_id} if self.account else {}
+
+    def __str__(self) -> str:
+        if self.project_id:
+            return f"project {self.project_id}"
+        return f"account {self.account}" if self.account else "the caller's account"
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What registerTemplate / getUploadParamsForTemplate need to know about a new template."""
+
+    name: str
+    display_text: str
+    hypervisor: str
+    format: str
+    os_type_id: str
+    public: bool = False
+    checksum: str | None = None
+    owner: OwnerScope = OwnerScope()
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "displaytext": self.display_text,
+            "hypervisor": self.hypervisor,
+            "format": self.format,
+            "ostypeid": self.os_type_id,
+            "ispublic": self.public,
+            "isextractable": False,
+            "passwordenabled": False,
+            "sshkeyenabled": False,
+            "checksum": self.checksum,
+            **self.owner.params(),
+        }
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """getUploadParamsForTemplate's answer. The metadata and signature authorise one upload: keep them
+    out of logs like a key."""
+
+    template_id: str
+    zone_id: str
+    post_url: str
+    expires: str
+    metadata: str = field(repr=False)
+    signature: str = field(repr=False)
+
+
+ProgressCallback = Callable[[Sequence[Template]], None]
+UploadProgress = Callable[[int, int], None]
+
+
+class CloudStackClient:
+    """One set of credentials; methods name the CloudStack objects they act on in their errors."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        request_timeout: float = 30.0,
+        job_timeout: float = 900.0,
+        poll_interval: float = 5.0,
+    ) -> None:
+        self.poll_interval = poll_interval
+        self.reload: Callable[[], Credentials] | None = None
+        """Reads the credentials again (from their Secret) after a 401; None: a 401 is final."""
+        self._request_timeout = request_timeout
+        self._job_timeout = job_timeout
+        self._answered = False
+        self._use(credentials)
+
+    def _use(self, credentials: Credentials) -> None:
+        from cs import CloudStack
+
+        self.credentials = credentials
+        self._api = CloudStack(
+            endpoint=credentials.endpoint,
+            key=credentials.api_key,
+            secret=credentials.secret_key,
+            timeout=max(1, round(self._request_timeout)),
+            method="post",  # keeps parameters (URLs, names) out of proxy and server access logs
+            verify=credentials.ca_bundle,
+            dangerous_no_tls_verify=not credentials.verify_ssl,
+            retry=0,  # retries are decided in _call
+            job_timeout=max(1, round(self._job_timeout)),
+            poll_interval=self.poll_interval,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self.credentials.endpoint
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def zones(self) -> tuple[Zone, ...]:
+        rows = self._call("list zones", lambda: self._api.listZones(fetch_list=True))
+        return tuple(
+            Zone(str(z.get("id", "")), str(z.get("name", "")), str(z.get("allocationstate", "")))
+            for z in rows
+        )
+
+    def zone(self, id_or_name: str) -> Zone:
+        """A zone by id, else by name; a CloudStackError names the zones that exist when none matches."""
+        zones = self.zones()
+        found = next((z for z in zones if z.id == id_or_name), None) or next(
+            (z for z in zones if z.name == id_or_name), None
+        )
+        if found is None:
+            names = ", ".join(z.name for z in zones) or "none"
+            raise CloudStackError(
+                f"zone {id_or_name!r} does not exist at {self.endpoint} (zones: {names})",
+                hint=f"fix the failure domain's zone, or the credentials in {self.credentials.source}",
+            )
+        return found
+
+    def owner_scope(self, *, project: str = "", account: str = "", domain: str = "") -> OwnerScope:
+        """Resolve a failure domain's `project` or `account` + `domain` (a path like ROOT/sub, or a
+        name) to the ids the template commands take; the caller's own account when none is set."""
+        if project:
+            rows = self._call(
+                f"find project {project!r}",
+                lambda: self._api.listProjects(name=project, listall=True, fetch_list=True),
+            )
+            match = next((row for row in rows if str(row.get("name", "")).lower() == project.lower()), None)
+            if match is None:
+                raise CloudStackError(
+                    f"project {project!r} is not visible at {self.endpoint}",
+                    hint="fix the failure domain's project, or use the credentials of a project member "
+                    f"in {self.credentials.source}",
+                )
+            return OwnerScope(project_id=str(match["id"]))
+        if not account:
+            return OwnerScope()
+        rows = self._call("list domains", lambda: self._api.listDomains(listall=True, fetch_list=True))
+        wanted = (domain or "ROOT").strip("/").lower()
+        found = next(
+            (
+                row
+                for row in rows
+                if wanted in (str(row.get("path", "")).lower(), str(row.get("name", "")).lower())
+                or f"root/{wanted}" == str(row.get("path", "")).lower()
+            ),
+            None,
+        )
+        if found is None:
+            raise CloudStackError(
+                f"domain {domain!r} of account {account!r} is not visible at {self.endpoint}",
+                hint="fix the failure domain's domain (a path such as ROOT/team), or use an admin's keys",
+            )
+        domain_id = str(found["id"])
+        accounts = self._call(
+            f"find account {account!r}",
+            lambda: self._api.listAccounts(name=account, domainid=domain_id, listall=True, fetch_list=True),
+        )
+        if not any(str(row.get("name", "")).lower() == account.lower() for row in accounts):
+            raise CloudStackError(
+                f"account {account!r} does not exist in domain {found.get('path') or domain!r} "
+                f"at {self.endpoint}",
+                hint="fix the failure domain's account, or use the keys of an admin of that domain",
+            )
+        return OwnerScope(account=account, domain_id=domain_id)
+
+    def hypervisors(self, zone_id: str) -> tuple[str, ...]:
+        rows = self._call(
+            f"list the hypervisors of zone {zone_id}", lambda: self._api.listHypervisors(zoneid=zone_id)
+        )
+        items = rows.get("hypervisor", []) if isinstance(rows, Mapping) else []
+        return tuple(str(item.get("name", "")) for item in items)
+
+    def templates(
+        self,
+        *,
+        template_filter: str = "executable",
+        name: str | None = None,
+        template_id: str | None = None,
+        zone_id: str | None = None,
+        owner: OwnerScope = OwnerScope(),
+    ) -> tuple[Template, ...]:
+        """listTemplates rows (one per template and zone), all pages. `name` matches as CloudStack
+        matches it (whole name, case-insensitive), which is also how CAPC finds templates."""
+        what = (
+            "list templates"
+            + (f" named {name!r}" if name else "")
+            + (f" with id {template_id}" if template_id else "")
+        )
+        rows = self._call(
+            what,
+            lambda: self._api.listTemplates(
+                templatefilter=template_filter,
+                name=name,
+                id=template_id,
+                zoneid=zone_id,
+                fetch_list=True,
+                **owner.params(),
+            ),
+        )
+        return tuple(Template.from_api(row) for row in rows)
+
+    def service_offerings(
+        self, *, offering_id: str | None = None, name: str | None = None, zone_id: str | None = None
+    ) -> tuple[Entry, ...]:
+        """listServiceOfferings by id (any zone) or by name, within a zone when `zone_id` is given."""
+        return self._entries(
+            "listServiceOfferings", "service offerings", id=offering_id, name=name, zoneid=zone_id
+        )
+
+    def disk_offerings(
+        self, *, offering_id: str | None = None, name: str | None = None, zone_id: str | None = None
+    ) -> tuple[Entry, ...]:
+        return self._entries("listDiskOfferings", "disk offerings", id=offering_id, name=name, zoneid=zone_id)
+
+    def networks(
+        self,
+        *,
+        network_id: str | None = None,
+        name: str | None = None,
+        zone_id: str | None = None,
+        owner: OwnerScope = OwnerScope(),
+    ) -> tuple[Entry, ...]:
+        """listNetworks as the owner sees them: its own networks and the shared ones."""
+        return self._entries(
+            "listNetworks", "networks", id=network_id, name=name, zoneid=zone_id, **owner.params()
+        )
+
+    def affinity_groups(
+        self, *, group_id: str | None = None, owner: OwnerScope = OwnerScope()
+    ) -> tuple[Entry, ...]:
+        return self._entries("listAffinityGroups", "affinity groups", id=group_id, **owner.params())
+
+    def ssh_key_pairs(
+        self, *, name: str | None = None, owner: OwnerScope = OwnerScope()
+    ) -> tuple[Entry, ...]:
+        return self._entries("listSSHKeyPairs", "SSH key pairs", name=name, **owner.params())
+
+    def _entries(self, command: str, what: str, **params: str | None) -> tuple[Entry, ...]:
+        shown = "".join(f" {key}={value}" for key, value in params.items() if value and key != "domainid")
+        rows = self._call(
+            f"list {what}{shown}", lambda: getattr(self._api, command)(fetch_list=True, **params)
+        )
+        return tuple(Entry.from_api(row) for row in rows)
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def register_template(
+        self, spec: TemplateSpec, url: str, zone_ids: Sequence[str]
+    ) -> tuple[Template, ...]:
+        """registerTemplate: CloudStack records the template at once and downloads it in the background
+        into every zone of `zone_ids`; watch the download with `wait_until_ready`."""
+        answer = self._write(
+            f"register template {spec.name!r} from {url}",
+            lambda: self._api.registerTemplate(
+                url=_signable_url(url), zoneids=list(zone_ids), **spec.params()
+            ),
+        )
+        return tuple(Template.from_api(row) for row in answer.get("template", []))
+
+    def upload_ticket(self, spec: TemplateSpec, zone_id: str) -> UploadTicket:
+        """getUploadParamsForTemplate: creates the template record (NotUploaded) and authorises one POST."""
+        answer = self._write(
+            f"prepare the upload of template {spec.name!r}",
+            lambda: self._api.getUploadParamsForTemplate(zoneid=zone_id, **spec.params()),
+        )
+        params = answer.get("getuploadparams", answer)
+        return UploadTicket(
+            template_id=str(params["id"]),
+            zone_id=zone_id,
+            post_url=str(params["postURL"]),
+            expires=str(params["expires"]),
+            metadata=str(params["metadata"]),
+            signature=str(params["signature"]),
+        )
+
+    def upload(self, ticket: UploadTicket, path: Path, progress: UploadProgress | None = None) -> None:
+        """POST `path` to the upload URL as multipart/form-data, streamed in 1 MiB chunks."""
+        import requests
+
+        body = MultipartFileBody(path, progress)
+        headers = {
+            "Content-Type": body.content_type,
+            "X-signature": ticket.signature,
+            "X-expires": ticket.expires,
+            "X-metadata": ticket.metadata,
+        }
+        what = f"upload {path.name} for template {ticket.template_id}"
+        verify: bool | str = self.credentials.ca_bundle or self.credentials.verify_ssl
+        try:
+            response = requests.post(
+                ticket.post_url,
+                # urllib3 sends any buffer; the stubs only name bytes and str.
+                data=cast("Iterable[bytes]", body),
+                headers=headers,
+                verify=verify,
+                timeout=(self._request_timeout, max(self._request_timeout, 300.0)),
+            )
+        except requests.RequestException as err:
+            raise CloudStackError(
+                f"{what} to {_without_query(ticket.post_url)} failed: {self._scrub(network_failure(err))}",
+                hint="the upload URL points at the zone's secondary-storage VM: check that it is reachable",
+            ) from None
+        if response.status_code != 200:
+            raise CloudStackError(
+                f"{what}: the secondary-storage VM answered HTTP {response.status_code}: "
+                f"{self._scrub(response.text[:300])}",
+                hint="re-run the command: it deletes the incomplete template and uploads again",
+            )
+
+    def copy_template(self, template_id: str, source_zone_id: str, zone_ids: Sequence[str]) -> None:
+        """copyTemplate (an async job): the copies then download like a registered template."""
+        self._write(
+            f"copy template {template_id} to zones {', '.join(zone_ids)}",
+            lambda: self._api.copyTemplate(
+                id=template_id, sourcezoneid=source_zone_id, destzoneids=list(zone_ids), fetch_result=True
+            ),
+        )
+
+    def delete_template(self, template_id: str, zone_id: str | None = None) -> None:
+        """deleteTemplate (an async job), from one zone when `zone_id` is given."""
+        where = f" from zone {zone_id}" if zone_id else ""
+        self._write(
+            f"delete template {template_id}{where}",
+            lambda: self._api.deleteTemplate(id=template_id, zoneid=zone_id, fetch_result=True),
+        )
+
+    def tag_template(self, template_id: str, tags: Mapping[str, str]) -> None:
+        """createTags on the template (an async job)."""
+        pairs = [{"key": key, "value": value} for key, value in tags.items()]
+        self._write(
+            f"tag template {template_id}",
+            lambda: self._api.createTags(
+                resourceids=[template_id], resourcetype="Template", tags=pairs, fetch_result=True
+            ),
+        )
+
+    # -- waiting -----------------------------------------------------------------------------------
+
+    def wait_until_ready(
+        self,
+        template_id: str,
+        zone_ids: Sequence[str],
+        *,
+        timeout: float,
+        failed: Callable[[Template], bool],
+        on_progress: ProgressCallback | None = None,
+        started: float | None = None,
+    ) -> tuple[Template, ...]:
+        """Poll listTemplates until the template is ready in every zone of `zone_ids`, for at most
+        `timeout` seconds from now.
+
+        `failed` says which status texts are errors (the caller's policy); the first failed zone ends the
+        wait with a CloudStackError naming it. `on_progress` sees every poll's rows. `started` is when
+        the caller's own time limit began (`time.monotonic()`; default: now): a timeout reports the time
+        waited since then, which is what the operator's `--timeout` measured.
+        """
+        now = time.monotonic()
+        deadline = now + timeout
+        started = now if started is None else started
+        wanted = set(zone_ids)
+        while True:
+            listed = self.templates(template_id=template_id)
+            rows = [row for row in listed if row.zone_id in wanted]
+            if on_progress is not None:
+                on_progress(rows)
+            if rows and not all(row.ready for row in rows):
+                zones = ", ".join(sorted(row.zone_name for row in rows))
+                testpoints.reached(f"waiting for template {rows[0].name} in {zones}")
+            for row in rows:
+                if not row.ready and failed(row):
+                    raise CloudStackError(
+                        f"template {row.name!r} ({template_id}) failed in zone {row.zone_name}: {row.status}",
+                        hint="fix the image source, then delete the failed template and register it again "
+                        "(`kubectl capc image register ... --replace` does both)",
+                    )
+            ready = {row.zone_id for row in rows if row.ready}
+            if wanted <= ready:
+                return tuple(rows)
+            if time.monotonic() >= deadline:
+                pending = [f"{row.zone_name}: {row.status or 'no status'}" for row in rows if not row.ready]
+                pending += [f"{zone}: no copy" for zone in sorted(wanted - {row.zone_id for row in rows})]
+                hint = "re-run the same command to keep waiting, or raise --timeout"
+                if any(row.status in ("UploadInProgress", "NotUploaded") for row in rows):
+                    hint += "; if the upload was interrupted, re-run with --replace to upload again"
+                named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
+                waited = _seconds(time.monotonic() - started)
+                raise CloudStackError(
+                    f"{named} is not ready after {waited} ({'; '.join(pending)})", hint=hint
+                )
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _write(self, what: str, request: Callable[[], T]) -> T:
+        """A command that changes something: Ctrl-C waits for it, and it is retried only when safe."""
+        with writing(what):
+            return self._call(what, request, write=True)
+
+    def _call(self, what: str, request: Callable[[], T], *, write: bool = False) -> T:
+        """Run one `cs` request, retrying as the module docstring says; a failure that stays becomes a
+        CloudStackError saying what failed and why."""
+        attempt = 1
+        reloaded = False
+        while True:
+            _log.debug("CloudStack %s: %s", self.endpoint, what)
+            try:
+                result = request()
+            except Exception as err:
+                if not reloaded and self._rejected(err) and self._reload():
+                    reloaded = True
+                    continue
+                delay = _retry_delay(err, attempt, write=write, answered_before=self._answered)
+                self._answered = self._answered or _answered(err)
+                if delay is None:
+                    raise self._error(what, err, write=write) from None
+                _log.info("CloudStack %s: %s failed (%s); trying again in %.1fs", self.endpoint, what,
+                          self._scrub(network_failure(err)), delay)  # fmt: skip
+                time.sleep(delay)
+                attempt += 1
+            else:
+                self._answered = True
+                return result
+
+    def _rejected(self, err: Exception) -> bool:
+        from cs import CloudStackApiException
+
+        return isinstance(err, CloudStackApiException) and _error_code(err) == 401
+
+    def _reload(self) -> bool:
+        """After a 401: take the credentials again from where they came; True when they changed."""
+        if self.reload is None:
+            return False
+        fresh = self.reload()
+        current = self.credentials
+        if (fresh.endpoint, fresh.api_key, fresh.secret_key) == (
+            current.endpoint, current.api_key, current.secret_key
+        ):  # fmt: skip
+            return False
+        _log.info("CloudStack rejected the keys; using the new ones from %s", fresh.source)
+        self._use(fresh)
+        return True
+
+    def _error(self, what: str, err: Exception, *, write: bool) -> CloudStackError:
+        import requests
+        from cs import CloudStackApiException, CloudStackException
+
+        if isinstance(err, CloudStackApiException):
+            return self._api_error(what, err)
+        if isinstance(err, CloudStackException):
+            response = getattr(err, "response", None)
+            if response is not None and getattr(response, "status_code", None) == 408:
+                return CloudStackError(
+                    f"{what}: CloudStack's job did not finish in time at {self.endpoint}",
+                    hint="check the job in CloudStack, then re-run the command",
+                )
+            return CloudStackError(
+                f"{what}: unexpected answer from {self.endpoint}: {self._scrub(str(err))}",
+                hint=f"check that api-url in {self.credentials.source} is the API URL, ending in /client/api",
+            )
+        if isinstance(err, requests.exceptions.SSLError):
+            return CloudStackUnreachable(
+                f"{what}: TLS failure talking to {self.endpoint}: {self._scrub(network_failure(err))}",
+                hint=f"fix the server certificate or the CA configured in {self.credentials.source}",
+            )
+        if isinstance(err, requests.RequestException) and write and _may_have_arrived(err):
+            return CloudStackUnreachable(
+                f"{what}: no answer from CloudStack at {self.endpoint} "
+                f"({self._scrub(network_failure(err))}); it may or may not have been done",
+                hint="re-run the same command: it looks at what exists in CloudStack before acting again",
+            )
+        if isinstance(err, requests.Timeout):
+            return CloudStackUnreachable(
+                f"{what}: CloudStack at {self.endpoint} did not answer within {self._request_timeout:g}s",
+                hint="the management server is slow or overloaded: re-run the same command later, or "
+                "raise --request-timeout",
+            )
+        if isinstance(err, requests.RequestException):
+            return CloudStackUnreachable(
+                f"{what}: cannot reach CloudStack at {self.endpoint}: {self._scrub(network_failure(err))}",
+                hint=f"check api-url in {self.credentials.source} and that the management server is up",
+            )
+        raise err
+
+    def _api_error(self, what: str, err: Any) -> CloudStackError:
+        error = err.error if isinstance(err.error, Mapping) else {}
+        code = error.get("errorcode") or getattr(getattr(err, "response", None), "status_code", "?")
+        text = self._scrub(str(error.get("errortext") or (err.args[0] if err.args else "no details")))
+        source = self.credentials.source
+        if code == 401:
+            return CloudStackRejected(
+                f"{what}: CloudStack at {self.endpoint} rejected the credentials from {source} ({text})",
+                hint=f"check api-key and secret-key in {source}, and that the key is enabled",
+            )
+        if code == 432:
+            return CloudStackError(
+                f"{what}: this CloudStack or this account does not offer the command ({text})",
+                hint="use an account whose role allows template management",
+            )
+        if code == 531:
+            return CloudStackError(
+                f"{what}: permission denied ({text})", hint=f"use an account allowed to do this in {source}"
+            )
+        return CloudStackError(f"{what}: CloudStack error {code}: {text}", hint=_hint_for(code))
+
+    def _scrub(self, text: str) -> str:
+        """Drop query strings and any literal key from a message."""
+        text = _QUERY_RE.sub("", one_line(text))
+        for value in (self.credentials.api_key, self.credentials.secret_key):
+            if value:
+                text = text.replace(value, "***")
+        return text
+
+
+def _seconds(elapsed: float) -> str:
+    """`3s`, `3600s`; tenths below one second (`0.3s`), where whole seconds would read as `0s`."""
+    return f"{elapsed:.1f}s" if elapsed < 0.95 else f"{elapsed:.0f}s"
+
+
+def _error_code(err: Any) -> object:
+    """A CloudStack API error's `errorcode`, else the HTTP status of its response."""
+    error = err.error if isinstance(getattr(err, "error", None), Mapping) else {}
+    return error.get("errorcode") or getattr(getattr(err, "response", None), "status_code", None)
+
+
+def _may_have_arrived(err: Exception) -> bool:
+    """Whether a request that failed with a requests error may have reached CloudStack."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return False
+    reason = err.args[0] if err.args else None
+    return not isinstance(getattr(reason, "reason", reason), NewConnectionError)
+
+
+def _answered(err: Exception) -> bool:
+    """Whether the failure came with an answer from CloudStack (an API error, an HTTP status)."""
+    from cs import CloudStackException
+
+    return isinstance(err, CloudStackException)
+
+
+def _retry_delay(err: Exception, attempt: int, *, write: bool, answered_before: bool) -> float | None:
+    """Seconds before sending a failed request again, or None: the CloudStack retry policy (see the
+    module docstring). A write is sent again only when CloudStack cannot have acted on it."""
+    import requests
+    from cs import CloudStackApiException, CloudStackException
+
+    if attempt >= RETRIES.attempts:
+        return None
+    if isinstance(err, requests.exceptions.SSLError):
+        return None
+    if isinstance(err, requests.RequestException):
+        arrived = _may_have_arrived(err)
+        if (not arrived and not answered_before) or (arrived and write):
+            return None
+        return RETRIES.delay(attempt)
+    if isinstance(err, CloudStackApiException):
+        code = _error_code(err)
+        if code == _API_LIMIT_EXCEEDED or (not write and code in _RETRIED_READ_ERRORS):
+            return RETRIES.delay(attempt)
+        return None
+    if isinstance(err, CloudStackException) and not write:
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        return RETRIES.delay(attempt) if status in _OVERLOADED else None
+    return None
+
+
+def _hint_for(code: object) -> str:
+    if code == 431:
+        return "a parameter was refused: check the values given on the command line"
+    if code in (530, 534, 535):
+        return "CloudStack failed internally: check the management server log, then re-run"
+    return "re-run the command; if it fails again, check the management server log"
+
+
+_CONNECTION_PREFIX = re.compile(r"^\w*Connection(?:Pool)?\([^)]*\): ")
+
+
+def network_failure(err: Exception) -> str:
+    """The cause of a requests/urllib3 failure (refused, DNS, TLS, timeout) without the wrappers' noise."""
+    reason: object = err.args[0] if err.args else err
+    reason = getattr(reason, "reason", None) or reason
+    return _CONNECTION_PREFIX.sub("", one_line(str(reason)))
+
+
+def _without_query(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+def _signable_url(url: str) -> str:
+    """`cs` signs `~` unescaped while CloudStack's Java URLEncoder escapes it, so a URL containing `~`
+    would fail the signature check; `%7E` names the same resource (RFC 3986 §2.3) and signs alike."""
+    return url.replace("~", "%7E")
+
+
+class MultipartFileBody:
+    """A multipart/form-data body with one file part, produced in chunks with its exact length known
+    up front: requests then sends Content-Length (not chunked encoding) and memory stays constant."""
+
+    def __init__(self, path: Path, progress: UploadProgress | None = None, field_name: str = "file") -> None:
+        self.path = path
+        self.progress = progress
+        self.boundary = f"kubectl-capc-{secrets.token_hex(16)}"
+        safe_name = path.name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        self._head = (
+            f"--{self.boundary}\r\n"
+            f'Content-Disposition: form-data; name="{field_name}"; filename="{safe_name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self.file_size = path.stat().st_size
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def __len__(self) -> int:
+        return len(self._head) + self.file_size + len(self._tail)
+
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        # One buffer, refilled in place: a fresh 1 MiB object per chunk would make the kernel fault in
+        # new pages on every read, which halves throughput. The HTTP client sends each chunk before it
+        # asks for the next one, so handing out views of the same buffer is safe.
+        buffer = bytearray(UPLOAD_CHUNK_BYTES)
+        view = memoryview(buffer)
+        sent = 0
+        yield self._head
+        with self.path.open("rb", buffering=0) as image:
+            while count := image.readinto(buffer):
+                if not sent:
+                    testpoints.reached(f"uploading {self.path.name}")
+                sent += count
+                if self.progress is not None:
+                    self.progress(sent, self.file_size)
+                yield view[:count]
+        if sent != self.file_size:
+            raise CloudStackError(
+                f"{self.path} changed size during the upload ({self.file_size} -> {sent} bytes)",
+                hint="upload a file that nothing is writing to",
+            )
+        yield self._tail

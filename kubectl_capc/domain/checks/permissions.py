@@ -1,0 +1,56 @@
+"""Checks that the caller may do what an upgrade does, asked with SelfSubjectAccessReviews.
+
+An upgrade reads each failure domain's credentials Secret, creates CloudStackMachineTemplates, and
+reads (`get`, before each dry run), patches and then watches the KubeadmControlPlane and the
+MachineDeployments. A missing `watch` would otherwise only show once the first object is patched.
+"""
+
+from __future__ import annotations
+
+from kubectl_capc.domain.checks.base import Check, Finding, Severity
+from kubectl_capc.domain.checks.common import cluster_ref
+from kubectl_capc.domain.checks.facts import Access, Facts
+from kubectl_capc.domain.model import (
+    CLUSTER_GROUP,
+    CONTROL_PLANE_GROUP,
+    INFRASTRUCTURE_GROUP,
+    ClusterInventory,
+)
+
+__all__ = ["PERMISSION_MISSING", "check_permissions", "required_access"]
+
+PERMISSION_MISSING = Check(
+    "CAPC-P001",
+    Severity.ERROR,
+    "Missing permission for the upgrade",
+    "ask for a Role granting the verb on that resource, or run as a user who has it",
+)
+
+# On the KubeadmControlPlane and each MachineDeployment, in the order an upgrade uses them.
+_OWNER_VERBS = ("get", "patch", "watch")
+
+
+def required_access(inventory: ClusterInventory) -> tuple[Access, ...]:
+    """The permissions an upgrade of this cluster uses, each once, in a stable order."""
+    namespace = inventory.namespace
+    needed = [
+        Access("get", "", "secrets", fd.credentials.namespace, fd.credentials.name)
+        for fd in inventory.failure_domains
+        if fd.credentials.name
+    ]
+    needed.append(Access("create", INFRASTRUCTURE_GROUP, "cloudstackmachinetemplates", namespace))
+    if inventory.control_plane is not None:
+        needed += [
+            Access(verb, CONTROL_PLANE_GROUP, "kubeadmcontrolplanes", namespace) for verb in _OWNER_VERBS
+        ]
+    if inventory.machine_deployments:
+        needed += [Access(verb, CLUSTER_GROUP, "machinedeployments", namespace) for verb in _OWNER_VERBS]
+    return tuple(dict.fromkeys(needed))
+
+
+def check_permissions(inventory: ClusterInventory, facts: Facts) -> list[Finding]:
+    return [
+        PERMISSION_MISSING.finding(cluster_ref(inventory), f"you cannot {access}")
+        for access in required_access(inventory)
+        if facts.access.get(access) is False
+    ]

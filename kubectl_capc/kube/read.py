@@ -1,0 +1,418 @@
+"""Read CAPC workload clusters from a management cluster with a fixed, small number of requests.
+
+One discovery request (`GET /apis`) picks the CAPI version the server serves (v1beta2 when served, else
+v1beta1); CAPC objects are always read at v1beta3. Then one LIST per kind, filtered by namespace and,
+for a named cluster, by name or the `cluster.x-k8s.io/cluster-name` label -- never one GET per object --
+so reading a cluster with 1 or 50 MachineDeployments costs the same: for a named cluster 1 discovery +
+1 Cluster LIST + 6 LISTs; for a namespace or `-A`, 1 discovery + 7 LISTs. (A kind with more than
+`PAGE_SIZE` objects takes one more request per page, as kubectl's chunked lists do.)
+
+`read_secret_data` reads a credentials Secret by name, as plain JSON: the typed core API would import
+every core model of the client (about half a second of CPU) to read one object.
+
+The kubernetes library is imported inside the functions: importing it costs about half a second.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from kubectl_capc.domain.checks.facts import Access
+from kubectl_capc.domain.errors import KubeApiError, UsageError, one_line
+from kubectl_capc.domain.inventory import RawObjects, build_inventories
+from kubectl_capc.domain.model import (
+    BOOTSTRAP_GROUP,
+    CLUSTER_GROUP,
+    CLUSTER_NAME_LABEL,
+    CONTROL_PLANE_GROUP,
+    INFRASTRUCTURE_GROUP,
+    CapiVersion,
+    ClusterInventory,
+    SecretRef,
+)
+from kubectl_capc.kube.errors import forbidden_error, unreachable_error
+from kubectl_capc.kube.resources import CAPC_VERSION, RESOURCES
+
+__all__ = [
+    "CAPC_VERSION",
+    "PAGE_SIZE",
+    "SecretAnswer",
+    "ServedVersions",
+    "access_review",
+    "discover",
+    "fetch_secret",
+    "pick_versions",
+    "read_inventories",
+    "read_secret_data",
+    "read_template_referrers",
+]
+
+_log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500
+_CAPI_PREFERENCE = ("v1beta2", "v1beta1")
+# Namespaces are DNS-1123 labels; Cluster names are object names that CAPI also writes into the
+# cluster-name label, so both are at most 63 characters long.
+_MAX_LABEL_VALUE = 63
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS_LABEL_RE = re.compile(_DNS_LABEL)
+_DNS_SUBDOMAIN_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_NOT_AUTHENTICATED = "log in again: the API server did not accept the context's credentials"
+
+
+@dataclass(frozen=True)
+class ServedVersions:
+    """The version each API group is read at."""
+
+    cluster: str
+    control_plane: str
+    bootstrap: str
+    infrastructure: str = CAPC_VERSION
+
+    @property
+    def capi(self) -> CapiVersion:
+        return "v1beta2" if self.cluster == "v1beta2" else "v1beta1"
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One kind to LIST: where it lives (`kube.resources`) and which `RawObjects` field it fills."""
+
+    field: str
+    kind: str
+
+    @property
+    def group(self) -> str:
+        return RESOURCES[self.kind].group
+
+    @property
+    def plural(self) -> str:
+        return RESOURCES[self.kind].plural
+
+
+_CLUSTERS = _Kind("clusters", "Cluster")
+_CONTROL_PLANES = _Kind("control_planes", "KubeadmControlPlane")
+_MACHINE_DEPLOYMENTS = _Kind("machine_deployments", "MachineDeployment")
+_MACHINES = _Kind("machines", "Machine")
+_MACHINE_TEMPLATES = _Kind("machine_templates", "CloudStackMachineTemplate")
+_CLOUDSTACK_CLUSTERS = _Kind("cloudstack_clusters", "CloudStackCluster")
+_BOOTSTRAP_TEMPLATES = _Kind("bootstrap_templates", "KubeadmConfigTemplate")
+_MACHINE_SETS = _Kind("machine_sets", "MachineSet")
+_CLOUDSTACK_MACHINES = _Kind("cloudstack_machines", "CloudStackMachine")
+_TEMPLATE_REFERRERS = (_CONTROL_PLANES, _MACHINE_DEPLOYMENTS, _MACHINE_SETS, _MACHINES, _CLOUDSTACK_MACHINES)
+_DEPENDENTS = (
+    _CONTROL_PLANES,
+    _MACHINE_DEPLOYMENTS,
+    _MACHINES,
+    _MACHINE_TEMPLATES,
+    _CLOUDSTACK_CLUSTERS,
+    _BOOTSTRAP_TEMPLATES,
+)
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One LIST: a kind, a namespace (None = all namespaces) and optional selectors."""
+
+    kind: _Kind
+    namespace: str | None
+    label_selector: str | None = None
+    field_selector: str | None = None
+
+
+def pick_versions(served: Mapping[str, Sequence[str]]) -> ServedVersions:
+    """Choose versions from discovery (`group -> served versions`); fail if CAPI or CAPC is missing."""
+
+    def capi(group: str) -> str:
+        versions = served.get(group, ())
+        chosen = next((v for v in _CAPI_PREFERENCE if v in versions), None)
+        if chosen is None:
+            raise KubeApiError(
+                f"the API server does not serve {group} at v1beta1 or v1beta2 "
+                f"(found: {', '.join(versions) or 'none'})",
+                hint="point --context at a Cluster API management cluster (CAPI v1.8 or newer)",
+            )
+        return chosen
+
+    versions = ServedVersions(capi(CLUSTER_GROUP), capi(CONTROL_PLANE_GROUP), capi(BOOTSTRAP_GROUP))
+    if CAPC_VERSION not in served.get(INFRASTRUCTURE_GROUP, ()):
+        raise KubeApiError(
+            f"the API server does not serve {INFRASTRUCTURE_GROUP}/{CAPC_VERSION}",
+            hint="install Cluster API Provider CloudStack v0.4.9 or newer on this management cluster",
+        )
+    return versions
+
+
+def discover(api_client: Any) -> ServedVersions:
+    """One `GET /apis` request, then `pick_versions`."""
+    from kubernetes import client
+
+    where = f"API discovery at {api_client.configuration.host}"
+    group_list = _call(where, lambda: client.ApisApi(api_client).get_api_versions())
+    served = {group.name: [v.version for v in group.versions or []] for group in group_list.groups or []}
+    versions = pick_versions(served)
+    _log.info("reading CAPI %s, CAPC %s", versions.capi, versions.infrastructure)
+    return versions
+
+
+def read_inventories(
+    api_client: Any, *, namespace: str | None, cluster: str | None = None
+) -> tuple[ClusterInventory, ...]:
+    """Every cluster in `namespace` (None = all namespaces), or just `cluster` in `namespace`.
+
+    A named cluster that does not exist, or a name no Kubernetes object can have, is a `UsageError`.
+    """
+    _require_valid_names(namespace, cluster)
+    if cluster is None:
+        versions = discover(api_client)
+        raw = _list_all(api_client, versions, [_Query(kind, namespace) for kind in (_CLUSTERS, *_DEPENDENTS)])
+    elif namespace is None:
+        raise UsageError("a cluster name needs a namespace", hint="drop -A or drop the cluster name")
+    else:
+        versions = discover(api_client)
+        raw = _read_named(api_client, versions, namespace, cluster)
+    return build_inventories(RawObjects(**raw), versions.capi)
+
+
+def _require_valid_names(namespace: str | None, cluster: str | None) -> None:
+    """Refuse names no object can have before any request: they end up in field and label selectors,
+    where `c1,metadata.name!=x` would select another cluster."""
+    if namespace is not None and not _is_name(namespace, _DNS_LABEL_RE):
+        raise UsageError(
+            f"{_shown(namespace)} is not a valid namespace name",
+            hint="namespaces have at most 63 lowercase letters, digits and '-'; "
+            "list them with `kubectl get namespaces`",
+        )
+    if cluster is not None and not _is_name(cluster, _DNS_SUBDOMAIN_RE):
+        where = f" -n {namespace}" if namespace else ""
+        raise UsageError(
+            f"{_shown(cluster)} is not a valid Cluster name",
+            hint="Cluster names have at most 63 lowercase letters, digits, '-' and '.' (they are label "
+            f"values too); list them with `kubectl get clusters{where}`",
+        )
+
+
+def _is_name(name: str, pattern: re.Pattern[str]) -> bool:
+    return len(name) <= _MAX_LABEL_VALUE and pattern.fullmatch(name) is not None
+
+
+def _shown(name: str, limit: int = 40) -> str:
+    """Quote user input for a one-line message: escaped, and cut when long."""
+    return repr(name if len(name) <= limit else name[:limit] + "…")
+
+
+def read_template_referrers(api_client: Any, *, namespace: str) -> dict[str, list[Any]]:
+    """Every object in `namespace` that can point at a CloudStackMachineTemplate, keyed by kind.
+
+    KubeadmControlPlanes, MachineDeployments and MachineSets reference one; Machines and CloudStackMachines
+    carry the `cluster.x-k8s.io/cloned-from-name` of the one they were made from. All clusters of the
+    namespace count, since a template may be shared. 1 discovery + one LIST per kind.
+    """
+    versions = discover(api_client)
+    raw = _list_all(api_client, versions, [_Query(kind, namespace) for kind in _TEMPLATE_REFERRERS])
+    return {kind.kind: raw[kind.field] for kind in _TEMPLATE_REFERRERS}
+
+
+def read_secret_data(api_client: Any, ref: SecretRef) -> dict[str, str]:
+    """The data of Secret `ref`, each value decoded to text; the values are never logged.
+
+    Raises the client's `ApiException` for an answer other than 2xx (callers tell 404 and RBAC refusals
+    apart), urllib3's `HTTPError` or `OSError` when the API server cannot be reached, and `ValueError`
+    naming the key whose value is not base64-encoded UTF-8 text.
+    """
+    secret = _get_core_object(
+        api_client, "/api/v1/namespaces/{namespace}/secrets/{name}", namespace=ref.namespace, name=ref.name
+    )
+    data: dict[str, str] = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            data[key] = base64.b64decode(value).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ValueError(f"key {key} is not valid base64 UTF-8 text") from None
+    return data
+
+
+@dataclass(frozen=True)
+class SecretAnswer:
+    """What reading a Secret gave: its decoded `data`, or the HTTP `status` and `reason` of the refusal
+    (`denied`: the RBAC error when RBAC refused), or `invalid`: which value is not text."""
+
+    data: dict[str, str] | None
+    status: int = 200
+    reason: str = ""
+    denied: KubeApiError | None = None
+    invalid: str = ""
+
+
+def fetch_secret(api_client: Any, ref: SecretRef) -> SecretAnswer:
+    """Read Secret `ref` for a caller that decides what a missing or refused Secret means; raises only
+    when the API server cannot be reached. The values are never logged."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return SecretAnswer(read_secret_data(api_client, ref))
+    except ApiException as err:
+        denied = forbidden_error(f"read Secret {ref}", err)
+        return SecretAnswer(None, int(err.status or 0), one_line(str(err.reason)), denied)
+    except (HTTPError, OSError) as err:
+        raise unreachable_error(f"read Secret {ref}", err) from None
+    except ValueError as err:
+        return SecretAnswer(None, invalid=str(err))
+
+
+def _get_core_object(api_client: Any, path: str, **names: str) -> dict[str, Any]:
+    """GET a core/v1 object as plain JSON through `api_client` (its authentication, timeouts and
+    retries); a non-2xx answer raises `ApiException` as the typed API does."""
+    from kubernetes.client.exceptions import ApiException
+
+    request = api_client.param_serialize(
+        "GET", path, path_params=names, header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )  # fmt: skip
+    response = api_client.call_api(*request)
+    response.read()
+    if not 200 <= response.status <= 299:
+        raise ApiException.from_response(
+            http_resp=response, body=response.data.decode("utf-8", "replace"), data=None
+        )
+    document: dict[str, Any] = json.loads(response.data)
+    return document
+
+
+def _read_named(api_client: Any, versions: ServedVersions, namespace: str, name: str) -> dict[str, list[Any]]:
+    """The Cluster first (its refs name the control plane and infrastructure), then the rest at once."""
+    clusters = _list(
+        api_client, versions, _Query(_CLUSTERS, namespace, field_selector=f"metadata.name={name}")
+    )
+    if not clusters:
+        raise UsageError(
+            f'cluster "{name}" not found in namespace "{namespace}"',
+            hint=f"list them with `kubectl get clusters -n {namespace}`, or pass -A",
+        )
+    spec = clusters[0].get("spec") or {}
+    by_cluster_label = f"{CLUSTER_NAME_LABEL}={name}"
+    queries = [
+        _named_query(_CONTROL_PLANES, namespace, spec.get("controlPlaneRef")),
+        _Query(_MACHINE_DEPLOYMENTS, namespace, label_selector=by_cluster_label),
+        _Query(_MACHINES, namespace, label_selector=by_cluster_label),
+        _Query(_MACHINE_TEMPLATES, namespace),  # all of them: a planner needs the names already taken
+        _named_query(_CLOUDSTACK_CLUSTERS, namespace, spec.get("infrastructureRef")),
+        _Query(_BOOTSTRAP_TEMPLATES, namespace),
+    ]
+    return {"clusters": clusters, **_list_all(api_client, versions, queries)}
+
+
+def _named_query(kind: _Kind, namespace: str, ref: Any) -> _Query:
+    """Narrow a LIST to the referenced object's name when the reference names one in this namespace."""
+    if isinstance(ref, Mapping) and ref.get("name") and (ref.get("namespace") or namespace) == namespace:
+        return _Query(kind, namespace, field_selector=f"metadata.name={ref['name']}")
+    return _Query(kind, namespace)
+
+
+def _list_all(api_client: Any, versions: ServedVersions, queries: Sequence[_Query]) -> dict[str, list[Any]]:
+    """Run the LISTs concurrently; results keyed by `RawObjects` field."""
+    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="list") as pool:
+        results = list(pool.map(lambda q: _list(api_client, versions, q), queries))
+    return {query.kind.field: items for query, items in zip(queries, results, strict=True)}
+
+
+def _version_for(kind: _Kind, versions: ServedVersions) -> str:
+    return {
+        CLUSTER_GROUP: versions.cluster,
+        CONTROL_PLANE_GROUP: versions.control_plane,
+        BOOTSTRAP_GROUP: versions.bootstrap,
+        INFRASTRUCTURE_GROUP: versions.infrastructure,
+    }[kind.group]
+
+
+def _list(api_client: Any, versions: ServedVersions, query: _Query) -> list[Any]:
+    """All items of one LIST, following `continue` tokens; items carry apiVersion and kind."""
+    from kubernetes import client
+
+    api = client.CustomObjectsApi(api_client)
+    kind = query.kind
+    version = _version_for(kind, versions)
+    scope = f"namespace {query.namespace}" if query.namespace else "all namespaces"
+    where = f"list {kind.plural}.{version}.{kind.group} in {scope}"
+    selectors: dict[str, Any] = {"limit": PAGE_SIZE}
+    if query.label_selector:
+        selectors["label_selector"] = query.label_selector
+    if query.field_selector:
+        selectors["field_selector"] = query.field_selector
+    if query.namespace is None:
+        request = functools.partial(
+            api.list_cluster_custom_object, kind.group, version, kind.plural, **selectors
+        )
+    else:
+        request = functools.partial(
+            api.list_namespaced_custom_object, kind.group, version, query.namespace, kind.plural, **selectors
+        )
+    items: list[Any] = []
+    token: str | None = None
+    while True:
+        page = _call(where, functools.partial(request, _continue=token) if token else request)
+        for item in page.get("items") or []:
+            item.setdefault("apiVersion", f"{kind.group}/{version}")
+            item.setdefault("kind", kind.kind)
+            items.append(item)
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+
+
+def _call(what: str, request: Callable[[], Any]) -> Any:
+    """Run one request, turning client failures into a `KubeApiError` that says which request failed."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return request()
+    except ApiException as err:
+        denied = forbidden_error(what, err)
+        if denied is not None:
+            raise denied from None
+        hint = _NOT_AUTHENTICATED if err.status == 401 else None
+        raise KubeApiError(f"{what}: HTTP {err.status} {one_line(str(err.reason))}", hint=hint) from err
+    except (HTTPError, OSError) as err:
+        raise unreachable_error(what, err) from err
+
+
+def access_review(api_client: Any, access: Access) -> bool:
+    """One SelfSubjectAccessReview: may the caller do `access`?"""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    spec = client.V1SelfSubjectAccessReviewSpec(
+        resource_attributes=client.V1ResourceAttributes(
+            verb=access.verb,
+            group=access.group,
+            resource=access.resource,
+            namespace=access.namespace,
+            name=access.name or None,
+        )
+    )
+    try:
+        review = client.AuthorizationV1Api(api_client).create_self_subject_access_review(
+            client.V1SelfSubjectAccessReview(spec=spec)
+        )
+    except ApiException as err:
+        raise KubeApiError(
+            f"SelfSubjectAccessReview for {access}: HTTP {err.status} {one_line(str(err.reason))}",
+            hint="the API server must serve authorization.k8s.io/v1",
+        ) from None
+    except (HTTPError, OSError) as err:
+        raise unreachable_error("SelfSubjectAccessReview", err) from None
+    allowed = bool(review.status and review.status.allowed)
+    _log.debug("may %s: %s", access, allowed)
+    return allowed

@@ -1,0 +1,572 @@
+"""The Kubernetes write side of an upgrade: create templates, patch owners, and watch rollouts finish.
+
+Every write can be sent with `dryRun=All`, which runs admission (webhooks, policies) and schema
+validation without persisting, so a preview shows exactly what the server would refuse. A patch of a
+KubeadmControlPlane or MachineDeployment changes version, machine template and the project's history
+annotations in one JSON merge patch that carries the resourceVersion the plan was made from: a concurrent
+change makes it fail with 409 (`Conflict`) instead of being overwritten.
+
+Waiting uses watches, not polling: one LIST, then WATCH requests of 5 to 10 minutes, each from the last
+resourceVersion seen, so nothing is missed between them. When the stream breaks, as it does when the
+API server restarts, the watch resumes from that resourceVersion after a short pause, longer each time
+it breaks again; only when the server answers 410 Gone (it no longer has that version) is the LIST made
+again.
+Each WATCH ends by the wait's deadline.
+
+Which failed requests are sent again is decided in `kubectl_capc.kube.client.retry_delay`. A write that failed
+after it was sent (the connection broke, no answer came in time, or a gateway answered 502/503/504) may
+or may not have happened: it is never sent blindly again but reported as `OutcomeUnknown`, a `Conflict`,
+so the engine reads the cluster again and re-plans. Ctrl-C during a write is deferred until it is done
+(`kubectl_capc.domain.interrupts`).
+
+The kubernetes library is imported inside the functions: importing it costs about half a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubectl_capc.domain.errors import KubeApiError, PlanError, RolloutError, one_line
+from kubectl_capc.domain.interrupts import writing
+from kubectl_capc.domain.inventory import parse_rollout_owner
+from kubectl_capc.domain.model import (
+    CLOUDSTACK_MACHINE_TEMPLATE_KIND,
+    CONTROL_PLANE_NAME_LABEL,
+    DEPLOYMENT_NAME_LABEL,
+    KUBEADM_CONTROL_PLANE_KIND,
+    CapiVersion,
+    normalize_version,
+)
+from kubectl_capc.domain.plan import PatchObject, WaitRollout
+from kubectl_capc.kube.client import RETRIES, request_was_sent, transport_failure
+from kubectl_capc.kube.errors import forbidden_error, server_message, unreachable_error
+from kubectl_capc.kube.resources import CAPC_VERSION, RESOURCES
+
+__all__ = [
+    "FIELD_MANAGER",
+    "WATCH_SECONDS",
+    "Conflict",
+    "Gone",
+    "KubeWriter",
+    "OutcomeUnknown",
+    "OwnerProgress",
+    "Rejected",
+    "patch_body",
+    "server_dry_run",
+    "watch_seconds",
+]
+
+_log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "kubectl-capc"
+WATCH_SECONDS = (300, 600)
+"""Shortest and longest single WATCH request (client-go's reflector: 5 to 10 minutes). The server sends
+a bookmark about once a minute meanwhile, which moves the progress line's elapsed time on."""
+_EXPIRED, _BROKEN, _TIMED_OUT = "EXPIRED", "BROKEN", "TIMED_OUT"
+"""How a WATCH ended besides its events: 410 Gone, the stream broke, or its time was up."""
+
+_UNAVAILABLE = frozenset({502, 503, 504})
+"""A gateway or an overloaded server answered for the API server: a write may or may not have happened."""
+# Conditions that are good when True, and those that are good when False (CAPI v1beta1 and v1beta2).
+_GOOD_WHEN_TRUE = frozenset(
+    {"Ready", "Available", "MachinesReady", "MachinesUpToDate", "MachinesSpecUpToDate", "MachineSetReady",
+     "MachinesCreated", "Resized", "ControlPlaneComponentsHealthy", "EtcdClusterHealthy",
+     "CertificatesAvailable"}
+)  # fmt: skip
+_GOOD_WHEN_FALSE = frozenset({"RollingOut", "ScalingUp", "ScalingDown", "Remediating", "Deleting", "Paused"})
+
+
+class Conflict(KubeApiError):
+    """The object changed (or appeared, or vanished) since the plan was made: re-read and re-plan."""
+
+
+class Gone(Conflict):
+    """The object does not exist (any more)."""
+
+
+class OutcomeUnknown(Conflict):
+    """A write was sent but no answer came back: read again to learn whether it happened."""
+
+
+class Rejected(PlanError):
+    """The API server refused a write in admission or validation; with dryRun nothing was changed."""
+
+
+def patch_body(
+    step: PatchObject, capi_version: CapiVersion, annotations: Mapping[str, str]
+) -> dict[str, Any]:
+    """The JSON merge patch for `step`: version, template reference and annotations, guarded."""
+    ref = {"name": step.template_to}
+    if step.is_control_plane:
+        if capi_version == "v1beta2":
+            machine_template: dict[str, Any] = {"spec": {"infrastructureRef": ref}}
+        else:
+            machine_template = {"infrastructureRef": ref}
+        spec: dict[str, Any] = {"version": step.version_to, "machineTemplate": machine_template}
+    else:
+        spec = {"template": {"spec": {"version": step.version_to, "infrastructureRef": ref}}}
+    metadata: dict[str, Any] = {"annotations": dict(annotations)}
+    if step.resource_version:
+        metadata["resourceVersion"] = step.resource_version
+    return {"metadata": metadata, "spec": spec}
+
+
+@dataclass(frozen=True)
+class OwnerProgress:
+    """Where one KubeadmControlPlane or MachineDeployment stands in its rollout."""
+
+    kind: str
+    name: str
+    version: str
+    desired: int
+    up_to_date: int
+    ready: int
+    available: int
+    observed: bool
+    done: bool
+
+    def __str__(self) -> str:
+        if self.done:
+            return f"{self.name}: done, {self.ready}/{self.desired} ready at {self.version}"
+        if not self.observed:
+            return f"{self.name}: waiting for the controller to pick up the change"
+        return f"{self.name}: {self.up_to_date}/{self.desired} up to date, {self.ready} ready"
+
+
+ProgressCallback = Callable[[tuple[OwnerProgress, ...], float], None]
+
+
+def progress_of(obj: Mapping[str, Any], want_version: str) -> OwnerProgress:
+    """Read rollout progress from a raw KubeadmControlPlane or MachineDeployment."""
+    owner = parse_rollout_owner(obj)
+    kind = str(obj.get("kind", ""))
+    name = str((obj.get("metadata") or {}).get("name", ""))
+    if owner is None:
+        raise Conflict(f"{kind}/{name} has no machine template reference any more")
+    replicas = owner.replicas
+    desired = replicas.desired if replicas.desired is not None else replicas.current
+    done = not owner.rollout_in_progress() and normalize_version(owner.version) == normalize_version(
+        want_version
+    )
+    return OwnerProgress(
+        kind, name, owner.version, desired, replicas.up_to_date, replicas.ready, replicas.available,
+        owner.observed, done,
+    )  # fmt: skip
+
+
+class KubeWriter:
+    """Writes to, and watches, one cluster's objects in one namespace at the served CAPI version."""
+
+    def __init__(self, api_client: Any, namespace: str, capi_version: CapiVersion) -> None:
+        from kubernetes import client
+
+        self._api = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self.capi_version = capi_version
+
+    def _version(self, kind: str) -> str:
+        return CAPC_VERSION if kind == CLOUDSTACK_MACHINE_TEMPLATE_KIND else self.capi_version
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        group, plural = _where(kind)
+        result: dict[str, Any] = self._call(
+            f"read {kind}/{name}",
+            lambda: self._api.get_namespaced_custom_object(
+                group, self._version(kind), self.namespace, plural, name
+            ),
+        )
+        return result
+
+    def list_objects(
+        self, kind: str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> dict[str, Any]:
+        group, plural = _where(kind)
+        selectors: dict[str, Any] = {
+            key: value
+            for key, value in (("label_selector", label_selector), ("field_selector", field_selector))
+            if value
+        }
+        result: dict[str, Any] = self._call(
+            f"list {plural}",
+            lambda: self._api.list_namespaced_custom_object(
+                group, self._version(kind), self.namespace, plural, **selectors
+            ),
+        )
+        return result
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def create_template(self, manifest: Mapping[str, Any], *, dry_run: bool) -> dict[str, Any]:
+        """Create a CloudStackMachineTemplate; 409 (it exists) is a `Conflict`."""
+        group, plural = _where(CLOUDSTACK_MACHINE_TEMPLATE_KIND)
+        name = str(manifest["metadata"]["name"])
+        result: dict[str, Any] = self._write(
+            f"create {CLOUDSTACK_MACHINE_TEMPLATE_KIND}/{name}",
+            dry_run,
+            lambda: self._api.create_namespaced_custom_object(
+                group, CAPC_VERSION, self.namespace, plural, dict(manifest),
+                field_manager=FIELD_MANAGER, dry_run=_dry_run(dry_run),
+            ),
+        )  # fmt: skip
+        return result
+
+    def patch_owner(
+        self, step: PatchObject, annotations: Mapping[str, str], *, dry_run: bool
+    ) -> dict[str, Any]:
+        """Patch version and template of a KubeadmControlPlane or MachineDeployment in one request."""
+        group, plural = _where(step.kind)
+        body = patch_body(step, self.capi_version, annotations)
+        result: dict[str, Any] = self._write(
+            f"patch {step.subject}",
+            dry_run,
+            lambda: self._api.patch_namespaced_custom_object(
+                group, self.capi_version, self.namespace, plural, step.name, body,
+                field_manager=FIELD_MANAGER, dry_run=_dry_run(dry_run),
+                _content_type="application/merge-patch+json",
+            ),
+        )  # fmt: skip
+        return result
+
+    def delete_template(self, name: str, *, uid: str, resource_version: str, dry_run: bool) -> None:
+        """Delete a CloudStackMachineTemplate only if it is still the object that was read.
+
+        The uid and resourceVersion preconditions make the server refuse (409, `Conflict`) when the
+        template was changed or re-created since; `Gone` when it no longer exists.
+        """
+        from kubernetes import client
+
+        group, plural = _where(CLOUDSTACK_MACHINE_TEMPLATE_KIND)
+        # With a body, the server reads every delete option from it and ignores the query: dryRun too.
+        body = client.V1DeleteOptions(
+            dry_run=["All"] if dry_run else None,
+            preconditions=client.V1Preconditions(uid=uid, resource_version=resource_version),
+        )
+        self._write(
+            f"delete {CLOUDSTACK_MACHINE_TEMPLATE_KIND}/{name}",
+            dry_run,
+            lambda: self._api.delete_namespaced_custom_object(
+                group, CAPC_VERSION, self.namespace, plural, name, body=body
+            ),
+        )
+
+    # -- waiting ----------------------------------------------------------------------------------
+
+    def wait(
+        self,
+        step: WaitRollout,
+        *,
+        timeout: float | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> tuple[OwnerProgress, ...]:
+        """Watch until every object of `step` has finished rolling out at `step.version`.
+
+        Raises `RolloutError` with a stall report when `timeout` (seconds; None = no limit) passes, and
+        `Conflict` when an object's version is changed by someone else meanwhile.
+        """
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        latest: dict[str, dict[str, Any]] = {}
+        wanted = set(step.names)
+
+        def report() -> tuple[OwnerProgress, ...]:
+            progress = tuple(progress_of(latest[name], step.version) for name in step.names if name in latest)
+            for item in progress:
+                if normalize_version(item.version) != normalize_version(step.version):
+                    raise Conflict(f"{step.kind}/{item.name} was changed to {item.version} during the wait")
+            if on_progress is not None:
+                on_progress(progress, time.monotonic() - started)
+            return progress
+
+        def finished(progress: tuple[OwnerProgress, ...]) -> bool:
+            return len(progress) == len(wanted) and all(p.done for p in progress)
+
+        while True:
+            listing = self._list_wanted(step)
+            latest = {
+                o["metadata"]["name"]: o
+                for o in listing.get("items") or []
+                if o["metadata"]["name"] in wanted
+            }
+            missing = wanted - set(latest)
+            if missing:
+                raise Conflict(f"{step.kind} {', '.join(sorted(missing))} no longer exists")
+            progress = report()
+            if finished(progress):
+                return progress
+            resource_version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
+            breaks = 0  # streams in a row that broke before delivering anything
+            ended = _TIMED_OUT
+            while ended != _EXPIRED:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RolloutError(self.stall_report(step, progress, timeout), hint=_stall_hint(step))
+                ended = _TIMED_OUT
+                for event_type, obj in self._watch(step, resource_version, watch_seconds(remaining)):
+                    if event_type in (_EXPIRED, _BROKEN):
+                        ended = event_type
+                        break
+                    breaks = 0
+                    resource_version = str(obj["metadata"].get("resourceVersion", resource_version))
+                    if event_type == "BOOKMARK":  # about once a minute: moves the elapsed time on
+                        progress = report()
+                        continue
+                    name = obj["metadata"].get("name")
+                    if name not in wanted:
+                        continue
+                    if event_type == "DELETED":
+                        raise Conflict(f"{step.kind}/{name} was deleted during the wait")
+                    latest[name] = obj
+                    progress = report()
+                    if finished(progress):
+                        return progress
+                if ended == _BROKEN:
+                    breaks += 1
+                    pause = RETRIES.delay(breaks)
+                    time.sleep(pause if remaining is None else max(0.0, min(pause, remaining)))
+                elif ended == _TIMED_OUT:
+                    progress = report()
+
+    def _list_wanted(self, step: WaitRollout) -> dict[str, Any]:
+        if len(step.names) == 1:
+            return self.list_objects(step.kind, field_selector=f"metadata.name={step.names[0]}")
+        return self.list_objects(step.kind)
+
+    def _watch(
+        self, step: WaitRollout, resource_version: str, seconds: int
+    ) -> Iterable[tuple[str, dict[str, Any]]]:
+        """One WATCH request of at most `seconds` from `resource_version`; yields (type, object), then
+        (`_EXPIRED`, {}) on 410 Gone (list again) or (`_BROKEN`, {}) when the open stream broke (watch
+        again from the last resourceVersion)."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError, MaxRetryError
+
+        group, plural = _where(step.kind)
+        selectors: dict[str, Any] = (
+            {"field_selector": f"metadata.name={step.names[0]}"} if len(step.names) == 1 else {}
+        )
+        watcher = watch.Watch()  # type: ignore[no-untyped-call]
+        try:
+            for event in watcher.stream(  # type: ignore[no-untyped-call]
+                self._api.list_namespaced_custom_object,
+                group, self.capi_version, self.namespace, plural,
+                resource_version=resource_version, timeout_seconds=seconds, allow_watch_bookmarks=True,
+                _request_timeout=seconds + 30, **selectors,
+            ):  # fmt: skip
+                if event["type"] == "ERROR":
+                    code = (event.get("raw_object") or {}).get("code")
+                    if code == 410:
+                        yield _EXPIRED, {}
+                        return
+                    raise KubeApiError(f"watching {plural}: {event.get('raw_object')}")
+                yield str(event["type"]), event["raw_object"]
+        except ApiException as err:
+            if err.status == 410:
+                yield _EXPIRED, {}
+                return
+            raise _translate(err, f"watch {plural}") from None
+        except MaxRetryError as err:
+            # Opening the watch failed, after the retries of kubectl_capc.kube.client: the server is gone.
+            raise _unreachable_during_run(f"watch {plural}", err) from None
+        except (HTTPError, OSError) as err:
+            # The open stream broke (an API server restart, a proxy cutting long requests): watch again.
+            _log.info("watch of %s ended: %s; watching again from there", plural, one_line(str(err)))
+            yield _BROKEN, {}
+        finally:
+            watcher.stop()  # type: ignore[no-untyped-call]
+
+    # -- stalls -----------------------------------------------------------------------------------
+
+    def stall_report(
+        self, step: WaitRollout, progress: Iterable[OwnerProgress], timeout: float | None
+    ) -> str:
+        """What is stuck: each unfinished object's counts, its problem conditions, and its Machines."""
+        parts = []
+        limit = f" within {_duration(timeout)}" if timeout is not None else ""
+        for item in progress:
+            if item.done:
+                continue
+            text = f"{item.kind}/{item.name} did not finish rolling out to {step.version}{limit} ({item})"
+            conditions = _problem_conditions(self.get(item.kind, item.name))
+            if conditions:
+                text += "; conditions: " + "; ".join(conditions)
+            machines = self._stuck_machines(item, step.version)
+            if machines:
+                text += "; machines: " + ", ".join(machines)
+            parts.append(text)
+        return " | ".join(parts) or f"{step.subject} did not finish rolling out{limit}"
+
+    def _stuck_machines(self, item: OwnerProgress, version: str) -> list[str]:
+        label = CONTROL_PLANE_NAME_LABEL if item.kind == KUBEADM_CONTROL_PLANE_KIND else DEPLOYMENT_NAME_LABEL
+        try:
+            machines = self.list_objects("Machine", label_selector=f"{label}={item.name}").get("items") or []
+        except KubeApiError:
+            return []  # the report is still useful without them
+        stuck = []
+        for machine in machines:
+            phase = str((machine.get("status") or {}).get("phase", "Unknown"))
+            machine_version = str((machine.get("spec") or {}).get("version", ""))
+            if phase != "Running" or normalize_version(machine_version) != normalize_version(version):
+                stuck.append(f"{machine['metadata']['name']} ({phase}, {machine_version or 'no version'})")
+        return stuck
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _write(self, what: str, dry_run: bool, request: Callable[[], Any]) -> Any:
+        """A write: with Ctrl-C deferred until it is done; one that may have happened is `OutcomeUnknown`."""
+        if dry_run:
+            return self._call(what, request)
+        with writing(what):
+            return self._call(what, request, sent_may_count=True)
+
+    def _call(self, what: str, request: Callable[[], Any], *, sent_may_count: bool = False) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return request()
+        except ApiException as err:
+            if sent_may_count and err.status in _UNAVAILABLE:
+                raise OutcomeUnknown(
+                    f"{what}: the API server answered HTTP {err.status} ({server_message(err)}); "
+                    "it may or may not have done it",
+                    hint="the cluster is read again before anything else is written",
+                ) from None
+            raise _translate(err, what) from None
+        except (HTTPError, OSError) as err:
+            reason = transport_failure(err)
+            if sent_may_count and request_was_sent(err):
+                raise OutcomeUnknown(
+                    f"{what}: the API server did not answer ({reason}); it may or may not have done it",
+                    hint="the cluster is read again before anything else is written",
+                ) from None
+            raise _unreachable_during_run(what, err) from None
+
+
+def watch_seconds(remaining: float | None, rand: Callable[[], float] = random.random) -> int:
+    """`timeoutSeconds` of the next WATCH: random within `WATCH_SECONDS`, as client-go spreads the
+    re-watches of many clients, and never past the wait's deadline, `remaining` seconds away."""
+    shortest, longest = WATCH_SECONDS
+    seconds = int(shortest + rand() * (longest - shortest))
+    return seconds if remaining is None else max(1, min(seconds, math.ceil(remaining)))
+
+
+def _unreachable_during_run(what: str, err: BaseException) -> KubeApiError:
+    return unreachable_error(
+        what, err, hint="nothing after this step was done; re-run the same command to continue"
+    )
+
+
+def _dry_run(dry_run: bool) -> str | None:
+    return "All" if dry_run else None
+
+
+def _translate(err: Any, what: str) -> Exception:
+    status = int(err.status or 0)
+    message = server_message(err)
+    if status == 404:
+        return Gone(f"{what}: {message}", hint="the cluster changed since it was read")
+    if status == 409:
+        return Conflict(f"{what}: {message}", hint="the cluster changed since it was read")
+    if status == 401:
+        return KubeApiError(
+            f"{what}: HTTP 401: the API server did not accept the credentials ({message})",
+            hint="they may have expired or been revoked: log in again (refresh the kubeconfig's user), then "
+            "re-run the same command to continue",
+        )
+    # 403 is both "RBAC says no" (worded as for reads) and an admission refusal (webhooks, quotas).
+    denied = forbidden_error(what, err)
+    if denied is not None:
+        return denied
+    if status in (400, 403, 422):
+        return Rejected(f"{what}: the API server refused it: {message}")
+    return KubeApiError(
+        f"{what}: HTTP {status}: {message}",
+        hint="re-run the same command to continue: it reads the cluster before writing again",
+    )
+
+
+def _problem_conditions(obj: Mapping[str, Any]) -> list[str]:
+    status = obj.get("status") or {}
+    raw = [*(status.get("conditions") or []), *((status.get("v1beta2") or {}).get("conditions") or [])]
+    seen: set[tuple[str, str, str]] = set()
+    lines = []
+    for condition in raw:
+        kind, state = str(condition.get("type", "")), str(condition.get("status", ""))
+        bad = (kind in _GOOD_WHEN_TRUE and state != "True") or (kind in _GOOD_WHEN_FALSE and state == "True")
+        message = one_line(str(condition.get("message") or condition.get("reason") or ""))
+        if bad and (kind, state, message) not in seen:
+            seen.add((kind, state, message))
+            lines.append(f"{kind}={state}" + (f" ({message})" if message else ""))
+    return lines
+
+
+def _stall_hint(step: WaitRollout) -> str:
+    return (
+        "the changes are in place and Cluster API keeps rolling out; fix what is stuck, then re-run the same "
+        "command to continue waiting (or raise --timeout); `kubectl describe "
+        f"{step.kind.lower()} {step.names[0]}` shows more"
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "no limit"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
+
+
+def _where(kind: str) -> tuple[str, str]:
+    resource = RESOURCES[kind]
+    return resource.group, resource.plural
+
+
+def server_dry_run(api_client: Any, objects: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """Send each object as a server-side apply with dryRun=All: admission and schema judge the result
+    (an object missing from the cluster is judged as a create), and nothing is stored.
+
+    Returns each object's `Kind/name` with the server's refusal of it, "" when it was accepted."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    api = client.CustomObjectsApi(api_client)
+    verdicts: list[tuple[str, str]] = []
+    for obj in objects:
+        group, _, version = str(obj["apiVersion"]).rpartition("/")
+        metadata = obj["metadata"]
+        subject = f"{obj['kind']}/{metadata['name']}"
+        try:
+            api.patch_namespaced_custom_object(
+                group, version, metadata["namespace"], RESOURCES[str(obj["kind"])].plural, metadata["name"],
+                dict(obj), dry_run="All", field_manager=FIELD_MANAGER, force=True,
+                _content_type="application/apply-patch+yaml",
+            )  # fmt: skip
+        except ApiException as err:
+            what = f"server dry run of {subject}"
+            denied = forbidden_error(what, err)
+            if denied is not None:
+                raise denied from None
+            message = server_message(err)
+            if err.status == 404:
+                raise KubeApiError(
+                    f"{what}: the server does not serve {obj['apiVersion']} {obj['kind']}: {message}"
+                ) from None
+            if err.status not in (400, 403, 409, 422):
+                raise KubeApiError(f"{what}: HTTP {err.status}: {message}") from None
+            # A refusal of the object itself: admission (webhooks, policies, also 403) or validation.
+            verdicts.append((subject, message))
+            continue
+        except (HTTPError, OSError) as err:
+            raise unreachable_error(f"server dry run of {subject}", err) from None
+        verdicts.append((subject, ""))
+    return verdicts

@@ -1,0 +1,56 @@
+"""The option objects the workflows take: what the flags asked for, parsed, with no flag in sight.
+
+The CLI builds them (`kubectl_capc.cli.options`); tests build them directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubectl_capc.domain.errors import UsageError
+from kubectl_capc.domain.plan import ImageSource, WaitRollout
+
+__all__ = ["ApplyOptions", "ImageOptions", "Timeouts"]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds each phase may take; None waits without limit. Defaults follow EKS Anywhere's."""
+
+    images: float | None = 60 * 60
+    control_plane: float | None = 60 * 60
+    machine_deployment: float | None = 30 * 60
+
+    def for_wait(self, step: WaitRollout) -> float | None:
+        return self.control_plane if step.is_control_plane else self.machine_deployment
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    dry_run: bool = False
+    yes: bool = False
+    no_wait: bool = False
+    interactive: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How missing CloudStack templates are obtained (`--image-source` and its companions)."""
+
+    source: ImageSource = ImageSource.EXISTING
+    url: str | None = None
+    prebuilt_base_url: str | None = None
+    image_builder_dir: Path | None = None
+    cache_dir: Path | None = None
+
+    def builder_dir(self) -> Path:
+        """The image-builder checkout that `--image-source build` needs; refused when not given."""
+        if self.image_builder_dir is None:
+            raise UsageError(
+                "--image-source build needs --image-builder-dir DIR",
+                hint="give a kubernetes-sigs/image-builder checkout (its images/capi directory is used), "
+                "or use another --image-source",
+            )
+        return self.image_builder_dir
