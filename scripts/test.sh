@@ -16,4 +16,5 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 python3 -m ruff check .
 python3 -m ruff format --check kubectl_capc
 python3 -m mypy
+lint-imports  # the layer contracts in .importlinter
 python3 -m pytest "$@"
