@@ -56,7 +56,7 @@ def plugin_identity(bed: Any, namespace: str, name: str) -> tuple[Path, str]:
     The plugin runs as this identity so that the audit log tells its requests apart from those of the
     benchmark's own client and of the rollout simulator (they share the library's User-Agent).
     """
-    from tests.rbac_support import bind_cluster_role, service_account_token, token_kubeconfig
+    from tests.support.rbac_support import bind_cluster_role, service_account_token, token_kubeconfig
 
     token = service_account_token(bed, namespace, name)
     bind_cluster_role(bed, namespace, name, "cluster-admin", binding=f"{namespace}-{name}")
@@ -100,7 +100,7 @@ def create_settled_cluster(api: Any, objects: Sequence[Mapping[str, Any]]) -> No
 
     from kubernetes import client
 
-    from tests.fixtures_capc import create_objects
+    from tests.support.fixtures_capc import create_objects
     from tests.testenv.rollout_model import Controls
     from tests.testenv.rollout_status import RESOURCES, adopt, render_status
 

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from kubectl_capc.kube.target import KubeTarget
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.errors import CapcError, UsageError
 from kubectl_capc.domain.model import (
@@ -34,6 +33,7 @@ from kubectl_capc.domain.model import (
     ZoneTemplates,
     normalize_version,
 )
+from kubectl_capc.kube.target import KubeTarget
 
 DESCRIPTION_KIND = "ClusterDescription"
 DESCRIPTION_LIST_KIND = "ClusterDescriptionList"

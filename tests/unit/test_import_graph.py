@@ -27,7 +27,9 @@ def imported(name: str, is_package: bool, node: ast.Import | ast.ImportFrom, mod
             parts = name.split(".") if is_package else name.split(".")[:-1]
             parts = parts[: len(parts) - (node.level - 1)]
             base = ".".join(parts) + (f".{node.module}" if node.module else "")
-        targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        targets = [
+            f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
+        ]
     found = set()
     for target in targets:
         while target and target not in modules:
