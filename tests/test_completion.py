@@ -123,7 +123,10 @@ def test_contexts_come_from_the_kubeconfig_named_on_the_line_without_its_secrets
             current="dev",
             clusters={"dev": {"server": "https://127.0.0.1:6443"}, "prod": {"server": "https://10.0.0.1"}},
             users={"admin": {"token": "s3cret-token"}},
-            contexts={"dev": {"cluster": "dev", "user": "admin"}, "prod": {"cluster": "prod", "user": "admin"}},
+            contexts={
+                "dev": {"cluster": "dev", "user": "admin"},
+                "prod": {"cluster": "prod", "user": "admin"},
+            },
         ),
     )
     done = run_completion("validate", "--kubeconfig", str(config), "--context", "")
@@ -158,7 +161,9 @@ def test_cluster_argument_namespace_and_cluster_flags_plan_a_lookup_and_offer_no
 def test_to_offers_the_known_minors_at_once_and_looks_up_templates_only_for_a_named_cluster() -> None:
     alone = plan(["validate", "-A", "--to", ""])
     assert alone.lookup is None
-    assert [c.value for c in alone.answer.candidates] == [f"v1.{m}" for m in sorted(KNOWN_MINORS, reverse=True)]
+    assert [c.value for c in alone.answer.candidates] == [
+        f"v1.{m}" for m in sorted(KNOWN_MINORS, reverse=True)
+    ]
     assert alone.answer.directive == NO_FILE_COMP | KEEP_ORDER
     named = plan(["image-upgrade", "c1", "--to", "v1.3"])
     assert named.lookup is not None
@@ -234,7 +239,11 @@ def test_a_broken_kubeconfig_offers_nothing_at_once_and_prints_no_error(tmp_path
 
 
 def test_a_line_the_cli_would_reject_still_answers() -> None:
-    for words in (["no-such-command", ""], ["validate", "--no-such-flag", "-"], ["image", "list", "x", "y", ""]):
+    for words in (
+        ["no-such-command", ""],
+        ["validate", "--no-such-flag", "-"],
+        ["image", "list", "x", "y", ""],
+    ):
         done = run_completion(*words)
         assert done.returncode == 0 and done.stdout.endswith(":4\n") and done.stderr == ""
 
@@ -245,4 +254,3 @@ def test_the_completion_module_runs_well_within_the_budget(words: list[str]) -> 
     done = run_completion("__complete", *words)
     assert done.returncode == 0
     assert time.monotonic() - started < 1.0
-
