@@ -13,8 +13,9 @@ The commands, flags and flag values come from the Typer app itself, so completio
 changes; a flag's values are its choices, or the `a|b|c` list of its metavar. Contexts come from the
 kubeconfig. Namespaces, Cluster names and `--to` versions (the node-image templates in the cluster's
 zones, merged with the Kubernetes minors `KNOWN_MINORS`) need the servers: those lookups run on a
-worker thread against `BUDGET_SECONDS`, and one that is late is dropped, leaving nothing (or, for
-`--to`, the known minors). Completion never writes: no cache, no log, no kubeconfig change.
+worker thread against `BUDGET_SECONDS` (or `$KUBECTL_CAPC_COMPLETION_TIMEOUT`), and one that is late
+is dropped, leaving nothing (or, for `--to`, the known minors). Completion never writes: no cache,
+no log, no kubeconfig change.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from kubectl_capc.options import GlobalOptions
 
 __all__ = [
+    "BUDGET_ENV",
     "BUDGET_SECONDS",
     "DEFAULT",
     "FILTER_DIRS",
@@ -62,7 +64,9 @@ KEEP_ORDER = 32
 BUDGET_SECONDS = 0.8
 """From the start of `main` to the answer; with interpreter start-up (about 40 ms) and kubectl's own
 work (about 50 ms) the user waits less than a second, whatever the servers do. A `--to` lookup needs
-about 0.7 s, most of it importing the kubernetes client and cs."""
+about 0.7 s on an idle machine, most of it importing the kubernetes client and cs."""
+BUDGET_ENV = "KUBECTL_CAPC_COMPLETION_TIMEOUT"
+"""A duration (`2s`, `1500ms`) that replaces `BUDGET_SECONDS`, for a slow link to the servers."""
 
 KNOWN_MINORS = tuple(range(28, 38))
 """The Kubernetes minors `--to` is offered as `v1.MINOR` (v1.28, August 2023, to v1.37, August 2026);
@@ -133,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         descriptions = words.pop(0) == "__complete"
     _close_stderr()
     try:
-        answer, late = resolve(plan(words or [""]), started + BUDGET_SECONDS)
+        answer, late = resolve(plan(words or [""]), started + _budget())
     except Exception:
         answer, late = NOTHING, False
     sys.stdout.write(render(answer, descriptions=descriptions))
@@ -421,6 +425,20 @@ def _with_timeout(options: GlobalOptions, seconds: float) -> GlobalOptions:
     from dataclasses import replace
 
     return replace(options, request_timeout=max(seconds, 0.05))
+
+
+def _budget() -> float:
+    text = os.environ.get(BUDGET_ENV)
+    if not text:
+        return BUDGET_SECONDS
+    import typer
+
+    from kubectl_capc.options import parse_duration
+
+    try:
+        return parse_duration(text) or BUDGET_SECONDS
+    except typer.BadParameter:  # a malformed value keeps the default
+        return BUDGET_SECONDS
 
 
 def _close_stderr() -> None:

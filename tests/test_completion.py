@@ -215,6 +215,16 @@ def test_a_lookup_gets_the_time_left_as_its_request_timeout() -> None:
     assert 0.3 < seen[0] <= 0.5
 
 
+def test_the_budget_can_be_set_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubectl_capc.completion import BUDGET_ENV, BUDGET_SECONDS, _budget
+
+    monkeypatch.setenv(BUDGET_ENV, "1500ms")
+    assert _budget() == 1.5
+    for unusable in ("soon", "0", ""):
+        monkeypatch.setenv(BUDGET_ENV, unusable)
+        assert _budget() == BUDGET_SECONDS
+
+
 # -- the executable ------------------------------------------------------------------------------------
 
 

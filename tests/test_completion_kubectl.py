@@ -19,6 +19,7 @@ import typer.main
 import yaml
 
 from kubectl_capc.cli import app
+from kubectl_capc.completion import BUDGET_ENV, BUDGET_SECONDS
 from kubectl_capc.versions import parse_version
 from tests.fault_support import admin
 from tests.fixtures_capc import create_objects, render_cluster
@@ -40,14 +41,19 @@ def plugin_dir(tmp_path: Path) -> Path:
 
 
 def complete(
-    kubectl: Path, plugin_dir: Path, kubeconfig: Path, *words: str
+    kubectl: Path, plugin_dir: Path, kubeconfig: Path, *words: str, budget: str = "10s"
 ) -> tuple[list[str], str, subprocess.CompletedProcess[str]]:
-    """`kubectl __complete capc WORDS...`: the candidates' values, the directive line, and the run."""
+    """`kubectl __complete capc WORDS...`: the candidates' values, the directive line, and the run.
+
+    The lookups get `budget`: by default ample, so that a busy machine cannot make them late; ""
+    leaves the built-in one.
+    """
     env = {
         **os.environ,
         "PATH": str(plugin_dir),
         "HOME": str(plugin_dir.parent),
         "KUBECONFIG": str(kubeconfig),
+        BUDGET_ENV: budget,
     }
     done = subprocess.run(
         [str(kubectl), "__complete", "capc", *words], env=env, capture_output=True, text=True, timeout=60
@@ -192,7 +198,7 @@ def silent_server() -> Iterator[str]:
         listener.close()
 
 
-def test_a_server_that_does_not_answer_gets_nothing_offered_within_a_second(
+def test_a_server_that_does_not_answer_gets_nothing_offered_by_the_deadline(
     kubectl_binary: Path, plugin_dir: Path, silent_server: str, tmp_path: Path
 ) -> None:
     kubeconfig = write(
@@ -206,8 +212,13 @@ def test_a_server_that_does_not_answer_gets_nothing_offered_within_a_second(
     )
     for words in (["validate", ""], ["validate", "-n", ""], ["image-upgrade", "c1", "--to", "v1.4"]):
         started = time.monotonic()
-        values, directive, done = complete(kubectl_binary, plugin_dir, kubeconfig, *words)
+        values, directive, done = complete(kubectl_binary, plugin_dir, kubeconfig, *words, budget="0.3s")
         assert time.monotonic() - started < 1.0, words
         assert values == [] and directive in (":4", ":36"), words
         assert stderr_of_plugin(done) == ""
         assert "s3cret-token" not in done.stdout + done.stderr
+    # The built-in budget, plus start-up of kubectl and Python on a machine that may be busy.
+    started = time.monotonic()
+    values, directive, _ = complete(kubectl_binary, plugin_dir, kubeconfig, "describe", "", budget="")
+    assert (values, directive) == ([], ":4")
+    assert BUDGET_SECONDS <= time.monotonic() - started < BUDGET_SECONDS + 0.4
