@@ -5,6 +5,7 @@ CloudStack double's templates, and nothing, quickly, from a server that does not
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -222,3 +223,46 @@ def test_a_server_that_does_not_answer_gets_nothing_offered_by_the_deadline(
     values, directive, _ = complete(kubectl_binary, plugin_dir, kubeconfig, "describe", "", budget="")
     assert (values, directive) == ([], ":4")
     assert BUDGET_SECONDS <= time.monotonic() - started < BUDGET_SECONDS + 0.4
+
+
+def test_completion_leaves_no_file_behind_even_when_a_lookup_is_cut_off(
+    testenv_v1beta2: TestBed, namespace: str, silent_server: str, tmp_path: Path
+) -> None:
+    """The client libraries keep certificate data in temporary files while they run; none may stay, and
+    nothing else is written (no discovery cache under HOME)."""
+    pki = testenv_v1beta2.dir / "pki"
+
+    def data(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    silent = write(
+        tmp_path / "silent",
+        kubeconfig_text(
+            current="silent",
+            clusters={"silent": {"server": silent_server, "certificate-authority-data": data("ca.crt")}},
+            users={
+                "admin": {"client-certificate-data": data("admin.crt"), "client-key-data": data("admin.key")}
+            },
+            contexts={"silent": {"cluster": "silent", "user": "admin"}},
+        ),
+    )
+    scratch, home = tmp_path / "tmp", tmp_path / "home"
+    scratch.mkdir()
+    home.mkdir()
+    executable = installed_console_script().parent / "kubectl_complete-capc"
+    runs = [
+        (silent, ["validate", ""], "0.5s", ":4\n"),
+        (silent, ["image-upgrade", "c1", "--to", "v1.4"], "0.5s", ":36\n"),
+        (testenv_v1beta2.kubeconfig, ["validate", "-n", namespace[:8]], "10s", f"{namespace}\n:4\n"),
+    ]
+    for kubeconfig, words, budget, expected in runs:
+        env = {**os.environ, "TMPDIR": str(scratch), "HOME": str(home), "KUBECONFIG": str(kubeconfig)}
+        done = subprocess.run(
+            [str(executable), "__completeNoDesc", *words],
+            env={**env, BUDGET_ENV: budget},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (done.returncode, done.stdout, done.stderr) == (0, expected, ""), words
+    assert sorted(scratch.iterdir()) == [] and sorted(home.iterdir()) == []
