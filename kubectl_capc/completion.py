@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kubectl_capc.completion_lookups import TemplateVersions
     from kubectl_capc.options import GlobalOptions
+    from kubectl_capc.versions import KubeVersion
 
 __all__ = [
     "BUDGET_ENV",
@@ -44,20 +45,20 @@ __all__ = [
     "NO_FILE_COMP",
     "Answer",
     "Candidate",
+    "Line",
     "Plan",
     "main",
     "plan",
+    "read_line",
     "render",
     "resolve",
     "version_candidates",
 ]
 
-# cobra's ShellCompDirective bits (spf13/cobra completions.go).
-DEFAULT = 0
-ERROR = 1
-NO_SPACE = 2
+# The cobra ShellCompDirective bits this executable uses (spf13/cobra completions.go; the others are
+# 1 error, 2 no space after the candidate, 8 filter files by extension).
+DEFAULT = 0  # the shell's own completion: file names
 NO_FILE_COMP = 4
-FILTER_FILE_EXT = 8
 FILTER_DIRS = 16
 KEEP_ORDER = 32
 
@@ -249,7 +250,7 @@ def read_line(root: Any, words: Sequence[str]) -> Line:
 
 
 def version_candidates(
-    templates: Iterable[tuple[Any, str]], current: Any = None, *, partial: str = ""
+    templates: Iterable[tuple[KubeVersion, str]], current: KubeVersion | None = None, *, partial: str = ""
 ) -> tuple[Candidate, ...]:
     """`--to` values, newest first: each known minor and each template's minor as `v1.MINOR`, and each
     template's release as `v1.MINOR.PATCH`; none below `current` (the control plane's KubeVersion),
@@ -296,21 +297,21 @@ def _option_values(line: Line) -> Plan:
 
 
 def _versions_plan(line: Line) -> Plan:
-    known = Answer(version_candidates((), partial=line.partial), NO_FILE_COMP | KEEP_ORDER)
+    known = version_candidates((), partial=line.partial)
+    answer = Answer(_with_prefix(line.prefix, known), NO_FILE_COMP | KEEP_ORDER)
     cluster = _cluster_on(line)
     if not cluster:
-        return Plan(known)
-    partial = line.partial
+        return Plan(answer)
     options = _global_options(line)
 
     def lookup(seconds: float) -> Answer:
         from kubectl_capc.completion_lookups import template_versions
 
         found: TemplateVersions = template_versions(_with_timeout(options, seconds), cluster)
-        candidates = version_candidates(found.templates, found.current, partial=partial)
-        return Answer(_with_prefix(line.prefix, candidates), NO_FILE_COMP | KEEP_ORDER)
+        candidates = version_candidates(found.templates, found.current, partial=line.partial)
+        return Answer(_with_prefix(line.prefix, candidates), answer.directive)
 
-    return Plan(Answer(_with_prefix(line.prefix, known.candidates), known.directive), lookup)
+    return Plan(answer, lookup)
 
 
 def _cluster_lookup(line: Line) -> Callable[[float], Answer]:

@@ -165,6 +165,10 @@ def test_to_offers_the_known_minors_at_once_and_looks_up_templates_only_for_a_na
         f"v1.{m}" for m in sorted(KNOWN_MINORS, reverse=True)
     ]
     assert alone.answer.directive == NO_FILE_COMP | KEEP_ORDER
+    assert [c.value for c in plan(["validate", "--to=v1.3"]).answer.candidates][:2] == [
+        "--to=v1.37",
+        "--to=v1.36",
+    ]
     named = plan(["image-upgrade", "c1", "--to", "v1.3"])
     assert named.lookup is not None
     assert all(c.value.startswith("v1.3") for c in named.answer.candidates)
