@@ -3,8 +3,10 @@
 
     python scripts/release.py build [--dist DIR]
         Builds this machine's platform with PyInstaller (it cannot cross-build; CI runs one job per
-        os/arch) into DIR/kubectl-capc/ and packs it with the LICENSE as
-        DIR/kubectl-capc_<version>_<os>_<arch>.tar.gz. Prints the archive path and its sha256.
+        os/arch) into DIR/kubectl-capc/, adds a copy of the binary named kubectl_complete-capc (the
+        shell-completion executable kubectl looks for; the binary answers completion when called by
+        that name) and packs the tree with the LICENSE as DIR/kubectl-capc_<version>_<os>_<arch>.tar.gz.
+        Prints the archive path and its sha256.
 
     python scripts/release.py manifest --homepage URL [--base-url URL] [--require-all] ARCHIVE...
         Renders krew/capc.yaml for the archives' version: one platform per archive, each with its
@@ -39,6 +41,8 @@ ENTRY_SCRIPT = REPO / "packaging" / "entry.py"
 LICENSE = REPO / "LICENSE"
 DISTRIBUTION = "kubectl-capc"
 BINARY = "kubectl-capc"
+# kubectl (1.26+) runs `kubectl_complete-<plugin>` from PATH to complete the plugin's words.
+COMPLETION_BINARY = "kubectl_complete-capc"
 # Distributions whose metadata `kubectl capc version` reads at run time.
 METADATA = ("kubectl-capc", "kubernetes", "cs")
 # Found by PyInstaller's analysis through optional imports (rich's notebook support, pydantic's mypy and
@@ -121,6 +125,8 @@ def build(dist: Path, work: Path, version: str) -> Archive:
         str(ENTRY_SCRIPT),
     ]  # fmt: skip
     subprocess.run(command, check=True)  # noqa: S603 - a fixed argument list, no shell
+    suffix = ".exe" if os_name == "windows" else ""
+    shutil.copy2(tree / f"{BINARY}{suffix}", tree / f"{COMPLETION_BINARY}{suffix}")
     shutil.copyfile(LICENSE, tree / LICENSE.name)
     archive = dist / archive_name(version, os_name, arch)
     pack(tree, archive)

@@ -1,9 +1,53 @@
-"""Shared pytest wiring: test-bed fixtures and the fixture plugins of each test-bed component."""
+"""Shared pytest wiring: test-bed fixtures, the fixture plugins of each test-bed component, and tiers.
 
+A test is marked `testbed` when it needs a program built from Go modules (the kube-apiserver test bed,
+kubectl, cloudstack-go, krew) or a packaging step (a virtual environment, a PyInstaller archive, the
+docs site). `pytest -m "not testbed"` is the fast tier that needs nothing beyond Python.
+"""
+
+from __future__ import annotations
+
+import functools
 import os
+import re
+import types
+from pathlib import Path
+
+import pytest
 
 # The plugin renders plain help (kubectl_capc sets this before typer is imported); a test module that
 # imports typer before kubectl_capc would otherwise get rich help, whatever order the tests run in.
 os.environ.setdefault("TYPER_USE_RICH", "0")
 
 pytest_plugins = ["tests.testenv.fixtures", "tests.csdouble.fixtures"]
+
+# Fixtures that start or build something outside the Python process.
+TESTBED_FIXTURES = frozenset(
+    {"testenv", "testenv_v1beta1", "testenv_v1beta2", "namespace", "kubectl_binary", "csgo", "krew"}
+)
+# Modules that drive Go-built or packaged programs from their own helpers rather than through fixtures.
+TESTBED_IMPORTS = ("tests.csgo", "tests.support.csgo_support", "tests.krewtools")
+
+
+# A fixture that picks the bed at run time (`request.getfixturevalue(f"testenv_{profile}")`).
+DYNAMIC_BED = re.compile(r"getfixturevalue\(\s*f?[\"']testenv")
+
+
+@functools.cache
+def _module_needs_programs(module: types.ModuleType) -> bool:
+    if any(
+        getattr(value, "__name__", "").startswith(TESTBED_IMPORTS)
+        or getattr(value, "__module__", "").startswith(TESTBED_IMPORTS)
+        for value in vars(module).values()
+    ):
+        return True
+    source = Path(module.__file__ or "")
+    return source.is_file() and bool(DYNAMIC_BED.search(source.read_text()))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        module = getattr(item, "module", None)
+        if fixtures & TESTBED_FIXTURES or (module is not None and _module_needs_programs(module)):
+            item.add_marker(pytest.mark.testbed)

@@ -1,9 +1,9 @@
 """The README's first two commands, run exactly as written in a fresh copy of the repository.
 
 The first installs the plugin into a virtual environment and previews the bundled example offline; the
-second runs the same upgrade against the test bed with the real kubectl. The copy sits next to a link
-to the shared upstream files, as the checkout does; the virtual environment sees the already installed
-dependencies, so installing needs no network beyond pip's build backend.
+second runs the same upgrade against the test bed with the real kubectl. The copy has nothing beside it,
+as a fresh clone has not: the test bed fetches its upstream files itself. The virtual environment sees
+the already installed dependencies, so installing needs no network beyond pip's build backend.
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ FIRST, SECOND = code_blocks()[:2]
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`root/repo`: a copy of the repository; `root/shared`: the upstream files; `root/venv`."""
+    """`root/checkout/repo`: a copy of the repository with nothing beside it; `root/venv`."""
     root = tmp_path_factory.mktemp("readme")
-    (root / "shared").symlink_to(REPO.parent / "shared")
     shutil.copytree(
         REPO,
-        root / "repo",
+        root / "checkout" / "repo",
         ignore=shutil.ignore_patterns(*IGNORED, "*.egg-info", "__pycache__"),
         symlinks=True,
     )
@@ -56,7 +55,7 @@ def shell(
     )
     return subprocess.run(
         ["bash", "-c", script],
-        cwd=root / "repo",
+        cwd=root / "checkout" / "repo",
         env=env,
         capture_output=True,
         text=True,
@@ -77,6 +76,7 @@ def test_the_first_commands_are_the_offline_example_and_the_test_bed() -> None:
     assert "kubectl capc image-upgrade mycluster --to v1.29.3 --dry-run" in SECOND
 
 
+@pytest.mark.testbed  # builds a virtual environment and installs the plugin into it
 def test_first_command_installs_the_plugin_and_previews_the_example_offline(checkout: Path) -> None:
     result = shell(checkout, FIRST)
     assert installed(checkout), result.stdout + result.stderr
@@ -88,7 +88,9 @@ def test_first_command_installs_the_plugin_and_previews_the_example_offline(chec
     assert "+  version: v1.29.3" in out
     assert "assumed: CloudStack template ubuntu-2204-kube-v1.29.3" in result.stderr
     for path in (REPO / "examples" / "mycluster").glob("*.yaml"):
-        assert (checkout / "repo" / "examples" / "mycluster" / path.name).read_bytes() == path.read_bytes()
+        assert (
+            checkout / "checkout" / "repo" / "examples" / "mycluster" / path.name
+        ).read_bytes() == path.read_bytes()
 
 
 def test_second_command_previews_the_same_upgrade_on_the_test_bed(
@@ -110,3 +112,24 @@ def test_second_command_previews_the_same_upgrade_on_the_test_bed(
     assert out.count("accepted by the API server (dryRun=All)") == 6
     assert "+  version: v1.29.3" in out
     assert "stopped: " in out
+
+
+def test_nothing_in_the_repository_reaches_outside_it() -> None:
+    """No tracked file names a folder beside the repository, and no link leads out of it."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    beside = "shared"  # the folder a checkout may have next to it, which a clone does not
+    outside = re.compile(
+        rf"\.\./{beside}\b|/{beside}/upstream|(\.parent|parents\[[2-9]\])\s*/\s*[\"']{beside}"
+    )
+    offenders = []
+    for name in filter(None, tracked):
+        path = REPO / name
+        if path.is_symlink():
+            if not path.resolve().is_relative_to(REPO):
+                offenders.append(f"{name} -> {os.readlink(path)}")
+            continue
+        if path.is_file() and outside.search(path.read_text(errors="replace")):
+            offenders.append(name)
+    assert offenders == []

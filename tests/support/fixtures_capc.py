@@ -1,9 +1,10 @@
 """Realistic CAPC workload-cluster objects for tests, rendered from the upstream clusterctl templates.
 
-- `render_cluster` fills the `${VAR}` placeholders of an upstream template (shared/upstream/capc/templates),
+- `render_cluster` fills the `${VAR}` placeholders of an upstream template (the pinned CAPC release's
+  `templates/`, see tests.testenv.upstream),
   applies what the CAPI defaulting webhooks would (cluster-name labels, selectors), optionally adds
   MachineDeployments, failure domains and Machines, and converts the CAPI objects to the v1beta2 shape for
-  the newest-CAPI profile. `render_e2e_upgrade` renders CAPC's own e2e upgrade fixture (before / after).
+  the newest-CAPI profile.
 - `settled_status` is the status a finished rollout leaves, in the object's own shape;
   `with_settled_status` applies it. `raw_objects` sorts objects into the reader's per-kind lists.
 - On the test bed: `create_objects` sends objects to the apiserver; `tagged_api_client` and
@@ -24,9 +25,7 @@ from typing import Any
 import yaml
 
 from kubectl_capc.domain.inventory import RawObjects
-
-UPSTREAM_CAPC = Path(__file__).resolve().parents[3] / "shared" / "upstream" / "capc"
-TEMPLATES_DIR = UPSTREAM_CAPC / "templates"
+from tests.testenv import upstream
 
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 
@@ -124,7 +123,7 @@ def render_cluster(
         "CLOUDSTACK_DISK_OFFERING_LABEL": "data_disk",
         **(extra_values or {}),
     }
-    text = substitute((TEMPLATES_DIR / flavor).read_text(), values)
+    text = substitute((upstream.capc_templates_dir() / flavor).read_text(), values)
     objects = [doc for doc in yaml.safe_load_all(text) if doc]
     for obj in objects:
         obj.setdefault("metadata", {})["namespace"] = namespace
@@ -138,71 +137,6 @@ def render_cluster(
         objects.extend(_machines(objects, name, namespace, zones))
     if capi == "v1beta2":
         objects = [to_v1beta2(obj) for obj in objects]
-    return objects
-
-
-E2E_DIR = UPSTREAM_CAPC / "e2e-upgrade"
-E2E_DEFAULTS = {
-    "KUBERNETES_VERSION": "v1.28.5",
-    "KUBERNETES_VERSION_UPGRADE_FROM": "v1.28.5",
-    "KUBERNETES_VERSION_UPGRADE_TO": "v1.29.3",
-    "CLOUDSTACK_UPGRADE_FROM_TEMPLATE_NAME": "ubuntu-2204-kube-v1.28.5",
-    "CLOUDSTACK_UPGRADE_TO_TEMPLATE_NAME": "ubuntu-2204-kube-v1.29.3",
-    "CLOUDSTACK_TEMPLATE_NAME": "ubuntu-2204-kube-v1.28.5",
-    "CONTROL_PLANE_MACHINE_COUNT": "3",
-    "WORKER_MACHINE_COUNT": "2",
-    "CLUSTER_ENDPOINT_IP": "10.0.0.10",
-    "CLOUDSTACK_FD1_NAME": "fd-zone-a",
-    "CLOUDSTACK_FD1_SECRET_NAME": "cloudstack-credentials",
-    "CLOUDSTACK_ZONE_NAME": "zone-a",
-    "CLOUDSTACK_NETWORK_NAME": "net-a",
-    "CLOUDSTACK_CONTROL_PLANE_MACHINE_OFFERING": "Large",
-    "CLOUDSTACK_WORKER_MACHINE_OFFERING": "Medium",
-    "CLOUDSTACK_SSH_KEY_NAME": "capc-key",
-}
-
-
-def _merge(base: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON merge semantics (what a strategic merge does for CRDs): maps merge, everything else replaces."""
-    out = dict(base)
-    for key, value in patch.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _load(paths: Iterable[Path], values: Mapping[str, str]) -> list[dict[str, Any]]:
-    return [doc for path in paths for doc in yaml.safe_load_all(substitute(path.read_text(), values)) if doc]
-
-
-def render_e2e_upgrade(
-    stage: str, name: str, namespace: str = "default", values: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """CAPC's own e2e upgrade fixture (v1beta1 CAPI objects) at `stage` "before" or "after".
-
-    "before" is the kustomization `bases` with its strategic-merge patches applied; "after" is the set
-    the e2e test applies to upgrade (new CSMTs `<name>-control-plane-upgraded` and `<name>-md-1`).
-    """
-    merged = {**E2E_DEFAULTS, "CLUSTER_NAME": name, **(values or {})}
-    if stage == "before":
-        objects = _load(sorted((E2E_DIR / "bases").glob("*.yaml")), merged)
-        stage_dir = E2E_DIR / "cluster-template-kubernetes-version-upgrade-before"
-        for patch in _load([stage_dir / "cloudstack-cluster.yaml", stage_dir / "before.yaml"], merged):
-            key = (patch["kind"], patch["metadata"]["name"])
-            index = next(i for i, o in enumerate(objects) if (o["kind"], o["metadata"]["name"]) == key)
-            objects[index] = _merge(objects[index], patch)
-    elif stage == "after":
-        stage_dir = E2E_DIR / "cluster-template-kubernetes-version-upgrade-after"
-        objects = _load(
-            [stage_dir / "cluster.yaml", stage_dir / "upgrade-md.yaml", stage_dir / "upgrade-cp.yaml"], merged
-        )
-    else:
-        raise ValueError(f"unknown e2e stage {stage!r}; use before or after")
-    for obj in objects:
-        obj.setdefault("metadata", {})["namespace"] = namespace
-        _apply_capi_defaults(obj, name)
     return objects
 
 

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes import client, watch
 
 from tests.testenv.bed import TestBed
-from tests.testenv.crds import CAPI_DIRS
+from tests.testenv.crds import capi_crd
 from tests.testenv.rollout import Simulator, _Event, _Watcher
 from tests.testenv.rollout_machines import (
     BUILT_FROM_ANNOTATION,
@@ -491,7 +490,7 @@ def test_transition_times_move_only_when_a_condition_changes_and_foreign_fields_
 
 
 def _upstream_reason_pattern() -> re.Pattern[str]:
-    crd = yaml.safe_load((CAPI_DIRS["v1beta2"] / "cluster.x-k8s.io_machinedeployments.yaml").read_text())
+    crd = capi_crd("v1beta2", "cluster.x-k8s.io_machinedeployments.yaml")
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta2")
     reason = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["conditions"]["items"]
     return re.compile(reason["properties"]["reason"]["pattern"])

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tests.testenv import crds, gobuild
+from tests.testenv import crds, gobuild, upstream
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = Path(__file__).resolve().parent / "policies.yaml"
@@ -334,6 +334,10 @@ def up(
             f"run 'python -m tests.testenv down --dir {directory}'"
         )
     binaries = gobuild.ensure_binaries()
+    try:
+        crds.profile_crds(capi)  # fetch the pinned upstream files before anything starts
+    except upstream.UpstreamError as exc:
+        raise TestBedError(str(exc)) from exc
     try:
         endpoint = _start_apiserver(directory, binaries["apiserver"], tie_to_caller)
         cloudstack = _start_cloudstack(directory, seed, allow_loopback_urls, tie_to_caller)

@@ -10,13 +10,7 @@ import pytest
 from kubectl_capc.domain.inventory import RawObjects, build_inventories, parse_machine_template, parse_ref
 from kubectl_capc.domain.model import ClusterInventory, MachineRole, Ref
 from kubectl_capc.ops.describe import describe_cluster
-from tests.support.fixtures_capc import (
-    Zone,
-    raw_objects,
-    render_cluster,
-    render_e2e_upgrade,
-    with_settled_status,
-)
+from tests.support.fixtures_capc import Zone, raw_objects, render_cluster, with_settled_status
 
 TWO_ZONES = (Zone("zone-a", "net-a"), Zone("zone-b", "net-b", secret_name="creds-b", secret_namespace="capc"))
 
@@ -407,12 +401,38 @@ def test_machine_template_v1beta3_fields() -> None:
     assert template.spec["uncompressedUserData"] is True
 
 
-def test_e2e_upgrade_after_stage_points_at_the_new_templates() -> None:
+def _upgraded_as_capc_e2e_does(
+    objects: list[dict[str, Any]], version: str, image: str
+) -> list[dict[str, Any]]:
+    """What CAPC's own e2e upgrade applies: new CSMTs `<name>-control-plane-upgraded` and `<name>-md-1`
+    with the new image, and the control plane and deployment pointing at them with the new version."""
+    after = copy.deepcopy(objects)
+    kcp = next(o for o in after if o["kind"] == "KubeadmControlPlane")
+    md = next(o for o in after if o["kind"] == "MachineDeployment")
+    renames = {
+        kcp["spec"]["machineTemplate"]["infrastructureRef"]["name"]: f"{kcp['metadata']['name']}-upgraded",
+        md["spec"]["template"]["spec"]["infrastructureRef"]["name"]: md["metadata"]["name"][:-1] + "1",
+    }
+    for csmt in [o for o in after if o["kind"] == "CloudStackMachineTemplate"]:
+        clone = copy.deepcopy(csmt)
+        clone["metadata"]["name"] = renames[csmt["metadata"]["name"]]
+        clone["spec"]["template"]["spec"]["template"] = {"name": image}
+        after.append(clone)
+    kcp["spec"]["version"] = version
+    kcp["spec"]["machineTemplate"]["infrastructureRef"]["name"] = renames[
+        kcp["spec"]["machineTemplate"]["infrastructureRef"]["name"]
+    ]
+    md["spec"]["template"]["spec"]["version"] = version
+    md["spec"]["template"]["spec"]["infrastructureRef"]["name"] = renames[
+        md["spec"]["template"]["spec"]["infrastructureRef"]["name"]
+    ]
+    return after
+
+
+def test_capc_e2e_style_upgrade_points_at_the_new_templates() -> None:
     """CAPC's e2e upgrade: after the apply both generations of CSMTs exist; only the new ones are in use."""
-    before = render_e2e_upgrade("before", "e2e")
-    after = render_e2e_upgrade("after", "e2e")
-    old_templates = [o for o in before if o["kind"] == "CloudStackMachineTemplate"]
-    inv = inventory([*after, *old_templates])
+    before = render_cluster("e2e", version="v1.28.5")
+    inv = inventory(_upgraded_as_capc_e2e_does(before, "v1.29.3", "ubuntu-2204-kube-v1.29.3"))
     assert inv.problems == ()
     assert inv.control_plane is not None and inv.control_plane.version == "v1.29.3"
     assert {t.name for t in inv.machine_templates_in_use()} == {"e2e-control-plane-upgraded", "e2e-md-1"}

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubectl_capc.domain.yaml_rewrite import MAX_NODES, YamlText, YamlTextError, canonical
-from tests.support.fixtures_capc import TEMPLATES_DIR
+from tests.testenv.upstream import capc_templates_dir
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "mycluster"
 
@@ -56,7 +56,7 @@ spec:
 
 def _render(flavor: str) -> str:
     """An upstream template with every `${VAR}` filled in (the value is the variable's name)."""
-    text = (TEMPLATES_DIR / flavor).read_text()
+    text = (capc_templates_dir() / flavor).read_text()
     return re.sub(r"\$\{([A-Z0-9_]+)(?:=[^}]*)?\}", lambda match: match.group(1).lower(), text)
 
 
@@ -117,7 +117,9 @@ def test_documents_keep_their_heads_lines_and_values() -> None:
     assert parsed.tail == "...\n"
 
 
-@pytest.mark.parametrize("flavor", sorted(p.name for p in TEMPLATES_DIR.glob("cluster-template*.yaml")))
+@pytest.mark.parametrize(
+    "flavor", sorted(p.name for p in capc_templates_dir().glob("cluster-template*.yaml"))
+)
 def test_every_upstream_template_flavor_round_trips_and_loads_like_pyyaml(flavor: str) -> None:
     text = _render(flavor)
     parsed = YamlText.parse(text)
