@@ -1,7 +1,7 @@
 """Turn a cluster inventory and a target version into an `UpgradePlan`. Pure: no I/O, no clock.
 
 Inputs are what was read: the inventory (`domain.inventory`), the CloudStack templates each failure
-domain's zone lists (None when CloudStack was not asked, e.g. offline), and the request (target, pinned
+domain's zone lists (None when CloudStack was not asked, e.g. in GitOps mode), and the request (target, pinned
 image, image source, MachineDeployment parallelism). The hops come from `domain.versions`; the
 CloudStack template for each hop follows the naming convention of the one in use (`domain.naming`);
 each new CloudStackMachineTemplate is a copy of the current one with only the image changed.

@@ -285,7 +285,7 @@ def plan_files(
     try:
         plan = plan_upgrade(inventory, request, None)
     except PlanError as err:
-        raise PlanError(err.message, hint=_offline_hint(inventory, request) or err.hint) from None
+        raise PlanError(err.message, hint=_gitops_hint(inventory, request) or err.hint) from None
     hop = plan.hops[0] if plan.hops else None
     if hop is None or plan.blockers:
         return GitOpsResult(plan, hop, ())
@@ -391,8 +391,8 @@ def _desired_state(inventory: ClusterInventory) -> ClusterInventory:
     return replace(inventory, control_plane=control_plane, machine_deployments=deployments, machines=())
 
 
-def _offline_hint(inventory: ClusterInventory, request: PlanRequest) -> str | None:
-    """For a target more than one minor ahead: offline, the intermediate patch cannot be looked up."""
+def _gitops_hint(inventory: ClusterInventory, request: PlanRequest) -> str | None:
+    """For a target more than one minor ahead: in GitOps mode, the intermediate patch cannot be looked up."""
     control_plane = inventory.control_plane
     target = request.target
     try:
