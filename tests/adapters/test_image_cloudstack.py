@@ -305,7 +305,7 @@ def test_parameter_errors_carry_cloudstacks_text(cloudstack: CloudStackDouble) -
 def test_injected_internal_error_and_failed_job(
     cloudstack: CloudStackDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubectl_capc.cloudstack.client import client as adapter
+    from kubectl_capc.cloudstack import client as adapter
     from kubectl_capc.domain.backoff import Backoff
 
     monkeypatch.setattr(adapter, "RETRIES", Backoff(attempts=3, base=0.01, cap=0.01))

@@ -14,7 +14,7 @@ import pytest
 
 from kubectl_capc.cli.options import GlobalOptions, configure_logging
 from kubectl_capc.domain.errors import ConfigError, ExitCode, KubeApiError
-from kubectl_capc.kube.client import client as kube
+from kubectl_capc.kube import client as kube
 from tests.testenv.bed import TestBed
 from tests.unit.cli.test_kubeconfig import kubeconfig_text, write
 

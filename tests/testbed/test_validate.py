@@ -391,7 +391,7 @@ def test_healthy_table_and_yaml(scene_bed: SceneBed, capsys: pytest.CaptureFixtu
 def test_a_failing_cloudstack_call_is_a_finding(
     scene_bed: SceneBed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubectl_capc.cloudstack.client import client as cloudstack
+    from kubectl_capc.cloudstack import client as cloudstack
     from kubectl_capc.domain.backoff import Backoff
 
     # Reads are tried twice here (quickly): the call for each of the two zones fails both times.
