@@ -20,8 +20,8 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, CloudStackRejected, Credentials
 from kubectl_capc.cloudstack import client as adapter
+from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, CloudStackRejected, Credentials
 from kubectl_capc.domain import interrupts, testpoints
 from kubectl_capc.domain.backoff import MAX_RETRY_AFTER, Backoff, retry_after
 from kubectl_capc.kube.client import RETRIES, retry_delay
