@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cli.options import GlobalOptions, configure_logging
+from kubectl_capc.cli.options import configure_logging
 from kubectl_capc.domain.errors import ConfigError, ExitCode, KubeApiError
 from kubectl_capc.kube import client as kube
+from kubectl_capc.kube.target import KubeTarget
 from tests.testenv.bed import TestBed
 from tests.unit.cli.test_kubeconfig import kubeconfig_text, write
 
@@ -88,7 +89,7 @@ def test_api_client_carries_server_credentials_and_relative_ca(
     write(tmp_path / "kube" / "pki" / "ca.crt", "not checked until a request is made\n")
     monkeypatch.chdir(tmp_path)  # the CA path must resolve against the kubeconfig's directory, not here
 
-    api = kube.api_client(GlobalOptions(kubeconfig=str(path), request_timeout=7.0))
+    api = kube.api_client(KubeTarget(kubeconfig=str(path), request_timeout=7.0))
     assert api.configuration.host == "https://127.0.0.1:6443"
     assert api.configuration.ssl_ca_cert == str(tmp_path / "kube" / "pki" / "ca.crt")
     assert api.configuration.api_key["BearerToken"] == f"Bearer {TOKEN}"
@@ -98,7 +99,7 @@ def test_api_client_carries_server_credentials_and_relative_ca(
 def test_unusable_context_is_a_config_error_without_the_token(tmp_path: Path) -> None:
     path = kubeconfig_for(tmp_path, "https://127.0.0.1:6443", **{"certificate-authority": "missing-ca.crt"})
     with pytest.raises(ConfigError) as caught:
-        kube.api_client(GlobalOptions(kubeconfig=str(path)))
+        kube.api_client(KubeTarget(kubeconfig=str(path)))
     assert "cannot use context 'here'" in str(caught.value)
     assert "missing-ca.crt" in str(caught.value)
     assert TOKEN not in str(caught.value)
@@ -110,7 +111,7 @@ def test_dynamic_client_discovers_and_logs_requests_at_v6(
 ) -> None:
     path = kubeconfig_for(tmp_path, url(stub_server))
     configure_logging(6)
-    client = kube.dynamic_client(GlobalOptions(kubeconfig=str(path), verbosity=6))
+    client = kube.dynamic_client(KubeTarget(kubeconfig=str(path)))
     assert client.version["kubernetes"]["gitVersion"] == "v1.32.0"
     err = capsys.readouterr().err
     assert f"GET {url(stub_server)}/version 200 in" in err
@@ -123,7 +124,7 @@ def test_request_timeout_bounds_a_hanging_server(tmp_path: Path, stub_server: Th
     path = kubeconfig_for(tmp_path, url(stub_server))
     started = time.monotonic()
     with pytest.raises(KubeApiError, match="timed out") as caught:
-        kube.dynamic_client(GlobalOptions(kubeconfig=str(path), request_timeout=0.2))
+        kube.dynamic_client(KubeTarget(kubeconfig=str(path), request_timeout=0.2))
     # A request that ran into --request-timeout is not sent again: the whole stays well under the delay.
     assert time.monotonic() - started < 4.0
     assert caught.value.exit_code == ExitCode.KUBE_API
@@ -135,13 +136,13 @@ def test_refused_credentials_are_a_kube_api_error(tmp_path: Path, stub_server: T
     with pytest.raises(
         KubeApiError, match=r"refused API discovery: HTTP 401 Unauthorized; check the credentials"
     ):
-        kube.dynamic_client(GlobalOptions(kubeconfig=str(path)))
+        kube.dynamic_client(KubeTarget(kubeconfig=str(path)))
 
 
 def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
     path = kubeconfig_for(tmp_path, "http://127.0.0.1:1")
     with pytest.raises(KubeApiError) as caught:
-        kube.dynamic_client(GlobalOptions(kubeconfig=str(path)))
+        kube.dynamic_client(KubeTarget(kubeconfig=str(path)))
     message = str(caught.value)
     assert message.startswith("cannot reach the API server http://127.0.0.1:1 of context 'here': ")
     assert "Connection refused" in message
@@ -149,7 +150,7 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_dynamic_client_against_the_real_apiserver(testenv_v1beta2: TestBed) -> None:
-    client = kube.dynamic_client(GlobalOptions(kubeconfig=str(testenv_v1beta2.kubeconfig)))
+    client = kube.dynamic_client(KubeTarget(kubeconfig=str(testenv_v1beta2.kubeconfig)))
     namespaces = client.resources.get(api_version="v1", kind="Namespace").get()
     assert "default" in {item.metadata.name for item in namespaces.items}
     templates = client.resources.get(
