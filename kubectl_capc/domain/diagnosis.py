@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from kubectl_capc.domain.checks.workload import Pod, PodDisruptionBudget, WorkloadFacts
 from kubectl_capc.domain.machines import Machine
-from kubectl_capc.domain.workload import Pod, PodDisruptionBudget, WorkloadFacts
-from kubectl_capc.versions import parse_version
+from kubectl_capc.domain.versions import parse_version
 
 __all__ = [
     "API_VERSION",

@@ -20,7 +20,7 @@ def _documented() -> dict[str, str]:
 def test_ids_are_unique_and_well_formed() -> None:
     ids = [check.id for check in CHECKS]
     assert len(ids) == len(set(ids))
-    assert all(re.fullmatch(r"CAPC-[CSZTOUP]\d{3}", check_id) for check_id in ids)
+    assert all(re.fullmatch(r"CAPC-[CSZTOUPWRG]\d{3}", check_id) for check_id in ids)
 
 
 def test_every_check_is_documented_with_its_severity_and_nothing_else_is() -> None:

@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from kubectl_capc.domain.checks import cluster, credentials, offerings, permissions, templates, upgrade, zone
+from kubectl_capc.domain.checks import (
+    capacity,
+    cluster,
+    credentials,
+    gitops_owners,
+    offerings,
+    permissions,
+    templates,
+    upgrade,
+    workload,
+    zone,
+)
 from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
 from kubectl_capc.domain.checks.facts import Facts, Query
 from kubectl_capc.domain.model import ClusterInventory, FailureDomain
@@ -27,8 +38,30 @@ __all__ = [
     "second_queries",
 ]
 
-_FAMILIES = (cluster, credentials, zone, templates, offerings, upgrade, permissions)
-_FAMILY_ORDER = ("C", "S", "Z", "T", "O", "U", "P")  # the ID letter of each family, in report order
+_FAMILIES = (
+    cluster,
+    credentials,
+    zone,
+    templates,
+    offerings,
+    upgrade,
+    permissions,
+    workload,
+    capacity,
+    gitops_owners,
+)
+_FAMILY_ORDER = (
+    "C",
+    "S",
+    "Z",
+    "T",
+    "O",
+    "U",
+    "P",
+    "W",
+    "R",
+    "G",
+)  # the ID letter of each family, in report order
 
 CHECKS: tuple[Check, ...] = tuple(
     sorted(
@@ -41,7 +74,8 @@ CHECKS: tuple[Check, ...] = tuple(
         key=lambda check: (_FAMILY_ORDER.index(check.id[5]), check.id),
     )
 )
-"""Every check, in report order: cluster, credentials, zones, templates, offerings, --to, permissions."""
+"""Every check, in report order: cluster, credentials, zones, templates, offerings, --to, permissions,
+workload cluster, CloudStack capacity, GitOps owners."""
 
 
 def first_queries(inventory: ClusterInventory, facts: Facts) -> Iterator[tuple[FailureDomain, Query]]:

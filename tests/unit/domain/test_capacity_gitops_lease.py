@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from kubectl_capc.checks.base import ObjectRef
-from kubectl_capc.domain.capacity import (
+from kubectl_capc.domain.checks.base import ObjectRef
+from kubectl_capc.domain.checks.capacity import (
     Level,
     MachineShape,
     Resource,
@@ -19,7 +19,7 @@ from kubectl_capc.domain.capacity import (
     parse_count,
     resolve_max_surge,
 )
-from kubectl_capc.domain.gitops_owners import check_gitops, gitops_owners
+from kubectl_capc.domain.checks.gitops_owners import check_gitops, gitops_owners
 from kubectl_capc.domain.lease import LeaseRecord, LeaseVerdict, decide, holder_identity, lease_name
 
 SUBJECT = ObjectRef("CloudStackCluster", "prod", "c1")

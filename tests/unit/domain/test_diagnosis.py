@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from kubectl_capc.domain.checks.workload import Pod, PodDisruptionBudget, WorkloadFacts
 from kubectl_capc.domain.diagnosis import InfraMachine, OwnerSpec, TemplateReadiness, diagnose
 from kubectl_capc.domain.machines import Condition, Machine
 from kubectl_capc.domain.selectors import LabelSelector
-from kubectl_capc.domain.workload import Pod, PodDisruptionBudget, WorkloadFacts
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 MD = OwnerSpec("MachineDeployment", "prod", "md-0", "v1.29.3")

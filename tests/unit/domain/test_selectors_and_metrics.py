@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_capc.domain.selectors import LabelSelector, Operator, Requirement
-from kubectl_capc.domain.workload import (
+from kubectl_capc.domain.checks.workload import (
     DeprecatedApiUse,
     Pod,
     PodDisruptionBudget,
     parse_deprecated_api_metrics,
 )
+from kubectl_capc.domain.selectors import LabelSelector, Operator, Requirement
 
 APP = {"app": "web", "tier": "front"}
 R = Requirement

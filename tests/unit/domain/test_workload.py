@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kubectl_capc.checks.base import ObjectRef
-from kubectl_capc.domain.machines import Machine, parse_duration
-from kubectl_capc.domain.selectors import LabelSelector
-from kubectl_capc.domain.workload import (
+from kubectl_capc.domain.checks.base import ObjectRef
+from kubectl_capc.domain.checks.workload import (
     DeprecatedApiUse,
     Node,
     Pod,
@@ -15,7 +13,9 @@ from kubectl_capc.domain.workload import (
     WorkloadFacts,
     check_workload,
 )
-from kubectl_capc.versions import Hop, WorkerMove, parse_version
+from kubectl_capc.domain.machines import Machine, parse_duration
+from kubectl_capc.domain.selectors import LabelSelector
+from kubectl_capc.domain.versions import Hop, WorkerMove, parse_version
 
 CLUSTER = ObjectRef("Cluster", "prod", "c1")
 V = parse_version

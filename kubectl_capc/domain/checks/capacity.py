@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from kubectl_capc.checks.base import Check, Finding, ObjectRef, Severity
+from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
 
 __all__ = [
     "CHECKS",

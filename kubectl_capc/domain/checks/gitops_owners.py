@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kubectl_capc.checks.base import Check, Finding, ObjectRef, Severity
+from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
 
 __all__ = ["CHECKS", "GITOPS_MANAGED", "GitOpsOwner", "check_gitops", "gitops_owners"]
 

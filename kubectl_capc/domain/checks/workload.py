@@ -11,10 +11,10 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from kubectl_capc.checks.base import Check, Finding, ObjectRef, Severity
+from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
 from kubectl_capc.domain.machines import Machine
 from kubectl_capc.domain.selectors import LabelSelector
-from kubectl_capc.versions import Hop, KubeVersion, kubelet_max_lag, parse_version
+from kubectl_capc.domain.versions import Hop, KubeVersion, kubelet_max_lag, parse_version
 
 __all__ = [
     "API_USAGE_UNREADABLE",
