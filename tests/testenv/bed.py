@@ -269,33 +269,34 @@ def _create_raw(api: Any, doc: dict[str, Any]) -> None:
 
 
 def _defaulted(bed: TestBed) -> bool:
-    """Whether a dry-run MachineDeployment without labels comes back with CAPI's defaulted labels."""
+    """Whether a dry-run KubeadmControlPlane with version "1.30.2" comes back as "v1.30.2" (its policy
+    binding is the last one policies.yaml creates)."""
     from kubernetes import client
 
+    ref = {"kind": "CloudStackMachineTemplate", "name": "probe"}
     if bed.capi == "v1beta1":
-        infra = {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3", "kind": "CloudStackMachineTemplate"}
+        machine_template: dict[str, Any] = {
+            "infrastructureRef": {**ref, "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3"}
+        }
     else:
-        infra = {"apiGroup": "infrastructure.cluster.x-k8s.io", "kind": "CloudStackMachineTemplate"}
+        machine_template = {
+            "spec": {"infrastructureRef": {**ref, "apiGroup": "infrastructure.cluster.x-k8s.io"}}
+        }
     probe = {
-        "apiVersion": f"cluster.x-k8s.io/{bed.capi}",
-        "kind": "MachineDeployment",
+        "apiVersion": f"controlplane.cluster.x-k8s.io/{bed.capi}",
+        "kind": "KubeadmControlPlane",
         "metadata": {"name": "testenv-defaulting-probe", "namespace": "default"},
         "spec": {
-            "clusterName": "probe",
-            "selector": {},
-            "template": {
-                "spec": {
-                    "clusterName": "probe",
-                    "bootstrap": {"dataSecretName": "probe"},
-                    "infrastructureRef": {**infra, "name": "probe"},
-                }
-            },
+            "replicas": 1,
+            "version": "1.30.2",
+            "machineTemplate": machine_template,
+            "kubeadmConfigSpec": {"preKubeadmCommands": ["true"]},
         },
     }
     created = client.CustomObjectsApi(bed.api_client()).create_namespaced_custom_object(
-        "cluster.x-k8s.io", bed.capi, "default", "machinedeployments", probe, dry_run="All"
+        "controlplane.cluster.x-k8s.io", bed.capi, "default", "kubeadmcontrolplanes", probe, dry_run="All"
     )
-    return bool((created["metadata"].get("labels") or {}).get("cluster.x-k8s.io/cluster-name") == "probe")
+    return bool(created["spec"]["version"] == "v1.30.2")
 
 
 def _start_cloudstack(
