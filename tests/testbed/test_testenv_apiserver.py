@@ -273,10 +273,10 @@ def test_policy_control_plane_version_skew(
 
 @pytest.mark.parametrize("version", ["1.29.3", "v1.29", "v1.29.x", "latest", "v01.29.3"])
 def test_policy_versions_must_be_v_semver(testenv: TestBed, namespace: str, version: str) -> None:
-    for body, plural in (
-        (kcp(testenv, "cp", namespace, version), "kubeadmcontrolplanes"),
-        (md(testenv, "md", namespace, version), "machinedeployments"),
-    ):
+    owners = [(md(testenv, "md", namespace, version), "machinedeployments")]
+    if version.startswith("v"):  # KCP defaulting prefixes a missing "v" (test_testenv_policies)
+        owners.append((kcp(testenv, "cp", namespace, version), "kubeadmcontrolplanes"))
+    for body, plural in owners:
         err = rejected(lambda body=body, plural=plural: create(testenv, body, plural))
         assert err.status == 422, body["kind"]
         assert "must be a valid semantic version" in err.body, body["kind"]

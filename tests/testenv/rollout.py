@@ -2,7 +2,8 @@
 
 The simulator watches KubeadmControlPlanes, MachineDeployments and Machines in all namespaces; when an
 object's version or referenced infrastructure/bootstrap template changes it replaces its machines one
-by one (`tests.testenv.rollout_model`), keeps the owner's Machine objects in step (new-version Machines
+as its strategy allows (`tests.testenv.rollout_model`; OnDelete: only once someone deletes an old
+Machine), keeps the owner's Machine objects in step (new-version Machines
 come up, old ones are deleted: `tests.testenv.rollout_machines`) and reports each step through the
 status subresource the way the CAPI release of the profile does (`tests.testenv.rollout_status`).
 Machines are written before the status that counts them, so a status that says "done" never runs
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.testenv.rollout_machines import MACHINE, MachineKeeper, namespace_terminating
+from tests.testenv.rollout_machines import MACHINE, MachineKeeper, built_from, namespace_terminating
 from tests.testenv.rollout_model import Controls, Rollout
 from tests.testenv.rollout_status import (
     PROFILES,
@@ -41,6 +42,7 @@ from tests.testenv.rollout_status import (
     Resource,
     adopt,
     desired_replicas,
+    desired_strategy,
     desired_target,
     render_status,
 )
@@ -185,9 +187,12 @@ class Simulator:
         if rollout is None:
             rollout = self.rollouts[key] = adopt(resource, self.capi, obj)
         target = desired_target(resource, obj)
+        rollout.strategy = desired_strategy(resource, self.capi, obj)
         if target != rollout.target:
             log.info("%s %s/%s: rolling out %s", resource.kind, meta.get("namespace"), meta["name"], target)
             rollout.retarget(target)
+        if rollout.strategy.on_delete and key in self._rolled and self.machines.listed:
+            self._replace_deleted(resource, obj, rollout)
         rollout.resize(desired_replicas(obj))
         was_done = rollout.done
         rollout.advance(self.clock(), self.stage_seconds, controls)
@@ -202,6 +207,17 @@ class Simulator:
         status = render_status(resource, self.capi, obj, rollout, controls, now=datetime.now(timezone.utc))
         if status != obj.get("status") and self._rejected.get(key) != (meta["resourceVersion"], status):
             self._write(key, resource, obj, status)
+
+    def _replace_deleted(self, resource: Resource, obj: dict[str, Any], rollout: Rollout) -> None:
+        """OnDelete: each out-of-date Machine someone deleted since the last reconcile gets one
+        replacement from the current target (the model keeps no machine that has no Machine)."""
+        remaining = sum(
+            1
+            for m in self.machines.owned(resource, obj)
+            if not m["metadata"].get("deletionTimestamp") and built_from(m) != rollout.target
+        )
+        while len(rollout.outdated) > remaining:
+            rollout.machine_deleted()
 
     def _controls(self, key: Key, meta: dict[str, Any]) -> Controls:
         try:

@@ -49,12 +49,12 @@ def owner_label(resource: Resource) -> str:
 
 
 def slots(rollout: Rollout) -> list[Slot]:
-    """The machines at this point of `rollout`, oldest first, the replacement in flight last."""
+    """The machines at this point of `rollout`, oldest first, the replacements in flight last."""
     wanted = [(machine, RUNNING) for machine in rollout.machines]
     if rollout.stage is Stage.PROVISIONING:
-        wanted.append((rollout.target, PROVISIONING))
+        wanted += [(rollout.target, PROVISIONING)] * rollout.batch
     elif rollout.stage is Stage.REPLACING:
-        wanted.append((rollout.target, RUNNING))
+        wanted += [(rollout.target, RUNNING)] * rollout.batch
     return wanted
 
 

@@ -1,13 +1,15 @@
 """The machine-level model behind the rollout simulator: which machines exist and how a rollout advances.
 
-CAPI replaces machines one at a time (KubeadmControlPlane always, MachineDeployment with its default
-maxSurge 1 / maxUnavailable 0): create a machine from the new spec, wait until it is ready, delete the
-oldest out-of-date one, repeat. Each replacement passes through three stages that an observer of the
-status can see, each lasting a third of `seconds_per_machine`:
+CAPI replaces machines in batches its strategy allows (`Strategy`): with RollingUpdate, at most maxSurge
+machines above and maxUnavailable below the desired count at any time (KubeadmControlPlane: maxSurge 1,
+or 0 which deletes first); with OnDelete (MachineDeployments only), nothing until someone deletes an
+out-of-date Machine, and then one replacement per deleted machine. Each batch passes through three stages
+that an observer of the status can see, each lasting a third of `seconds_per_machine`:
 
     STEADY       N machines, k of them up to date
-    PROVISIONING N+1 machines, k+1 up to date, the new one not ready yet
-    REPLACING    N+1 machines, all ready; next the oldest out-of-date machine is deleted
+    PROVISIONING the batch's new machines exist, not ready yet; the old machines maxUnavailable allows
+                 to go are already deleted
+    REPLACING    the new machines are ready; next the batch's remaining out-of-date machines are deleted
 
 A machine is "up to date" when it was built from the object's current Target (version plus the
 infrastructure/bootstrap template it references), as CAPI decides by comparing a Machine with its owner.
@@ -74,6 +76,39 @@ def version_key(version: str) -> tuple[tuple[int, ...], str]:
     return numbers, rest or "\uffff"
 
 
+@dataclass(frozen=True)
+class Strategy:
+    """How many machines a rollout may replace at once, resolved to machine counts (CAPI's defaults:
+    RollingUpdate, maxSurge 1, maxUnavailable 0)."""
+
+    on_delete: bool = False
+    max_surge: int = 1
+    max_unavailable: int = 0
+
+
+def resolve_fencepost(value: Any, desired: int, *, round_up: bool, default: int) -> int:
+    """An int-or-percentage strategy value as a machine count: "25%" of 10 is 3 for maxSurge (rounded
+    up) and 2 for maxUnavailable (rounded down), as CAPI resolves them."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    if text.endswith("%"):
+        try:
+            percent = int(text[:-1])
+        except ValueError:
+            raise ValueError(f"invalid percentage {value!r}") from None
+        scaled = percent * desired
+        return max(0, -(-scaled // 100) if round_up else scaled // 100)
+    return max(0, int(text))
+
+
+def rolling(max_surge: int, max_unavailable: int) -> Strategy:
+    """A RollingUpdate strategy; both 0 would never progress, so (like CAPI) one may be unavailable."""
+    if max_surge == 0 and max_unavailable == 0:
+        max_unavailable = 1
+    return Strategy(max_surge=max_surge, max_unavailable=max_unavailable)
+
+
 class Stage(enum.Enum):
     STEADY = 0
     PROVISIONING = 1
@@ -111,6 +146,11 @@ class Rollout:
     """Existing ready machines, oldest first (the one deleted next comes first among the outdated)."""
     stage: Stage = Stage.STEADY
     next_step_at: float | None = None
+    strategy: Strategy = field(default_factory=Strategy)
+    batch: int = 1
+    """New machines in flight while the stage is not STEADY."""
+    retire: int = 1
+    """Out-of-date machines the batch deletes once its new machines are ready."""
 
     @classmethod
     def completed(cls, target: Target, desired: int) -> Rollout:
@@ -120,7 +160,8 @@ class Rollout:
 
     @property
     def surge(self) -> int:
-        return 0 if self.stage is Stage.STEADY else 1
+        """New machines in flight (not yet counted in `machines`)."""
+        return 0 if self.stage is Stage.STEADY else self.batch
 
     @property
     def replicas(self) -> int:
@@ -132,7 +173,7 @@ class Rollout:
 
     @property
     def ready(self) -> int:
-        return len(self.machines) + (1 if self.stage is Stage.REPLACING else 0)
+        return len(self.machines) + (self.batch if self.stage is Stage.REPLACING else 0)
 
     @property
     def outdated(self) -> list[Target]:
@@ -173,6 +214,18 @@ class Rollout:
         self.target = target
         self.next_step_at = None
 
+    def machine_deleted(self) -> None:
+        """Someone else deleted an out-of-date machine (OnDelete): one replacement from the current
+        target comes up for it."""
+        outdated = self.outdated
+        if not outdated:
+            return
+        self.machines.remove(outdated[0])
+        if self.stage is Stage.STEADY:
+            self.stage, self.batch, self.retire, self.next_step_at = Stage.PROVISIONING, 1, 0, None
+        else:
+            self.batch += 1
+
     def resize(self, desired: int) -> None:
         """Scale to `desired` at once, dropping outdated machines first (scaling is not what we simulate)."""
         self.desired = desired
@@ -199,7 +252,7 @@ class Rollout:
 
     def _can_step(self, controls: Controls) -> bool:
         if self.stage is Stage.STEADY:
-            if not self.outdated:
+            if not self.outdated or self.strategy.on_delete:
                 return False
             return controls.stall_at is None or self.up_to_date < controls.stall_at
         if self.stage is Stage.PROVISIONING:
@@ -208,6 +261,7 @@ class Rollout:
 
     def _step(self) -> None:
         if self.stage is Stage.STEADY:
+            self._start_batch()
             self.stage = Stage.PROVISIONING
         elif self.stage is Stage.PROVISIONING:
             self.stage = Stage.REPLACING
@@ -216,8 +270,21 @@ class Rollout:
             self.stage = Stage.STEADY
             self.resize(self.desired)
 
+    def _start_batch(self) -> None:
+        """Replace as many machines as the strategy allows: up to maxSurge above and maxUnavailable
+        below the desired count; the old machines maxUnavailable lets go are deleted at once."""
+        outdated = len(self.outdated)
+        surge, unavailable = self.strategy.max_surge, self.strategy.max_unavailable
+        self.batch = max(1, min(outdated, surge + unavailable))
+        dropped = min(unavailable, self.batch)
+        for _ in range(dropped):
+            self.machines.remove(self.outdated[0])
+        self.retire = self.batch - dropped
+
     def _finish_replacement(self) -> None:
-        outdated = self.outdated
-        if outdated:
-            self.machines.remove(outdated[0])
-        self.machines.append(self.target)
+        for _ in range(self.retire):
+            outdated = self.outdated
+            if outdated:
+                self.machines.remove(outdated[0])
+        self.machines.extend([self.target] * self.batch)
+        self.batch, self.retire = 1, 1

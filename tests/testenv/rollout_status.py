@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tests.testenv.rollout_model import Controls, Rollout, Stage, Target, ref_key, version_key
+from tests.testenv.rollout_model import (
+    Controls,
+    Rollout,
+    Stage,
+    Strategy,
+    Target,
+    ref_key,
+    resolve_fencepost,
+    rolling,
+    version_key,
+)
 
 CLUSTER_NAME_LABEL = "cluster.x-k8s.io/cluster-name"
 CONTROL_PLANE_LABEL = "cluster.x-k8s.io/control-plane"
@@ -95,6 +105,27 @@ def desired_target(resource: Resource, obj: dict[str, Any]) -> Target:
         ref_key(machine_spec.get("infrastructureRef")),
         ref_key((machine_spec.get("bootstrap") or {}).get("configRef")),
     )
+
+
+def desired_strategy(resource: Resource, capi: str, obj: dict[str, Any]) -> Strategy:
+    """The rollout strategy CAPI applies to `obj`, with CAPI's defaults: MachineDeployment v1beta1
+    spec.strategy, v1beta2 spec.rollout.strategy (RollingUpdate or OnDelete, maxSurge 1, maxUnavailable 0,
+    int or percentage); KubeadmControlPlane v1beta1 spec.rolloutStrategy, v1beta2 spec.rollout.strategy
+    (RollingUpdate only, maxSurge 0 or 1: with 0 a machine is deleted before its replacement is made)."""
+    spec = obj.get("spec") or {}
+    if capi == "v1beta1":
+        strategy = spec.get("rolloutStrategy" if resource.is_control_plane else "strategy") or {}
+    else:
+        strategy = (spec.get("rollout") or {}).get("strategy") or {}
+    if not resource.is_control_plane and strategy.get("type") == "OnDelete":
+        return Strategy(on_delete=True)
+    rolling_update = strategy.get("rollingUpdate") or {}
+    desired = desired_replicas(obj)
+    surge = resolve_fencepost(rolling_update.get("maxSurge"), desired, round_up=True, default=1)
+    if resource.is_control_plane:
+        return rolling(min(surge, 1), 0)
+    unavailable = resolve_fencepost(rolling_update.get("maxUnavailable"), desired, round_up=False, default=0)
+    return rolling(surge, unavailable)
 
 
 def desired_replicas(obj: dict[str, Any]) -> int:

@@ -108,6 +108,9 @@ func run(dir string, port int, auditPolicy string, keepState bool) error {
 		"--enable-priority-and-fairness=false",
 		"--disable-admission-plugins=ServiceAccount",
 		"--endpoint-reconciler-type=none",
+		// MutatingAdmissionPolicies stand in for CAPI's defaulting webhooks (policies.yaml).
+		"--feature-gates=MutatingAdmissionPolicy=true",
+		"--runtime-config=admissionregistration.k8s.io/v1beta1=true",
 		"--v=0",
 	}
 	if auditPolicy != "" {
