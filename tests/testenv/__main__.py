@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument(
         "--workload-clusters",
         action="store_true",
-        help="start a workload control plane (apiserver, controller-manager, scheduler, KWOK) per CAPI Cluster",
+        help="start a workload control plane (apiserver, controller-manager, scheduler, KWOK) per Cluster",
     )
     start.add_argument("--seconds-per-machine", type=float, default=2.0)
     start.add_argument("--seed", type=Path, default=bed.DEFAULT_SEED, help="CloudStack double seed (YAML)")

@@ -74,7 +74,7 @@ def _kwok_stages(path: Path) -> Path:
     if path.exists():
         return path
     listed = subprocess.run(
-        [_go(), "list", "-m", "-f", "{{.Dir}}", KWOK_PACKAGE.split("/cmd/")[0]],
+        [_go(), "list", "-m", "-f", "{{.Dir}}", KWOK_PACKAGE.partition("/cmd/")[0]],
         cwd=KWOK_SRC,
         capture_output=True,
         text=True,
