@@ -288,7 +288,7 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     )
     custom = client.CustomObjectsApi(wbed.api_client())
     timeout = (
-        {"nodeDrainTimeout": "3s"} if wbed.capi == "v1beta1" else {"deletion": {"nodeDrainTimeoutSeconds": 3}}
+        {"nodeDrainTimeout": "4s"} if wbed.capi == "v1beta1" else {"deletion": {"nodeDrainTimeoutSeconds": 4}}
     )
     custom.patch_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim, {"spec": timeout})
     started = time.monotonic()
@@ -297,7 +297,13 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     def machine_gone() -> bool:
         return victim not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
 
+    def blocked() -> bool:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
+
+    _until("drain blocked by the PDB", blocked, timeout=30)
     _until("Machine deleted once the drain timeout passed", machine_gone, timeout=30)
+    # nodeDrainStartTime has whole seconds, as metav1.Time: up to one second of the 4 s may be cut.
     assert time.monotonic() - started >= 3
 
 

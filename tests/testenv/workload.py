@@ -205,14 +205,27 @@ class Manager:
             raise
         self.planes[(namespace, name)] = plane
         try:
-            bed.put_secret(_Mgmt(self.bed_dir), kubeconfig_secret(plane, self.capi))
+            self._put_secret(kubeconfig_secret(plane, self.capi))
         except Exception:
             log.exception("could not write the kubeconfig Secret of %s/%s", namespace, name)
         log.info("workload control plane of %s/%s up in %.1fs", namespace, name, plane.started_seconds)
 
+    def _put_secret(self, body: dict[str, Any]) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        core = client.CoreV1Api(self.mgmt)
+        meta = body["metadata"]
+        try:
+            core.create_namespaced_secret(meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            core.replace_namespaced_secret(meta["name"], meta["namespace"], body)
+
     def _remove(self, plane: Plane) -> None:
         from kubernetes import client
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         stop_plane(plane)
         with contextlib.suppress(ApiException):
@@ -223,16 +236,6 @@ class Manager:
         for plane in self.planes.values():
             stop_plane(plane)
         self.planes.clear()
-
-
-@dataclass(frozen=True)
-class _Mgmt:
-    """Just enough of a TestBed for `bed.put_secret`."""
-
-    dir: Path
-
-    def api_client(self) -> Any:
-        return bed_client(self.dir / "kubeconfig")
 
 
 def run(bed_dir: Path, capi: str, stop: threading.Event) -> None:

@@ -252,7 +252,7 @@ class NodeKeeper:
 
     def _register(self, machine: Machine, workload: Any) -> None:
         from kubernetes import client
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         meta = machine["metadata"]
         core = client.CoreV1Api(workload)
@@ -279,7 +279,7 @@ class NodeKeeper:
 
     def _drain(self, machine: Machine, workload: Any) -> None:
         from kubernetes import client
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         meta = machine["metadata"]
         core = client.CoreV1Api(workload)
@@ -321,14 +321,13 @@ class NodeKeeper:
         finalizers = [f for f in meta.get("finalizers") or [] if f != MACHINE_FINALIZER]
         self._custom().patch_namespaced_custom_object(
             "cluster.x-k8s.io", self.capi, meta["namespace"], "machines", name,
-            [{"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-             {"op": "replace", "path": "/metadata/finalizers", "value": finalizers}],
+            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
         )  # fmt: skip
         self._messages.pop(meta["uid"], None)
 
     def _evict(self, core: Any, node: str, started: str) -> str:
         """Evict what is on `node`; the blocked-drain message, or "" once nothing is left to drain."""
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
         deleting, failed = [], {}
