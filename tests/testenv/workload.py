@@ -6,7 +6,8 @@ controllers a drain exercises: deployment, replicaset, disruption, plus garbage 
 deletion, and node lifecycle, which lifts the not-ready taint of a Node
 once it is Ready), kube-scheduler and KWOK, all of the pinned Kubernetes release, and writes the admin
 kubeconfig to the Secret `<cluster>-kubeconfig` (key `value`) as CAPI does. A Cluster that goes away
-takes its control plane and Secret with it. Machines of the cluster get Nodes (`workload_nodes`).
+takes its control plane and Secret with it. Machines of the cluster get CloudStackMachines
+(`workload_infra`) and Nodes (`workload_nodes`).
 
 Every process is started from this process's main thread with a parent-death signal, so it dies with
 this process; `bed.down` also stops them by their pid files. Run it as a process (SIGTERM stops it):
@@ -30,6 +31,7 @@ from typing import Any
 
 from tests.testenv import bed, gobuild
 from tests.testenv.rollout_status import CLUSTER_NAME_LABEL, PROFILES
+from tests.testenv.workload_infra import InfraKeeper
 from tests.testenv.workload_nodes import NodeKeeper
 
 log = logging.getLogger("tests.testenv.workload")
@@ -177,6 +179,7 @@ class Manager:
         self.binaries = gobuild.ensure_workload_binaries()
         self.planes: dict[tuple[str, str], Plane] = {}
         self.nodes = NodeKeeper(self.mgmt, capi)
+        self.infra = InfraKeeper(self.mgmt, capi)
 
     def step(self) -> None:
         from kubernetes import client
@@ -194,6 +197,15 @@ class Manager:
             if (namespace, name) not in self.planes:
                 self._add(namespace, name, uid)
         machines = custom.list_cluster_custom_object("cluster.x-k8s.io", self.capi, "machines")["items"]
+        for machine in machines:
+            if (
+                machine["metadata"]["namespace"],
+                (machine.get("spec") or {}).get("clusterName"),
+            ) in self.planes:
+                try:
+                    self.infra.ensure(machine)
+                except Exception as exc:  # one Machine's trouble must not stop the others
+                    log.warning("CloudStackMachine of %s: %s", machine["metadata"]["name"], exc)
         self.nodes.sync(machines, {key: plane.client for key, plane in self.planes.items()})
 
     def _add(self, namespace: str, name: str, uid: str) -> None:
