@@ -176,6 +176,42 @@ def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
         assert MACHINE_FINALIZER in machine["metadata"]["finalizers"]
 
 
+def test_machines_get_cloudstack_machines_cloned_from_their_templates(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "infra", workers=1)
+    nodes = {n.metadata.name: n for n in _ready_nodes(workload, 2)}
+    custom = client.CustomObjectsApi(wbed.api_client())
+    infra = "infrastructure.cluster.x-k8s.io"
+
+    def cloned() -> list[dict[str, Any]]:
+        items = custom.list_namespaced_custom_object(infra, "v1beta3", wnamespace, "cloudstackmachines")[
+            "items"
+        ]
+        return items if len(items) == 2 and all(i.get("status") for i in items) else []
+
+    machines = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+    for csm in _until("CloudStackMachines", cloned):
+        machine = machines[csm["metadata"]["name"]]
+        template_name = csm["metadata"]["annotations"]["cluster.x-k8s.io/cloned-from-name"]
+        template = custom.get_namespaced_custom_object(
+            infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", template_name
+        )
+        assert csm["spec"]["offering"] == template["spec"]["template"]["spec"]["offering"]
+        assert csm["spec"]["template"] == template["spec"]["template"]["spec"]["template"]
+        (owner,) = csm["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "Machine",
+            machine["metadata"]["name"],
+            machine["metadata"]["uid"],
+        )
+        assert csm["spec"]["providerID"] == f"cloudstack:///{csm['spec']['instanceID']}"
+        assert csm["spec"]["providerID"] == nodes[machine["metadata"]["name"]].spec.provider_id
+        assert csm["status"]["instanceState"] == "Running"
+
+
 def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, wnamespace: str) -> None:
     from kubernetes import client
 
