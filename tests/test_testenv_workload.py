@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -370,3 +374,36 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_a_malformed_duration_is_refused() -> None:
     with pytest.raises(ValueError, match="not a duration"):
         go_duration_seconds("3 seconds")
+
+
+def test_cli_up_with_workload_clusters_then_down_leaves_nothing_running(tmp_path: Path) -> None:
+    directory = tmp_path / "bed"
+    command = [sys.executable, "-m", "tests.testenv"]
+    started = subprocess.run(
+        [*command, "up", "--dir", str(directory), "--capi", "v1beta2", "--workload-clusters"],
+        cwd=bed.REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        tb = bed.attach(directory)
+        objects = render_cluster(
+            "cli", "default", capi="v1beta2", control_plane_replicas=1, worker_replicas=0, with_machines=True
+        )
+        create_objects(tb.api_client(), objects)
+        _ready_nodes(_workload(tb, "default", "cli"), 1)
+        plane_pids = [
+            int(p.read_text()) for p in (directory / "workload" / "default--cli" / "pids").glob("*.pid")
+        ]
+        assert len(plane_pids) == 4  # apiserver, controller-manager, scheduler, kwok
+    finally:
+        stopped = subprocess.run(
+            [*command, "down", "--dir", str(directory)],
+            cwd=bed.REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert stopped.returncode == 0, stopped.stderr
+    for pid in plane_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
