@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures_capc import create_objects, render_cluster
+from tests.fault_support import cloudstack_api
+from tests.fixtures_capc import Zone, create_objects, render_cluster
 from tests.testenv import bed
 from tests.testenv.workload_nodes import (
     CONTROL_PLANE_ROLE,
@@ -26,7 +27,12 @@ from tests.testenv.workload_nodes import (
     go_duration_seconds,
 )
 
-VERSION = "v1.33.4"
+VERSION = "v1.28.5"  # a template the seeded double holds, ready in zone1
+SEEDED = {
+    "zones": [Zone("zone1", "capc-net-zone1")],
+    "control_plane_offering": "Large Instance",
+    "worker_offering": "Medium Instance",
+}
 GROUP = "cluster.x-k8s.io"
 
 
@@ -77,7 +83,7 @@ def _workload(wbed: bed.TestBed, namespace: str, cluster: str) -> Any:
 def _cluster(wbed: bed.TestBed, namespace: str, name: str, workers: int = 2) -> Any:
     objects = render_cluster(
         name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1,
-        worker_replicas=workers, with_machines=True,
+        worker_replicas=workers, with_machines=True, **SEEDED,
     )  # fmt: skip
     create_objects(wbed.api_client(), objects)
     return _workload(wbed, namespace, name)
@@ -185,8 +191,15 @@ def test_machines_get_cloudstack_machines_cloned_from_their_templates(
 ) -> None:
     from kubernetes import client
 
-    workload = _cluster(wbed, wnamespace, "infra", workers=1)
+    objects = render_cluster(
+        "infra", wnamespace, capi=wbed.capi, version="v1.28.5", control_plane_replicas=1, worker_replicas=1,
+        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")],
+        control_plane_offering="Large Instance", worker_offering="Medium Instance",
+    )  # fmt: skip
+    create_objects(wbed.api_client(), objects)
+    workload = _workload(wbed, wnamespace, "infra")
     nodes = {n.metadata.name: n for n in _ready_nodes(workload, 2)}
+    cs = cloudstack_api(wbed)
     custom = client.CustomObjectsApi(wbed.api_client())
     infra = "infrastructure.cluster.x-k8s.io"
 
@@ -214,6 +227,51 @@ def test_machines_get_cloudstack_machines_cloned_from_their_templates(
         assert csm["spec"]["providerID"] == f"cloudstack:///{csm['spec']['instanceID']}"
         assert csm["spec"]["providerID"] == nodes[machine["metadata"]["name"]].spec.provider_id
         assert csm["status"]["instanceState"] == "Running"
+        (vm,) = cs.listVirtualMachines(id=csm["spec"]["instanceID"], listall=True)["virtualmachine"]
+        assert (vm["name"], vm["state"], vm["serviceofferingname"]) == (
+            machine["metadata"]["name"],
+            "Running",
+            csm["spec"]["offering"]["name"],
+        )
+
+
+def test_a_vm_cloudstack_refuses_leaves_its_machine_without_a_node(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    from kubernetes import client
+
+    objects = render_cluster(
+        "novm", wnamespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1, worker_replicas=1,
+        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")], control_plane_offering="Large Instance",
+        worker_offering="No Such Offering",
+    )  # fmt: skip
+    create_objects(wbed.api_client(), objects)
+    workload = _workload(wbed, wnamespace, "novm")
+    (node,) = _ready_nodes(workload, 1)
+    assert node.metadata.name.startswith("novm-control-plane")
+    custom = client.CustomObjectsApi(wbed.api_client())
+    worker = next(
+        m
+        for m in _machines(wbed, wnamespace)
+        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    )
+    csm = _until(
+        "CloudStackMachine",
+        lambda: custom.get_namespaced_custom_object(
+            "infrastructure.cluster.x-k8s.io",
+            "v1beta3",
+            wnamespace,
+            "cloudstackmachines",
+            worker["metadata"]["name"],
+        ),
+    )
+    assert "instanceID" not in csm["spec"] and not (csm.get("status") or {}).get("ready")
+    time.sleep(2)
+    assert [n.metadata.name for n in client.CoreV1Api(workload).list_node().items] == [node.metadata.name]
+    fresh = custom.get_namespaced_custom_object(
+        GROUP, wbed.capi, wnamespace, "machines", worker["metadata"]["name"]
+    )
+    assert not (fresh.get("status") or {}).get("nodeRef")
 
 
 def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, wnamespace: str) -> None:
@@ -272,6 +330,10 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     )
     victim = pods[0].spec.node_name
     custom = client.CustomObjectsApi(wbed.api_client())
+    live = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+    vm_id = live["spec"]["providerID"].removeprefix("cloudstack:///")
+    (vm,) = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True)["virtualmachine"]
+    assert vm["state"] == "Running"
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
 
     def blocked() -> dict[str, Any] | None:
@@ -305,6 +367,8 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
 
     _until("Machine deleted after the drain", machine_gone)
     assert victim not in {n.metadata.name for n in client.CoreV1Api(workload).list_node().items}
+    vms = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True).get("virtualmachine") or []
+    assert all(vm["state"] in ("Destroyed", "Expunging") for vm in vms)  # expunged: gone or on its way
 
 
 def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: str) -> None:
@@ -387,8 +451,9 @@ def test_cli_up_with_workload_clusters_then_down_leaves_nothing_running(tmp_path
     try:
         tb = bed.attach(directory)
         objects = render_cluster(
-            "cli", "default", capi="v1beta2", control_plane_replicas=1, worker_replicas=0, with_machines=True
-        )
+            "cli", "default", capi="v1beta2", version=VERSION, control_plane_replicas=1, worker_replicas=0,
+            with_machines=True, **SEEDED,
+        )  # fmt: skip
         create_objects(tb.api_client(), objects)
         _ready_nodes(_workload(tb, "default", "cli"), 1)
         plane_pids = [

@@ -178,8 +178,8 @@ class Manager:
         self.mgmt = bed_client(bed_dir / "kubeconfig")
         self.binaries = gobuild.ensure_workload_binaries()
         self.planes: dict[tuple[str, str], Plane] = {}
-        self.nodes = NodeKeeper(self.mgmt, capi)
-        self.infra = InfraKeeper(self.mgmt, capi)
+        self.infra = InfraKeeper(self.mgmt, capi, _cloudstack(bed_dir))
+        self.nodes = NodeKeeper(self.mgmt, capi, self.infra.release)
 
     def step(self) -> None:
         from kubernetes import client
@@ -206,7 +206,12 @@ class Manager:
                     self.infra.ensure(machine)
                 except Exception as exc:  # one Machine's trouble must not stop the others
                     log.warning("CloudStackMachine of %s: %s", machine["metadata"]["name"], exc)
-        self.nodes.sync(machines, {key: plane.client for key, plane in self.planes.items()})
+        joining = [
+            m
+            for m in machines
+            if m["metadata"]["uid"] not in self.infra.failed or m["metadata"].get("deletionTimestamp")
+        ]
+        self.nodes.sync(joining, {key: plane.client for key, plane in self.planes.items()})
 
     def _add(self, namespace: str, name: str, uid: str) -> None:
         try:
@@ -248,6 +253,21 @@ class Manager:
         for plane in self.planes.values():
             stop_plane(plane)
         self.planes.clear()
+
+
+def _cloudstack(bed_dir: Path) -> Any:
+    """A `cs` client for the bed's CloudStack double, with the keys `up` wrote to cloudstack.env."""
+    from cs import CloudStack
+
+    values = dict(
+        line.partition("=")[::2] for line in (bed_dir / "cloudstack.env").read_text().splitlines() if line
+    )
+    return CloudStack(
+        values["CLOUDSTACK_ENDPOINT"],
+        values["CLOUDSTACK_KEY"],
+        values["CLOUDSTACK_SECRET"],
+        poll_interval=0.05,
+    )
 
 
 def run(bed_dir: Path, capi: str, stop: threading.Event) -> None:

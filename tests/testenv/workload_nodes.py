@@ -11,7 +11,8 @@ A deleted Machine is drained as CAPI's Machine controller does: cordon, then evi
 evicted pods still exist, the Machine stays deleting with `status.deletion.nodeDrainStartTime` and the
 blocked-drain conditions (v1beta1: `DrainingSucceeded` False/`Draining`; v1beta2: `Deleting`
 True/`DrainingNode`), with CAPI's "Drain not completed yet (started at …):" message. Once the drain
-completes, or the Machine's node drain timeout passes, the Node is deleted and the finalizer removed.
+completes, or the Machine's node drain timeout passes, the Node is deleted, the Machine's infrastructure
+released (`release`) and the finalizer removed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -225,8 +227,10 @@ def blocked_drain_status(capi: str, machine: Machine, started: str, message: str
 class NodeKeeper:
     """Registers Nodes for Machines and drains them when their Machines are deleted."""
 
-    def __init__(self, mgmt: Any, capi: str) -> None:
-        self.mgmt, self.capi = mgmt, capi
+    def __init__(
+        self, mgmt: Any, capi: str, release: Callable[[Machine], None] = lambda _machine: None
+    ) -> None:
+        self.mgmt, self.capi, self.release = mgmt, capi, release
         self._messages: dict[str, str] = {}  # Machine uid -> last drain message written
 
     def sync(self, machines: list[Machine], workloads: dict[ClusterKey, Any]) -> None:
@@ -318,6 +322,7 @@ class NodeKeeper:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+        self.release(machine)
         finalizers = [f for f in meta.get("finalizers") or [] if f != MACHINE_FINALIZER]
         self._custom().patch_namespaced_custom_object(
             "cluster.x-k8s.io", self.capi, meta["namespace"], "machines", name,
