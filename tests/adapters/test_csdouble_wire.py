@@ -127,7 +127,7 @@ def test_unknown_uuid_is_431_like_param_process_worker(cloudstack: CloudStackDou
 
 def test_unknown_command_is_432_errorresponse(cloudstack: CloudStackDouble) -> None:
     raw = requests.get(
-        cloudstack.endpoint, params={"command": "listVirtualMachines", "response": "json"}, timeout=5
+        cloudstack.endpoint, params={"command": "listKubernetesClusters", "response": "json"}, timeout=5
     )
     assert raw.status_code == 432
     assert raw.json() == {

@@ -7,6 +7,9 @@ PARAM_ERROR = 431
 UNSUPPORTED_ACTION = 432
 INTERNAL_ERROR = 530
 ACCOUNT_ERROR = 531
+RESOURCE_LIMIT_ERROR = 532  # ApiErrorCode.ACCOUNT_RESOURCE_LIMIT_ERROR
+INSUFFICIENT_CAPACITY = 533
+RESOURCE_ALLOCATION = 535
 
 # CSExceptionErrorCode values of the Java exceptions the double imitates.
 CS_UNKNOWN = 9999
@@ -50,6 +53,11 @@ def illegal_argument(text: str) -> ApiError:
 def permission_denied(text: str) -> ApiError:
     """PermissionDeniedException, mapped to 531."""
     return ApiError(ACCOUNT_ERROR, text, CS_PERMISSION_DENIED)
+
+
+def cloud_runtime(text: str) -> ApiError:
+    """CloudRuntimeException escaping a service: 530 with its own message."""
+    return ApiError(INTERNAL_ERROR, text, CS_CLOUD_RUNTIME)
 
 
 def param_error(text: str) -> ApiError:

@@ -1,4 +1,5 @@
-"""Fault injection knobs: latency, failing commands, stalled or failed downloads, an expired key."""
+"""Fault injection knobs: latency, failing commands, stalled or failed downloads, VM deployments that
+end in Error, an expired key."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import CS_CLOUD_RUNTIME, CS_UNKNOWN, INTERNAL_ERROR, USER_ERROR_MESSAGE, ApiError
+from .errors import (
+    CS_CLOUD_RUNTIME,
+    CS_UNKNOWN,
+    INSUFFICIENT_CAPACITY,
+    INTERNAL_ERROR,
+    USER_ERROR_MESSAGE,
+    ApiError,
+)
 
 DEFAULT_DOWNLOAD_ERROR = "HTTP Server returned 404 (expected 200 OK)"
 
@@ -50,10 +58,34 @@ class DownloadFault:
 
 
 @dataclass
+class DeployFault:
+    """deployVirtualMachine jobs whose VM matches end with the VM in Error and the job failed.
+
+    `zone_id` and `name` (a VM name prefix) narrow the fault; `times` None hits every match. Without
+    `errortext` the job fails as CloudStack does when no host has room: 533 "Unable to create a
+    deployment for VM instance {...}" (InsufficientServerCapacityException).
+    """
+
+    zone_id: str | None = None
+    name: str | None = None
+    times: int | None = None
+    errorcode: int = INSUFFICIENT_CAPACITY
+    errortext: str | None = None
+
+    def matches(self, zone_id: str, vm_name: str) -> bool:
+        return (
+            self.times != 0
+            and self.zone_id in (None, zone_id)
+            and (self.name is None or vm_name.startswith(self.name))
+        )
+
+
+@dataclass
 class Faults:
     latency: list[LatencyFault] = field(default_factory=list)
     errors: list[CommandFault] = field(default_factory=list)
     downloads: list[DownloadFault] = field(default_factory=list)
+    deploys: list[DeployFault] = field(default_factory=list)
     key_expired: bool = False
 
     def latency_for(self, command: str) -> float:
@@ -80,13 +112,22 @@ class Faults:
                 return fault
         return None
 
+    def take_deploy_fault(self, zone_id: str, vm_name: str) -> DeployFault | None:
+        """Consume one matching deployment fault, if any."""
+        for fault in self.deploys:
+            if fault.matches(zone_id, vm_name):
+                if fault.times is not None:
+                    fault.times -= 1
+                return fault
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def parse_faults(data: Mapping[str, Any], zone_id_of: Callable[[str], str]) -> Faults:
     """Build Faults from the seed/admin format; zones may be given by name or id."""
-    unknown = set(data) - {"latency", "errors", "downloads", "key_expired"}
+    unknown = set(data) - {"latency", "errors", "downloads", "deploys", "key_expired"}
     if unknown:
         raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
     downloads = []
@@ -100,9 +141,16 @@ def parse_faults(data: Mapping[str, Any], zone_id_of: Callable[[str], str]) -> F
             raise ValueError("a download fault needs a zone")
         spec["zone_id"] = zone_id_of(str(zone))
         downloads.append(DownloadFault(**spec))
+    deploys = []
+    for item in data.get("deploys", []):
+        spec = dict(item)
+        zone = spec.pop("zone", None) or spec.pop("zone_id", None)
+        spec["zone_id"] = None if zone is None else zone_id_of(str(zone))
+        deploys.append(DeployFault(**spec))
     return Faults(
         latency=[LatencyFault(**dict(item)) for item in data.get("latency", [])],
         errors=[CommandFault(**dict(item)) for item in data.get("errors", [])],
         downloads=downloads,
+        deploys=deploys,
         key_expired=bool(data.get("key_expired", False)),
     )

@@ -191,6 +191,69 @@ class Tag:
     owner: Owner
 
 
+class VmState(enum.Enum):
+    """VirtualMachine.State values a user VM passes through."""
+
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    DESTROYED = "Destroyed"
+    EXPUNGING = "Expunging"
+    ERROR = "Error"
+
+
+@dataclass
+class Nic:
+    network_id: str
+    ip_address: str
+    mac_address: str
+    is_default: bool
+
+
+@dataclass
+class Volume:
+    """A ROOT or DATADISK volume; it counts against primary storage while its VM is not expunged."""
+
+    id: str
+    name: str
+    type: str
+    vm_id: str | None
+    owner: Owner
+    zone_id: str
+    size: int  # bytes
+    created: str
+    disk_offering_id: str | None = None
+    device_id: int = 0
+    removed: bool = False
+
+
+@dataclass
+class VirtualMachine:
+    id: str
+    db_id: int
+    name: str
+    displayname: str
+    owner: Owner
+    zone_id: str
+    template_id: str
+    service_offering_id: str
+    cpunumber: int
+    cpuspeed: int
+    memory: int  # MiB
+    nics: list[Nic]
+    created: str
+    state: VmState
+    hypervisor: str = "KVM"
+    disk_offering_id: str | None = None
+    keypairs: list[str] = field(default_factory=list)
+    userdata: str | None = None
+    affinity_group_ids: list[str] = field(default_factory=list)
+    details: dict[str, str] = field(default_factory=dict)
+    removed: bool = False
+    expunge_polls: int = 0  # listings that still show an Expunging VM before it is gone
+
+
 class JobStatus(enum.IntEnum):
     PENDING = 0
     SUCCEEDED = 1

@@ -5,7 +5,8 @@ names so the same seed always produces the same ids. Sections (all optional; see
 examples/cloudstack-seed.yaml):
 
 - credentials: {account, domain, api_key?, secret_key?} - whose keys the API uses (random keys if absent)
-- settings: {poll_steps, job_polls, download_seconds}
+- settings: {poll_steps, job_polls, download_seconds, expunge_polls, allow_user_expunge_recover_vm,
+  allow_user_view_destroyed_vm}
 - domains [{path: ROOT/x}], accounts [{name, domain, roletype: Admin|DomainAdmin|User}],
   projects [{name, domain, owner, members}]
 - zones [{name, hypervisors, allocationstate, networktype}], ostypes [{description, category}]
@@ -13,14 +14,18 @@ examples/cloudstack-seed.yaml):
   affinity_groups, ssh_keypairs [{name, ..., owner?}] - extra keys pass through to the API objects
 - templates [{name, hypervisor, format, ostype, owner?, ispublic, isfeatured, tags: {k: v},
   zones: [zone] | {zone: ready | downloading | not_uploaded | {percent: N} | {error: text}}, ...}]
+- virtual_machines [{name, zone, template, service_offering, networks: [name], owner?, displayname?,
+  state: Running|Stopped|Error|Destroyed, disk_offering?, rootdisksize? (GiB), id?}]
 - faults: {latency: [{seconds, commands?, times?}], errors: [{command, times, errorcode?, errortext?}],
-  downloads: [{zone, mode: stall|error, at_percent, message?, template?}], key_expired}
+  downloads: [{zone, mode: stall|error, at_percent, message?, template?}],
+  deploys: [{zone?, name? (prefix), times?, errorcode?, errortext?}], key_expired}
 
 An `owner` is {account, domain} or {project}; without one, the credentials' account owns the resource.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,12 +39,16 @@ from .model import (
     Account,
     CatalogItem,
     Domain,
+    Nic,
     OsType,
     Owner,
     Project,
     Tag,
     Template,
     TemplateZone,
+    VirtualMachine,
+    VmState,
+    Volume,
     Zone,
     ZoneState,
     cs_timestamp,
@@ -50,7 +59,7 @@ _NAMESPACE = uuid.UUID("3f0c1a52-6a4e-4c8e-9b7d-2a1f5c0e9d41")
 SEED_SECTIONS = {
     "credentials", "settings", "domains", "accounts", "projects", "zones", "ostypes",
     "service_offerings", "disk_offerings", "networks", "affinity_groups", "ssh_keypairs",
-    "templates", "faults",
+    "templates", "virtual_machines", "faults",
 }  # fmt: skip
 TEMPLATE_FLAGS = (
     "ispublic", "isfeatured", "isextractable", "passwordenabled", "sshkeyenabled", "isdynamicallyscalable",
@@ -116,6 +125,8 @@ def apply_seed(state: State, seed: Mapping[str, Any] | None, keep_credentials: b
             _catalog(state, "sshkeypair", spec, _keypair_fields(spec))
         for spec in seed.get("templates") or []:
             add_template(state, spec)
+        for spec in seed.get("virtual_machines") or []:
+            add_vm(state, spec)
         state.faults = parse_faults(seed.get("faults") or {}, _zone_resolver(state))
 
 
@@ -135,6 +146,9 @@ def _settings(state: State, spec: Mapping[str, Any]) -> None:
     policy.poll_steps = int(spec.get("poll_steps", policy.poll_steps))
     seconds = spec.get("download_seconds", policy.seconds)
     policy.seconds = None if seconds is None else float(seconds)
+    state.settings.expunge_polls = int(spec.get("expunge_polls", state.settings.expunge_polls))
+    for flag in ("allow_user_expunge_recover_vm", "allow_user_view_destroyed_vm"):
+        setattr(state.settings, flag, bool(spec.get(flag, getattr(state.settings, flag))))
 
 
 def _domains(state: State, specs: list[Mapping[str, Any]]) -> None:
@@ -400,3 +414,66 @@ def _zone_row(state: State, template: Template, zone_id: str, spec: Any) -> Temp
         row.state, row.percent, row.error = ZoneState.ERROR, 0, str(spec["error"])
         return row
     raise SeedError(f"template {template.name!r}: unknown zone state {spec!r}")
+
+
+VM_KEYS = {
+    "id", "name", "displayname", "zone", "template", "service_offering", "networks", "owner", "state",
+    "disk_offering", "rootdisksize",
+}  # fmt: skip
+VM_STATES = {"Running": VmState.RUNNING, "Stopped": VmState.STOPPED, "Error": VmState.ERROR,
+             "Destroyed": VmState.DESTROYED}  # fmt: skip
+GIB = 1024**3
+
+
+def _catalog_named(state: State, kind: str, name: str) -> CatalogItem:
+    found = next((i for i in state.catalog[kind].values() if name in (i.name, i.id)), None)
+    if found is None:
+        raise SeedError(f"unknown {kind} {name!r}")
+    return found
+
+
+def add_vm(state: State, spec: Mapping[str, Any]) -> VirtualMachine:
+    """Add one VM (with its root volume, and a data volume for a disk offering) in seed format."""
+    unknown = set(spec) - VM_KEYS
+    if unknown:
+        raise SeedError(f"virtual machine {spec.get('name')!r}: unknown keys {sorted(unknown)}")
+    if spec.get("state", "Running") not in VM_STATES:
+        raise SeedError(f"virtual machine {spec['name']!r}: state must be one of {sorted(VM_STATES)}")
+    zone_id = _zone_resolver(state)(str(spec["zone"]))
+    template = next(
+        (t for t in state.templates.values() if str(spec["template"]) in (t.id, t.name) and not t.removed),
+        None,
+    )
+    if template is None:
+        raise SeedError(f"virtual machine {spec['name']!r}: unknown template {spec['template']!r}")
+    offering = _catalog_named(state, "serviceoffering", str(spec["service_offering"]))
+    networks = [_catalog_named(state, "network", str(n)) for n in spec.get("networks") or []]
+    owner = owner_from_spec(state, spec.get("owner"))
+    vm = VirtualMachine(
+        id=str(spec.get("id") or stable_id("vm", str(spec["name"]), zone_id)), db_id=state.next_db_id(),
+        name=str(spec["name"]), displayname=str(spec.get("displayname", spec["name"])), owner=owner,
+        zone_id=zone_id, template_id=template.id, service_offering_id=offering.id,
+        cpunumber=int(offering.fields.get("cpunumber", 1)),
+        cpuspeed=int(offering.fields.get("cpuspeed", 1000)), memory=int(offering.fields.get("memory", 512)),
+        nics=[], created=cs_timestamp(),
+        state=VM_STATES[str(spec.get("state", "Running"))], hypervisor=template.hypervisor,
+    )  # fmt: skip
+    for index, network in enumerate(networks):
+        host = ipaddress.ip_network(str(network.fields.get("cidr", "10.0.0.0/24")), strict=False)
+        address = str(host.network_address + 10 + vm.db_id)
+        vm.nics.append(Nic(network.id, address, f"02:00:01:00:{vm.db_id & 255:02x}:{index:02x}", index == 0))
+    state.vms[vm.id] = vm
+    root = int(spec["rootdisksize"]) * GIB if "rootdisksize" in spec else max(template.size, GIB)
+    root_id = stable_id("volume", vm.id, "ROOT")
+    state.volumes[root_id] = Volume(
+        root_id, f"ROOT-{vm.db_id}", "ROOT", vm.id, owner, zone_id, root, vm.created
+    )
+    if "disk_offering" in spec:
+        disk = _catalog_named(state, "diskoffering", str(spec["disk_offering"]))
+        vm.disk_offering_id = disk.id
+        volume_id = stable_id("volume", vm.id, "DATADISK")
+        state.volumes[volume_id] = Volume(
+            volume_id, f"DATA-{vm.db_id}", "DATADISK", vm.id, owner, zone_id,
+            int(disk.fields.get("disksize", 0)) * GIB, vm.created, disk.id, 1,
+        )  # fmt: skip
+    return vm

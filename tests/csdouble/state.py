@@ -20,6 +20,8 @@ from .model import (
     Template,
     TemplateZone,
     UploadTicket,
+    VirtualMachine,
+    Volume,
     Zone,
 )
 
@@ -42,6 +44,10 @@ class Credentials:
 class Settings:
     job_polls: int = 1  # queryAsyncJobResult answers "pending" this many times before the outcome
     download: DownloadPolicy = field(default_factory=DownloadPolicy)
+    # Global settings allow.user.expunge.recover.vm and allow.user.view.destroyed.vm (both false).
+    allow_user_expunge_recover_vm: bool = False
+    allow_user_view_destroyed_vm: bool = False
+    expunge_polls: int = 1  # VM listings that still show an expunged VM as Expunging
 
 
 class State:
@@ -65,6 +71,9 @@ class State:
         self.catalog: dict[str, dict[str, CatalogItem]] = {kind: {} for kind in CATALOG_KINDS}
         self.templates: dict[str, Template] = {}
         self.tags: list[Tag] = []
+        self.vms: dict[str, VirtualMachine] = {}
+        self.volumes: dict[str, Volume] = {}
+        self.db_ids = 0  # sequence for internal (numeric) ids such as i-<account>-<vm>-VM
         self.jobs: dict[str, Job] = {}
         self.tickets: dict[str, UploadTicket] = {}
         self.calls: list[Call] = []
@@ -103,6 +112,17 @@ class State:
 
     def project_named(self, name: str) -> Project | None:
         return next((p for p in self.projects.values() if p.name == name), None)
+
+    def next_db_id(self) -> int:
+        self.db_ids += 1
+        return self.db_ids
+
+    def zone_db_id(self, zone_id: str) -> int:
+        """The zone's internal id, as some CloudStack error texts print it."""
+        return list(self.zones).index(zone_id) + 1
+
+    def account_db_id(self, account_id: str) -> int:
+        return list(self.accounts).index(account_id) + 1
 
     def is_subdomain(self, domain_id: str, ancestor_id: str) -> bool:
         """True when `domain_id` is `ancestor_id` or below it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from .downloads import status_text
@@ -10,14 +11,25 @@ from .model import (
     Account,
     CatalogItem,
     Domain,
+    Nic,
     Owner,
     Project,
     Tag,
     Template,
     TemplateZone,
+    VirtualMachine,
+    VmState,
+    Volume,
     Zone,
 )
 from .state import State
+
+_NAMESPACE = uuid.UUID("0b7e3c9a-2d41-4f4e-8a57-6c1f0e7d2b93")
+
+
+def stable_uuid(kind: str, *parts: str) -> str:
+    """A UUID derived from what identifies an object the double does not store (a NIC, a host)."""
+    return str(uuid.uuid5(_NAMESPACE, ":".join((kind, *parts))))
 
 
 def owner_fields(state: State, owner: Owner) -> dict[str, Any]:
@@ -169,3 +181,95 @@ def project_view(state: State, project: Project) -> dict[str, Any]:
         "state": "Active",
         "tags": [],
     }
+
+
+def _nic_view(state: State, vm: VirtualMachine, nic: Nic) -> dict[str, Any]:
+    network = state.catalog["network"].get(nic.network_id)
+    fields = network.fields if network is not None else {}
+    return {
+        "id": stable_uuid("nic", vm.id, nic.network_id), "networkid": nic.network_id,
+        "networkname": fields.get("name", ""), "netmask": fields.get("netmask", ""),
+        "gateway": fields.get("gateway", ""), "ipaddress": nic.ip_address, "isdefault": nic.is_default,
+        "traffictype": "Guest", "type": fields.get("type", "Isolated"), "macaddress": nic.mac_address,
+        "broadcasturi": "vlan://untagged", "isolationuri": "vlan://untagged", "deviceid": "0",
+        "virtualmachineid": vm.id,
+    }  # fmt: skip
+
+
+def vm_view(state: State, vm: VirtualMachine, caller: Account, metrics: bool = False) -> dict[str, Any]:
+    """UserVmResponse (UserVmJoinDaoImpl.newUserVmResponse); with `metrics` also VmMetricsResponse's
+    fields. Host and instance names are shown to root admins only."""
+    zone = state.zones[vm.zone_id]
+    template = state.templates.get(vm.template_id)
+    offering = state.catalog["serviceoffering"].get(vm.service_offering_id)
+    view: dict[str, Any] = {"id": vm.id, "name": vm.name, "displayname": vm.displayname}
+    view.update(owner_fields(state, vm.owner))
+    view.update({
+        "created": vm.created, "state": vm.state.value, "haenable": False, "zoneid": zone.id,
+        "zonename": zone.name, "templateid": vm.template_id,
+        "templatename": template.name if template else "",
+        "templatedisplaytext": template.displaytext if template else "",
+        "passwordenabled": bool(template and template.passwordenabled),
+        "serviceofferingid": vm.service_offering_id,
+        "serviceofferingname": offering.name if offering else "", "cpunumber": vm.cpunumber,
+        "cpuspeed": vm.cpuspeed, "memory": vm.memory, "guestosid": template.ostype_id if template else "",
+        "rootdeviceid": 0, "rootdevicetype": "ROOT", "securitygroup": [],
+        "nic": [_nic_view(state, vm, nic) for nic in vm.nics], "hypervisor": vm.hypervisor,
+        "details": dict(vm.details), "tags": [], "isdynamicallyscalable": False,
+        "ostypeid": template.ostype_id if template else "", "hasannotations": False,
+        "affinitygroup": [_affinity_view(state, g) for g in vm.affinity_group_ids],
+    })  # fmt: skip
+    if vm.disk_offering_id is not None:
+        disk = state.catalog["diskoffering"].get(vm.disk_offering_id)
+        view.update({"diskofferingid": vm.disk_offering_id, "diskofferingname": disk.name if disk else ""})
+    if vm.keypairs:
+        view["keypairs"] = ",".join(vm.keypairs)
+    if caller.is_root_admin:
+        view["instancename"] = instance_name(state, vm)
+        if vm.state in (VmState.RUNNING, VmState.STOPPING):
+            view.update({"hostid": stable_uuid("host", zone.id), "hostname": f"{zone.name}-host-1"})
+    if metrics:
+        default = next((n for n in vm.nics if n.is_default), None)
+        view.update({
+            "ipaddress": default.ip_address if default else "",
+            "cputotal": f"{vm.cpunumber * vm.cpuspeed / 1000:.2f} Ghz",
+            "memorytotal": f"{vm.memory / 1024:.2f} GB", "networkread": "0.00 MB", "networkwrite": "0.00 MB",
+            "diskread": "0.00 MB", "diskwrite": "0.00 MB", "diskiopstotal": 0,
+        })  # fmt: skip
+    return view
+
+
+def instance_name(state: State, vm: VirtualMachine) -> str:
+    """CloudStack's internal name, i-<account id>-<vm id>-VM."""
+    owner = vm.owner.account_id
+    account_db_id = state.account_db_id(owner) if owner is not None else 0
+    return f"i-{account_db_id}-{vm.db_id}-VM"
+
+
+def _affinity_view(state: State, group_id: str) -> dict[str, Any]:
+    group = state.catalog["affinitygroup"].get(group_id)
+    if group is None:
+        return {"id": group_id}
+    return {"id": group.id, "name": group.name, "type": group.fields.get("type", "")}
+
+
+def volume_view(state: State, volume: Volume) -> dict[str, Any]:
+    zone = state.zones[volume.zone_id]
+    view: dict[str, Any] = {
+        "id": volume.id, "name": volume.name, "zoneid": zone.id, "zonename": zone.name, "type": volume.type,
+        "deviceid": volume.device_id, "size": volume.size, "created": volume.created, "state": "Ready",
+        "storagetype": "shared", "destroyed": False, "isextractable": False, "hasannotations": False,
+    }  # fmt: skip
+    view.update(owner_fields(state, volume.owner))
+    vm = state.vms.get(volume.vm_id or "")
+    if vm is not None:
+        view.update({
+            "virtualmachineid": vm.id, "vmname": vm.name, "vmdisplayname": vm.displayname,
+            "vmstate": vm.state.value, "hypervisor": vm.hypervisor,
+        })  # fmt: skip
+    if volume.disk_offering_id is not None:
+        offering = state.catalog["diskoffering"].get(volume.disk_offering_id)
+        view.update(
+            {"diskofferingid": volume.disk_offering_id, "diskofferingname": offering.name if offering else ""}
+        )
+    return view

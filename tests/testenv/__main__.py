@@ -1,6 +1,7 @@
 """Run the test bed by hand.
 
-    python -m tests.testenv up --dir DIR [--capi v1beta1|v1beta2] [--simulate-rollouts] [--seed FILE]
+    python -m tests.testenv up --dir DIR [--capi v1beta1|v1beta2] [--simulate-rollouts]
+                               [--workload-clusters] [--seed FILE]
     python -m tests.testenv down --dir DIR
 
 `up` starts everything in the background and returns; DIR/kubeconfig and DIR/cloudstack.env say how
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--dir", required=True, type=Path)
     start.add_argument("--capi", choices=crds.PROFILES, default="v1beta2")
     start.add_argument("--simulate-rollouts", action="store_true")
+    start.add_argument(
+        "--workload-clusters",
+        action="store_true",
+        help="start a workload control plane (apiserver, controller-manager, scheduler, KWOK) per Cluster",
+    )
     start.add_argument("--seconds-per-machine", type=float, default=2.0)
     start.add_argument("--seed", type=Path, default=bed.DEFAULT_SEED, help="CloudStack double seed (YAML)")
     stop = sub.add_parser("down", help="stop a test bed and everything it started")
@@ -38,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             args.dir,
             args.capi,
             simulate_rollouts=args.simulate_rollouts,
+            workload_clusters=args.workload_clusters,
             seconds_per_machine=args.seconds_per_machine,
             seed=args.seed,
         )

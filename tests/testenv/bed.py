@@ -371,11 +371,22 @@ def _start_simulator(bed: TestBed, seconds_per_machine: float, tied: bool) -> No
         )
 
 
+def _start_workload_manager(bed: TestBed, tied: bool) -> None:
+    argv = [sys.executable, "-m", "tests.testenv.workload", "--dir", str(bed.dir), "--capi", bed.capi]
+    proc = _spawn(bed.dir, "workload", argv, tied=tied)
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        raise TestBedError(
+            f"workload manager exited with {proc.returncode}:\n{_tail(bed.dir / 'workload.log')}"
+        )
+
+
 def up(
     directory: Path,
     capi: str = "v1beta2",
     *,
     simulate_rollouts: bool = False,
+    workload_clusters: bool = False,
     seconds_per_machine: float = 1.0,
     seed: Path | None = DEFAULT_SEED,
     allow_loopback_urls: bool = True,
@@ -386,6 +397,9 @@ def up(
     With `tie_to_caller` (the pytest fixtures) every component is stopped by the kernel if the caller
     dies without running `down`, so a killed test run leaves nothing behind; `python -m tests.testenv up`
     leaves it off, since there the bed must outlive the command.
+
+    With `workload_clusters` every CAPI Cluster gets a workload control plane of its own
+    (`tests.testenv.workload`); its programs are built here first, so a build failure fails `up`.
     """
     if capi not in crds.PROFILES:
         raise TestBedError(f"unknown CAPI profile {capi!r}; use one of {', '.join(crds.PROFILES)}")
@@ -396,7 +410,7 @@ def up(
             f"a test bed is already running in {directory}; "
             f"run 'python -m tests.testenv down --dir {directory}'"
         )
-    binaries = gobuild.ensure_binaries()
+    binaries = gobuild.ensure_workload_binaries() if workload_clusters else gobuild.ensure_binaries()
     try:
         crds.profile_crds(capi)  # fetch the pinned upstream files before anything starts
     except upstream.UpstreamError as exc:
@@ -410,6 +424,8 @@ def up(
         _create_credentials_secret(bed)
         if simulate_rollouts:
             _start_simulator(bed, seconds_per_machine, tie_to_caller)
+        if workload_clusters:
+            _start_workload_manager(bed, tie_to_caller)
         (directory / "testenv.json").write_text(
             json.dumps({"capi": capi, "kubectl": str(binaries["kubectl"])})
         )
@@ -471,7 +487,11 @@ def down(directory: Path, timeout: float = 20) -> list[str]:
         while _alive(pid):
             time.sleep(0.05)
         pidfile.unlink(missing_ok=True)
-    return [pidfile.stem for pidfile, _ in running]
+    stopped = [pidfile.stem for pidfile, _ in running]
+    # Workload control planes normally stop with the manager; stop any it could not.
+    for plane in sorted((directory / "workload").glob("*/")):
+        stopped += [f"{plane.name}/{name}" for name in down(plane, timeout)]
+    return stopped
 
 
 def _alive(pid: int) -> bool:

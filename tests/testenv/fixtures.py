@@ -2,6 +2,8 @@
 
 - `testenv_v1beta1` / `testenv_v1beta2`: a running bed (see `tests.testenv.bed.TestBed`) with the
   rollout simulator on; `testenv` runs a test once per profile.
+- `workload_testenv_v1beta1` / `workload_testenv_v1beta2`: a separate bed that also starts a workload
+  control plane per CAPI Cluster (`tests.testenv.workload`); only tests that ask for it pay for it.
 - `kubectl_binary`: the real kubectl built from the pinned Kubernetes release; also exported as the
   KUBECTL environment variable for the whole session.
 - `namespace`: a fresh namespace per test on the bed the test uses.
@@ -28,12 +30,15 @@ def kubectl_binary() -> Path:
     return path
 
 
-def _bed(tmp_path_factory: pytest.TempPathFactory, capi: str) -> Iterator[bed.TestBed]:
-    directory = tmp_path_factory.mktemp(f"testenv-{capi}")
+def _bed(
+    tmp_path_factory: pytest.TempPathFactory, capi: str, *, workload_clusters: bool = False
+) -> Iterator[bed.TestBed]:
+    directory = tmp_path_factory.mktemp(f"testenv-{'workload-' if workload_clusters else ''}{capi}")
     started = bed.up(
         directory,
         capi,
         simulate_rollouts=True,
+        workload_clusters=workload_clusters,
         seconds_per_machine=SIMULATOR_SECONDS_PER_MACHINE,
         tie_to_caller=True,
     )
@@ -51,6 +56,16 @@ def testenv_v1beta1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.Te
 @pytest.fixture(scope="session")
 def testenv_v1beta2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.TestBed]:
     yield from _bed(tmp_path_factory, "v1beta2")
+
+
+@pytest.fixture(scope="session")
+def workload_testenv_v1beta1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.TestBed]:
+    yield from _bed(tmp_path_factory, "v1beta1", workload_clusters=True)
+
+
+@pytest.fixture(scope="session")
+def workload_testenv_v1beta2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.TestBed]:
+    yield from _bed(tmp_path_factory, "v1beta2", workload_clusters=True)
 
 
 @pytest.fixture(params=["v1beta1", "v1beta2"])

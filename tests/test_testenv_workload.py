@@ -1,0 +1,474 @@
+"""The test bed's workload clusters: a real control plane per Cluster, Nodes per Machine, CAPI's drain."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.fault_support import cloudstack_api
+from tests.fixtures_capc import Zone, create_objects, render_cluster
+from tests.testenv import bed
+from tests.testenv.workload_nodes import (
+    CONTROL_PLANE_ROLE,
+    MACHINE_FINALIZER,
+    drain_message,
+    go_duration_seconds,
+)
+
+VERSION = "v1.28.5"  # a template the seeded double holds, ready in zone1
+SEEDED = {
+    "zones": [Zone("zone1", "capc-net-zone1")],
+    "control_plane_offering": "Large Instance",
+    "worker_offering": "Medium Instance",
+}
+GROUP = "cluster.x-k8s.io"
+
+
+@pytest.fixture(params=["v1beta1", "v1beta2"])
+def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
+    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
+    from kubernetes import client
+
+    name = f"w-{uuid.uuid4().hex[:10]}"
+    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
+
+
+def _until(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except Exception as exc:  # not there yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
+
+
+def _workload(wbed: bed.TestBed, namespace: str, cluster: str) -> Any:
+    """An ApiClient for the workload cluster, from the kubeconfig Secret CAPI would write."""
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(wbed.api_client())
+    secret = _until(
+        "kubeconfig Secret", lambda: core.read_namespaced_secret(f"{cluster}-kubeconfig", namespace)
+    )
+    assert secret.type == "cluster.x-k8s.io/secret"
+    assert secret.metadata.labels["cluster.x-k8s.io/cluster-name"] == cluster
+    text = base64.b64decode(secret.data["value"]).decode()
+    return config.new_client_from_config_dict(yaml.safe_load(text))
+
+
+def _cluster(wbed: bed.TestBed, namespace: str, name: str, workers: int = 2) -> Any:
+    objects = render_cluster(
+        name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1,
+        worker_replicas=workers, with_machines=True, **SEEDED,
+    )  # fmt: skip
+    create_objects(wbed.api_client(), objects)
+    return _workload(wbed, namespace, name)
+
+
+def _machines(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(wbed.api_client())
+    return list(custom.list_namespaced_custom_object(GROUP, wbed.capi, namespace, "machines")["items"])
+
+
+def _ready_nodes(workload: Any, count: int) -> list[Any]:
+    """All `count` Nodes, once Ready and rid of the not-ready taint (node lifecycle lifts it)."""
+    from kubernetes import client
+
+    def ready() -> list[Any]:
+        nodes = client.CoreV1Api(workload).list_node().items
+        up = [
+            n
+            for n in nodes
+            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            and not any(t.key == "node.kubernetes.io/not-ready" for t in n.spec.taints or [])
+        ]
+        return nodes if len(up) == count == len(nodes) else []
+
+    return list(_until(f"{count} Ready nodes", ready))
+
+
+def _deploy(workload: Any, replicas: int, labels: dict[str, str]) -> None:
+    from kubernetes import client
+
+    apps = client.AppsV1Api(workload)
+    apps.create_namespaced_deployment(
+        "default",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+                },
+            },
+        },
+    )
+
+    def running() -> bool:
+        pods = client.CoreV1Api(workload).list_namespaced_pod("default", label_selector="app=web").items
+        return len(pods) == replicas and all(p.status.phase == "Running" for p in pods)
+
+    _until(f"{replicas} running pods", running)
+
+
+def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "alpha")
+    version = client.VersionApi(workload).get_code()
+    same = client.VersionApi(wbed.api_client()).get_code()
+    assert (version.major, version.minor) == (same.major, same.minor)  # the bed's Kubernetes release
+    nodes = {n.metadata.name: n for n in _ready_nodes(workload, 3)}
+    machines = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+    assert set(nodes) == set(machines)
+    for name, node in nodes.items():
+        machine = machines[name]
+        assert node.status.node_info.kubelet_version == VERSION
+        assert node.spec.provider_id.startswith("cloudstack:///")
+        control_plane = "cluster.x-k8s.io/control-plane" in machine["metadata"]["labels"]
+        taints = [(t.key, t.effect) for t in node.spec.taints or []]
+        if control_plane:
+            assert node.metadata.labels[CONTROL_PLANE_ROLE] == ""
+            assert taints == [(CONTROL_PLANE_ROLE, "NoSchedule")]
+        else:
+            assert CONTROL_PLANE_ROLE not in node.metadata.labels
+            assert taints == []
+
+    def node_refs() -> bool:
+        fresh = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+        return all((m.get("status") or {}).get("nodeRef") for m in fresh.values()) and bool(fresh)
+
+    _until("nodeRefs", node_refs)
+    for machine in _machines(wbed, wnamespace):
+        ref, node = machine["status"]["nodeRef"], nodes[machine["metadata"]["name"]]
+        if wbed.capi == "v1beta1":
+            assert ref == {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "name": node.metadata.name,
+                "uid": node.metadata.uid,
+            }
+        else:
+            assert ref == {"name": node.metadata.name}
+        assert machine["spec"]["providerID"] == node.spec.provider_id
+        assert MACHINE_FINALIZER in machine["metadata"]["finalizers"]
+
+
+def test_machines_get_cloudstack_machines_cloned_from_their_templates(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    from kubernetes import client
+
+    objects = render_cluster(
+        "infra", wnamespace, capi=wbed.capi, version="v1.28.5", control_plane_replicas=1, worker_replicas=1,
+        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")],
+        control_plane_offering="Large Instance", worker_offering="Medium Instance",
+    )  # fmt: skip
+    create_objects(wbed.api_client(), objects)
+    workload = _workload(wbed, wnamespace, "infra")
+    nodes = {n.metadata.name: n for n in _ready_nodes(workload, 2)}
+    cs = cloudstack_api(wbed)
+    custom = client.CustomObjectsApi(wbed.api_client())
+    infra = "infrastructure.cluster.x-k8s.io"
+
+    def cloned() -> list[dict[str, Any]]:
+        items = custom.list_namespaced_custom_object(infra, "v1beta3", wnamespace, "cloudstackmachines")[
+            "items"
+        ]
+        return items if len(items) == 2 and all(i.get("status") for i in items) else []
+
+    machines = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+    for csm in _until("CloudStackMachines", cloned):
+        machine = machines[csm["metadata"]["name"]]
+        template_name = csm["metadata"]["annotations"]["cluster.x-k8s.io/cloned-from-name"]
+        template = custom.get_namespaced_custom_object(
+            infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", template_name
+        )
+        assert csm["spec"]["offering"] == template["spec"]["template"]["spec"]["offering"]
+        assert csm["spec"]["template"] == template["spec"]["template"]["spec"]["template"]
+        (owner,) = csm["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "Machine",
+            machine["metadata"]["name"],
+            machine["metadata"]["uid"],
+        )
+        assert csm["spec"]["providerID"] == f"cloudstack:///{csm['spec']['instanceID']}"
+        assert csm["spec"]["providerID"] == nodes[machine["metadata"]["name"]].spec.provider_id
+        assert csm["status"]["instanceState"] == "Running"
+        (vm,) = cs.listVirtualMachines(id=csm["spec"]["instanceID"], listall=True)["virtualmachine"]
+        assert (vm["name"], vm["state"], vm["serviceofferingname"]) == (
+            machine["metadata"]["name"],
+            "Running",
+            csm["spec"]["offering"]["name"],
+        )
+
+
+def test_a_vm_cloudstack_refuses_leaves_its_machine_without_a_node(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    from kubernetes import client
+
+    objects = render_cluster(
+        "novm", wnamespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1, worker_replicas=1,
+        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")], control_plane_offering="Large Instance",
+        worker_offering="No Such Offering",
+    )  # fmt: skip
+    create_objects(wbed.api_client(), objects)
+    workload = _workload(wbed, wnamespace, "novm")
+    (node,) = _ready_nodes(workload, 1)
+    assert node.metadata.name.startswith("novm-control-plane")
+    custom = client.CustomObjectsApi(wbed.api_client())
+    worker = next(
+        m
+        for m in _machines(wbed, wnamespace)
+        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    )
+    csm = _until(
+        "CloudStackMachine",
+        lambda: custom.get_namespaced_custom_object(
+            "infrastructure.cluster.x-k8s.io",
+            "v1beta3",
+            wnamespace,
+            "cloudstackmachines",
+            worker["metadata"]["name"],
+        ),
+    )
+    assert "instanceID" not in csm["spec"] and not (csm.get("status") or {}).get("ready")
+    time.sleep(2)
+    assert [n.metadata.name for n in client.CoreV1Api(workload).list_node().items] == [node.metadata.name]
+    fresh = custom.get_namespaced_custom_object(
+        GROUP, wbed.capi, wnamespace, "machines", worker["metadata"]["name"]
+    )
+    assert not (fresh.get("status") or {}).get("nodeRef")
+
+
+def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, wnamespace: str) -> None:
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "gone", workers=0)
+    _ready_nodes(workload, 1)
+    custom = client.CustomObjectsApi(wbed.api_client())
+    custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "clusters", "gone")
+    core = client.CoreV1Api(wbed.api_client())
+
+    def secret_gone() -> bool:
+        return not core.list_namespaced_secret(
+            wnamespace, label_selector="cluster.x-k8s.io/cluster-name=gone"
+        ).items
+
+    _until("Secret deleted", secret_gone, timeout=60)
+    endpoint = urllib.parse.urlsplit(workload.configuration.host)
+
+    def refused() -> bool:
+        try:
+            socket.create_connection((endpoint.hostname, endpoint.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    _until("workload apiserver stopped", refused, timeout=30)
+
+
+def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "pdb")
+    _ready_nodes(workload, 3)
+    _deploy(workload, 2, {"app": "web"})
+    pods = client.CoreV1Api(workload).list_namespaced_pod("default", label_selector="app=web").items
+    workers = {
+        m["metadata"]["name"]
+        for m in _machines(wbed, wnamespace)
+        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    }
+    assert {p.spec.node_name for p in pods} <= workers
+    policy = client.PolicyV1Api(workload)
+    policy.create_namespaced_pod_disruption_budget(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    _until(
+        "PDB observed",
+        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 2,
+    )
+    victim = pods[0].spec.node_name
+    custom = client.CustomObjectsApi(wbed.api_client())
+    live = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+    vm_id = live["spec"]["providerID"].removeprefix("cloudstack:///")
+    (vm,) = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True)["virtualmachine"]
+    assert vm["state"] == "Running"
+    custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+
+    def blocked() -> dict[str, Any] | None:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+        status = machine.get("status") or {}
+        return machine if (status.get("deletion") or {}).get("nodeDrainStartTime") else None
+
+    machine = _until("drain blocked", blocked)
+    status = machine["status"]
+    if wbed.capi == "v1beta1":
+        drain = next(c for c in status["conditions"] if c["type"] == "DrainingSucceeded")
+        assert (drain["status"], drain["reason"]) == ("False", "Draining")
+    else:
+        drain = next(c for c in status["conditions"] if c["type"] == "Deleting")
+        assert (drain["status"], drain["reason"]) == ("True", "DrainingNode")
+    started = status["deletion"]["nodeDrainStartTime"]
+    assert drain["message"].startswith(
+        f"Drain not completed yet (started at {started}):\n* Pods with eviction failed:"
+    )
+    assert "Cannot evict pod as it would violate the pod's disruption budget." in drain["message"]
+    assert "The disruption budget web needs 2 healthy pods and has 2 currently" in drain["message"]
+    assert client.CoreV1Api(workload).read_node(victim).spec.unschedulable is True
+    time.sleep(2)
+    assert blocked() is not None  # still deleting: the PDB holds it
+
+    policy.delete_namespaced_pod_disruption_budget("web", "default")
+
+    def machine_gone() -> bool:
+        names = {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+        return victim not in names
+
+    _until("Machine deleted after the drain", machine_gone)
+    assert victim not in {n.metadata.name for n in client.CoreV1Api(workload).list_node().items}
+    vms = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True).get("virtualmachine") or []
+    assert all(vm["state"] in ("Destroyed", "Expunging") for vm in vms)  # expunged: gone or on its way
+
+
+def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: str) -> None:
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "timeout", workers=1)
+    _ready_nodes(workload, 2)
+    _deploy(workload, 1, {"app": "web"})
+    client.PolicyV1Api(workload).create_namespaced_pod_disruption_budget(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    victim = (
+        client.CoreV1Api(workload)
+        .list_namespaced_pod("default", label_selector="app=web")
+        .items[0]
+        .spec.node_name
+    )
+    custom = client.CustomObjectsApi(wbed.api_client())
+    timeout = (
+        {"nodeDrainTimeout": "4s"} if wbed.capi == "v1beta1" else {"deletion": {"nodeDrainTimeoutSeconds": 4}}
+    )
+    custom.patch_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim, {"spec": timeout})
+    started = time.monotonic()
+    custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+
+    def machine_gone() -> bool:
+        return victim not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+
+    def blocked() -> bool:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
+
+    _until("drain blocked by the PDB", blocked, timeout=30)
+    _until("Machine deleted once the drain timeout passed", machine_gone, timeout=30)
+    # nodeDrainStartTime has whole seconds, as metav1.Time: up to one second of the 4 s may be cut.
+    assert time.monotonic() - started >= 3
+
+
+def test_drain_message_lists_pods_as_capi_does() -> None:
+    class Meta:
+        def __init__(self, name: str) -> None:
+            self.namespace, self.name = "default", name
+
+    class Pod:
+        def __init__(self, name: str) -> None:
+            self.metadata = Meta(name)
+
+    pods = [Pod(f"p{i}") for i in range(5)]
+    message = drain_message("2026-01-01T00:00:00Z", pods[:1], {"refused": pods})
+    assert message == (
+        "Drain not completed yet (started at 2026-01-01T00:00:00Z):\n"
+        "* Pods with deletionTimestamp that still exist: default/p0\n"
+        "* Pods with eviction failed:\n"
+        "  * refused: default/p0, default/p1, default/p2, ... (2 more)"
+    )
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("3s", 3.0), ("1m30s", 90.0), ("1h", 3600.0), ("500ms", 0.5)])
+def test_go_durations(text: str, seconds: float) -> None:
+    assert go_duration_seconds(text) == seconds
+
+
+def test_a_malformed_duration_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        go_duration_seconds("3 seconds")
+
+
+def test_cli_up_with_workload_clusters_then_down_leaves_nothing_running(tmp_path: Path) -> None:
+    directory = tmp_path / "bed"
+    command = [sys.executable, "-m", "tests.testenv"]
+    started = subprocess.run(
+        [*command, "up", "--dir", str(directory), "--capi", "v1beta2", "--workload-clusters"],
+        cwd=bed.REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        tb = bed.attach(directory)
+        objects = render_cluster(
+            "cli", "default", capi="v1beta2", version=VERSION, control_plane_replicas=1, worker_replicas=0,
+            with_machines=True, **SEEDED,
+        )  # fmt: skip
+        create_objects(tb.api_client(), objects)
+        _ready_nodes(_workload(tb, "default", "cli"), 1)
+        plane_pids = [
+            int(p.read_text()) for p in (directory / "workload" / "default--cli" / "pids").glob("*.pid")
+        ]
+        assert len(plane_pids) == 4  # apiserver, controller-manager, scheduler, kwok
+    finally:
+        stopped = subprocess.run(
+            [*command, "down", "--dir", str(directory)],
+            cwd=bed.REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert stopped.returncode == 0, stopped.stderr
+    for pid in plane_pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -1,0 +1,14 @@
+// Command scheduler runs the real kube-scheduler of the pinned Kubernetes release for a workload
+// cluster of the test bed; every flag is passed through unchanged.
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewSchedulerCommand()))
+}
