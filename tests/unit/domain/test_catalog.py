@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kubectl_capc.domain.checks import CHECKS
-from kubectl_capc.domain.checks import capacity, gitops_owners, workload
+from kubectl_capc.domain.checks import CHECKS, capacity, gitops_owners, workload
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "checks.md"
 DOMAIN_CHECKS = (*workload.CHECKS, *capacity.CHECKS, *gitops_owners.CHECKS)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fault_support import cloudstack_api
-from tests.fixtures_capc import Zone, create_objects, render_cluster
+from tests.support.fault_support import cloudstack_api
+from tests.support.fixtures_capc import Zone, create_objects, render_cluster
 from tests.testenv import bed
 from tests.testenv.workload_nodes import (
     CONTROL_PLANE_ROLE,
