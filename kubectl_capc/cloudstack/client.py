@@ -98,19 +98,20 @@ class Credentials:
 
 def credentials_from_secret_data(data: Mapping[str, str], source: str) -> Credentials:
     """Credentials from a CAPC failure-domain Secret's decoded data (`api-url`, `api-key`, `secret-key`,
-    `verify-ssl`). As in CAPC, only the exact string "false" turns TLS verification off."""
-    missing = [key for key in ("api-url", "api-key", "secret-key") if not (data.get(key) or "").strip()]
+    `verify-ssl`), used verbatim as CAPC uses them: a value with a trailing newline is sent with it (and
+    refused by CloudStack), and only the exact string "false" turns TLS verification off."""
+    missing = [key for key in ("api-url", "api-key", "secret-key") if not data.get(key)]
     if missing:
         raise ConfigError(
             f"{source} lacks {', '.join(missing)}",
             hint="CAPC failure-domain Secrets need the keys api-url, api-key and secret-key",
         )
-    endpoint = data["api-url"].strip()
+    endpoint = data["api-url"]
     _check_endpoint(endpoint, source)
-    verify = (data.get("verify-ssl") or "").strip() != "false"
+    verify = data.get("verify-ssl") != "false"
     if not verify:
         _log.warning("%s sets verify-ssl to false: TLS certificates of %s are not checked", source, endpoint)
-    return Credentials(endpoint, data["api-key"].strip(), data["secret-key"].strip(), verify, None, source)
+    return Credentials(endpoint, data["api-key"], data["secret-key"], verify, None, source)
 
 
 def credentials_from_config(region: str | None = None) -> Credentials:

@@ -354,10 +354,17 @@ def _read_secret(api_client: Any, ref: SecretRef) -> SecretRead:
         return SecretFacts(ref, state, f"HTTP {answer.status} {answer.reason}"), None, frozenset()
     data = answer.data
     present = frozenset(key for key, value in data.items() if value.strip())
-    verify_ssl = data["verify-ssl"].strip() if "verify-ssl" in data else None
-    api_url = data.get("api-url", "").strip()
-    facts = SecretFacts(ref, SecretState.FOUND, "", present, api_url, verify_ssl)
-    values = frozenset(data[key].strip() for key in ("api-key", "secret-key") if data.get(key, "").strip())
+    padded = frozenset(key for key, value in data.items() if value != value.strip() and value.strip())
+    verify_ssl = data.get("verify-ssl")
+    api_url = data.get("api-url", "")
+    facts = SecretFacts(ref, SecretState.FOUND, "", present, api_url, verify_ssl, padded)
+    # Both spellings of each key are secret: as stored, and as a reader that trims would send it.
+    values = frozenset(
+        form
+        for key in ("api-key", "secret-key")
+        for form in (data.get(key, ""), data.get(key, "").strip())
+        if form
+    )
     if any(key not in present for key in REQUIRED_SECRET_KEYS) or url_problem(api_url) is not None:
         return facts, None, values
     try:

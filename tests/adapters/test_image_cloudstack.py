@@ -63,14 +63,16 @@ def qcow2(path: Path, size: str = "64M") -> Path:
 
 
 def test_secret_credentials_follow_capc_keys_and_verify_ssl_rule() -> None:
-    data = {"api-url": "https://cloud.example.com/client/api", "api-key": " KEY-1 ", "secret-key": "SECRET-1"}
+    """Values are used verbatim, as CAPC uses them: a padded key stays padded, "false\\n" is not false."""
+    data = {"api-url": "https://cloud.example.com/client/api", "api-key": "KEY-1\n", "secret-key": "SECRET-1"}
     creds = credentials_from_secret_data(data, "Secret ns/c")
     assert (creds.endpoint, creds.api_key, creds.verify_ssl) == (
         "https://cloud.example.com/client/api",
-        "KEY-1",
+        "KEY-1\n",
         True,
     )
     assert credentials_from_secret_data({**data, "verify-ssl": "False"}, "x").verify_ssl is True
+    assert credentials_from_secret_data({**data, "verify-ssl": "false\n"}, "x").verify_ssl is True
     assert credentials_from_secret_data({**data, "verify-ssl": "false"}, "x").verify_ssl is False
     assert "KEY-1" not in repr(creds) and "SECRET-1" not in repr(creds)
 

@@ -216,6 +216,18 @@ def scenes(bed: TestBed) -> list[Scene]:
             "S006", _then(_fd_secret()), e({"CAPC-S006"}), exit_code=0, secret={**good, "verify-ssl": "false"}
         ),
         Scene(
+            "S009",
+            _then(_fd_secret()),
+            e({"CAPC-S009", "CAPC-S005"}),  # CloudStack knows no key ending in a newline
+            secret={**good, "api-key": good["api-key"] + "\n"},
+        ),
+        Scene(
+            "S009-verify-ssl",
+            _then(_fd_secret()),
+            e({"CAPC-S009"}),  # "false\n" is not "false": TLS stays verified, so no CAPC-S006
+            secret={**good, "verify-ssl": "false\n"},
+        ),
+        Scene(
             "S007",
             _then(lambda o, ns: _fd(o).update(account="nobody", domain="ROOT/capc")),
             e({"CAPC-S007"}),
@@ -347,8 +359,9 @@ def finding_ids(document: dict[str, Any]) -> set[str]:
 SCENE_NAMES = [
     "healthy", "healthy-to-v1.29", "healthy-downgrade", "healthy-two-hops", "healthy-two-hops-strict",
     "healthy-no-template", "C001", "C002", "C002-strict", "C003", "C004", "C005", "C006", "C007",
-    "S001", "S002", "S003", "S004", "S005", "S006", "S007", "Z001", "Z002", "T001", "T002", "T002-by-id",
-    "T003", "T004", "T005", "T006", "O001", "O002", "O003", "O004", "O005", "U005",
+    "S001", "S002", "S003", "S004", "S005", "S006", "S007", "S009", "S009-verify-ssl", "Z001", "Z002",
+    "T001", "T002", "T002-by-id", "T003", "T004", "T005", "T006", "O001", "O002", "O003", "O004", "O005",
+    "U005",
 ]  # fmt: skip
 
 

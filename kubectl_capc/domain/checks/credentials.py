@@ -23,6 +23,7 @@ __all__ = [
     "TLS_UNVERIFIED",
     "UNREACHABLE",
     "URL_INVALID",
+    "VALUE_PADDED",
     "check_credentials",
     "display_url",
     "url_problem",
@@ -69,6 +70,13 @@ SCOPE_NOT_FOUND = Check(
     Severity.ERROR,
     "Failure domain account, domain or project not found",
     "fix the failure domain's account/domain/project, or give the API keys' user access to them",
+)
+VALUE_PADDED = Check(
+    "CAPC-S009",
+    Severity.ERROR,
+    "Credentials Secret value has leading or trailing whitespace",
+    "write the value without it: `kubectl create secret generic NAME --from-literal=KEY=VALUE`, "
+    "or encode it with `echo -n VALUE | base64`",
 )
 CLOUDSTACK_FAILED = Check(
     "CAPC-S008",
@@ -152,6 +160,18 @@ def _secret_findings(ref: SecretRef, domains: list[FailureDomain], facts: Facts)
             findings.append(
                 URL_INVALID.finding(subject, f"api-url {display_url(secret.api_url)!r} {problem}")
             )
+    for key in sorted(secret.padded):
+        effect = {
+            "verify-ssl": 'is not "false", so CAPC verifies TLS',
+            "api-url": "is not the URL CAPC calls",
+        }.get(key, "signs every request wrongly and CloudStack refuses it")
+        findings.append(
+            VALUE_PADDED.finding(
+                subject,
+                f"{key} has leading or trailing whitespace (often a newline): "
+                f"as CAPC uses it, it {effect}; {users}",
+            )
+        )
     if secret.verify_ssl == "false":
         findings.append(
             TLS_UNVERIFIED.finding(subject, f'verify-ssl is "false": CAPC skips TLS verification; {users}')

@@ -39,7 +39,8 @@ class SecretState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class SecretFacts:
-    """A failure domain's credentials Secret as far as checks may see it: no key values."""
+    """A failure domain's credentials Secret as far as checks may see it: no key values, only which keys
+    hold a value with leading or trailing whitespace (`padded`), since CAPC uses values verbatim."""
 
     ref: SecretRef
     state: SecretState
@@ -47,6 +48,7 @@ class SecretFacts:
     keys: frozenset[str] = frozenset()
     api_url: str = ""
     verify_ssl: str | None = None
+    padded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

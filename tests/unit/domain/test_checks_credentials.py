@@ -90,6 +90,19 @@ def test_verify_ssl_false_is_a_warning_and_only_the_exact_string_counts() -> Non
     assert Cloud().check(render(), secret=lambda s: replace(s, verify_ssl="true")) == []
 
 
+def test_a_value_with_whitespace_is_an_error_naming_the_secret_and_key() -> None:
+    findings = Cloud().check(
+        render(), secret=lambda s: replace(s, padded=frozenset({"api-key", "verify-ssl"}))
+    )
+    assert [(f.check_id, f.severity) for f in findings] == [("CAPC-S009", Severity.ERROR)] * 2
+    api_key, verify = findings
+    assert str(api_key.subject) == "Secret/cloudstack-credentials"
+    assert api_key.message.startswith("api-key has leading or trailing whitespace")
+    assert "signs every request wrongly" in api_key.message
+    assert 'is not "false", so CAPC verifies TLS' in verify.message
+    assert "--from-literal" in api_key.hint and "echo -n" in api_key.hint
+
+
 def test_scope_problems_are_errors_on_the_cloudstack_cluster() -> None:
     findings = Cloud().check(
         render(),
