@@ -17,4 +17,5 @@ python3 -m ruff check .
 python3 -m ruff format --check kubectl_capc
 python3 -m mypy
 lint-imports  # the layer contracts in .importlinter
-python3 -m pytest "$@"
+# Two workers; a test file stays on one worker, so module-scoped scenes are built once.
+python3 -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
