@@ -242,6 +242,43 @@ def _install_policies(bed: TestBed) -> None:
 
     _wait("admission policies", enforced, None, bed.dir / "apiserver.log", timeout=60)
     _wait("mutating admission policies", lambda: _defaulted(bed), None, bed.dir / "apiserver.log", timeout=60)
+    _wait(
+        "CAPI kinds behind the admission chain",
+        lambda: _admits_capi_kinds(bed),
+        None,
+        bed.dir / "apiserver.log",
+        timeout=60,
+    )
+
+
+def _admits_capi_kinds(bed: TestBed) -> bool:
+    """Whether a dry-run create of each kind the mutating policies match gets past admission.
+
+    Until the admission chain has seen a new CRD it answers 503 "Resource kind … not found"; any other
+    answer (including a validation error of the empty probe) means the kind is served end to end."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    custom = client.CustomObjectsApi(bed.api_client())
+    for plural, kind in (
+        ("machinedeployments", "MachineDeployment"),
+        ("machinesets", "MachineSet"),
+        ("machines", "Machine"),
+    ):
+        probe = {
+            "apiVersion": f"cluster.x-k8s.io/{bed.capi}",
+            "kind": kind,
+            "metadata": {"name": "testenv-admission-probe", "namespace": "default"},
+            "spec": {"clusterName": "probe"},
+        }
+        try:
+            custom.create_namespaced_custom_object(
+                "cluster.x-k8s.io", bed.capi, "default", plural, probe, dry_run="All"
+            )
+        except ApiException as exc:
+            if exc.status == 503:
+                return False
+    return True
 
 
 def _create_raw(api: Any, doc: dict[str, Any]) -> None:
