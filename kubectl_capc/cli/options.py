@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from kubectl_capc.domain.durations import parse_go_duration
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.images import DEFAULT_PREBUILT_BASE_URL
 from kubectl_capc.kube.target import KubeTarget
@@ -86,10 +87,6 @@ class GlobalOptions:
         return KubeTarget(self.kubeconfig, self.context, self.namespace, self.request_timeout)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(value: str | float | None) -> float | None:
     """Parse kubectl's `--request-timeout`: a bare number of seconds or a Go duration like `1m30s`.
 
@@ -99,12 +96,15 @@ def parse_duration(value: str | float | None) -> float | None:
         return value or None
     text = drop_equals(value).strip()
     if re.fullmatch(r"\d+", text):
-        seconds = float(text)
-    else:
-        parts = _DURATION_PART.findall(text)
-        if not text or "".join(number + unit for number, unit in parts) != text:
-            raise typer.BadParameter(f"{value!r} is not a duration; use seconds or a unit, e.g. 30s, 2m, 1h")
-        seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        return float(text) or None
+    try:
+        if text.startswith(("-", "+")):  # kubectl refuses a signed timeout
+            raise ValueError(text)
+        seconds = parse_go_duration(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a duration; use seconds or a unit, e.g. 30s, 2m, 1h"
+        ) from None
     return seconds or None
 
 

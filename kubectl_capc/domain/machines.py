@@ -6,42 +6,13 @@ only this, so neither depends on the API version the management cluster serves.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["Condition", "Machine", "parse_duration"]
+from kubectl_capc.domain.durations import parse_go_duration
+from kubectl_capc.domain.model import Condition, find_condition
 
-_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration string as metav1.Duration serialises it (`10m`, `1h30m`, `0s`).
-
-    Raises ValueError for anything else (the API server validates Durations, so only bad input does).
-    """
-    body = text.strip()
-    sign = -1.0 if body.startswith("-") else 1.0
-    body = body.lstrip("+-")
-    if body == "0":
-        return 0.0
-    parts = _DURATION_PART.findall(body)
-    if not body or "".join(number + unit for number, unit in parts) != body:
-        raise ValueError(f"{text!r} is not a duration (expected e.g. 10m, 1h30m or 90s)")
-    return sign * sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One status condition, from `status.conditions`, `status.v1beta2.conditions` or
-    `status.deprecated.v1beta1.conditions`: the types differ between the shapes, so one list holds all."""
-
-    type: str
-    status: str  # "True", "False" or "Unknown"
-    reason: str = ""
-    message: str = ""
-    last_transition_time: datetime | None = None
+__all__ = ["Machine"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +49,7 @@ class Machine:
             return 0.0
         if isinstance(value, int):
             return float(max(value, 0))
-        return max(parse_duration(value), 0.0)
+        return max(parse_go_duration(value), 0.0)
 
     def condition(self, type_: str) -> Condition | None:
-        return next((c for c in self.conditions if c.type == type_), None)
+        return find_condition(self.conditions, type_)

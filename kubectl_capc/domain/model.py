@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 CapiVersion = Literal["v1beta1", "v1beta2"]
@@ -111,12 +112,14 @@ class Ref:
 
 @dataclass(frozen=True)
 class Condition:
-    """One status condition, in either CAPI condition flavour."""
+    """One status condition, in either CAPI condition flavour (`status.conditions`, `status.v1beta2`,
+    `status.deprecated.v1beta1`): the types differ between the flavours, so one list can hold all."""
 
     type: str
-    status: str
+    status: str  # "True", "False" or "Unknown"
     reason: str = ""
     message: str = ""
+    last_transition_time: datetime | None = None
 
     @property
     def is_true(self) -> bool:

@@ -8,7 +8,8 @@ import pytest
 
 from kubectl_capc.domain.checks.workload import Pod, PodDisruptionBudget, WorkloadFacts
 from kubectl_capc.domain.diagnosis import InfraMachine, OwnerSpec, TemplateReadiness, diagnose
-from kubectl_capc.domain.machines import Condition, Machine
+from kubectl_capc.domain.machines import Machine
+from kubectl_capc.domain.model import Condition
 from kubectl_capc.domain.selectors import LabelSelector
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)

@@ -13,7 +13,8 @@ from kubectl_capc.domain.checks.workload import (
     WorkloadFacts,
     check_workload,
 )
-from kubectl_capc.domain.machines import Machine, parse_duration
+from kubectl_capc.domain.durations import parse_go_duration
+from kubectl_capc.domain.machines import Machine
 from kubectl_capc.domain.selectors import LabelSelector
 from kubectl_capc.domain.versions import Hop, WorkerMove, parse_version
 
@@ -123,9 +124,9 @@ def test_drain_timeout_in_both_shapes(timeout: str | int | None, warned: bool) -
 
 
 def test_parse_duration() -> None:
-    assert (parse_duration("1h30m"), parse_duration("1.5s"), parse_duration("0")) == (5400.0, 1.5, 0.0)
+    assert [parse_go_duration(text) for text in ("1h30m", "1.5s", "0", "-2m")] == [5400.0, 1.5, 0.0, -120.0]
     with pytest.raises(ValueError):
-        parse_duration("10 minutes")
+        parse_go_duration("10 minutes")
 
 
 def test_removed_apis_between_current_and_target_are_named_with_their_release() -> None:
