@@ -22,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes import client, watch
 
+from tests.support.memory_apiserver import MemoryApi
 from tests.testenv.bed import TestBed
 from tests.testenv.crds import capi_crd
 from tests.testenv.rollout import Simulator, _Event, _Watcher
@@ -561,42 +562,8 @@ def test_an_expired_watch_relists_and_resumes_from_the_new_list() -> None:
     assert api.watched_from == ["10", "20"]
 
 
-class RecordingApi:
-    """An apiserver in memory for one KCP and its Machines; notes what each status write saw."""
-
-    def __init__(self) -> None:
-        self.machines: dict[str, dict[str, Any]] = {}
-        self.statuses: list[tuple[dict[str, Any], list[tuple[str, str]]]] = []
-        self.version = 10
-
-    def _stored(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        obj["metadata"]["resourceVersion"] = str(self.version)
-        return json.loads(json.dumps(obj))
-
-    def create_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        body = args[-1]
-        body["metadata"].update(uid=f"uid-{body['metadata']['name']}", creationTimestamp=str(self.version))
-        self.machines[body["metadata"]["name"]] = body
-        return self._stored(body)
-
-    def patch_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
-        machine = self.machines[args[-2]]
-        machine["status"] = {k: v for k, v in args[-1]["status"].items() if v is not None}
-        return self._stored(machine)
-
-    def delete_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        del self.machines[args[-1]]
-        return {"kind": "Status"}
-
-    def replace_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
-        states = sorted((m["spec"]["version"], m["status"]["phase"]) for m in self.machines.values())
-        self.statuses.append((args[-1]["status"], states))
-        return self._stored(args[-1])
-
-
 def test_every_status_written_counts_the_machines_that_exist_then() -> None:
-    api, now = RecordingApi(), [0.0]
+    api, now = MemoryApi(), [0.0]
     simulator = Simulator(api, "v1beta2", 0.3, clock=lambda: now[0])
     kcp = kcp_object("v1beta2", "v1.30.2", "cp-v1-30", uid="kcp-1", labels={CLUSTER_LABEL: "c1"})
     simulator.apply(_Event(KUBEADM_CONTROL_PLANE, "LISTED", [kcp]))
@@ -608,20 +575,20 @@ def test_every_status_written_counts_the_machines_that_exist_then() -> None:
     simulator.apply(_Event(KUBEADM_CONTROL_PLANE, "MODIFIED", [upgraded]))
 
     simulator.reconcile_all()
-    assert (len(api.statuses), api.machines) == (1, {}), "nothing is written before Machines are listed"
+    assert (len(api.history), api.machines) == (1, {}), "nothing is written before Machines are listed"
 
     simulator.apply(_Event(MACHINE, "LISTED", []))
     for step in range(40):
         now[0] = step * 0.1
         simulator.reconcile_all()
 
-    assert len(api.statuses) > 4
-    for status, machines in api.statuses[1:]:
+    assert len(api.history) > 4
+    for status, machines in api.history[1:]:
         running = [version for version, phase in machines if phase == "Running"]
         assert status["replicas"] == len(machines), (status, machines)
         assert status["readyReplicas"] == len(running), (status, machines)
         assert status["upToDateReplicas"] == sum(1 for version, _ in machines if version == "v1.31.0")
-    assert api.statuses[-1][1] == [("v1.31.0", "Running")] * 3
+    assert api.history[-1][1] == [("v1.31.0", "Running")] * 3
 
 
 # -- against the real test bed --------------------------------------------------------------------

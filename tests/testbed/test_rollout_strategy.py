@@ -8,11 +8,11 @@ in-memory apiserver and a fake clock, so every intermediate state is seen.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
+from tests.support.memory_apiserver import MemoryApi
 from tests.testenv.rollout import Simulator, _Event
 from tests.testenv.rollout_machines import MACHINE
 from tests.testenv.rollout_model import Strategy, resolve_fencepost
@@ -20,42 +20,6 @@ from tests.testenv.rollout_status import KUBEADM_CONTROL_PLANE, MACHINE_DEPLOYME
 
 INFRA_GROUP = "infrastructure.cluster.x-k8s.io"
 PROFILES = ["v1beta1", "v1beta2"]
-
-
-class MemoryApi:
-    """An apiserver in memory for one owner and its Machines; records (status, machines) per status write."""
-
-    def __init__(self) -> None:
-        self.machines: dict[str, dict[str, Any]] = {}
-        self.history: list[tuple[dict[str, Any], list[tuple[str, str]]]] = []
-        self.version = 10
-
-    def _stored(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        obj["metadata"]["resourceVersion"] = str(self.version)
-        return json.loads(json.dumps(obj))
-
-    def create_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        body = args[-1]
-        body["metadata"].update(uid=f"uid-{body['metadata']['name']}", creationTimestamp=f"{self.version:08}")
-        self.machines[body["metadata"]["name"]] = body
-        return self._stored(body)
-
-    def patch_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
-        machine = self.machines[args[-2]]
-        machine["status"] = {k: v for k, v in args[-1]["status"].items() if v is not None}
-        return self._stored(machine)
-
-    def delete_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        del self.machines[args[-1]]
-        return {"kind": "Status"}
-
-    def replace_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
-        self.history.append((args[-1]["status"], self.states()))
-        return self._stored(args[-1])
-
-    def states(self) -> list[tuple[str, str]]:
-        return sorted((m["spec"]["version"], m["status"]["phase"]) for m in self.machines.values())
 
 
 def md_object(
