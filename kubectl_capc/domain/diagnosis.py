@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from kubectl_capc.domain.checks.workload import Pod, PodDisruptionBudget, WorkloadFacts
+from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.machines import Machine
 from kubectl_capc.domain.versions import parse_version
 
 __all__ = [
-    "API_VERSION",
     "InfraMachine",
     "MachineStatus",
     "OwnerSpec",
@@ -30,7 +30,6 @@ __all__ = [
     "diagnose",
 ]
 
-API_VERSION = "capc.kubectl.io/v1alpha1"
 _PDB_MESSAGE = re.compile(
     r"disruption budget (?P<name>\S+) needs (?P<needs>\d+) healthy pods? and has (?P<has>\d+)"
 )
