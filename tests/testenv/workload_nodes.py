@@ -224,6 +224,12 @@ def blocked_drain_status(capi: str, machine: Machine, started: str, message: str
     }
 
 
+def _nodes_by_name(workload: Any) -> dict[str, Any]:
+    from kubernetes import client
+
+    return {node.metadata.name: node for node in client.CoreV1Api(workload).list_node().items}
+
+
 class NodeKeeper:
     """Registers Nodes for Machines and drains them when their Machines are deleted."""
 
@@ -234,6 +240,7 @@ class NodeKeeper:
         self._messages: dict[str, str] = {}  # Machine uid -> last drain message written
 
     def sync(self, machines: list[Machine], workloads: dict[ClusterKey, Any]) -> None:
+        nodes: dict[ClusterKey, dict[str, Any]] = {}  # one LIST of Nodes per workload cluster and pass
         for machine in machines:
             meta = machine["metadata"]
             cluster = (meta["namespace"], str((machine.get("spec") or {}).get("clusterName") or ""))
@@ -241,11 +248,13 @@ class NodeKeeper:
             if workload is None:
                 continue
             try:
+                if cluster not in nodes:
+                    nodes[cluster] = _nodes_by_name(workload)
                 if meta.get("deletionTimestamp"):
                     if MACHINE_FINALIZER in (meta.get("finalizers") or []):
-                        self._drain(machine, workload)
+                        self._drain(machine, workload, nodes[cluster].get(meta["name"]))
                 elif (machine.get("status") or {}).get("phase") not in NOT_YET_NODES:
-                    self._register(machine, workload)
+                    self._register(machine, workload, nodes[cluster].get(meta["name"]))
             except Exception as exc:  # one Machine's trouble must not stop the others
                 log.warning("Machine %s/%s: %s", meta["namespace"], meta["name"], exc)
 
@@ -254,18 +263,12 @@ class NodeKeeper:
 
         return client.CustomObjectsApi(self.mgmt)
 
-    def _register(self, machine: Machine, workload: Any) -> None:
+    def _register(self, machine: Machine, workload: Any, node: Any) -> None:
         from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
 
         meta = machine["metadata"]
-        core = client.CoreV1Api(workload)
-        try:
-            node = core.read_node(meta["name"])
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            node = core.create_node(node_for(machine))
+        if node is None:
+            node = client.CoreV1Api(workload).create_node(node_for(machine))
             log.info("Node %s registered for Machine %s/%s", meta["name"], meta["namespace"], meta["name"])
         node_dict = workload.sanitize_for_serialization(node)
         if MACHINE_FINALIZER not in (meta.get("finalizers") or []):
@@ -281,19 +284,13 @@ class NodeKeeper:
                 {"status": {"nodeRef": ref}},
             )  # fmt: skip
 
-    def _drain(self, machine: Machine, workload: Any) -> None:
+    def _drain(self, machine: Machine, workload: Any, node: Any) -> None:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
         meta = machine["metadata"]
         core = client.CoreV1Api(workload)
         name = meta["name"]
-        try:
-            node = core.read_node(name)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            node = None
         if node is not None:
             started = ((machine.get("status") or {}).get("deletion") or {}).get(
                 "nodeDrainStartTime"
