@@ -2,16 +2,15 @@
 
 A test is marked `testbed` when it needs a program built from Go modules (the kube-apiserver test bed,
 kubectl, cloudstack-go, krew) or a packaging step (a virtual environment, a PyInstaller archive, the
-docs site). `pytest -m "not testbed"` is the fast tier that needs nothing beyond Python.
+docs site). `pytest -m "not testbed"` is the fast tier that needs nothing beyond Python. A module whose
+fixtures pick a bed at run time (`request.getfixturevalue(...)`) marks itself with `pytestmark`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 import types
-from pathlib import Path
 
 import pytest
 
@@ -29,20 +28,13 @@ TESTBED_FIXTURES = frozenset(
 TESTBED_IMPORTS = ("tests.csgo", "tests.support.csgo_support", "tests.krewtools")
 
 
-# A fixture that picks the bed at run time (`request.getfixturevalue(f"testenv_{profile}")`).
-DYNAMIC_BED = re.compile(r"getfixturevalue\(\s*f?[\"']testenv")
-
-
 @functools.cache
 def _module_needs_programs(module: types.ModuleType) -> bool:
-    if any(
+    return any(
         getattr(value, "__name__", "").startswith(TESTBED_IMPORTS)
         or getattr(value, "__module__", "").startswith(TESTBED_IMPORTS)
         for value in vars(module).values()
-    ):
-        return True
-    source = Path(module.__file__ or "")
-    return source.is_file() and bool(DYNAMIC_BED.search(source.read_text()))
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -37,6 +37,8 @@ from tests.support.fixtures_capc import create_objects, render_cluster, tagged_a
 from tests.support.upgrade_support import TWO_ZONES
 from tests.testenv.bed import TestBed
 
+pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "mycluster"
 

@@ -27,6 +27,8 @@ from kubectl_capc.kube.read import read_inventories
 from tests.support.fixtures_capc import Zone, create_objects, render_cluster
 from tests.testenv.bed import DEFAULT_SEED, TestBed
 
+pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
+
 TWO_ZONES = (Zone("zone1", "capc-net-zone1"), Zone("zone2", "capc-net-zone2"))
 ANTI_AFFINITY_GROUP = "1f90c25e-ebfc-4079-8121-6936a14224e3"  # from examples/cloudstack-seed.yaml
 KUBE_128_ID = "317ce714-9cda-4d6e-b3bb-ecaa12fe532f"  # ubuntu-2204-kube-v1.28.5, in both zones
