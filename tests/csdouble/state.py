@@ -75,6 +75,8 @@ class State:
         self.tags: list[Tag] = []
         self.vms: dict[str, VirtualMachine] = {}
         self.volumes: dict[str, Volume] = {}
+        # updateResourceLimit and seed overrides: (account|project|domain, id, resource type name) -> max
+        self.limits: dict[tuple[str, str, str], int] = {}
         self.db_ids = 0  # sequence for internal (numeric) ids such as i-<account>-<vm>-VM
         self.jobs: dict[str, Job] = {}
         self.tickets: dict[str, UploadTicket] = {}
