@@ -389,7 +389,17 @@ def test_copy_template_is_async_and_adds_the_zone(cloudstack: CloudStackDouble, 
     job = cloudstack_api.copyTemplate(id=row["id"], destzoneid=zone(cloudstack, "zone2"))
     first = cloudstack_api.queryAsyncJobResult(jobid=job["jobid"])
     assert (first["jobstatus"], "jobresult" in first) == (0, False)
-    done = cloudstack_api.queryAsyncJobResult(jobid=job["jobid"])
+    progress = []
+    for _ in range(10):
+        done = cloudstack_api.queryAsyncJobResult(jobid=job["jobid"])
+        if done["jobstatus"] != 0:
+            break
+        rows = cloudstack_api.listTemplates(
+            templatefilter="self", id=row["id"], zoneid=zone(cloudstack, "zone2")
+        )
+        progress.append(rows["template"][0]["status"])
+    # The copy downloads into zone2 while the job is pending (one step per job poll and per listing).
+    assert progress == ["20% Downloaded", "60% Downloaded", "Download Complete"]
     assert done["jobstatus"] == 1 and done["jobresultcode"] == 0
     assert done["cmd"] == "org.apache.cloudstack.api.command.user.template.CopyTemplateCmd"
     copied = done["jobresult"]["template"]

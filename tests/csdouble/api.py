@@ -10,7 +10,7 @@ from typing import Any
 from .commands import COMMANDS
 from .errors import AUTH_FAILED_TEXT, UNAUTHORIZED, UNKNOWN_COMMAND_TEXT, UNSUPPORTED_ACTION, ApiError
 from .lengths import check_lengths
-from .model import Call
+from .model import Account, Call
 from .params import Context
 from .signing import signature_matches
 from .state import State
@@ -23,14 +23,14 @@ def _error(response_name: str, error: ApiError) -> tuple[int, dict[str, Any]]:
     return error.errorcode, {response_name: error.body()}
 
 
-def _authenticated(state: State, params: Mapping[str, str]) -> bool:
+def _authenticated(state: State, params: Mapping[str, str]) -> Account | None:
+    """The account the request acts as, or None when its key or signature is refused."""
     lowered = {name.lower(): value for name, value in params.items()}
-    creds = state.credentials
-    if state.faults.key_expired or lowered.get("apikey") != creds.api_key:
-        return False
-    if state.caller().state != "enabled":
-        return False
-    return signature_matches(params, creds.secret_key, datetime.now(timezone.utc))
+    found = None if state.faults.key_expired else state.key_owner(lowered.get("apikey"))
+    if found is None or found[0].state != "enabled":
+        return None
+    account, secret = found
+    return account if signature_matches(params, secret, datetime.now(timezone.utc)) else None
 
 
 def handle(state: State, params: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
@@ -46,7 +46,8 @@ def handle(state: State, params: Mapping[str, str]) -> tuple[int, dict[str, Any]
     if delay:
         time.sleep(delay)
     with state.lock:
-        if not _authenticated(state, params):
+        caller = _authenticated(state, params)
+        if caller is None:
             return _error(spec.response_name, ApiError(UNAUTHORIZED, AUTH_FAILED_TEXT, cserrorcode=None))
         state.calls.append(
             Call(command, {k: v for k, v in params.items() if k.lower() not in SIGNING_PARAMS})
@@ -56,7 +57,7 @@ def handle(state: State, params: Mapping[str, str]) -> tuple[int, dict[str, Any]
             return _error(spec.response_name, injected)
         try:
             check_lengths(command, spec.response_name, params)
-            body = spec.handler(Context(state, state.caller(), command, params, spec.response_name))
+            body = spec.handler(Context(state, caller, command, params, spec.response_name))
         except ApiError as error:
             return _error(spec.response_name, error)
     return 200, {spec.response_name: body}

@@ -42,6 +42,21 @@ class Account:
 
 
 @dataclass
+class User:
+    """A user of an account; requests signed with its keys act as its account."""
+
+    id: str
+    username: str
+    account_id: str
+    api_key: str | None = None
+    secret_key: str | None = None
+    state: str = "enabled"
+    firstname: str = ""
+    lastname: str = ""
+    email: str = ""
+
+
+@dataclass
 class Project:
     id: str
     name: str

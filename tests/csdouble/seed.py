@@ -7,7 +7,8 @@ examples/cloudstack-seed.yaml):
 - credentials: {account, domain, api_key?, secret_key?} - whose keys the API uses (random keys if absent)
 - settings: {poll_steps, job_polls, download_seconds, expunge_polls, allow_user_expunge_recover_vm,
   allow_user_view_destroyed_vm}
-- domains [{path: ROOT/x}], accounts [{name, domain, roletype: Admin|DomainAdmin|User}],
+- domains [{path: ROOT/x}], accounts [{name, domain, roletype: Admin|DomainAdmin|User,
+  users: [{username, keys?: true (random keys), api_key?, secret_key?, id?}]}],
   projects [{name, domain, owner, members}]
 - zones [{name, hypervisors, allocationstate, networktype}], ostypes [{description, category}]
 - service_offerings, disk_offerings [{name, ..., zones?, domains?}]; networks [{name, zone, type, ...}];
@@ -46,6 +47,7 @@ from .model import (
     Tag,
     Template,
     TemplateZone,
+    User,
     VirtualMachine,
     VmState,
     Volume,
@@ -180,6 +182,18 @@ def _accounts(state: State, specs: list[Mapping[str, Any]]) -> None:
         state.accounts[account_id] = Account(
             account_id, str(spec["name"]), domain_id, roletype, str(spec.get("state", "enabled"))
         )
+        for user_spec in spec.get("users") or []:
+            _user(state, account_id, user_spec)
+
+
+def _user(state: State, account_id: str, spec: Mapping[str, Any]) -> None:
+    """A user; `keys: true` gives it random keys, api_key/secret_key pin them, neither leaves it keyless."""
+    name = str(spec["username"])
+    user = User(str(spec.get("id") or stable_id("user", name, account_id)), name, account_id)
+    if spec.get("keys") or "api_key" in spec:
+        user.api_key = str(spec.get("api_key") or random_key())
+        user.secret_key = str(spec.get("secret_key") or random_key())
+    state.users[user.id] = user
 
 
 def _credentials(state: State, spec: Mapping[str, Any], keep: bool) -> None:

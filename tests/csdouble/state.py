@@ -20,6 +20,7 @@ from .model import (
     Template,
     TemplateZone,
     UploadTicket,
+    User,
     VirtualMachine,
     Volume,
     Zone,
@@ -65,6 +66,7 @@ class State:
         """Forget the cloud (entities, jobs, faults, calls); credentials and flags stay."""
         self.domains: dict[str, Domain] = {}
         self.accounts: dict[str, Account] = {}
+        self.users: dict[str, User] = {}
         self.projects: dict[str, Project] = {}
         self.zones: dict[str, Zone] = {}
         self.ostypes: dict[str, OsType] = {}
@@ -73,6 +75,8 @@ class State:
         self.tags: list[Tag] = []
         self.vms: dict[str, VirtualMachine] = {}
         self.volumes: dict[str, Volume] = {}
+        # updateResourceLimit and seed overrides: (account|project|domain, id, resource type name) -> max
+        self.limits: dict[tuple[str, str, str], int] = {}
         self.db_ids = 0  # sequence for internal (numeric) ids such as i-<account>-<vm>-VM
         self.jobs: dict[str, Job] = {}
         self.tickets: dict[str, UploadTicket] = {}
@@ -84,6 +88,18 @@ class State:
 
     def caller(self) -> Account:
         return self.accounts[self.credentials.account_id]
+
+    def key_owner(self, api_key: str | None) -> tuple[Account, str] | None:
+        """The account a request signed with `api_key` acts as, and the secret it must be signed with:
+        the seed's key pair, or a user's registered keys."""
+        if api_key is None:
+            return None
+        if api_key == self.credentials.api_key:
+            return self.caller(), self.credentials.secret_key
+        for user in self.users.values():
+            if user.api_key == api_key and user.secret_key and user.state == "enabled":
+                return self.accounts[user.account_id], user.secret_key
+        return None
 
     def zone(self, ref: str) -> Zone | None:
         """A zone by id, or by name when no id matches."""

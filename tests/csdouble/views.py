@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from .downloads import status_text
+from .limits import Holder, limit_fields
 from .model import (
     ROLE_ACCOUNT_TYPES,
     Account,
@@ -149,6 +150,7 @@ def domain_view(state: State, domain: Domain) -> dict[str, Any]:
         "path": domain.path,
         "state": "Active",
         "hasannotations": False,
+        **limit_fields(state, Holder("domain", domain.id)),
     }
     if domain.parent_id is not None:
         view.update(
@@ -165,6 +167,7 @@ def account_view(state: State, account: Account) -> dict[str, Any]:
                                                                                         account.roletype),
         "domainid": domain.id, "domain": domain.name, "domainpath": domain.path, "state": account.state,
         "isdefault": account.name == "admin" and domain.parent_id is None, "user": [],
+        **limit_fields(state, Holder("account", account.id)),
     }  # fmt: skip
 
 
@@ -180,6 +183,7 @@ def project_view(state: State, project: Project) -> dict[str, Any]:
         "owner": [{"account": owner.name}],
         "state": "Active",
         "tags": [],
+        **limit_fields(state, Holder("project", project.id)),
     }
 
 

@@ -18,10 +18,30 @@ class Command:
 
 
 def _registry() -> dict[str, Command]:
-    from . import catalog, jobs, tags, templates_change, templates_list, templates_register, vms
+    from . import (
+        catalog,
+        jobs,
+        resource_limits,
+        tags,
+        templates_change,
+        templates_list,
+        templates_register,
+        users,
+        vms,
+    )
 
     table: dict[str, Command] = {}
-    for module in (catalog, jobs, tags, templates_change, templates_list, templates_register, vms):
+    for module in (
+        catalog,
+        jobs,
+        tags,
+        templates_change,
+        templates_list,
+        templates_register,
+        resource_limits,
+        users,
+        vms,
+    ):
         for name, (handler, response_name) in module.COMMANDS.items():
             table[name] = Command(handler, response_name or f"{name.lower()}response")
     return table

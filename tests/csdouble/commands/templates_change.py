@@ -1,5 +1,9 @@
 """updateTemplate (sync), deleteTemplate and copyTemplate (async jobs).
 
+A copy downloads into each destination zone like a registration does (progress per job poll and per
+listTemplates poll, download faults of that zone apply); the job finishes when every copy is ready
+and fails with the zone's download error.
+
 As in CloudStack, async commands only check parameters and access before answering with a job id;
 everything else happens inside the job and surfaces as a job failure.
 """
@@ -8,9 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import downloads
 from ..errors import INTERNAL_ERROR, ApiError, invalid_parameter, param_error
 from ..model import Template, TemplateZone, Zone, ZoneState, cs_timestamp
 from ..params import Context
+from ..state import State
 from ..views import template_row
 from .jobs import submit
 from .templates_list import check_template_access
@@ -84,23 +90,27 @@ def copy_template(ctx: Context) -> dict[str, Any]:
             raise param_error("Either destzoneid or destzoneids parameters have to be specified.")
         _check_source(template, source)
         for target in targets:
-            fault = state.download_fault_for(template, target.id)
-            if fault is not None and fault.mode == "stall":
-                return None
-            if fault is not None:
-                raise ApiError(
-                    INTERNAL_ERROR, f"Failed to copy Template to zone {target.name}: {fault.message}"
-                )
-        for target in targets:
-            existing = template.zones.get(target.id)
-            if existing is None or existing.state is not ZoneState.READY:
-                template.zones[target.id] = TemplateZone(
-                    target.id, ZoneState.READY, cs_timestamp(), percent=100
-                )
+            _copy_step(state, template, target)
+        if any(template.zones[t.id].state is not ZoneState.READY for t in targets):
+            return None  # the job waits for the copies, as CloudStack's does
         first = template.zones[targets[0].id]
         return {"template": template_row(state, template, first, ctx.caller)}
 
     return submit(ctx, "template.CopyTemplateCmd", template.id, run)
+
+
+def _copy_step(state: State, template: Template, target: Zone) -> None:
+    """Start the copy into `target`, or move it on by one job poll; a failed copy fails the job."""
+    fault = state.download_fault_for(template, target.id)
+    row = template.zones.get(target.id)
+    if row is None or row.state not in (ZoneState.READY, ZoneState.DOWNLOADING):
+        row = TemplateZone(target.id, ZoneState.DOWNLOADING, cs_timestamp())
+        template.zones[target.id] = row
+        downloads.start(row, state.settings.download, fault)
+    else:
+        downloads.advance(row, state.settings.download, fault, tick=True)
+    if row.state is ZoneState.ERROR:
+        raise ApiError(INTERNAL_ERROR, f"Failed to copy Template to zone {target.name}: {row.error}")
 
 
 def _check_source(template: Template, source: Zone | None) -> None:

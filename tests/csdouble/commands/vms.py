@@ -23,6 +23,7 @@ import uuid
 from typing import Any
 
 from ..errors import ApiError, cloud_runtime, invalid_parameter, permission_denied
+from ..limits import check_deploy_limits
 from ..listing import Scope, owner_scope, paged_list
 from ..model import (
     Account,
@@ -235,6 +236,7 @@ def deploy_virtual_machine(ctx: Context) -> dict[str, Any]:
             f"Template {template.name} has not been completely downloaded to zone {state.zone_db_id(zone.id)}"
         )
     root_bytes = root_size * GIB if root_size else max(template.size, GIB)
+    check_deploy_limits(state, owner, cpunumber, memory, root_bytes + (data_size or 0))
 
     created = cs_timestamp()
     vm = VirtualMachine(
