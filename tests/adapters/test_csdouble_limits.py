@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from cs import CloudStackApiException
 
-from tests.csdouble import CloudStackDouble
 from tests.adapters.test_csdouble_vms import CAPC_DOMAIN, deploy_params, dev_net, user_scene
+from tests.csdouble import CloudStackDouble
 
 ROOT_DOMAIN = "d2605363-cbfc-4683-9fca-d0227484066c"
 PROJECT = "a6c6aaac-f9f9-4199-ae6a-3dae12c44dec"
