@@ -1,6 +1,6 @@
 """Named points of a run where a fault test can stop the process from inside. TEST-ONLY.
 
-The fault matrix (tests/testbed/test_fault_matrix.py) must stop `image-upgrade` at exact places -- a step
+The fault matrix (tests/support/fault_matrix.py) must stop `image-upgrade` at exact places -- a step
 boundary, the middle of a rollout wait, a template download or an upload -- which a signal sent from
 outside cannot hit. Two environment variables, both unset in production, make that possible:
 

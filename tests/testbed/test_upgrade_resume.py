@@ -1,5 +1,5 @@
 """Concurrent upgrades and waits for images on the real test bed, in both CAPI profiles. (Runs stopped
-at every step boundary and in every wait are the fault matrix: tests/testbed/test_fault_matrix.py.)
+at every step boundary and in every wait are the fault matrix: tests/support/fault_matrix.py.)
 
 - Someone else changes an object between the plan and a guarded write (409): the run re-reads and
   re-plans; a change that leaves the plan as it was goes on, one that changes it asks again.

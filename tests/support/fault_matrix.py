@@ -15,7 +15,8 @@ test-only hook of `kubectl_capc.domain.testpoints`. For every point:
 - with SIGINT (Ctrl-C), the process exits 130 with one line that says how to continue, and a write in
   flight is finished first (the point "writing ..." is inside a write).
 
-The matrix (kill point -> outcome) is printed after each test.
+The matrix (kill point -> outcome) is printed after each test. The tests are spread over
+tests/testbed/test_fault_matrix_*.py, so that the suite's workers share them out.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +45,8 @@ from tests.support.fault_support import (
     unique,
     upgrade,
 )
-from tests.support.upgrade_support import create_cluster, ensure_cloudstack_template
+from tests.support.upgrade_support import create_cluster
 from tests.testenv.bed import TestBed
-
-pytestmark = pytest.mark.timeout(600)
 
 PARALLEL = 3
 SMALL = {"control_plane_replicas": 1, "worker_replicas": 1}
@@ -265,13 +264,12 @@ SINGLE_HOP = Scenario("v1.28.5 -> v1.29.3", "v1.28.5", existing("v1.29.3"), lamb
 TWO_HOPS = Scenario("v1.28.5 -> v1.30.2 (two hops)", "v1.28.5", existing("v1.30.2"), lambda t: ["--to", t])
 
 
-@pytest.fixture(scope="module")
-def standin_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A committed copy of the stand-in image-builder (its commit keys the image cache)."""
+def standin_checkout_in(parent: Path) -> Path:
+    """A committed copy of the stand-in image-builder under `parent` (its commit keys the image cache)."""
     import shutil
     import subprocess
 
-    directory = tmp_path_factory.mktemp("fm-image-builder") / "image-builder"
+    directory = parent / "image-builder"
     shutil.copytree(STANDIN, directory)
     for args in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@example.com",
                                                 "commit", "-q", "-m", "standin"]):  # fmt: skip
@@ -311,72 +309,3 @@ def image_steps(points: Sequence[str]) -> list[str]:
     first = next(i for i, p in enumerate(points) if " start EnsureImage " in p)
     last = next(i for i, p in enumerate(points) if " done EnsureImage " in p)
     return list(points[first : last + 1])
-
-
-@pytest.fixture
-def bed(testenv_v1beta2: TestBed) -> Iterator[TestBed]:
-    ensure_cloudstack_template(testenv_v1beta2, "ubuntu-2204-kube-v1.30.2")
-    yield testenv_v1beta2
-
-
-# -- SIGKILL ---------------------------------------------------------------------------------------------
-
-
-def test_sigkill_at_every_boundary_and_in_every_wait_of_one_hop(
-    testenv: TestBed, capsys: pytest.CaptureFixture[str]
-) -> None:
-    reference = reference_run(testenv, SINGLE_HOP)
-    stops = [(point, "SIGKILL") for point in boundaries_and_waits(reference.points)]
-    assert len(stops) == 9 + 3 + 1  # 3 templates, 3 patches, 3 waits; the waits' middles; the end
-    title = f"{SINGLE_HOP.title}, CAPI {testenv.capi}"
-    report(capsys, title, run_matrix(testenv, SINGLE_HOP, reference, stops))
-    assert templates_per_zone(testenv, "ubuntu-2204-kube-v1.29.3") == READY_EVERYWHERE
-
-
-def test_sigkill_at_every_boundary_and_in_every_wait_of_two_hops(
-    bed: TestBed, capsys: pytest.CaptureFixture[str]
-) -> None:
-    reference = reference_run(bed, TWO_HOPS)
-    stops = [(point, "SIGKILL") for point in boundaries_and_waits(reference.points)]
-    assert len(stops) == 18 + 6 + 1
-    report(capsys, TWO_HOPS.title, run_matrix(bed, TWO_HOPS, reference, stops))
-
-
-def test_sigkill_in_the_image_pipeline(
-    bed: TestBed, standin_checkout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    rows = []
-    for scenario in (url_scenario(), build_scenario(standin_checkout, tmp_path / "cache")):
-        reference = reference_run(bed, scenario)
-        stops = [(p, "SIGKILL") for p in image_steps(reference.points)]
-        middles = [p for p, _ in stops if p.startswith(("waiting for template", "uploading "))]
-        assert middles, reference.points  # a download wait (and an upload) is among the stops
-        rows += run_matrix(bed, scenario, reference, stops)
-    report(capsys, "the image pipeline: registration, download wait, upload, copy", rows)
-
-
-# -- SIGINT ----------------------------------------------------------------------------------------------
-
-
-def test_sigint_stops_between_writes_and_says_how_to_resume(
-    bed: TestBed, standin_checkout: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    reference = reference_run(bed, SINGLE_HOP)
-    one_hop = [
-        "writing create CloudStackMachineTemplate/c1-md-0-v1-29-3",
-        "writing patch KubeadmControlPlane/c1-control-plane",
-        "v1.29.3 waiting WaitRollout KubeadmControlPlane/c1-control-plane",
-        "v1.29.3 start Patch MachineDeployment/c1-md-0",
-        "v1.29.3 done WaitRollout MachineDeployment/c1-md-1",
-    ]
-    assert set(one_hop) <= set(reference.points)
-    rows = run_matrix(bed, SINGLE_HOP, reference, [(p, "SIGINT") for p in one_hop])
-    scenario = build_scenario(standin_checkout, tmp_path / "cache")
-    image_reference = reference_run(bed, scenario)
-    in_pipeline = [
-        p for p in image_steps(image_reference.points)
-        if p.startswith(("writing prepare the upload", "uploading ", "waiting for template", "writing copy"))
-    ]  # fmt: skip
-    assert len(in_pipeline) == 4, image_reference.points
-    rows += run_matrix(bed, scenario, image_reference, [(p, "SIGINT") for p in in_pipeline])
-    report(capsys, "Ctrl-C", rows)
