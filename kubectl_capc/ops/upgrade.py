@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from kubectl_capc.domain import testpoints
 from kubectl_capc.domain.errors import PlanError, RolloutError, UsageError
@@ -37,7 +37,11 @@ from kubectl_capc.domain.preview import ObjectPreview, clean, merge_patch
 from kubectl_capc.domain.records import ACTION_UPGRADE, Rotation, rotation_annotations
 from kubectl_capc.kube.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.kube.write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
+from kubectl_capc.ops.lock import held_for_run
 from kubectl_capc.ops.options import ApplyOptions
+
+if TYPE_CHECKING:
+    from kubectl_capc.kube.lease import ClusterLease
 
 __all__ = [
     "ClusterIO",
@@ -89,6 +93,9 @@ class WriterIO(Protocol):
 
     @property
     def writer(self) -> KubeWriter: ...
+
+    def lease(self) -> ClusterLease:
+        """The cluster's upgrade lock, held while the run writes and waits."""
 
 
 class Console(PlanConsole, Protocol):
@@ -189,7 +196,16 @@ class PlanRun(ABC, Generic[PlanT, IOT, ConsoleT]):
         return True
 
     def run(self) -> int:
-        """Plan, preview, confirm and apply; returns the exit code (1: a dry run with changes pending)."""
+        """Plan, preview, confirm and apply under the cluster's upgrade lock (a dry run only reads it);
+        returns the exit code (1: a dry run with changes pending)."""
+        options = self.options
+        lock = held_for_run(
+            self.io.lease(), dry_run=options.dry_run, break_lock=options.break_lock, note=self.console.note
+        )
+        with lock:
+            return self._run()
+
+    def _run(self) -> int:
         plan, previews = replan_on_conflict(self._plan_and_preview)
         self.console.show_plan(plan)
         if plan.done:
