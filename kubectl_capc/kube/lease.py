@@ -10,7 +10,7 @@ holder renews it. `--break-lock` takes over a live one, for a holder known to be
 At the end the Lease is deleted, with the resourceVersion as a precondition so that a Lease someone
 else took meanwhile stays, also after a failure and after Ctrl-C. When the renewal finds the Lease
 taken by another holder (or deleted, or not renewable before it expires), the run is stopped at once:
-the main thread is interrupted as Ctrl-C would (a write under way finishes first), and `holding` turns
+the main thread gets SIGINT as with Ctrl-C (a write under way finishes first), and `holding` turns
 that into `LeaseLost`, so that the wait in progress ends with an error that names the new holder.
 
 Lease times are the client's clock, as in client-go's leader election; clocks of the machines that run
@@ -25,6 +25,7 @@ import _thread
 import getpass
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -102,6 +103,15 @@ def process_alive(pid: int) -> bool:
     except (PermissionError, OSError):
         return True
     return True
+
+
+def _interrupt_main_thread() -> None:
+    """Ctrl-C for the main thread: a real SIGINT where there are signals for threads, so that a blocking
+    read (a watch stream, a sleep) returns at once; `writing()` defers it until a write is done."""
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+    else:
+        _thread.interrupt_main()
 
 
 def _now() -> datetime:
@@ -342,7 +352,7 @@ class ClusterLease:
             self._stored = None
             if self._interrupt_main:
                 _log.info("%s: %s", self.subject, err)
-                _thread.interrupt_main()
+                _interrupt_main_thread()
 
     def _lost_to(self, found: StoredLease | None) -> LeaseLost:
         if found is None:
