@@ -50,10 +50,10 @@ class Store:
 
     def typed(self, name: str) -> client.V1Lease:
         stored = self.leases[name]
-        spec = stored["spec"]
+        spec, metadata = stored["spec"], stored["metadata"]
         return client.V1Lease(
             metadata=client.V1ObjectMeta(
-                name=name, resource_version=stored["metadata"]["resourceVersion"], uid=stored["metadata"]["uid"]
+                name=name, resource_version=metadata["resourceVersion"], uid=metadata["uid"]
             ),
             spec=client.V1LeaseSpec(
                 holder_identity=spec.get("holderIdentity"),
