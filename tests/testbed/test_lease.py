@@ -179,7 +179,7 @@ def test_expired_and_orphaned_locks_are_taken_over_and_break_lock_takes_a_live_o
     assert "took over the upgrade lock held by bob@build-7/4121" in run.err
     assert read_lease(bed, namespace) is None  # released after success
 
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # noqa: S603
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     put_lease(bed, namespace, identity_of(dead.pid), datetime.now(timezone.utc))
     run = capc(capsys, bed.kubeconfig, "rollback", "c1", "--dry-run", "-n", namespace)
