@@ -9,7 +9,6 @@ runs, are taken over; `--break-lock` takes a live one; the Lease is deleted afte
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,11 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kubectl_capc.kube.lease import my_identity
+from tests.support.lease_support import lease_writes, put_lease, read_lease
 from tests.support.rbac_support import capc
 from tests.support.upgrade_support import REPO, create_cluster, ensure_cloudstack_template, wait_for
 from tests.testenv.bed import TestBed
@@ -31,65 +30,9 @@ from tests.testenv.rollout_model import FAIL_ANNOTATION
 pytestmark = pytest.mark.timeout(300)
 
 Capsys = pytest.CaptureFixture[str]
-LEASE = "kubectl-capc-upgrade-c1"
 CP = "c1-control-plane"
 SMALL = {"md_count": 1, "control_plane_replicas": 1, "worker_replicas": 1}
 WAITING = f"v1.28.9 waiting WaitRollout KubeadmControlPlane/{CP}"
-
-
-def micro(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def read_lease(bed: TestBed, namespace: str) -> dict[str, Any] | None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    api = client.CoordinationV1Api(bed.api_client())
-    try:
-        lease = api.read_namespaced_lease(LEASE, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
-    document: dict[str, Any] = bed.api_client().sanitize_for_serialization(lease)
-    return document
-
-
-def put_lease(bed: TestBed, namespace: str, holder: str, renewed: datetime) -> None:
-    """A Lease as another run would hold it: acquired an hour before `renewed`, for 60 s."""
-    from kubernetes import client
-
-    body = {
-        "metadata": {"name": LEASE, "namespace": namespace},
-        "spec": {
-            "holderIdentity": holder,
-            "leaseDurationSeconds": 60,
-            "acquireTime": micro(renewed - timedelta(hours=1)),
-            "renewTime": micro(renewed),
-        },
-    }
-    api = client.CoordinationV1Api(bed.api_client())
-    existing = read_lease(bed, namespace)
-    if existing is None:
-        api.create_namespaced_lease(namespace, body)
-    else:
-        body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        api.replace_namespaced_lease(LEASE, namespace, body)
-
-
-def lease_writes(bed: TestBed, namespace: str) -> list[str]:
-    """The verbs of every request that changed a Lease of `namespace`, from the audit log."""
-    verbs = []
-    with bed.audit_log.open() as lines:
-        for line in lines:
-            event = json.loads(line)
-            ref = event.get("objectRef") or {}
-            if event.get("stage") != "ResponseComplete" or ref.get("resource") != "leases":
-                continue
-            if ref.get("namespace") == namespace and event["verb"] in ("create", "update", "patch", "delete"):
-                verbs.append(str(event["verb"]))
-    return verbs
 
 
 def identity_of(pid: int) -> str:
