@@ -1,10 +1,11 @@
 """The Role of docs/rbac.yaml is enough for every command, and every permission in it is used.
 
-A ServiceAccount is bound to exactly that Role, applied from the file as the docs say, on the
-RBAC-enforcing test bed. As that account, `validate`, `image-upgrade` (online, and GitOps mode with
+A ServiceAccount is bound to exactly that Role, applied from the file as the docs say, on the RBAC-
+enforcing test bed. As that account, `validate`, `image-upgrade` (online, and GitOps mode with
 `--server-dry-run`), `rollback`, `history`, `cleanup`, `describe` and `image list` all succeed on a
-cluster in both CAPI profiles (one upgrade takes over an expired upgrade lock); the API server's audit log then shows that none of the account's requests
-was refused and that the permissions it used are exactly those the Role grants.
+cluster in both CAPI profiles (one upgrade takes over an expired upgrade lock); the API server's audit
+log then shows that none of the account's requests was refused and that the permissions it used are
+exactly those the Role grants.
 """
 
 from __future__ import annotations
