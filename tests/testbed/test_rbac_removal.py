@@ -6,9 +6,9 @@ that permission, and the commands that need it run on the v1beta2 test bed: each
 one `error:` line, or for `validate` a CAPC-P001 finding, exit 1) naming the verb and the resource, and
 the audit log must show that the only requests refused were of that permission. Commands that fail
 before writing share one cluster, and must indeed have written nothing (the upgrade lock's `update` and
-`delete` are needed only once the lock is taken: an upgrade with nothing to do shows them); `image-
-upgrade` and `rollback` notice a missing `watch` only after the first patch (`validate` reports it
-ahead), so those runs get a cluster of their own.
+`delete` are needed only once the lock is taken: an upgrade with nothing to do shows them);
+`image-upgrade` and `rollback` notice a missing `watch` only after the first patch (`validate` reports
+it ahead), so those runs get a cluster of their own.
 """
 
 from __future__ import annotations
