@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from kubectl_capc.domain import testpoints
+from kubectl_capc.domain.checks.gitops_owners import check_gitops_owners
 from kubectl_capc.domain.errors import PlanError, RolloutError, UsageError
 from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates, thaw
 from kubectl_capc.domain.plan import (
@@ -336,11 +337,21 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
     ) -> None:
         super().__init__(io, options, console, clock)
         self.request = request
+        self._preflighted = False
 
     def _read(self) -> tuple[UpgradePlan, Callable[[], bool]]:
         inventory, templates = self.io.read()
+        self._preflight(inventory)
         plan = plan_upgrade(inventory, self.request, templates)
         return plan, lambda: self._run_segment(plan, inventory)
+
+    def _preflight(self, inventory: ClusterInventory) -> None:
+        """Warn, once per run, of what would undo the upgrade: GitOps controllers that own its objects."""
+        if self._preflighted:
+            return
+        self._preflighted = True
+        for finding in check_gitops_owners(inventory):
+            self.console.note(f"warning: {finding.check_id}: {finding.message}; {finding.hint}")
 
     def _previews(self, plan: UpgradePlan) -> tuple[ObjectPreview, ...]:
         """Send every write the server can judge now with dryRun=All; predict the rest locally.
