@@ -64,5 +64,6 @@ def test_kubelet_skew_follows_the_planned_hops() -> None:
     inventory, facts, target = _facts(Cloud(templates=[]), reading, "v1.30")
     skew = [f for f in run_checks(inventory, facts, target) if f.check_id == "CAPC-W005"]
     assert [f.message for f in skew] == [
-        "kubelet v1.25.0 is more than 3 minors older than the API server v1.29.0 during the v1.29.0 hop: node(s) a"
+        "kubelet v1.25.0 is more than 3 minors older than the API server v1.29.0 during the v1.29.0 hop: "
+        "node(s) a"
     ]
