@@ -203,21 +203,18 @@ def test_a_budget_that_allows_no_disruption_fails_validate_naming_pods_and_nodes
     assert _ids(_workload_findings(timed, "pdb")) == ["CAPC-W006"]
 
 
-def _take_node_from_kwok(core: Any, name: str, *, ready: bool, kubelet: str) -> None:
-    """Stop KWOK managing the node, then give it the readiness and kubelet version asked for."""
+def _kubelet(core: Any, name: str, version: str) -> None:
+    """Set the node's kubelet version; KWOK keeps a version the node already reports."""
+    core.patch_node_status(name, {"status": {"nodeInfo": {"kubeletVersion": version}}})
+
+
+def _not_ready(core: Any, name: str) -> None:
+    """Take the node from KWOK (so nothing renews it), then report it NotReady."""
     core.patch_node(name, {"metadata": {"annotations": {KWOK_NODE_ANNOTATION: None}}})
-    status = "True" if ready else "False"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    condition = {
-        "type": "Ready",
-        "status": status,
-        "reason": "Test",
-        "lastHeartbeatTime": now,
-        "lastTransitionTime": now,
-    }
-    core.patch_node_status(
-        name, {"status": {"conditions": [condition], "nodeInfo": {"kubeletVersion": kubelet}}}
-    )
+    condition = {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "lastHeartbeatTime": now,
+                 "lastTransitionTime": now}  # fmt: skip
+    core.patch_node_status(name, {"status": {"conditions": [condition]}})
 
 
 def test_not_ready_nodes_kubelet_skew_over_the_hops_and_a_node_without_machine(
@@ -228,18 +225,28 @@ def test_not_ready_nodes_kubelet_skew_over_the_hops_and_a_node_without_machine(
     workload = _cluster(wbed, wnamespace, "nodes", workers=2)
     core = client.CoreV1Api(workload)
     down, old = _workers(wbed, wnamespace)
-    _take_node_from_kwok(core, down, ready=False, kubelet=VERSION)
-    _take_node_from_kwok(core, old, ready=True, kubelet="v1.25.16")  # fine now, 4 minors behind v1.29
-    core.create_node({"metadata": {"name": "stray"}, "spec": {"providerID": "cloudstack:///not-a-machine"}})
+    _not_ready(core, down)
+    _kubelet(core, old, "v1.25.16")  # within the skew of v1.28, 4 minors behind v1.29
+    core.create_node(
+        {
+            "metadata": {"name": "stray", "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
+            "spec": {"providerID": "cloudstack:///not-a-machine"},
+        }
+    )
+    _kubelet(core, "stray", VERSION)
+    _until(
+        "stray node Ready",
+        lambda: any(
+            c.type == "Ready" and c.status == "True" for c in core.read_node("stray").status.conditions or []
+        ),
+    )
 
     code, document, _ = _validate(wbed, capsys, "nodes", "-n", wnamespace)
     assert code == 1
     findings = {f["id"]: f for f in _workload_findings(document, "nodes")}
     assert set(findings) == {"CAPC-W002", "CAPC-W004"}
     assert findings["CAPC-W002"]["severity"] == "error"
-    assert (
-        f"not Ready: {down}" in findings["CAPC-W002"]["message"] or down in findings["CAPC-W002"]["message"]
-    )
+    assert findings["CAPC-W002"]["message"] == f"1 node(s) not Ready: {down}"
     assert old not in findings["CAPC-W002"]["message"]
     assert findings["CAPC-W004"]["object"] == {"kind": "Node", "namespace": "", "name": "stray"}
     assert findings["CAPC-W004"]["severity"] == "warning"
@@ -286,7 +293,7 @@ def test_unreachable_workload_is_a_warning_and_the_kubeconfig_never_shows(
         {"data": {"value": base64.b64encode(yaml.safe_dump(away).encode()).decode()}},
     )
 
-    code, report, _ = _validate(wbed, capsys, "-n", wnamespace)  # both clusters of the namespace
+    _, report, _ = _validate(wbed, capsys, "-n", wnamespace)  # both clusters of the namespace
     assert _ids(_workload_findings(report, "reach")) == []
     (unreachable,) = _workload_findings(report, "away")
     assert (unreachable["id"], unreachable["severity"]) == ("CAPC-W001", "warning")
