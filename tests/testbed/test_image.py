@@ -156,7 +156,9 @@ def test_prebuilt_with_a_missing_file_fails_before_registering(
 ) -> None:
     bed, namespace, name = cluster
     version = new_version()
-    done = cli(bed, *register_args(namespace, name, version, "--prebuilt"), "--prebuilt-base-url", image_site)
+    done = cli(
+        bed, *register_args(namespace, name, version, "--prebuilt"), "--prebuilt-base-url", image_site
+    )
     assert done.returncode == 2
     expected = f"{image_site}/kvm/ubuntu-2204-kube-{version}-kvm.qcow2.bz2 (HTTP 404)"
     assert done.stderr.startswith(f"error: no prebuilt image at {expected}")
@@ -266,7 +268,9 @@ def test_a_run_killed_while_waiting_is_finished_by_a_rerun(cluster: tuple[TestBe
     statuses = [status for s in templates_per_zone(bed, template).values() for status in s]
     assert not any(status.startswith("Download Complete") for status in statuses)
 
-    done = cli(bed, *register_args(namespace, name, version, "--url", f"http://127.0.0.1:9/{template}.qcow2"))
+    done = cli(
+        bed, *register_args(namespace, name, version, "--url", f"http://127.0.0.1:9/{template}.qcow2")
+    )
     registered_everywhere(bed, template, done, "waited", "waited")
     assert len(commands_called(bed, "registerTemplate", template)) == 1
 
