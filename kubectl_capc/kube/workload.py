@@ -101,16 +101,18 @@ class _Unusable(Exception):
 
 def read_machines(
     api_client: Any, capi_version: str, *, namespace: str | None, cluster: str | None = None
-) -> tuple[Machine, ...]:
-    """Machines of `cluster` in `namespace`, or of every cluster there (None = all namespaces): one LIST."""
+) -> dict[tuple[str, str], tuple[Machine, ...]]:
+    """The Machines of `cluster` in `namespace`, or of every cluster there (None = all namespaces), keyed
+    by (namespace, cluster name): one LIST, however many clusters."""
     from kubectl_capc.kube.read import ServedVersions, _Kind, _list, _Query
 
     versions = ServedVersions(capi_version, capi_version, capi_version)
     selector = f"{CLUSTER_NAME_LABEL}={cluster}" if cluster else None
-    items = _list(
-        api_client, versions, _Query(_Kind("machines", "Machine"), namespace, label_selector=selector)
-    )
-    return tuple(machine_from_object(item) for item in items)
+    query = _Query(_Kind("machines", "Machine"), namespace, label_selector=selector)
+    grouped: dict[tuple[str, str], list[Machine]] = {}
+    for item in _list(api_client, versions, query):
+        grouped.setdefault(machine_cluster(item), []).append(machine_from_object(item))
+    return {key: tuple(machines) for key, machines in grouped.items()}
 
 
 def machine_cluster(obj: Mapping[str, Any]) -> tuple[str, str]:

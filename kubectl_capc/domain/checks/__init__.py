@@ -106,12 +106,22 @@ def run_checks(
         *upgrade.check_target(inventory, facts, target),
         *permissions.check_permissions(inventory, facts),
         *gitops_owners.check_gitops_owners(inventory),
+        *_workload_findings(inventory, facts, target),
     ]
     order = {check.id: index for index, check in enumerate(CHECKS)}
     return sorted(
         _merged(findings),
         key=lambda f: (f.severity is not Severity.ERROR, order.get(f.check_id, len(order))),
     )
+
+
+def _workload_findings(
+    inventory: ClusterInventory, facts: Facts, target: TargetVersion | None
+) -> list[Finding]:
+    reading = facts.workloads.get((inventory.namespace, inventory.name))
+    if reading is None:
+        return []
+    return workload.check_reading(inventory, reading, upgrade.planned_hops(inventory, facts, target))
 
 
 def _merged(findings: list[Finding]) -> list[Finding]:

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from kubectl_capc.domain.checks.workload import WorkloadReading
 from kubectl_capc.domain.model import FailureDomain, SecretRef
 
 __all__ = [
@@ -179,6 +180,8 @@ class Facts:
     connections: Mapping[Tenant, Connection] = field(default_factory=dict)
     lookups: Mapping[tuple[Tenant, Query], Lookup] = field(default_factory=dict)
     access: Mapping[Access, bool] = field(default_factory=dict)
+    # (namespace, cluster) -> what its workload cluster said; a cluster not in it is not checked (W0xx)
+    workloads: Mapping[tuple[str, str], WorkloadReading] = field(default_factory=dict)
 
     def connection(self, failure_domain: FailureDomain) -> Connection | None:
         return self.connections.get(Tenant.of(failure_domain))
