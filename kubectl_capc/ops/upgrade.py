@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from kubectl_capc.domain import testpoints
+from kubectl_capc.domain.completion import require_at_target
 from kubectl_capc.domain.errors import PlanError, RolloutError, UsageError
 from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates, thaw
 from kubectl_capc.domain.plan import (
@@ -320,9 +321,11 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
     ) -> None:
         super().__init__(io, options, console, clock)
         self.request = request
+        self._inventory: ClusterInventory | None = None
 
     def _read(self) -> tuple[UpgradePlan, Callable[[], bool]]:
         inventory, templates = self.io.read()
+        self._inventory = inventory
         plan = plan_upgrade(inventory, self.request, templates)
         return plan, lambda: self._run_segment(plan, inventory)
 
@@ -365,6 +368,8 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         self.console.note(f"{self._finished(plan)}: nothing to do")
 
     def _finished(self, plan: UpgradePlan) -> str:
+        if self._inventory is not None:  # never "at the target" while a Machine runs an older version
+            require_at_target(self._inventory, plan.target)
         return f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}"
 
     def _wait(self, plan: UpgradePlan, hop: PlanHop, step: WaitRollout) -> None:
