@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from kubectl_capc.domain import testpoints
 from kubectl_capc.domain.checks.gitops_owners import check_gitops_owners
+from kubectl_capc.domain.completion import require_at_target
 from kubectl_capc.domain.errors import PlanError, RolloutError, UsageError
 from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates, thaw
 from kubectl_capc.domain.plan import (
@@ -338,9 +339,11 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         super().__init__(io, options, console, clock)
         self.request = request
         self._preflighted = False
+        self._inventory: ClusterInventory | None = None
 
     def _read(self) -> tuple[UpgradePlan, Callable[[], bool]]:
         inventory, templates = self.io.read()
+        self._inventory = inventory
         self._preflight(inventory)
         plan = plan_upgrade(inventory, self.request, templates)
         return plan, lambda: self._run_segment(plan, inventory)
@@ -392,6 +395,8 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         self.console.note(f"{self._finished(plan)}: nothing to do")
 
     def _finished(self, plan: UpgradePlan) -> str:
+        if self._inventory is not None:  # never "at the target" while a Machine runs an older version
+            require_at_target(self._inventory, plan.target)
         return f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}"
 
     def _wait(self, plan: UpgradePlan, hop: PlanHop, step: WaitRollout) -> None:

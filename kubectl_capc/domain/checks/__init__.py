@@ -108,6 +108,9 @@ def run_checks(
         *gitops_owners.check_gitops_owners(inventory),
         *_workload_findings(inventory, facts, target),
     ]
+    # With --to, a paused object is the upgrade's error (CAPC-U006), not also the general warning.
+    blocking = {f.subject for f in findings if f.check_id == upgrade.PAUSED_FOR_UPGRADE.id}
+    findings = [f for f in findings if not (f.check_id == cluster.PAUSED.id and f.subject in blocking)]
     order = {check.id: index for index, check in enumerate(CHECKS)}
     return sorted(
         _merged(findings),
