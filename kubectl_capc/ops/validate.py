@@ -276,6 +276,12 @@ def gather_facts(
     connected = _parallel(lambda t: _connect(t, credentials[t.secret], factory), tenants)
     connections = {tenant: connection for tenant, (connection, _) in connected.items()}
     sessions = {tenant: session for tenant, (_, session) in connected.items() if session is not None}
+    secret_values |= {
+        key
+        for session in sessions.values()
+        if session.owner.user is not None
+        for key in (session.owner.user.api_key, session.owner.user.secret_key)
+    }
 
     known = Facts(secrets, connections, {}, access)
     facts = ask_in_rounds(inventories, known, target, lambda tenant, query: sessions[tenant].ask(query))
@@ -404,7 +410,12 @@ def _connect(
     tenant: Tenant, credentials: Credentials, make_client: ClientFactory
 ) -> tuple[Connection, Session | None]:
     """Log in as the tenant (listZones), then resolve its account/domain/project."""
-    from kubectl_capc.cloudstack.client import CloudStackError, CloudStackRejected, CloudStackUnreachable
+    from kubectl_capc.cloudstack.client import (
+        AccountWithoutKeys,
+        CloudStackError,
+        CloudStackRejected,
+        CloudStackUnreachable,
+    )
 
     try:
         client = make_client(credentials)
@@ -417,6 +428,8 @@ def _connect(
         return Connection(tenant, Reach.FAILED, err.message), None
     try:
         owner = client.owner_scope(project=tenant.project, account=tenant.account, domain=tenant.domain)
+    except AccountWithoutKeys as err:
+        return Connection(tenant, Reach.OK, keyless=err.message), None
     except CloudStackError as err:
         return Connection(tenant, Reach.OK, scope_problems=(err.message,)), None
     return Connection(tenant, Reach.OK), Session(client, owner, zones)
@@ -442,9 +455,9 @@ def _rows(session: Session, query: Query) -> Iterable[Row]:
     if query.resource is Resource.NETWORK:
         entries = client.networks(network_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.SERVICE_OFFERING:
-        entries = client.service_offerings(offering_id=ident, name=name, zone_id=zone)
+        entries = client.service_offerings(offering_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.DISK_OFFERING:
-        entries = client.disk_offerings(offering_id=ident, name=name, zone_id=zone)
+        entries = client.disk_offerings(offering_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.AFFINITY_GROUP:
         entries = client.affinity_groups(group_id=ident, owner=owner)
     else:

@@ -84,16 +84,18 @@ class Reach(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Connection:
-    """The outcome of connecting as a tenant; `scope_problems` are unresolvable account/domain/project."""
+    """The outcome of connecting as a tenant; `scope_problems` are unresolvable account/domain/project,
+    `keyless` says the account has no user with API keys for CAPC to act as."""
 
     tenant: Tenant
     reach: Reach
     detail: str = ""
     scope_problems: tuple[str, ...] = ()
+    keyless: str = ""
 
     @property
     def usable(self) -> bool:
-        return self.reach is Reach.OK and not self.scope_problems
+        return self.reach is Reach.OK and not self.scope_problems and not self.keyless
 
 
 class Resource(str, enum.Enum):
