@@ -32,6 +32,13 @@ from urllib.parse import urlsplit
 
 from kubectl_capc.domain import testpoints
 from kubectl_capc.domain.backoff import Backoff
+from kubectl_capc.domain.checks.capacity import (
+    Level,
+    Resource,
+    ResourceCount,
+    ScopeLimits,
+    parse_count,
+)
 from kubectl_capc.domain.errors import CapcError, ConfigError, ExitCode, one_line
 from kubectl_capc.domain.interrupts import writing
 from kubectl_capc.domain.model import CloudStackTemplateRow
@@ -189,6 +196,8 @@ class Template:
     display_text: str = ""
     is_public: bool = False
     tags: tuple[tuple[str, str], ...] = ()
+    size: int = 0
+    """Bytes (the virtual size), 0 when CloudStack does not know it yet."""
 
     def tag(self, key: str) -> str | None:
         return next((value for name, value in self.tags if name == key), None)
@@ -220,6 +229,7 @@ class Template:
             display_text=str(row.get("displaytext", "")),
             is_public=row.get("ispublic") is True,
             tags=tags,
+            size=_number(row.get("size")),
         )
 
 
@@ -227,13 +237,17 @@ class Template:
 class Entry:
     """One row of a catalogue listing: a service or disk offering, network, affinity group or key pair.
 
-    `zone_id` is a network's zone; `customized` says whether a disk offering takes a custom size.
+    `zone_id` is a network's zone; `customized` says whether a disk offering takes a custom size;
+    `cpus` and `memory_mib` are a service offering's, `disk_gib` a disk offering's size.
     """
 
     id: str
     name: str
     zone_id: str = ""
     customized: bool = False
+    cpus: int = 0
+    memory_mib: int = 0
+    disk_gib: int = 0
 
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> Entry:
@@ -242,7 +256,18 @@ class Entry:
             name=str(row.get("name", "")),
             zone_id=str(row.get("zoneid", "")),
             customized=row.get("iscustomized") is True,
+            cpus=_number(row.get("cpunumber")),
+            memory_mib=_number(row.get("memory")),
+            disk_gib=_number(row.get("disksize")),
         )
+
+
+def _number(value: object) -> int:
+    """An integer field of a CloudStack answer; 0 when absent or not a number."""
+    try:
+        return int(str(value)) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -498,6 +523,37 @@ class CloudStackClient:
             )
             self._users[user] = actor
         return actor
+
+    def limits(self, owner: OwnerScope = OwnerScope()) -> tuple[ScopeLimits, ...]:
+        """The counts (`<resource>limit/total/available`) of the account that acts in `owner`, its
+        domain and its project, as that account sees them: one list call per level."""
+        actor = self._acting(owner.user)
+        accounts = actor._call("list the account's limits", lambda: actor._api.listAccounts(fetch_list=True))
+        if not accounts:
+            return ()
+        account = accounts[0]
+        found = [_scope_limits(Level.ACCOUNT, str(account.get("name", "")), account)]
+        domain_id = str(account.get("domainid", ""))
+        domains = actor._call(
+            "list the domain's limits", lambda: actor._api.listDomains(id=domain_id, fetch_list=True)
+        )
+        found += [
+            _scope_limits(Level.DOMAIN, str(row.get("path") or row.get("name", "")), row)
+            for row in domains
+            if str(row.get("id", "")) == domain_id
+        ]
+        if owner.project_id:
+            project_id = owner.project_id
+            projects = actor._call(
+                "list the project's limits",
+                lambda: actor._api.listProjects(id=project_id, listall=True, fetch_list=True),
+            )
+            found += [
+                _scope_limits(Level.PROJECT, str(row.get("name", "")), row)
+                for row in projects
+                if str(row.get("id", "")) == project_id
+            ]
+        return tuple(found)
 
     def hypervisors(self, zone_id: str) -> tuple[str, ...]:
         rows = self._call(
@@ -863,6 +919,19 @@ class CloudStackClient:
             if value:
                 text = text.replace(value, "***")
         return text
+
+
+def _scope_limits(level: Level, name: str, row: Mapping[str, Any]) -> ScopeLimits:
+    """An account, domain or project row's `<resource>limit`, `total` and `available` ("Unlimited" or -1:
+    no limit)."""
+    counts = {}
+    for resource in Resource:
+        maximum = parse_count(row.get(f"{resource.value}limit"))
+        available = row.get(f"{resource.value}available")
+        counts[resource] = ResourceCount(
+            maximum, _number(row.get(f"{resource.value}total")), parse_count(available)
+        )
+    return ScopeLimits(level, name, counts)
 
 
 def _seconds(elapsed: float) -> str:

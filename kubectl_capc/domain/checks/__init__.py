@@ -105,6 +105,7 @@ def run_checks(
         *offerings.check_offerings(inventory, facts),
         *upgrade.check_target(inventory, facts, target),
         *permissions.check_permissions(inventory, facts),
+        *capacity.check_rollout_capacity(inventory, facts, target),
     ]
     order = {check.id: index for index, check in enumerate(CHECKS)}
     return sorted(
