@@ -84,3 +84,25 @@ def test_a_project_the_account_is_no_member_of_is_not_visible(cloudstack: CloudS
     assert client.owner_scope(project="capc-clusters").project_id == PROJECT  # the admin sees it
     with pytest.raises(CloudStackError, match="project 'capc-clusters' of account 'dev-team' is not visible"):
         client.owner_scope(project="capc-clusters", **DEV_TEAM)
+
+
+def test_limits_are_read_as_the_acting_account_at_each_level(
+    cloudstack: CloudStackDouble, cloudstack_api: Any
+) -> None:
+    from kubectl_capc.domain.checks.capacity import Level, Resource
+
+    client = client_for(cloudstack)
+    scope = client.owner_scope(project="capc-clusters", **DEV_TEAM)
+    cloudstack_api.updateResourceLimit(resourcetype=8, max=6, account="dev-team", domainid=CAPC_DOMAIN)
+    cloudstack.state.calls.clear()
+    account, domain, project = client.limits(scope)
+    assert (account.level, account.name) == (Level.ACCOUNT, "dev-team")
+    assert (domain.level, domain.name) == (Level.DOMAIN, "ROOT/capc")
+    assert (project.level, project.name) == (Level.PROJECT, "capc-clusters")
+    cpu = account.counts[Resource.CPU]
+    assert (cpu.limit, cpu.total, cpu.free) == (6, 0, 6)
+    assert account.counts[Resource.VM].free == 20  # max.account.user.vms
+    assert [c.command for c in cloudstack.state.calls] == ["listAccounts", "listDomains", "listProjects"]
+    cloudstack_api.updateResourceLimit(resourcetype=8, max=-1, account="dev-team", domainid=CAPC_DOMAIN)
+    [account, _] = client.limits(client.owner_scope(**DEV_TEAM))
+    assert account.counts[Resource.CPU].free is None  # "Unlimited"
