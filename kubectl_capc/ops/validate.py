@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubectl_capc.domain.checks import Finding, Severity, first_queries, run_checks, second_queries
+from kubectl_capc.domain.checks.capacity import ScopeLimits
 from kubectl_capc.domain.checks.facts import (
     REQUIRED_SECRET_KEYS,
     Access,
@@ -43,7 +44,7 @@ from kubectl_capc.domain.model import ClusterInventory, FailureDomain, SecretRef
 from kubectl_capc.domain.versions import TargetVersion, parse_target
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Zone
+    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Template, Zone
 
 __all__ = [
     "REPORT_KIND",
@@ -230,6 +231,16 @@ class Session:
     owner: OwnerScope
     zones: tuple[Zone, ...]
 
+    def limits(self) -> tuple[ScopeLimits, ...]:
+        """The tenant's account, domain and project counts; none when they cannot be read."""
+        from kubectl_capc.cloudstack.client import CloudStackError
+
+        try:
+            return self.client.limits(self.owner)
+        except CloudStackError as err:
+            _log.info("CloudStack capacity not checked: %s", err.message)
+            return ()
+
     def ask(self, query: Query) -> Lookup:
         """Answer one check question; an id CloudStack does not know is answered with no rows."""
         from kubectl_capc.cloudstack.client import CloudStackError
@@ -284,8 +295,15 @@ def gather_facts(
     connected = _parallel(lambda t: _connect(t, credentials[t.secret], factory), tenants)
     connections = {tenant: connection for tenant, (connection, _) in connected.items()}
     sessions = {tenant: session for tenant, (_, session) in connected.items() if session is not None}
+    secret_values |= {
+        key
+        for session in sessions.values()
+        if session.owner.user is not None
+        for key in (session.owner.user.api_key, session.owner.user.secret_key)
+    }
 
-    known = Facts(secrets, connections, {}, access)
+    limits = _parallel(lambda t: sessions[t].limits(), list(sessions)) if target is not None else {}
+    known = Facts(secrets, connections, {}, access, {t: found for t, found in limits.items() if found})
     facts = ask_in_rounds(inventories, known, target, lambda tenant, query: sessions[tenant].ask(query))
     _log.info("asked CloudStack %d distinct question(s) as %d tenant(s)", len(facts.lookups), len(sessions))
     return Gathered(replace(facts, workloads=workloads.result()), secret_values)
@@ -430,7 +448,12 @@ def _connect(
     tenant: Tenant, credentials: Credentials, make_client: ClientFactory
 ) -> tuple[Connection, Session | None]:
     """Log in as the tenant (listZones), then resolve its account/domain/project."""
-    from kubectl_capc.cloudstack.client import CloudStackError, CloudStackRejected, CloudStackUnreachable
+    from kubectl_capc.cloudstack.client import (
+        AccountWithoutKeys,
+        CloudStackError,
+        CloudStackRejected,
+        CloudStackUnreachable,
+    )
 
     try:
         client = make_client(credentials)
@@ -443,6 +466,8 @@ def _connect(
         return Connection(tenant, Reach.FAILED, err.message), None
     try:
         owner = client.owner_scope(project=tenant.project, account=tenant.account, domain=tenant.domain)
+    except AccountWithoutKeys as err:
+        return Connection(tenant, Reach.OK, keyless=err.message), None
     except CloudStackError as err:
         return Connection(tenant, Reach.OK, scope_problems=(err.message,)), None
     return Connection(tenant, Reach.OK), Session(client, owner, zones)
@@ -462,17 +487,23 @@ def _rows(session: Session, query: Query) -> Iterable[Row]:
         return (Row(name=hypervisor) for hypervisor in client.hypervisors(query.zone_id))
     if query.resource is Resource.TEMPLATE:
         return (
-            Row(t.id, t.name, t.zone_id, t.zone_name, t.ready, t.status, t.hypervisor)
+            _template_row(t)
             for t in client.templates(name=name, template_id=ident, zone_id=zone, owner=owner)
         )
     if query.resource is Resource.NETWORK:
         entries = client.networks(network_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.SERVICE_OFFERING:
-        entries = client.service_offerings(offering_id=ident, name=name, zone_id=zone)
+        entries = client.service_offerings(offering_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.DISK_OFFERING:
-        entries = client.disk_offerings(offering_id=ident, name=name, zone_id=zone)
+        entries = client.disk_offerings(offering_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.AFFINITY_GROUP:
         entries = client.affinity_groups(group_id=ident, owner=owner)
     else:
         entries = client.ssh_key_pairs(name=name, owner=owner)
-    return (Row(e.id, e.name, e.zone_id, customized=e.customized) for e in entries)
+    return (Row(e.id, e.name, e.zone_id, customized=e.customized, cpus=e.cpus,
+                memory_mib=e.memory_mib, size_gib=e.disk_gib) for e in entries)  # fmt: skip
+
+
+def _template_row(t: Template) -> Row:
+    size_gib = -(-t.size // 2**30)  # whole GiB, rounded up
+    return Row(t.id, t.name, t.zone_id, t.zone_name, t.ready, t.status, t.hypervisor, size_gib=size_gib)

@@ -107,6 +107,7 @@ def run_checks(
         *permissions.check_permissions(inventory, facts),
         *gitops_owners.check_gitops_owners(inventory),
         *_workload_findings(inventory, facts, target),
+        *capacity.check_rollout_capacity(inventory, facts, target),
     ]
     # With --to, a paused object is the upgrade's error (CAPC-U006), not also the general warning.
     blocking = {f.subject for f in findings if f.check_id == upgrade.PAUSED_FOR_UPGRADE.id}
