@@ -303,7 +303,7 @@ def gather_facts(
     }
 
     limits = _parallel(lambda t: sessions[t].limits(), list(sessions)) if target is not None else {}
-    known = Facts(secrets, connections, {}, access, {t: found for t, found in limits.items() if found})
+    known = Facts(secrets, connections, {}, access, limits={t: found for t, found in limits.items() if found})
     facts = ask_in_rounds(inventories, known, target, lambda tenant, query: sessions[tenant].ask(query))
     _log.info("asked CloudStack %d distinct question(s) as %d tenant(s)", len(facts.lookups), len(sessions))
     return Gathered(replace(facts, workloads=workloads.result()), secret_values)
