@@ -31,6 +31,9 @@ class ExitCode(enum.IntEnum):
     KUBE_API = 4
     PLAN = 5
     ROLLOUT = 6
+    FLEET_INCOMPLETE = 7
+    """A fleet `image-upgrade` ended with some selected clusters not at the target (failed, skipped,
+    not started)."""
     INTERNAL = 70
     INTERRUPTED = 130
 
