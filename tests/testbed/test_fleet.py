@@ -19,6 +19,7 @@ from kubectl_capc.domain.errors import ExitCode
 from tests.support.fault_support import IMAGE_URL, READY_EVERYWHERE, admin, fresh_version, templates_per_zone
 from tests.support.fixtures_capc import create_objects, render_cluster
 from tests.support.upgrade_support import (
+    TWO_ZONES,
     cli,
     get,
     resource_versions,
@@ -42,7 +43,10 @@ def make_cluster(
     fail: bool = False,
     **kwargs: object,
 ) -> None:
-    objects = render_cluster(name, namespace, capi=bed.capi, md_count=1, worker_replicas=1, **kwargs)  # type: ignore[arg-type]
+    objects = render_cluster(
+        name, namespace, capi=bed.capi, md_count=1, worker_replicas=1, zones=TWO_ZONES,
+        control_plane_offering="Large Instance", worker_offering="Medium Instance", **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
     for obj in objects:
         if obj["kind"] == "Cluster" and labels:
             obj["metadata"].setdefault("labels", {}).update(labels)
@@ -93,8 +97,10 @@ def test_named_clusters_with_a_canary_then_a_rerun_is_a_no_op(testenv: TestBed, 
     )  # fmt: skip
 
     assert done.returncode == 0, done.stderr
-    assert "Fleet upgrade to v1.29.3: 3 cluster(s), 3 to upgrade (canary 1, at most 2 at a time)" in done.stdout
-    assert f"Fleet upgrade to v1.29.3: 3 succeeded." in done.stdout
+    assert (
+        "Fleet upgrade to v1.29.3: 3 cluster(s), 3 to upgrade (canary 1, at most 2 at a time)" in done.stdout
+    )
+    assert "Fleet upgrade to v1.29.3: 3 succeeded." in done.stdout
     canary_done = line_index(done.stderr, f"{namespace}/a: succeeded")
     assert line_index(done.stderr, f"{namespace}/b: running") > canary_done
     assert line_index(done.stderr, f"{namespace}/c: running") > canary_done
@@ -103,7 +109,9 @@ def test_named_clusters_with_a_canary_then_a_rerun_is_a_no_op(testenv: TestBed, 
     assert version_and_template(md) == (TARGET, "b-md-0-v1-29-3")
 
     before = resource_versions(testenv, namespace)
-    again = cli(testenv, "image-upgrade", "a", "b", "c", "-n", namespace, "--to", TARGET, "--yes", "-o", "json")
+    again = cli(
+        testenv, "image-upgrade", "a", "b", "c", "-n", namespace, "--to", TARGET, "--yes", "-o", "json"
+    )
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     assert (report["kind"], report["status"]["complete"]) == ("FleetUpgradeReport", True)
@@ -129,14 +137,18 @@ def test_a_label_selector_across_namespaces(testenv: TestBed, namespace: str, ot
     assert (image["image"], image["ready"]) == ("ubuntu-2204-kube-v1.29.3", True)
     assert at_versions(testenv, namespace, "p1") == ["v1.28.5"]
 
-    done = cli(testenv, "image-upgrade", "-A", "-l", selector, "--to", TARGET, "--max-concurrent", "2", "--yes")
+    done = cli(
+        testenv, "image-upgrade", "-A", "-l", selector, "--to", TARGET, "--max-concurrent", "2", "--yes"
+    )
 
     assert done.returncode == 0, done.stderr
     assert at_versions(testenv, namespace, "p1") == [TARGET]
     assert at_versions(testenv, other_namespace, "p2", "s1") == [TARGET, "v1.28.5"]
 
 
-def test_a_failure_stops_new_starts_unless_asked_to_continue(testenv_v1beta2: TestBed, namespace: str) -> None:
+def test_a_failure_stops_new_starts_unless_asked_to_continue(
+    testenv_v1beta2: TestBed, namespace: str
+) -> None:
     bed = testenv_v1beta2
     make_cluster(bed, namespace, "a", fail=True)
     make_cluster(bed, namespace, "b")
@@ -180,11 +192,16 @@ def test_a_refused_cluster_refuses_the_run_or_is_skipped(testenv_v1beta2: TestBe
                   "--skip-failing", "-o", "json")  # fmt: skip
 
     assert skipped.returncode == ExitCode.FLEET_INCOMPLETE, skipped.stderr
-    assert outcomes(json.loads(skipped.stdout)) == {f"{namespace}/a": "succeeded", f"{namespace}/managed": "skipped"}
+    assert outcomes(json.loads(skipped.stdout)) == {
+        f"{namespace}/a": "succeeded",
+        f"{namespace}/managed": "skipped",
+    }
     assert at_versions(bed, namespace, "a") == [TARGET]
 
 
-def test_a_shared_image_is_registered_once_for_the_whole_fleet(testenv_v1beta2: TestBed, namespace: str) -> None:
+def test_a_shared_image_is_registered_once_for_the_whole_fleet(
+    testenv_v1beta2: TestBed, namespace: str
+) -> None:
     bed = testenv_v1beta2
     version = fresh_version("v1.29")
     template = f"ubuntu-2204-kube-{version}"
@@ -198,7 +215,9 @@ def test_a_shared_image_is_registered_once_for_the_whole_fleet(testenv_v1beta2: 
 
     assert done.returncode == 0, done.stderr
     registered = [
-        c for c in admin(bed, "calls") if c["command"] == "registerTemplate" and c["params"].get("name") == template
+        c
+        for c in admin(bed, "calls")
+        if c["command"] == "registerTemplate" and c["params"].get("name") == template
     ]
     assert len(registered) == 1
     assert templates_per_zone(bed, template) == READY_EVERYWHERE
