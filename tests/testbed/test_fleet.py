@@ -145,6 +145,20 @@ def test_a_label_selector_across_namespaces(testenv: TestBed, namespace: str, ot
     assert at_versions(testenv, namespace, "p1") == [TARGET]
     assert at_versions(testenv, other_namespace, "p2", "s1") == [TARGET, "v1.28.5"]
 
+    shown = cli(testenv, "history", "-A", "-l", selector, "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    histories = json.loads(shown.stdout)
+    assert histories["kind"] == "UpgradeHistoryList"
+    recorded = {
+        f"{item['metadata']['namespace']}/{item['metadata']['name']}": {r["kind"] for r in item["rotations"]}
+        for item in histories["items"]
+    }
+    both = {"KubeadmControlPlane", "MachineDeployment"}
+    assert recorded == {f"{namespace}/p1": both, f"{other_namespace}/p2": both}
+    table = cli(testenv, "history", "-n", other_namespace)
+    assert table.stdout.splitlines()[0].split()[:3] == ["NAMESPACE", "CLUSTER", "TIME"]
+    assert {line.split()[1] for line in table.stdout.splitlines()[1:]} == {"p2"}
+
 
 def test_a_failure_stops_new_starts_unless_asked_to_continue(
     testenv_v1beta2: TestBed, namespace: str
