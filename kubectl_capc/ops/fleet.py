@@ -67,6 +67,9 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 STOPPED = "stopped by Ctrl-C between two writes; run the same command again to continue"
+LEFT_TO_THE_PLANNER = frozenset({"CAPC-C003"})
+"""Preflight errors that do not refuse a cluster: a rollout in progress is judged by the planner, as for
+one cluster, so that a re-run continues the rollouts an earlier run started (or stopped waiting for)."""
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,9 @@ class FleetRun:
         report = build_report(inventories, gathered.facts, target, secrets=gathered.secrets)
         return {
             ClusterKey(result.namespace, result.name): tuple(
-                f"{f.check_id}: {f.message}" for f in result.findings if f.severity is Severity.ERROR
+                f"{f.check_id}: {f.message}"
+                for f in result.findings
+                if f.severity is Severity.ERROR and f.check_id not in LEFT_TO_THE_PLANNER
             )
             for result in report.clusters
         }
