@@ -70,6 +70,9 @@ STOPPED = "stopped by Ctrl-C between two writes; run the same command again to c
 LEFT_TO_THE_PLANNER = frozenset({"CAPC-C003"})
 """Preflight errors that do not refuse a cluster: a rollout in progress is judged by the planner, as for
 one cluster, so that a re-run continues the rollouts an earlier run started (or stopped waiting for)."""
+OBTAINED = frozenset({"CAPC-U004"})
+"""Also left to the planner when the run obtains images (`--image-source` other than existing) or pins
+one (`--image`): a template not registered yet is what the run registers, or not the one it uses."""
 
 
 @dataclass(frozen=True)
@@ -304,13 +307,16 @@ class FleetRun:
         from kubectl_capc.ops.validate import build_report, gather_facts
 
         target = self.request.target
+        ignored = LEFT_TO_THE_PLANNER
+        if self.images.source is not ImageSource.EXISTING or self.request.image is not None:
+            ignored = ignored | OBTAINED
         gathered = gather_facts(self.api_client, inventories, target, make_client=self.clients)
         report = build_report(inventories, gathered.facts, target, secrets=gathered.secrets)
         return {
             ClusterKey(result.namespace, result.name): tuple(
                 f"{f.check_id}: {f.message}"
                 for f in result.findings
-                if f.severity is Severity.ERROR and f.check_id not in LEFT_TO_THE_PLANNER
+                if f.severity is Severity.ERROR and f.check_id not in ignored
             )
             for result in report.clusters
         }
