@@ -86,6 +86,12 @@ def run_fleet(
     from kubectl_capc.ops.fleet import FleetOptions, FleetRun, FleetSelection, exit_code_of
 
     flags.check()
+    if options.no_wait:
+        raise UsageError(
+            "--no-wait does not apply to a fleet: each cluster's rollouts are waited for before the next "
+            "starts",
+            hint="drop --no-wait, or upgrade the clusters one by one",
+        )
     namespace = None if opts.all_namespaces else opts.target.resolve_context().namespace
     selection = FleetSelection(tuple(names), namespace, flags.selector)
     policy = FleetPolicy(flags.canary, flags.max_concurrent, flags.continue_on_error, flags.skip_failing)

@@ -32,6 +32,7 @@ def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         (["-A", "--canary", "-1"], "--canary must be 0 or more"),
         (["-l", " "], "-l is empty"),
         (["c1", "c2", "-f", "x.yaml"], "-f works on one cluster"),
+        (["-A", "--no-wait"], "--no-wait does not apply to a fleet"),
     ],
 )
 def test_fleet_flags_are_refused_before_anything_is_read(
