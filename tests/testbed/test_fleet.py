@@ -118,6 +118,14 @@ def test_named_clusters_with_a_canary_then_a_rerun_is_a_no_op(testenv: TestBed, 
     assert set(outcomes(report).values()) == {"unchanged"}
     assert resource_versions(testenv, namespace) == before
 
+    whole = cli(testenv, "image-upgrade", "-A", "-l", "no-such-label", "--to", TARGET, "--dry-run")
+    assert whole.returncode == ExitCode.USAGE and "no clusters found in all namespaces" in whole.stderr
+    planned = cli(testenv, "image-upgrade", "-n", namespace, "-l", "", "--to", TARGET, "--dry-run")
+    assert planned.returncode == ExitCode.USAGE and "-l is empty" in planned.stderr
+    finished = cli(testenv, "image-upgrade", "-n", namespace, "a", "b", "--to", TARGET, "--dry-run", "-o=json")
+    assert finished.returncode == 0, finished.stderr  # nothing pending
+    assert [c["verdict"] for c in json.loads(finished.stdout)["status"]["clusters"]] == ["done", "done"]
+
 
 def test_a_label_selector_across_namespaces(testenv: TestBed, namespace: str, other_namespace: str) -> None:
     fleet = uuid.uuid4().hex[:8]
