@@ -122,9 +122,9 @@ def test_named_clusters_with_a_canary_then_a_rerun_is_a_no_op(testenv: TestBed, 
     assert whole.returncode == ExitCode.USAGE and "no clusters found in all namespaces" in whole.stderr
     planned = cli(testenv, "image-upgrade", "-n", namespace, "-l", "", "--to", TARGET, "--dry-run")
     assert planned.returncode == ExitCode.USAGE and "-l is empty" in planned.stderr
-    finished = cli(testenv, "image-upgrade", "-n", namespace, "a", "b", "--to", TARGET, "--dry-run", "-o=json")
-    assert finished.returncode == 0, finished.stderr  # nothing pending
-    assert [c["verdict"] for c in json.loads(finished.stdout)["status"]["clusters"]] == ["done", "done"]
+    done_ = cli(testenv, "image-upgrade", "-n", namespace, "a", "b", "--to", TARGET, "--dry-run", "-o=json")
+    assert done_.returncode == 0, done_.stderr  # nothing pending
+    assert [c["verdict"] for c in json.loads(done_.stdout)["status"]["clusters"]] == ["done", "done"]
 
 
 def test_a_label_selector_across_namespaces(testenv: TestBed, namespace: str, other_namespace: str) -> None:
