@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kubectl_capc.cli.fleet import FleetFlags
 from kubectl_capc.cli.options import (
     DEFAULT_POLL_INTERVAL,
     BreakLockOption,
-    ClusterArgument,
     DryRunOption,
     GlobalOptions,
     NoWaitOption,
@@ -88,10 +88,17 @@ def image_options(
     return ImageOptions(chosen, url, prebuilt_base_url, image_builder_dir)
 
 
-@global_options()
+@global_options(all_namespaces=True)
 def image_upgrade(
     opts: GlobalOptions,
-    cluster: ClusterArgument,
+    cluster: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="CLUSTER",
+            help="The workload cluster; several, or -A / -l, upgrade a fleet.",
+            show_default=False,
+        ),
+    ] = None,
     *,
     to: Annotated[
         str,
@@ -157,6 +164,34 @@ def image_upgrade(
         bool,
         typer.Option("--server-dry-run", help="With -f: have the cluster validate the result (dryRun=All)."),
     ] = False,
+    selector: Annotated[
+        str | None,
+        typer.Option(
+            "-l",
+            "--selector",
+            metavar="SELECTOR",
+            help="Fleet: the Clusters with these labels (key=value,...).",
+        ),
+    ] = None,
+    canary: Annotated[
+        int, typer.Option("--canary", metavar="N", help="Fleet: upgrade N clusters fully before the rest.")
+    ] = 0,
+    max_concurrent: Annotated[
+        int, typer.Option("--max-concurrent", metavar="K", help="Fleet: clusters upgraded at the same time.")
+    ] = 1,
+    continue_on_error: Annotated[
+        bool,
+        typer.Option(
+            "--continue-on-error", help="Fleet: keep starting clusters after one fails (not canaries)."
+        ),
+    ] = False,
+    skip_failing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-failing",
+            help="Fleet: leave out clusters that cannot be upgraded instead of refusing the run.",
+        ),
+    ] = False,
 ) -> None:
     """Upgrade a CAPC cluster to a Kubernetes version: new node image and machine templates, control plane
     first, then MachineDeployments; one minor at a time. Safe to interrupt and run again."""
@@ -192,6 +227,22 @@ def image_upgrade(
         obtainable=frozenset({target.exact}) if obtainable and target.exact else frozenset(),
     )
     options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout, break_lock=break_lock)
+    names = list(dict.fromkeys(cluster or ()))
+    if not names and not opts.all_namespaces and selector is None:
+        raise UsageError("name the cluster to upgrade", hint="or select several with -A or -l SELECTOR")
+    fleet = FleetFlags(selector, canary, max_concurrent, continue_on_error, skip_failing)
+    if len(names) != 1 or opts.all_namespaces or selector is not None:
+        if filenames or output_dir or server_dry_run:
+            raise UsageError("-f works on one cluster", hint="name one cluster, without -A and -l")
+        if images.source is ImageSource.BUILD:
+            images.builder_dir()
+        from kubectl_capc.cli.fleet import run_fleet
+
+        run_fleet(
+            opts, names, fleet, request=request, images=images, options=options, poll_seconds=poll_seconds
+        )
+    fleet.refuse_for_one_cluster()  # one name: exactly the one-cluster upgrade
+    (cluster_name,) = names
     console = UpgradeTerminal(opts.output)
     if filenames or output_dir or server_dry_run:
         from kubectl_capc.ops import gitops
@@ -202,7 +253,7 @@ def image_upgrade(
             )
 
         files = gitops.GitOpsOptions(tuple(filenames or ()), output_dir, dry_run, server_dry_run)
-        raise typer.Exit(gitops.run(opts.target, cluster, request, files, console))
+        raise typer.Exit(gitops.run(opts.target, cluster_name, request, files, console))
     if images.source is ImageSource.BUILD:
         images.builder_dir()  # refused before anything is read or written
     namespace = opts.target.resolve_context().namespace
@@ -212,7 +263,9 @@ def image_upgrade(
         timeout = opts.request_timeout or CLOUDSTACK_REQUEST_TIMEOUT
         return CloudStackClient(credentials, request_timeout=timeout, poll_interval=poll_seconds)
 
-    io = KubeClusterIO(api_client(opts.target), namespace, cluster, images, console, make_client=cloudstack)
+    io = KubeClusterIO(
+        api_client(opts.target), namespace, cluster_name, images, console, make_client=cloudstack
+    )
     console.exit_with(Upgrade(io, request, options, console).run)
 
 

@@ -33,6 +33,9 @@ class ExitCode(enum.IntEnum):
     PLAN = 5
     ROLLOUT = 6
     LOCKED = 7
+    FLEET_INCOMPLETE = 8
+    """A fleet `image-upgrade` ended with some selected clusters not at the target (failed, skipped,
+    not started)."""
     INTERNAL = 70
     INTERRUPTED = 130
 

@@ -7,6 +7,7 @@ same from any machine. Pure: the inventory comes in, a typed `UpgradeHistory` go
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -16,9 +17,10 @@ from kubectl_capc.domain.model import KUBEADM_CONTROL_PLANE_KIND, ClusterInvento
 from kubectl_capc.domain.plan import MACHINE_DEPLOYMENT_KIND
 from kubectl_capc.domain.records import Rotation, read_history
 
-__all__ = ["KIND", "HistoryEntry", "UpgradeHistory", "cluster_history"]
+__all__ = ["KIND", "LIST_KIND", "HistoryEntry", "UpgradeHistory", "cluster_history", "histories_document"]
 
 KIND = "UpgradeHistory"
+LIST_KIND = "UpgradeHistoryList"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,15 @@ class UpgradeHistory:
             )
             for e in self.entries
         ]
+
+
+def histories_document(histories: Sequence[UpgradeHistory]) -> dict[str, Any]:
+    """Several clusters' histories (`history -A` / `-l`) as one `UpgradeHistoryList`."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": LIST_KIND,
+        "items": [history.to_document() for history in histories],
+    }
 
 
 def cluster_history(inventory: ClusterInventory) -> UpgradeHistory:

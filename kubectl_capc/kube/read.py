@@ -169,16 +169,24 @@ def discover(api_client: Any) -> ServedVersions:
 
 
 def read_inventories(
-    api_client: Any, *, namespace: str | None, cluster: str | None = None
+    api_client: Any,
+    *,
+    namespace: str | None,
+    cluster: str | None = None,
+    label_selector: str | None = None,
 ) -> tuple[ClusterInventory, ...]:
-    """Every cluster in `namespace` (None = all namespaces), or just `cluster` in `namespace`.
+    """Every cluster in `namespace` (None = all namespaces), or just `cluster` in `namespace`;
+    `label_selector` (kubectl's `-l`) narrows the Cluster LIST of a namespace or of all namespaces.
 
     A named cluster that does not exist, or a name no Kubernetes object can have, is a `UsageError`.
     """
     _require_valid_names(namespace, cluster)
+    if label_selector is not None and cluster is not None:
+        raise UsageError("a cluster name cannot be combined with -l", hint="drop -l or drop the cluster name")
     if cluster is None:
         versions = discover(api_client)
-        raw = _list_all(api_client, versions, [_Query(kind, namespace) for kind in (_CLUSTERS, *_DEPENDENTS)])
+        queries = [_Query(_CLUSTERS, namespace, label_selector=label_selector or None)]
+        raw = _list_all(api_client, versions, [*queries, *(_Query(kind, namespace) for kind in _DEPENDENTS)])
     elif namespace is None:
         raise UsageError("a cluster name needs a namespace", hint="drop -A or drop the cluster name")
     else:

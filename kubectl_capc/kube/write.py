@@ -30,7 +30,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubectl_capc.domain.errors import KubeApiError, PlanError, RolloutError, one_line
 from kubectl_capc.domain.interrupts import writing
@@ -59,6 +59,7 @@ __all__ = [
     "Rejected",
     "patch_body",
     "server_dry_run",
+    "stall_hint",
     "watch_seconds",
 ]
 
@@ -142,6 +143,19 @@ class OwnerProgress:
 ProgressCallback = Callable[[tuple[OwnerProgress, ...], float], None]
 
 
+class SharedWait(Protocol):
+    """A wait that serves many writers from shared watches (`kube.watches.WatchHub.wait`)."""
+
+    def __call__(
+        self,
+        writer: KubeWriter,
+        step: WaitRollout,
+        *,
+        timeout: float | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> tuple[OwnerProgress, ...]: ...
+
+
 def progress_of(obj: Mapping[str, Any], want_version: str) -> OwnerProgress:
     """Read rollout progress from a raw KubeadmControlPlane or MachineDeployment."""
     owner = parse_rollout_owner(obj)
@@ -169,6 +183,8 @@ class KubeWriter:
         self._api = client.CustomObjectsApi(api_client)
         self.namespace = namespace
         self.capi_version = capi_version
+        self.shared_wait: SharedWait | None = None
+        """Where `wait` waits instead of watching on its own (a fleet run's `kube.watches.WatchHub`)."""
 
     def _version(self, kind: str) -> str:
         return CAPC_VERSION if kind == CLOUDSTACK_MACHINE_TEMPLATE_KIND else self.capi_version
@@ -271,6 +287,8 @@ class KubeWriter:
         Raises `RolloutError` with a stall report when `timeout` (seconds; None = no limit) passes, and
         `Conflict` when an object's version is changed by someone else meanwhile.
         """
+        if self.shared_wait is not None:
+            return self.shared_wait(self, step, timeout=timeout, on_progress=on_progress)
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         latest: dict[str, dict[str, Any]] = {}
@@ -307,7 +325,7 @@ class KubeWriter:
             while ended != _EXPIRED:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise RolloutError(self.stall_report(step, progress, timeout), hint=_stall_hint(step))
+                    raise RolloutError(self.stall_report(step, progress, timeout), hint=stall_hint(step))
                 ended = _TIMED_OUT
                 for event_type, obj in self._watch(step, resource_version, watch_seconds(remaining)):
                     if event_type in (_EXPIRED, _BROKEN):
@@ -509,7 +527,7 @@ def _problem_conditions(obj: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _stall_hint(step: WaitRollout) -> str:
+def stall_hint(step: WaitRollout) -> str:
     return (
         "the changes are in place and Cluster API keeps rolling out; fix what is stuck, then re-run the same "
         "command to continue waiting (or raise --timeout); `kubectl describe "

@@ -105,15 +105,19 @@ class KubeClusterIO(ClusterAccess):
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]:
         inventory = self.read_inventory()
+        return inventory, self.zone_templates(inventory)
+
+    def zone_templates(self, inventory: ClusterInventory) -> ZoneTemplates | None:
+        """The CloudStack templates of each failure domain's zone, as the planner takes them."""
         if inventory.cluster.topology_managed or not inventory.failure_domains:
-            return inventory, None  # the planner refuses these with its own message
+            return None  # the planner refuses these with its own message
         rows = {
             target.failure_domain: tuple(
                 t.as_row() for t in target.client.templates(zone_id=target.zone.id, owner=target.owner)
             )
             for target in self._zone_targets(inventory)
         }
-        return inventory, rows
+        return rows
 
     def _zone_targets(self, inventory: ClusterInventory) -> tuple[Any, ...]:
         from kubectl_capc.ops.image_targets import zone_targets

@@ -1,0 +1,243 @@
+"""`kubectl capc image-upgrade` for several clusters (names, `-A`, `-l`): the fleet plan and progress.
+
+stdout: the fleet plan as a table (one row per cluster, then the node images the fleet shares) and the
+final summary, or with `-o json|yaml` one typed document: `FleetUpgradePlan` for `--dry-run` and for a
+refused run, `FleetUpgradeReport` once the run has ended. stderr: one line each time a cluster changes
+state, or, on a terminal, a table of the clusters redrawn in place; notes and questions.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import typer
+
+from kubectl_capc.cli.options import GlobalOptions, OutputFormat
+from kubectl_capc.domain.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from kubectl_capc.domain.fleet import ClusterKey, FleetPlan, FleetReport
+    from kubectl_capc.domain.planner import PlanRequest
+    from kubectl_capc.ops.options import ApplyOptions, ImageOptions
+
+__all__ = ["FleetFlags", "FleetTerminal", "run_fleet"]
+
+CLOUDSTACK_REQUEST_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class FleetFlags:
+    """The flags only a fleet run reads."""
+
+    selector: str | None = None
+    canary: int = 0
+    max_concurrent: int = 1
+    continue_on_error: bool = False
+    skip_failing: bool = False
+
+    def refuse_for_one_cluster(self) -> None:
+        """One cluster name without -A or -l: the fleet flags would be ignored, so refuse them."""
+        given = [
+            flag
+            for flag, value in (
+                ("--canary", self.canary != 0),
+                ("--max-concurrent", self.max_concurrent != 1),
+                ("--continue-on-error", self.continue_on_error),
+                ("--skip-failing", self.skip_failing),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} only apply to a fleet",
+                hint="name several clusters, or select them with -A or -l SELECTOR",
+            )
+
+    def check(self) -> None:
+        if self.canary < 0:
+            raise UsageError("--canary must be 0 or more", hint="e.g. --canary 1 upgrades one cluster first")
+        if self.max_concurrent < 1:
+            raise UsageError(
+                "--max-concurrent must be at least 1", hint="e.g. --max-concurrent 5 upgrades five at a time"
+            )
+        if self.selector is not None and not self.selector.strip():
+            raise UsageError("-l is empty", hint="give a label selector such as env=prod,tier!=canary")
+
+
+def run_fleet(
+    opts: GlobalOptions,
+    names: Sequence[str],
+    flags: FleetFlags,
+    *,
+    request: PlanRequest,
+    images: ImageOptions,
+    options: ApplyOptions,
+    poll_seconds: float,
+) -> NoReturn:
+    """Plan and run the fleet; exits 0 when every cluster is at the target, 8 when some are not, 1 for
+    a dry run with changes pending."""
+    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+    from kubectl_capc.domain.fleet import FleetPolicy
+    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.ops.fleet import FleetOptions, FleetRun, FleetSelection, exit_code_of
+
+    flags.check()
+    if options.no_wait:
+        raise UsageError(
+            "--no-wait does not apply to a fleet: each cluster's rollouts are waited for before the next "
+            "starts",
+            hint="drop --no-wait, or upgrade the clusters one by one",
+        )
+    namespace = None if opts.all_namespaces else opts.target.resolve_context().namespace
+    selection = FleetSelection(tuple(names), namespace, flags.selector)
+    policy = FleetPolicy(flags.canary, flags.max_concurrent, flags.continue_on_error, flags.skip_failing)
+
+    def cloudstack(credentials: Credentials) -> CloudStackClient:
+        timeout = opts.request_timeout or CLOUDSTACK_REQUEST_TIMEOUT
+        return CloudStackClient(credentials, request_timeout=timeout, poll_interval=poll_seconds)
+
+    console = FleetTerminal(opts.output)
+    run = FleetRun(
+        api_client(opts.target), selection, request, images, FleetOptions(policy, options),
+        console=console, make_client=cloudstack,
+    )  # fmt: skip
+    try:
+        report = run.run()
+    except KeyboardInterrupt:
+        console.note("interrupted: run the same command again to continue where it stopped")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    finally:
+        console.flush()
+    if report is None:  # --dry-run
+        plan = run.plan_result
+        raise typer.Exit(ExitCode.FINDINGS if plan is not None and plan.order else ExitCode.OK)
+    raise typer.Exit(exit_code_of(report))
+
+
+# What a member's state line says for each kind of change; other changes (notes, finished steps) are
+# only logged.
+_SHOWN = {
+    "running": "running",
+    "start": "",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "rejected": "rejected",
+}
+
+
+class FleetTerminal:
+    """The `FleetConsole` of the CLI; thread-safe, since members report from their own threads."""
+
+    def __init__(self, output: OutputFormat, *, live: bool | None = None) -> None:
+        self.output = output
+        self.live = sys.stderr.isatty() if live is None else live
+        self._lock = threading.RLock()
+        self._document: dict[str, Any] | None = None
+        self._rows: dict[ClusterKey, str] = {}
+        self._drawn = 0
+
+    # -- the plan and the report (stdout) ---------------------------------------------------------
+
+    def show_fleet_plan(self, plan: FleetPlan) -> None:
+        from kubectl_capc.cli.printing import print_table
+
+        if self.output is not OutputFormat.TABLE:
+            self._document = plan.to_document()
+            return
+        policy = plan.policy
+        typer.echo(
+            f"Fleet upgrade to {plan.target}: {len(plan.members)} cluster(s), {len(plan.order)} to upgrade"
+            f" (canary {policy.canary}, at most {policy.max_concurrent} at a time"
+            + (", continue on error" if policy.continue_on_error else "")
+            + (", skip failing" if policy.skip_failing else "")
+            + ")"
+        )
+        typer.echo("")
+        print_table(("NAMESPACE", "CLUSTER", "VERDICT", "HOPS", "NEW TEMPLATES", "NOTE"), plan.table_rows())
+        images = plan.images
+        if images:
+            typer.echo("")
+            rows = [
+                (
+                    image.image,
+                    "ready" if image.ready else "to make ready",
+                    image.source.value,
+                    ", ".join(f"{z.zone}: {z.state.value}" for z in image.zones),
+                    str(len(image.clusters)),
+                )
+                for image in images
+            ]
+            print_table(("IMAGE", "STATE", "SOURCE", "ZONES", "CLUSTERS"), rows)
+        typer.echo("")
+
+    def show_report(self, plan: FleetPlan, report: FleetReport) -> None:
+        from kubectl_capc.cli.printing import print_table
+
+        with self._lock:
+            self._end_live()
+        if self.output is not OutputFormat.TABLE:
+            self._document = report.to_document(plan.target)
+            return
+        rows = [(r.key.namespace, r.key.name, r.outcome.value, r.reason) for r in report.results]
+        print_table(("NAMESPACE", "CLUSTER", "RESULT", "REASON"), rows)
+        typer.echo(f"Fleet upgrade to {plan.target}: {report.summary()}.")
+
+    def flush(self) -> None:
+        """Print the typed document (json/yaml) once, however the run ended."""
+        with self._lock:
+            self._end_live()
+        if self._document is not None:
+            from kubectl_capc.cli.printing import print_document
+
+            print_document(self._document, self.output)
+            self._document = None
+
+    # -- progress (stderr) ------------------------------------------------------------------------
+
+    def confirm(self, question: str) -> bool:
+        return typer.confirm(question, default=False, err=True)
+
+    def note(self, message: str) -> None:
+        with self._lock:
+            self._erase()
+            typer.echo(message, err=True)
+            self._draw()
+
+    def member(self, key: ClusterKey, state: str, detail: str = "") -> None:
+        if state not in _SHOWN:
+            return
+        text = _SHOWN[state] or detail
+        if _SHOWN[state] and detail:
+            text = f"{text}: {detail}"
+        with self._lock:
+            if self._rows.get(key) == text:
+                return
+            self._rows[key] = text
+            if self.live:
+                self._erase()
+                self._draw()
+            else:
+                typer.echo(f"{key}: {text}", err=True)
+
+    def _draw(self) -> None:
+        if not self.live or not self._rows:
+            return
+        width = max(len(str(key)) for key in self._rows)
+        lines = [f"  {str(key).ljust(width)}  {text}" for key, text in sorted(self._rows.items())]
+        sys.stderr.write("".join(f"\033[K{line}\n" for line in lines))
+        sys.stderr.flush()
+        self._drawn = len(lines)
+
+    def _erase(self) -> None:
+        if self.live and self._drawn:
+            sys.stderr.write(f"\033[{self._drawn}F\033[J")
+            sys.stderr.flush()
+            self._drawn = 0
+
+    def _end_live(self) -> None:
+        """Leave the last drawn table where it is."""
+        self._drawn = 0

@@ -1,0 +1,69 @@
+"""`image-upgrade`'s fleet flags: refused where they cannot apply, checked before anything is read; and
+the fleet terminal's progress lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kubectl_capc.__main__ import main
+from kubectl_capc.cli.fleet import FleetTerminal
+from kubectl_capc.cli.options import OutputFormat
+from kubectl_capc.domain.errors import ExitCode
+from kubectl_capc.domain.fleet import ClusterKey
+
+
+@pytest.fixture(autouse=True)
+def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No kubeconfig at all: a command that got as far as reading one would fail with exit code 3."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["c1", "--canary", "1"], "--canary only apply to a fleet"),
+        (["c1", "--max-concurrent", "3", "--skip-failing"], "--max-concurrent, --skip-failing only apply"),
+        (["c1", "--continue-on-error"], "--continue-on-error only apply to a fleet"),
+        ([], "name the cluster to upgrade"),
+        (["c1", "c2", "--max-concurrent", "0"], "--max-concurrent must be at least 1"),
+        (["-A", "--canary", "-1"], "--canary must be 0 or more"),
+        (["-l", " "], "-l is empty"),
+        (["c1", "c2", "-f", "x.yaml"], "-f works on one cluster"),
+        (["-A", "--no-wait"], "--no-wait does not apply to a fleet"),
+    ],
+)
+def test_fleet_flags_are_refused_before_anything_is_read(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["image-upgrade", *argv, "--to", "v1.29.3"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.USAGE, err
+    assert message in err
+
+
+def test_plain_progress_is_one_line_per_change_of_state(capsys: pytest.CaptureFixture[str]) -> None:
+    terminal = FleetTerminal(OutputFormat.TABLE, live=False)
+    key = ClusterKey("prod", "c1")
+    terminal.member(key, "running")
+    terminal.member(key, "note", "only logged")
+    terminal.member(key, "start", "hop 1 Patch KubeadmControlPlane/c1-control-plane")
+    terminal.member(key, "done", "hop 1 Patch KubeadmControlPlane/c1-control-plane")
+    terminal.member(key, "failed", "it broke")
+    assert capsys.readouterr().err.splitlines() == [
+        "prod/c1: running",
+        "prod/c1: hop 1 Patch KubeadmControlPlane/c1-control-plane",
+        "prod/c1: failed: it broke",
+    ]
+
+
+def test_a_live_table_redraws_every_cluster_in_place(capsys: pytest.CaptureFixture[str]) -> None:
+    terminal = FleetTerminal(OutputFormat.TABLE, live=True)
+    terminal.member(ClusterKey("prod", "c2"), "running")
+    terminal.member(ClusterKey("prod", "c1"), "running")
+    terminal.member(ClusterKey("prod", "c2"), "succeeded")
+    err = capsys.readouterr().err
+    last = err.rsplit("\033[2F\033[J", 1)[1]
+    assert last == "\033[K  prod/c1  running\n\033[K  prod/c2  succeeded\n"
