@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubectl_capc.cloudstack.client import MultipartFileBody
+from kubectl_capc.cloudstack.client import Credentials, MultipartFileBody, UploadTLS
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.images import (
     Action,
@@ -27,6 +27,7 @@ from kubectl_capc.domain.images import (
     format_from_url,
     os_display_name,
     prebuilt_url,
+    upload_file_name,
 )
 from kubectl_capc.domain.naming import TemplateName
 from kubectl_capc.domain.versions import KubeVersion
@@ -304,3 +305,52 @@ def test_multipart_body_length_matches_what_it_yields_and_parses(tmp_path: Path)
     (part,) = list(message.iter_parts())
     assert part.get_filename() == "odd_name.qcow2"
     assert part.get_payload(decode=True) == payload
+
+
+def test_multipart_body_can_send_the_file_under_another_name(tmp_path: Path) -> None:
+    image = tmp_path / "node.img"
+    image.write_bytes(b"QFI\xfb" + bytes(60))
+    body = MultipartFileBody(image, filename="ubuntu-2204-kube-v1.30.2.qcow2")
+    data = b"".join(bytes(chunk) for chunk in body)
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {body.content_type}\r\n\r\n".encode() + data
+    )
+    (part,) = list(message.iter_parts())
+    assert part.get_filename() == "ubuntu-2204-kube-v1.30.2.qcow2"
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "local", "sent"),
+    [
+        ("ubuntu-2204-kube-v1.30.2-kvm", ImageFormat.QCOW2, "disk.img", "ubuntu-2204-kube-v1.30.2-kvm.qcow2"),
+        (
+            "ubuntu-2204-kube-v1.30.2-kvm",
+            ImageFormat.QCOW2,
+            "d.qcow2.BZ2",
+            "ubuntu-2204-kube-v1.30.2-kvm.qcow2.bz2",
+        ),
+        (
+            "ubuntu-2204-kube-v1.30.2-xen",
+            ImageFormat.VHD,
+            "x-xen.vhd.bz2",
+            "ubuntu-2204-kube-v1.30.2-xen.vhd.bz2",
+        ),
+        ('rocky/9 "odd"', ImageFormat.OVA, "v.ova", "rocky_9 _odd_.ova"),
+        ("n", ImageFormat.QCOW2, "n.qcow2.gz", "n.qcow2.gz"),
+    ],
+)
+def test_uploads_are_named_for_their_format(name: str, fmt: ImageFormat, local: str, sent: str) -> None:
+    assert upload_file_name(name, fmt, local) == sent
+
+
+def test_upload_tls_settings_take_precedence_over_the_endpoints(tmp_path: Path) -> None:
+    plain = Credentials("https://cs/client/api", "k", "s", source="Secret ns/c")
+    bundled = Credentials("https://cs/client/api", "k", "s", True, "/etc/cs-ca.pem", "cloudstack.ini")
+    unverified = Credentials("https://cs/client/api", "k", "s", False, None, "Secret ns/c")
+    ca = tmp_path / "ssvm-ca.crt"
+    assert UploadTLS().verify(plain) is True
+    assert UploadTLS().verify(bundled) == "/etc/cs-ca.pem"
+    # verify-ssl "false" is about the API endpoint; the upload still checks the SSVM's certificate.
+    assert UploadTLS().verify(unverified) is True
+    assert UploadTLS(ca_file=ca).verify(bundled) == str(ca)
+    assert UploadTLS(insecure=True).verify(bundled) is False
