@@ -20,6 +20,9 @@ from kubectl_capc.cli.options import (
     OutputFormat,
     PollIntervalOption,
     PrebuiltBaseUrlOption,
+    UploadCaFileOption,
+    UploadInsecureOption,
+    check_upload_tls,
     global_options,
     positive_seconds,
 )
@@ -225,12 +228,15 @@ def register(
         ),
     ] = DEFAULT_TIMEOUT,
     poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
+    upload_ca_file: UploadCaFileOption = None,
+    upload_insecure: UploadInsecureOption = False,
 ) -> None:
     """Register the template for VERSION in every failure-domain zone of a cluster and wait until it is ready.
 
     Re-running is safe: a ready template of that name is reused and one still downloading is waited for.
     """
     from kubectl_capc.cli.printing import print_document, print_table
+    from kubectl_capc.cloudstack.client import UploadTLS
     from kubectl_capc.ops.image_register import (
         ImageSource,
         find_prebuilt,
@@ -251,6 +257,7 @@ def register(
             f"--prebuilt-base-url conflicts with {chosen[0]}",
             hint="drop --prebuilt-base-url, or use --prebuilt instead",
         )
+    check_upload_tls(upload_ca_file, upload_insecure, uploads=file is not None, needs="--file")
     target_version = _exact_version(version)
     wait_seconds = positive_seconds(timeout, "--timeout")
     if file is not None and not file.is_file():
@@ -279,6 +286,7 @@ def register(
         replace_failed=replace_failed,
         timeout=wait_seconds,
         reporter=TerminalReporter(),
+        upload_tls=UploadTLS(upload_ca_file, upload_insecure),
     )
     if opts.output is OutputFormat.TABLE:
         print_table(

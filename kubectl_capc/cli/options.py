@@ -8,7 +8,8 @@ carries the options itself: `@global_options()` adds them to a command function 
 Short options also accept pflag's `-n=ns` / `-v=4` spelling, which kubectl users type out of habit.
 
 The arguments and options that several commands take (`CLUSTER`, `--dry-run`, `--yes`, `--no-wait`,
-`--timeout`, `--poll-interval`, `--prebuilt-base-url`) are declared here once, as `Annotated` types,
+`--timeout`, `--poll-interval`, `--prebuilt-base-url`, `--upload-ca-file`, `--upload-insecure`) are
+declared here once, as `Annotated` types,
 with the functions that turn their values into what the commands use, so they read and behave the
 same everywhere.
 """
@@ -22,6 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -202,6 +204,49 @@ PrebuiltBaseUrlOption = Annotated[
         show_default=DEFAULT_PREBUILT_BASE_URL,
     ),
 ]
+
+UploadCaFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--upload-ca-file",
+        metavar="FILE",
+        help="PEM file of the CA that signed the secondary-storage VM's certificate, for uploads.",
+    ),
+]
+UploadInsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--upload-insecure",
+        help="Upload without checking the secondary-storage VM's certificate (warned about).",
+    ),
+]
+"""`--upload-ca-file` / `--upload-insecure` of the commands that may upload (read by `check_upload_tls`)."""
+
+
+def check_upload_tls(ca_file: Path | None, insecure: bool, *, uploads: bool, needs: str) -> None:
+    """Refuse the upload TLS flags where nothing is uploaded (`needs` names what would upload), the two
+    together, and a CA file that cannot be read as PEM certificates."""
+    given = [flag for flag, on in (("--upload-ca-file", ca_file), ("--upload-insecure", insecure)) if on]
+    if not given:
+        return
+    if not uploads:
+        raise UsageError(f"{given[0]} is only for uploads", hint=f"drop it, or upload with {needs}")
+    if len(given) == 2:
+        raise UsageError(
+            "--upload-ca-file conflicts with --upload-insecure",
+            hint="give the CA file to check the certificate, or --upload-insecure not to check it",
+        )
+    if ca_file is not None:
+        import ssl
+
+        try:
+            ssl.create_default_context(cafile=str(ca_file))
+        except (OSError, ssl.SSLError, ValueError) as err:
+            raise UsageError(
+                f"--upload-ca-file {ca_file} cannot be read as PEM certificates: {err}",
+                hint="give the CA certificate file, PEM-encoded (-----BEGIN CERTIFICATE-----)",
+            ) from None
+
 
 _PHASES = {"images": "images", "control-plane": "control_plane", "machine-deployment": "machine_deployment"}
 

@@ -24,8 +24,11 @@ from kubectl_capc.cli.options import (
     PollIntervalOption,
     PrebuiltBaseUrlOption,
     TimeoutOption,
+    UploadCaFileOption,
+    UploadInsecureOption,
     YesOption,
     apply_options,
+    check_upload_tls,
     drop_equals,
     global_options,
     positive_seconds,
@@ -54,7 +57,13 @@ def _image_source(value: str) -> str:
 
 
 def image_options(
-    source: str | None, url: str | None, prebuilt_base_url: str | None, image_builder_dir: Path | None
+    source: str | None,
+    url: str | None,
+    prebuilt_base_url: str | None,
+    image_builder_dir: Path | None,
+    *,
+    upload_ca_file: Path | None = None,
+    upload_insecure: bool = False,
 ) -> ImageOptions:
     """The image flags as one `ImageOptions`: `--image-url` alone means `--image-source url`, and with
     any other source it is a conflict, so a given URL is never silently ignored."""
@@ -85,7 +94,17 @@ def image_options(
         if not url:
             raise UsageError("--image-source url needs --image-url URL", hint="the URL may contain {version}")
         check_download_url(url)
-    return ImageOptions(chosen, url, prebuilt_base_url, image_builder_dir)
+    check_upload_tls(
+        upload_ca_file, upload_insecure, uploads=chosen is ImageSource.BUILD, needs="--image-source build"
+    )
+    return ImageOptions(
+        chosen,
+        url,
+        prebuilt_base_url,
+        image_builder_dir,
+        upload_ca_file=upload_ca_file,
+        upload_insecure=upload_insecure,
+    )
 
 
 @global_options(all_namespaces=True)
@@ -137,6 +156,8 @@ def image_upgrade(
             "--image-builder-dir", metavar="DIR", help="image-builder checkout for --image-source build."
         ),
     ] = None,
+    upload_ca_file: UploadCaFileOption = None,
+    upload_insecure: UploadInsecureOption = False,
     dry_run: DryRunOption = False,
     yes: YesOption = False,
     no_wait: NoWaitOption = False,
@@ -205,7 +226,14 @@ def image_upgrade(
     from kubectl_capc.ops.upgrade import Upgrade
 
     target = parse_target(to)
-    images = image_options(image_source, image_url, prebuilt_base_url, image_builder_dir)
+    images = image_options(
+        image_source,
+        image_url,
+        prebuilt_base_url,
+        image_builder_dir,
+        upload_ca_file=upload_ca_file,
+        upload_insecure=upload_insecure,
+    )
     if parallel < 1:
         raise UsageError(
             "--parallel must be at least 1",

@@ -6,7 +6,8 @@ the functions that need it: with aiohttp installed, importing it costs about hal
 
 Uploads of local images go straight to the secondary-storage VM (getUploadParamsForTemplate), as a
 streamed multipart POST with a real Content-Length: the SSVM refuses chunked uploads, and the image
-is never held in memory.
+is never held in memory. The upload URL is always https on the SSVM's address, with a certificate
+from CloudStack's own CA that clients rarely trust: uploads have their own TLS settings (`UploadTLS`).
 
 `CloudStackClient._call` is the one place that decides which failed requests are sent again: reads
 (list*) after any transient failure (connection refused, reset or timed out, CloudStack errors 530 and
@@ -19,6 +20,7 @@ came from (`reload`): keys rotated in the failure domain's Secret during a run a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -55,6 +57,7 @@ __all__ = [
     "OwnerScope",
     "Template",
     "TemplateSpec",
+    "UploadTLS",
     "UploadTicket",
     "Zone",
     "credentials_from_config",
@@ -343,6 +346,24 @@ class UploadTicket:
     expires: str
     metadata: str = field(repr=False)
     signature: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class UploadTLS:
+    """How the secondary-storage VM's certificate is checked (`--upload-ca-file`, `--upload-insecure`).
+
+    Neither given: the API endpoint's CA bundle if it has one, else the system's trust store."""
+
+    ca_file: Path | None = None
+    insecure: bool = False
+
+    def verify(self, credentials: Credentials) -> bool | str:
+        """requests' `verify` for an upload made with `credentials`."""
+        if self.ca_file is not None:
+            return str(self.ca_file)
+        if self.insecure:
+            return False
+        return credentials.ca_bundle or True
 
 
 ProgressCallback = Callable[[Sequence[Template]], None]
@@ -684,11 +705,20 @@ class CloudStackClient:
             signature=str(params["signature"]),
         )
 
-    def upload(self, ticket: UploadTicket, path: Path, progress: UploadProgress | None = None) -> None:
-        """POST `path` to the upload URL as multipart/form-data, streamed in 1 MiB chunks."""
+    def upload(
+        self,
+        ticket: UploadTicket,
+        path: Path,
+        progress: UploadProgress | None = None,
+        *,
+        filename: str | None = None,
+        tls: UploadTLS | None = None,
+    ) -> None:
+        """POST `path` to the upload URL as multipart/form-data, streamed in 1 MiB chunks, under
+        `filename` (default: the file's own name); the SSVM checks the name's extension."""
         import requests
 
-        body = MultipartFileBody(path, progress)
+        body = MultipartFileBody(path, progress, filename=filename)
         headers = {
             "Content-Type": body.content_type,
             "X-signature": ticket.signature,
@@ -696,19 +726,35 @@ class CloudStackClient:
             "X-metadata": ticket.metadata,
         }
         what = f"upload {path.name} for template {ticket.template_id}"
-        verify: bool | str = self.credentials.ca_bundle or self.credentials.verify_ssl
-        try:
-            response = requests.post(
-                ticket.post_url,
-                # urllib3 sends any buffer; the stubs only name bytes and str.
-                data=cast("Iterable[bytes]", body),
-                headers=headers,
-                verify=verify,
-                timeout=(self._request_timeout, max(self._request_timeout, 300.0)),
+        where = _without_query(ticket.post_url)
+        tls = tls or UploadTLS()
+        verify = tls.verify(self.credentials)
+        if verify is False:
+            _log.warning(
+                "--upload-insecure: the certificate of the secondary-storage VM at %s is not checked",
+                urlsplit(where).netloc,
             )
+        try:
+            with _quiet_insecure_warning(verify is False):
+                response = requests.post(
+                    ticket.post_url,
+                    # urllib3 sends any buffer; the stubs only name bytes and str.
+                    data=cast("Iterable[bytes]", body),
+                    headers=headers,
+                    verify=verify,
+                    timeout=(self._request_timeout, max(self._request_timeout, 300.0)),
+                )
+        except requests.exceptions.SSLError as err:
+            trusted = f"the CA in {tls.ca_file}" if tls.ca_file is not None else "the trusted CAs"
+            raise CloudStackUnreachable(
+                f"{what}: the certificate of the secondary-storage VM at {where} is not signed by "
+                f"{trusted}: {self._scrub(network_failure(err))}",
+                hint="pass --upload-ca-file FILE with the CA that signed it (CloudStack's own root CA "
+                "unless an administrator installed another certificate), or --upload-insecure",
+            ) from None
         except requests.RequestException as err:
             raise CloudStackError(
-                f"{what} to {_without_query(ticket.post_url)} failed: {self._scrub(network_failure(err))}",
+                f"{what} to {where} failed: {self._scrub(network_failure(err))}",
                 hint="the upload URL points at the zone's secondary-storage VM: check that it is reachable",
             ) from None
         if response.status_code != 200:
@@ -1083,15 +1129,38 @@ def _signable_url(url: str) -> str:
     return url.replace("~", "%7E")
 
 
+@contextlib.contextmanager
+def _quiet_insecure_warning(quiet: bool) -> Iterator[None]:
+    """urllib3 warns on every unverified request; the one warning logged per upload says it once."""
+    if not quiet:
+        yield
+        return
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+        yield
+
+
 class MultipartFileBody:
     """A multipart/form-data body with one file part, produced in chunks with its exact length known
     up front: requests then sends Content-Length (not chunked encoding) and memory stays constant."""
 
-    def __init__(self, path: Path, progress: UploadProgress | None = None, field_name: str = "file") -> None:
+    def __init__(
+        self,
+        path: Path,
+        progress: UploadProgress | None = None,
+        field_name: str = "file",
+        *,
+        filename: str | None = None,
+    ) -> None:
         self.path = path
         self.progress = progress
         self.boundary = f"kubectl-capc-{secrets.token_hex(16)}"
-        safe_name = path.name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        name = filename or path.name
+        safe_name = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
         self._head = (
             f"--{self.boundary}\r\n"
             f'Content-Disposition: form-data; name="{field_name}"; filename="{safe_name}"\r\n'

@@ -37,6 +37,7 @@ __all__ = [
     "format_from_url",
     "os_display_name",
     "prebuilt_url",
+    "upload_file_name",
 ]
 
 # Where the CAPC documentation publishes prebuilt node images (README "Prebuilt images").
@@ -119,6 +120,18 @@ def format_from_url(url: str) -> ImageFormat:
             hint=f"the name must end in one of {known}, optionally followed by .bz2, .gz or .zip",
         )
     return found
+
+
+def upload_file_name(template_name: str, image_format: ImageFormat, local_name: str) -> str:
+    """The file name an upload is sent under: the template's name, the extension of its format and the
+    local file's compression suffix, e.g. `ubuntu-2204-kube-v1.30.2-kvm.qcow2.bz2`.
+
+    The secondary-storage VM refuses a file whose name's extension does not fit its content (a qcow2
+    sent as `.img` is refused, and a bz2 file must end in `.bz2` to be looked into), whatever the
+    local file is called."""
+    suffix = next((f".{c}" for c in _COMPRESSIONS if local_name.lower().endswith(f".{c}")), "")
+    stem = re.sub(r'[/\\"\r\n]', "_", template_name)
+    return f"{stem}.{image_format.value.lower()}{suffix}"
 
 
 # registerTemplate's limits: 255 characters is CloudStack's default for a string parameter such as

@@ -2,11 +2,15 @@
 
 The process boundary of the image pipeline: `make`, `qemu-img`, `vhd-util` and `ovftool` run here, always
 with argument lists (never a shell) and an environment without CloudStack credentials. image-builder's
-contract, as documented: `make -C DIR/images/capi build-qemu-<os>` with `PACKER_VAR_FILES` naming JSON
+contract, as documented: `make -C DIR/images/capi build-qemu-<target>` with `PACKER_VAR_FILES` naming JSON
 var files (they win over its defaults) writes an extension-less qcow2 to
-`images/capi/output/<os>-kube-<version>/<os>-kube-<version>`. KVM takes that qcow2 as it is; VMware needs
+`images/capi/output/<build_name>-kube-<version>/<build_name>-kube-<version>`, where `build_name` comes from
+the target's own var file `packer/qemu/qemu-<target>.json` (it differs from the target for the cloudimg
+targets, and flatcar's is made from environment variables). KVM takes that qcow2 as it is; VMware needs
 a streamOptimized vmdk packed into an OVA by ovftool; XenServer needs a dynamic VHD written by vhd-util
-(qemu-img's `vpc` output is not accepted by XenServer).
+(qemu-img's `vpc` output is not accepted by XenServer), the way image-builder's
+hack/convert-cloudstack-image.sh writes it: raw, then a fixed VHD, then a dynamic one with its timestamp
+pinned by faketime, compressed with bzip2.
 
 Results are cached by (OS, version, hypervisor, image-builder commit): a finished entry is returned
 without rebuilding, and a build whose conversion was interrupted is converted again without rebuilding.
@@ -14,9 +18,11 @@ without rebuilding, and a build whose conversion was interrupted is converted ag
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -39,6 +45,7 @@ __all__ = [
     "check_tools",
     "default_cache_dir",
     "packer_variables",
+    "read_build_name",
     "required_tools",
     "write_checksums",
 ]
@@ -76,11 +83,22 @@ _VHD_UTIL = Tool(
     "writes a VHD that XenServer accepts (qemu-img's vpc output is not)",
     "install vhd-util from blktap (image-builder's hack/ensure-vhdutil.sh fetches a build)",
 )
+_FAKETIME = Tool(
+    "faketime",
+    "pins the VHD's timestamp as image-builder does",
+    "install faketime (Debian: apt-get install faketime)",
+)
+FAKETIME_DATE = "2010-01-01"
+"""The clock vhd-util sees when it writes the dynamic VHD (image-builder's convert-cloudstack-image.sh)."""
 
 
 def required_tools(hypervisor: Hypervisor) -> tuple[Tool, ...]:
     """Everything a build for `hypervisor` will run, in the order it runs them."""
-    extra = {Hypervisor.KVM: (), Hypervisor.VMWARE: (_OVFTOOL,), Hypervisor.XENSERVER: (_VHD_UTIL,)}
+    extra = {
+        Hypervisor.KVM: (),
+        Hypervisor.VMWARE: (_OVFTOOL,),
+        Hypervisor.XENSERVER: (_VHD_UTIL, _FAKETIME),
+    }
     return (_MAKE, _QEMU_IMG, *extra[hypervisor])
 
 
@@ -105,8 +123,46 @@ def packer_variables(version: KubeVersion) -> dict[str, str]:
         "kubernetes_series": f"v{version.major}.{version.minor}",
         "kubernetes_deb_version": f"{numbers}-1.1",
         "kubernetes_rpm_version": numbers,
+        # cri-tools is released once per Kubernetes minor, as 1.MINOR.0 (image-builder's
+        # kubernetes.json pins it so, apart from kubernetes_semver); left alone it stays at the
+        # checkout's default minor whatever Kubernetes version is built.
+        "crictl_version": f"{version.major}.{version.minor}.0",
         "ansible_user_vars": "provider=cloudstack",
     }
+
+
+_ENV_REFERENCE = re.compile(r"\{\{\s*env\s+`([^`]*)`\s*\}\}")
+
+
+def read_build_name(capi_dir: Path, target: str, environ: Mapping[str, str]) -> str:
+    """The `build_name` in image-builder's `packer/qemu/qemu-<target>.json`, with packer's
+    `{{env `NAME`}}` references replaced as packer replaces them; an unset one is refused (packer would
+    make it empty and build e.g. `flatcar--kube-...`)."""
+    var_file = capi_dir / "packer" / "qemu" / f"qemu-{target}.json"
+    try:
+        value = json.loads(var_file.read_text(encoding="utf-8")).get("build_name")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ImageBuildError(
+            f"cannot read build_name from {var_file}: {one_line(str(err))}",
+            hint="check that the image-builder checkout is complete",
+        ) from None
+    if not isinstance(value, str) or not value:
+        raise ImageBuildError(
+            f"{var_file} sets no build_name", hint="image-builder's QEMU var files name their build"
+        )
+    unset = [ref for ref in dict.fromkeys(_ENV_REFERENCE.findall(value)) if not environ.get(ref)]
+    if unset:
+        raise ImageBuildError(
+            f"build_name {value!r} in {var_file} needs the environment variable(s) {', '.join(unset)}",
+            hint=f"set {' and '.join(unset)} as image-builder's documentation for {target} says",
+        )
+    name = _ENV_REFERENCE.sub(lambda match: environ[match.group(1)], value)
+    if "{{" in name or "/" in name:
+        raise ImageBuildError(
+            f"build_name {value!r} in {var_file} does not give a usable name ({name!r})",
+            hint="image-builder's QEMU var files name their build without user variables",
+        )
+    return name
 
 
 def default_cache_dir() -> Path:
@@ -123,17 +179,18 @@ class BuildRequest:
     cache_dir: Path
 
     @property
-    def build_name(self) -> str:
-        """image-builder's artifact name: `<os>-kube-<version>`."""
-        return f"{self.os}-kube-{self.version}"
-
-    @property
     def capi_dir(self) -> Path:
         return self.image_builder_dir / "images" / "capi"
 
     @property
+    def build_name(self) -> str:
+        """image-builder's artifact name, `<build_name>-kube-<version>`, as the target's var file says."""
+        return f"{read_build_name(self.capi_dir, self.os, os.environ)}-kube-{self.version}"
+
+    @property
     def artifact(self) -> Path:
-        return self.capi_dir / "output" / self.build_name / self.build_name
+        name = self.build_name
+        return self.capi_dir / "output" / name / name
 
 
 @dataclass(frozen=True)
@@ -171,7 +228,9 @@ def build_image(request: BuildRequest, step: Status, status: Status) -> BuildRes
     _check_checkout(request)
     check_tools(request.hypervisor)
     commit = image_builder_commit(request.image_builder_dir)
-    entry = request.cache_dir / f"{request.build_name}-{request.hypervisor.suffix}-{commit[:12]}"
+    # By target, not build name: e.g. ubuntu-2204 and ubuntu-2204-cloudimg build the same name.
+    key = f"{request.os}-kube-{request.version}-{request.hypervisor.suffix}-{commit[:12]}"
+    entry = request.cache_dir / key
     reusable = not commit.endswith("-dirty")
     if reusable and (cached := _cached_result(entry)) is not None:
         step(f"using the cached image {cached.image} (image-builder {commit[:12]})")
@@ -375,8 +434,11 @@ def vmx_document(name: str, vmdk_name: str) -> str:
 
 
 def _to_vhd(source: Path, entry: Path, stem: str, status: Status) -> Path:
-    raw, fixed, final = entry / f"{stem}.raw", entry / f"{stem}-fixed.vhd", entry / f"{stem}.vhd"
-    status(f"converting to raw, then to a dynamic VHD with vhd-util: {final}")
+    """image-builder's XenServer conversion: qcow2 -> raw -> fixed VHD -> dynamic VHD (vhd-util, under
+    faketime so the VHD's timestamp is the same on every build) -> bzip2."""
+    raw, fixed, dynamic = entry / f"{stem}.raw", entry / f"{stem}-fixed.vhd", entry / f"{stem}.vhd"
+    final = entry / f"{stem}.vhd.bz2"
+    status(f"converting to raw, then to a dynamic VHD with vhd-util: {dynamic}")
     _run(
         [_which("qemu-img"), "convert", "-f", "qcow2", "-O", "raw", str(source), str(raw)],
         f"convert {source} to raw",
@@ -387,18 +449,25 @@ def _to_vhd(source: Path, entry: Path, stem: str, status: Status) -> Path:
         "write a fixed VHD",
         cwd=entry,
     )
-    _atomic(
-        final,
-        lambda tmp: _run(
-            [vhd_util, "convert", "-s", "1", "-t", "2", "-i", fixed.name, "-o", tmp.name],
-            "write a dynamic VHD",
-            cwd=entry,
-        ),
-        suffix=".vhd",
-    )
-    for leftover in (raw, fixed, *entry.glob("*.bak")):
+    dynamic.unlink(missing_ok=True)
+    _run(
+        [
+            _which("faketime"), FAKETIME_DATE,
+            vhd_util, "convert", "-s", "1", "-t", "2", "-i", fixed.name, "-o", dynamic.name,
+        ],
+        "write a dynamic VHD",
+        cwd=entry,
+    )  # fmt: skip
+    status(f"compressing with bzip2: {final}")
+    _atomic(final, lambda tmp: _bzip2(dynamic, tmp), suffix=".bz2")
+    for leftover in (raw, fixed, dynamic, *entry.glob("*.bak")):
         leftover.unlink(missing_ok=True)
     return final
+
+
+def _bzip2(source: Path, target: Path) -> None:
+    with source.open("rb") as plain, bz2.open(target, "wb", compresslevel=9) as packed:
+        shutil.copyfileobj(plain, packed, 1 << 20)
 
 
 def write_checksums(path: Path) -> tuple[str, str]:

@@ -35,6 +35,7 @@ from kubectl_capc.cloudstack.client import (
     OwnerScope,
     Template,
     TemplateSpec,
+    UploadTLS,
     network_failure,
 )
 from kubectl_capc.domain.errors import UsageError
@@ -52,6 +53,7 @@ from kubectl_capc.domain.images import (
     failed_while_waiting,
     format_from_url,
     prebuilt_url,
+    upload_file_name,
 )
 from kubectl_capc.domain.naming import TemplateName, parse_template_name, template_name_for
 from kubectl_capc.domain.versions import KubeVersion
@@ -251,8 +253,10 @@ def register_image(
     replace_failed: bool,
     timeout: float,
     reporter: Reporter,
+    upload_tls: UploadTLS | None = None,
 ) -> tuple[ZoneOutcome, ...]:
-    """Make template `spec.name` ready in every target zone; see the module docstring for the rules."""
+    """Make template `spec.name` ready in every target zone; see the module docstring for the rules.
+    `upload_tls` checks the secondary-storage VM's certificate when a local file is uploaded."""
     disabled = [t.zone.name for t in targets if not t.zone.enabled]
     if disabled:
         raise CloudStackError(
@@ -273,6 +277,7 @@ def register_image(
             tags=tags,
             budget=budget,
             reporter=reporter,
+            upload_tls=upload_tls or UploadTLS(),
         ):
             outcomes[outcome.failure_domain] = outcome
     return tuple(outcomes[t.failure_domain] for t in targets)
@@ -337,6 +342,7 @@ def _run_group(
     tags: dict[str, str],
     budget: _Budget,
     reporter: Reporter,
+    upload_tls: UploadTLS,
 ) -> list[ZoneOutcome]:
     client = group.client
     actions: dict[str, str] = {}
@@ -371,6 +377,7 @@ def _run_group(
             tags=tags,
             budget=budget,
             reporter=reporter,
+            upload_tls=upload_tls,
         )
         for domain, (template_id, action) in created.items():
             template_of[domain] = template_id
@@ -405,6 +412,7 @@ def _upload_and_copy(
     tags: dict[str, str],
     budget: _Budget,
     reporter: Reporter,
+    upload_tls: UploadTLS,
 ) -> dict[str, tuple[str, str]]:
     """Upload once (unless a zone already holds the template), then copy it to the other zones.
 
@@ -421,7 +429,13 @@ def _upload_and_copy(
         ticket = client.upload_ticket(spec, first.zone.id)
         uploader = f"{socket.gethostname()}/{os.getpid()}"
         client.tag_template(ticket.template_id, {**tags, UPLOADER_TAG: uploader})
-        client.upload(ticket, path, reporter.upload)
+        client.upload(
+            ticket,
+            path,
+            reporter.upload,
+            filename=upload_file_name(spec.name, ImageFormat(spec.format), path.name),
+            tls=upload_tls,
+        )
         created[first.failure_domain] = (ticket.template_id, "uploaded")
         source = (first.failure_domain, ticket.template_id)
     if remaining:

@@ -46,6 +46,10 @@ class ImageOptions:
     prebuilt_base_url: str | None = None
     image_builder_dir: Path | None = None
     cache_dir: Path | None = None
+    upload_ca_file: Path | None = None
+    """CA that signed the secondary-storage VM's certificate, for uploads (`--upload-ca-file`)."""
+    upload_insecure: bool = False
+    """Uploads skip checking the secondary-storage VM's certificate (`--upload-insecure`)."""
 
     def builder_dir(self) -> Path:
         """The image-builder checkout that `--image-source build` needs; refused when not given."""

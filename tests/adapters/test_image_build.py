@@ -1,10 +1,11 @@
 """`image build` against a stand-in image-builder checkout (tests/imagebuilder_standin): the same make
 targets, PACKER_VAR_FILES and output path as the real one, writing a small real qcow2 with qemu-img.
-Conversions use the real qemu-img; ovftool and vhd-util (not packaged for Debian) are stand-in scripts
-that record their arguments."""
+Conversions use the real qemu-img; ovftool and vhd-util (not packaged for Debian) and faketime are
+stand-in scripts that record their arguments."""
 
 from __future__ import annotations
 
+import bz2
 import json
 import os
 import shutil
@@ -58,6 +59,14 @@ source_format = "raw" if opts["-s"] == "0" else "vpc"
 subprocess.run(["qemu-img", "convert", "-f", source_format, "-O", "vpc", "-o",
                 f"subformat={subformat},force_size=on", source, target], check=True)
 Path(target + ".bak").write_text("backup")
+"""
+
+
+FAKE_FAKETIME = """\
+import os, sys
+with open("faketime.calls", "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+os.execvp(sys.argv[2], sys.argv[2:])
 """
 
 
@@ -131,6 +140,8 @@ def test_kvm_build_passes_the_var_file_and_checksums_the_qcow2(
     )
     assert received["kubernetes_semver"] == "v1.30.2" and received["kubernetes_deb_version"] == "1.30.2-1.1"
     assert received["ansible_user_vars"] == "provider=cloudstack"
+    # crictl follows the Kubernetes minor, not the checkout's default (1.36.0 in the stand-in).
+    assert received["crictl_version"] == "1.30.0"
     # Checksum files in the format sha256sum/md5sum check.
     for tool in ("sha256sum", "md5sum"):
         suffix = tool.removesuffix("sum")
@@ -211,7 +222,11 @@ def test_a_missing_tool_is_reported_before_the_build_starts(checkout: Path, tmp_
 
 
 def test_unknown_os_and_wrong_directory(checkout: Path, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"no QEMU build for OS 'ubuntu-1804'.*rockylinux-9, ubuntu-2204"):
+    with pytest.raises(
+        UsageError,
+        match=r"no QEMU build for OS 'ubuntu-1804'.*: flatcar, rockylinux-9, ubuntu-2204, "
+        r"ubuntu-2204-cloudimg, ubuntu-2204-efi$",
+    ):
         build(request(checkout, tmp_path, os_name="ubuntu-1804"))
     with pytest.raises(UsageError, match="is not an image-builder checkout"):
         build(request(tmp_path, tmp_path))
@@ -238,25 +253,66 @@ def test_vmware_gets_a_stream_optimized_vmdk_packed_into_an_ova(
     assert not list(entry.glob("*.vmx")) and not list(entry.glob("*.vmdk"))
 
 
-def test_xenserver_gets_a_dynamic_vhd_from_vhd_util(
+def test_xenserver_gets_a_dynamic_vhd_from_vhd_util_under_faketime_compressed_like_image_builder(
     checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install_tool(monkeypatch, tmp_path / "bin", "vhd-util", FAKE_VHD_UTIL)
+    install_tool(monkeypatch, tmp_path / "bin", "faketime", FAKE_FAKETIME)
     result, _, _ = build(request(checkout, tmp_path, Hypervisor.XENSERVER))
-    assert result.image.name == "ubuntu-2204-kube-v1.30.2-xen.vhd"
+    # hack/convert-cloudstack-image.sh: raw -> fixed VHD -> dynamic VHD under faketime -> bzip2.
+    assert result.image.name == "ubuntu-2204-kube-v1.30.2-xen.vhd.bz2"
+    assert result.image_format is ImageFormat.VHD
     entry = result.image.parent
     calls = (entry / "vhd-util.calls").read_text().splitlines()
-    assert (
-        calls[0]
-        == "convert -s 0 -t 1 -i ubuntu-2204-kube-v1.30.2-xen.raw -o ubuntu-2204-kube-v1.30.2-xen-fixed.vhd"
-    )
-    assert calls[1].startswith("convert -s 1 -t 2 -i ubuntu-2204-kube-v1.30.2-xen-fixed.vhd -o ")
-    assert qemu_info(result.image)["format"] == "vpc"
+    assert calls == [
+        "convert -s 0 -t 1 -i ubuntu-2204-kube-v1.30.2-xen.raw -o ubuntu-2204-kube-v1.30.2-xen-fixed.vhd",
+        "convert -s 1 -t 2 -i ubuntu-2204-kube-v1.30.2-xen-fixed.vhd -o ubuntu-2204-kube-v1.30.2-xen.vhd",
+    ]
+    faketime = (entry / "faketime.calls").read_text().splitlines()
+    assert len(faketime) == 1 and faketime[0].startswith("2010-01-01 ")
+    assert faketime[0].endswith(calls[1])
+    unpacked = tmp_path / "unpacked.vhd"
+    with bz2.open(result.image) as packed:
+        unpacked.write_bytes(packed.read())
+    info = qemu_info(unpacked)
+    assert info["format"] == "vpc"
     leftovers = {p.name for p in entry.iterdir()} - {
         result.image.name, f"{result.image.name}.sha256", f"{result.image.name}.md5",
-        "build.log", "packer-vars.json", "built", "result.json", "vhd-util.calls",
+        "build.log", "packer-vars.json", "built", "result.json", "vhd-util.calls", "faketime.calls",
     }  # fmt: skip
     assert leftovers == set()
+
+
+def test_the_output_path_comes_from_the_targets_build_name(checkout: Path, tmp_path: Path) -> None:
+    """ubuntu-2204-cloudimg's var file says build_name ubuntu-2204: packer writes
+    output/ubuntu-2204-kube-.../, and a stale directory there is what has to go."""
+    stale = checkout / "images/capi/output/ubuntu-2204-kube-v1.30.2"
+    stale.mkdir(parents=True)
+    (stale / "ubuntu-2204-kube-v1.30.2").write_bytes(b"half")
+    result, steps, _ = build(request(checkout, tmp_path, os_name="ubuntu-2204-cloudimg"))
+    assert any(step.startswith(f"removing {stale}") for step in steps)
+    assert result.image.name == "ubuntu-2204-kube-v1.30.2-kvm.qcow2"
+    assert qemu_info(result.image)["format"] == "qcow2"
+    received = json.loads((stale / "variables.json").read_text())
+    assert received["disk_image"] == "true"  # built from the cloudimg target's var file
+    # The plain ubuntu-2204 target builds the same name, but is cached apart from it.
+    plain, _, _ = build(request(checkout, tmp_path))
+    assert not plain.cached and plain.image.parent != result.image.parent
+    assert builds_run(checkout) == 2
+
+
+def test_flatcar_build_name_comes_from_the_environment_as_packer_makes_it(
+    checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ImageBuildError, match="FLATCAR_CHANNEL, FLATCAR_VERSION"):
+        build(request(checkout, tmp_path, os_name="flatcar"))
+    assert builds_run(checkout) == 0
+    monkeypatch.setenv("FLATCAR_CHANNEL", "stable")
+    monkeypatch.setenv("FLATCAR_VERSION", "4152.2.3")
+    result, _, _ = build(request(checkout, tmp_path, os_name="flatcar"))
+    assert result.image.name == "flatcar-stable-4152.2.3-kube-v1.30.2-kvm.qcow2"
+    artifact = checkout / "images/capi/output/flatcar-stable-4152.2.3-kube-v1.30.2"
+    assert (artifact / "flatcar-stable-4152.2.3-kube-v1.30.2").is_file()
 
 
 def test_the_build_command_prints_the_result(checkout: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from kubectl_capc.cloudstack.client import (
     OwnerScope,
     Template,
     TemplateSpec,
+    UploadTLS,
     credentials_from_config,
     credentials_from_secret_data,
 )
@@ -255,7 +256,9 @@ def test_upload_streams_the_file_with_its_checksum_then_copy_and_delete(
     ticket = client.upload_ticket(spec("uploaded"), zone1)
     assert "metadata" not in repr(ticket) and ticket.metadata not in repr(ticket)
     progress: list[int] = []
-    client.upload(ticket, image, lambda sent, total: progress.append(sent))
+    client.upload(
+        ticket, image, lambda sent, total: progress.append(sent), tls=UploadTLS(cloudstack.upload_ca_file)
+    )
     assert progress[-1] == image.stat().st_size
     record = cloudstack.state.templates[ticket.template_id].upload
     assert record is not None
@@ -334,9 +337,10 @@ def test_a_second_upload_for_the_same_ticket_is_refused(cloudstack: CloudStackDo
     client = client_for(cloudstack)
     image = qcow2(tmp_path / "a.qcow2")
     ticket = client.upload_ticket(spec("once"), zone_ids(client)[0])
-    client.upload(ticket, image)
+    tls = UploadTLS(cloudstack.upload_ca_file)
+    client.upload(ticket, image, tls=tls)
     with pytest.raises(CloudStackError, match="answered HTTP 400: an upload for this template has already"):
-        client.upload(ticket, image)
+        client.upload(ticket, image, tls=tls)
 
 
 # --- errors ---------------------------------------------------------------------------------------

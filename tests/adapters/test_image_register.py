@@ -3,6 +3,7 @@ sources, reuse and waits on re-runs, failed and duplicate templates, and runs in
 
 from __future__ import annotations
 
+import bz2
 import functools
 import hashlib
 import http.server
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -21,9 +23,11 @@ import pytest
 from kubectl_capc.cloudstack.client import (
     CloudStackClient,
     CloudStackError,
+    CloudStackUnreachable,
     Credentials,
     OwnerScope,
     Template,
+    UploadTLS,
 )
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.images import Hypervisor
@@ -43,6 +47,7 @@ from kubectl_capc.ops.image_targets import ZoneTarget
 from tests.csdouble.faults import parse_faults
 from tests.csdouble.seed import add_template
 from tests.csdouble.server import CloudStackDouble
+from tests.csdouble.tls import make_certificates
 
 UBUNTU_2204 = "46f966f7-d8d7-461e-9b51-46642c22c1bc"
 V1_30_2 = KubeVersion(1, 30, 2)
@@ -87,7 +92,12 @@ def run(
     double: CloudStackDouble, source: ImageSource, reporter: Recorder | None = None, **kwargs: Any
 ) -> tuple[ZoneOutcome, ...]:
     spec = template_spec_for(current(double), V1_30_2, source)
-    options: dict[str, Any] = {"replace_failed": False, "timeout": 20.0, **kwargs}
+    options: dict[str, Any] = {
+        "replace_failed": False,
+        "timeout": 20.0,
+        "upload_tls": UploadTLS(double.upload_ca_file),
+        **kwargs,
+    }
     return register_image(
         targets_for(double),
         spec,
@@ -324,6 +334,66 @@ def test_file_is_uploaded_once_and_copied_to_the_other_zone(
     record = cloudstack.state.templates[outcomes[0].template_id].upload
     assert record is not None and record.sha256 == hashlib.sha256(image.read_bytes()).hexdigest()
     assert any(step.startswith(f"copying {NAME} from zone zone1 to zone2") for step in reporter.steps)
+
+
+def test_the_upload_is_named_for_its_format_whatever_the_local_file_is_called(
+    cloudstack: CloudStackDouble, tmp_path: Path
+) -> None:
+    """The SSVM refuses a qcow2 sent as `.img`: the file goes as `<template name>.qcow2`."""
+    image = qcow2(tmp_path / "node-image.img")
+    outcomes = run(cloudstack, ImageSource(path=image))
+    assert [o.action for o in outcomes] == ["uploaded", "copied"]
+    record = cloudstack.state.templates[outcomes[0].template_id].upload
+    assert record is not None and record.filename == f"{NAME}.qcow2"
+
+
+def test_a_compressed_file_keeps_its_compression_suffix(cloudstack: CloudStackDouble, tmp_path: Path) -> None:
+    plain = qcow2(tmp_path / "disk.qcow2")
+    packed = tmp_path / "disk.qcow2.bz2"
+    packed.write_bytes(bz2.compress(plain.read_bytes()))
+    outcomes = run(cloudstack, ImageSource(path=packed))
+    record = cloudstack.state.templates[outcomes[0].template_id].upload
+    assert record is not None and record.filename == f"{NAME}.qcow2.bz2"
+
+
+def test_an_unverifiable_upload_certificate_fails_at_once_naming_the_flags(
+    cloudstack: CloudStackDouble, tmp_path: Path
+) -> None:
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    started = time.monotonic()
+    with pytest.raises(CloudStackUnreachable) as caught:
+        run(cloudstack, ImageSource(path=image), upload_tls=UploadTLS())
+    assert time.monotonic() - started < 10
+    message = str(caught.value)
+    assert "certificate of the secondary-storage VM at https://127.0.0.1:" in message
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "\n" not in message
+    assert "--upload-ca-file FILE" in (caught.value.hint or "")
+    assert "--upload-insecure" in (caught.value.hint or "")
+    assert "signature" not in message.lower()
+    assert len(calls(cloudstack, "getUploadParamsForTemplate")) == 1
+    (template,) = cloudstack.state.templates_named(NAME)
+    assert template.upload is None and not cloudstack.state.tickets[template.id].used
+    # A CA file that did not sign the certificate is refused too, and named.
+    other_ca = tmp_path / "other-ca.crt"
+    other_ca.write_bytes(make_certificates().ca_pem)
+    with pytest.raises(CloudStackUnreachable, match=f"not signed by the CA in {other_ca}"):
+        cloudstack.reset()
+        run(cloudstack, ImageSource(path=image), upload_tls=UploadTLS(other_ca))
+
+
+def test_upload_insecure_uploads_without_checking_and_warns(
+    cloudstack: CloudStackDouble, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # urllib3's per-request warning is not repeated
+        outcomes = run(cloudstack, ImageSource(path=image), upload_tls=UploadTLS(insecure=True))
+    assert [o.action for o in outcomes] == ["uploaded", "copied"]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    host = cloudstack.upload_base_url.removeprefix("https://")
+    assert warned == [
+        f"--upload-insecure: the certificate of the secondary-storage VM at {host} is not checked"
+    ]
 
 
 def test_interrupted_after_the_upload_then_rerun_copies_without_uploading_again(

@@ -2,7 +2,8 @@
 
 When it listens it writes DIR/cloudstack.pid, then DIR/cloudstack.env (mode 0600, written atomically,
 rewritten when the keys change) with CLOUDSTACK_ENDPOINT, CLOUDSTACK_KEY and CLOUDSTACK_SECRET.
-SIGTERM or SIGINT stops it.
+The upload server (the secondary-storage VM's part) is HTTPS only; DIR/ssvm-ca.crt holds the CA that
+signed its certificate. SIGTERM or SIGINT stops it.
 """
 
 from __future__ import annotations

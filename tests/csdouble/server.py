@@ -1,4 +1,9 @@
-"""CloudStackDouble: the HTTP server (werkzeug, threaded, loopback) around the in-memory cloud."""
+"""CloudStackDouble: the HTTP server (werkzeug, threaded, loopback) around the in-memory cloud.
+
+The API is served over plain HTTP; the upload URLs that getUploadParamsForTemplate hands out point at a
+second, HTTPS-only server standing in for the secondary-storage VM, whose certificate is signed by the
+double's own CA (`upload_ca_file`), as a real SSVM's is signed by CloudStack's.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ from . import api
 from .admin import handle_admin
 from .seed import apply_seed
 from .state import State, random_key
+from .tls import make_certificates
 from .upload import UploadRequest, handle_upload
+
+UPLOAD_CA_FILE = "ssvm-ca.crt"
 
 HOST = "127.0.0.1"
 
@@ -65,6 +73,9 @@ class CloudStackDouble:
         self._owns_upload_dir = False
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._upload_server: BaseWSGIServer | None = None
+        self._upload_thread: threading.Thread | None = None
+        self._upload_ca_file: Path | None = None
         self._on_credentials_change = on_credentials_change
         self._load(self._initial_seed, keep_credentials=False)
 
@@ -82,7 +93,18 @@ class CloudStackDouble:
         self._server = make_server(
             HOST, self._port, self._wsgi, threaded=True, request_handler=QuietRequestHandler
         )
-        self.state.upload_base_url = f"http://{HOST}:{self._server.port}"
+        certificates = make_certificates(HOST)
+        self._upload_ca_file = (self._data_dir or self._upload_dir) / UPLOAD_CA_FILE
+        self._upload_ca_file.write_bytes(certificates.ca_pem)
+        self._upload_server = make_server(
+            HOST,
+            0,
+            self._upload_wsgi,
+            threaded=True,
+            request_handler=QuietRequestHandler,
+            ssl_context=certificates.server_context(),
+        )
+        self.state.upload_base_url = f"https://{HOST}:{self._upload_server.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -90,16 +112,26 @@ class CloudStackDouble:
             daemon=True,
         )
         self._thread.start()
+        self._upload_thread = threading.Thread(
+            target=self._upload_server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="cloudstack-double-ssvm",
+            daemon=True,
+        )
+        self._upload_thread.start()
         return self
 
     def stop(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        for server, thread in ((self._server, self._thread), (self._upload_server, self._upload_thread)):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+            if thread is not None:
+                thread.join()
         self._server, self._thread = None, None
+        self._upload_server, self._upload_thread = None, None
         if self._owns_upload_dir and self._upload_dir is not None:
             shutil.rmtree(self._upload_dir, ignore_errors=True)
 
@@ -134,6 +166,18 @@ class CloudStackDouble:
     @property
     def upload_dir(self) -> Path | None:
         return self._upload_dir
+
+    @property
+    def upload_base_url(self) -> str:
+        """Where the upload URLs point: `https://127.0.0.1:PORT` (then `/upload/<template id>`)."""
+        return self.state.upload_base_url
+
+    @property
+    def upload_ca_file(self) -> Path:
+        """The PEM file of the CA that signed the upload server's certificate."""
+        if self._upload_ca_file is None:
+            raise RuntimeError("the CloudStack double is not started")
+        return self._upload_ca_file
 
     def apply_seed(self, seed: dict[str, Any]) -> None:
         """Replace the cloud; the API keys stay unless the seed's `credentials` pins new ones."""
@@ -175,19 +219,26 @@ class CloudStackDouble:
         response: Response
         if path == "/client/api":
             response = self._api(Request(environ))
-        elif path.startswith("/upload/"):
-            request = UploadRequest(environ)
-            assert self._upload_dir is not None
-            request.upload_dir = self._upload_dir
-            template_id = path[len("/upload/") :]
-            if template_id not in self.state.tickets:
-                response = Response("unknown upload id", status=404, mimetype="text/plain")
-            else:
-                response = handle_upload(self.state, request, template_id)
         elif path.startswith("/admin/"):
             response = handle_admin(self, Request(environ), path[len("/admin/") :])
         else:
             response = Response("not found", status=404, mimetype="text/plain")
+        return response(environ, start_response)
+
+    def _upload_wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """The SSVM's upload server: POST /upload/<template id>, nothing else."""
+        path = environ.get("PATH_INFO", "")
+        response: Response
+        template_id = path[len("/upload/") :] if path.startswith("/upload/") else ""
+        if not template_id:
+            response = Response("not found", status=404, mimetype="text/plain")
+        elif template_id not in self.state.tickets:
+            response = Response("unknown upload id", status=404, mimetype="text/plain")
+        else:
+            request = UploadRequest(environ)
+            assert self._upload_dir is not None
+            request.upload_dir = self._upload_dir
+            response = handle_upload(self.state, request, template_id)
         return response(environ, start_response)
 
     def _api(self, request: Request) -> Response:

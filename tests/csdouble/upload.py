@@ -2,11 +2,16 @@
 
 Like the SSVM's HttpUploadServerHandler it wants a multipart POST to exactly the returned URL with
 X-signature / X-expires / X-metadata headers, a real Content-Length (no chunked bodies), one upload per
-template, and a file whose type matches the declared format. The body is streamed to disk.
+template. The body is streamed to disk. Then the file is checked twice, as the SSVM checks it: the
+`file` command's description of its content (looked at through .gz/.bz2 when the name ends so) must
+fit the **file name's extension** (a qcow2 named `.img` is refused with 400), and then the template's
+format, with the name's compression suffix (refused with 500). `describe_content` plays `file`.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import hmac
 import os
@@ -42,24 +47,76 @@ def _text(status: int, message: str) -> Response:
     return Response(message, status=status, mimetype="text/plain")
 
 
-def detected_format(path: Path) -> str | None:
-    """QCOW2 / VHD / OVA by magic bytes; 'compressed' when the file is bz2/gzip/zip; None otherwise."""
-    size = path.stat().st_size
+def describe_content(path: Path, look_inside: bool) -> str:
+    """What `file -b` (`file -bz` when `look_inside`) says of the types an image upload can hold."""
     with path.open("rb") as handle:
-        head = handle.read(512)
-        footer = b""
-        if size >= 512:
-            handle.seek(size - 512)
-            footer = handle.read(512)
+        head = handle.read(0x8006)
+    outer = _describe(head)
+    if not look_inside or not outer.startswith(("bzip2", "gzip")):
+        return outer
+    inner = _decompressed_head(path, bz2_data=outer.startswith("bzip2"))
+    return f"{_describe(inner)} ({outer})" if inner is not None else outer
+
+
+def _decompressed_head(path: Path, *, bz2_data: bool) -> bytes | None:
+    try:
+        with bz2.open(path, "rb") if bz2_data else gzip.open(path, "rb") as stream:
+            return stream.read(0x8006)
+    except (OSError, EOFError):
+        return None
+
+
+def _describe(head: bytes) -> str:
     if head.startswith(b"QFI\xfb"):
-        return "QCOW2"
-    if head.startswith(b"conectix") or footer.startswith(b"conectix") or footer[1:].startswith(b"conectix"):
-        return "VHD"
+        return f"QEMU QCOW Image (v{int.from_bytes(head[4:8], 'big')})"
+    if head.startswith(b"conectix"):  # dynamic VHDs copy the footer to the start; fixed ones do not
+        return "Microsoft Disk Image, Virtual Server or Virtual PC"
+    if head.startswith(b"KDMV"):
+        return "VMware4 disk image"
     if head[257:262] == b"ustar":
-        return "OVA"
-    if head.startswith((b"BZh", b"\x1f\x8b", b"PK\x03\x04")):
-        return "compressed"
-    return None
+        return "POSIX tar archive"
+    if head.startswith(b"BZh"):
+        return "bzip2 compressed data"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip compressed data"
+    if head.startswith(b"PK\x03\x04"):
+        return "Zip archive data"
+    if head[0x8001:0x8006] == b"CD001":
+        return "ISO 9660 CD-ROM filesystem data"
+    if head[510:512] == b"\x55\xaa":
+        return "DOS/MBR boot sector"
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "ASCII text"
+    return "data" if head else "empty"
+
+
+# Which descriptions each extension may carry (ImageStoreUtil.checkTemplateFormat), e.g. VMDKs and raw
+# disks are often just "data" to `file`.
+_CONTENT_FOR_EXTENSION = (
+    (("vmdk",), ("VMware", "data")),
+    (("raw", "img"), ("x86 boot", "data")),
+    (("qcow2",), ("QEMU QCOW",)),
+    (("vhd", "vhdx"), ("Microsoft Disk Image",)),
+    (("ova", "tar"), ("POSIX tar",)),
+)
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip")
+FORMAT_EXTENSIONS = {"QCOW2": "qcow2", "VHD": "vhd", "OVA": "ova", "RAW": "raw", "VHDX": "vhdx"}
+
+
+def is_compressed_name(name: str) -> bool:
+    return name.lower().endswith(COMPRESSION_SUFFIXES)
+
+
+def format_mismatch(description: str, name: str) -> str:
+    """'' when content described so may be called `name`; the description otherwise."""
+    lowered = name.lower()
+    for extensions, contents in _CONTENT_FOR_EXTENSION:
+        named = any(lowered.endswith((ext, *(ext + c for c in COMPRESSION_SUFFIXES))) for ext in extensions)
+        if named and any(content in description for content in contents):
+            return ""
+    if description.startswith(("ISO 9660", "DOS/MBR")) and lowered.endswith("iso"):
+        return ""
+    return description
 
 
 def _digests(path: Path) -> tuple[str, str]:
@@ -71,8 +128,8 @@ def _digests(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), md5.hexdigest()
 
 
-def _virtual_size(path: Path, fmt: str | None, fallback: int) -> int:
-    if fmt != "QCOW2":
+def _virtual_size(path: Path, plain_qcow2: bool, fallback: int) -> int:
+    if not plain_qcow2:
         return fallback
     with path.open("rb") as handle:
         header = handle.read(32)
@@ -138,23 +195,43 @@ def handle_upload(state: State, request: UploadRequest, template_id: str) -> Res
         zone_id = state.tickets[template_id].zone_id
         row = template.zones[zone_id]
         if record is None:
-            row.state, row.error = ZoneState.ERROR, "no file part in the upload request"
-            return _text(400, row.error)
-        upload, fmt = record
-        if fmt not in (template.format, "compressed"):
-            row.state, row.error = ZoneState.ERROR, f"uploaded file is not a valid {template.format} image"
+            row.state, row.error = ZoneState.ERROR, "received entity is not a file"
             return _text(422, row.error)
+        upload, description, plain = record
+        # HttpUploadServerHandler: the content against the name it was sent under.
+        mismatch = format_mismatch(description, upload.filename)
+        if mismatch:
+            row.state = ZoneState.ERROR
+            row.error = (
+                f"File type mismatch between the sent file and the actual content. Received: {mismatch}"
+            )
+            return _text(400, row.error)
+        # NfsSecondaryStorageResource.postUpload: the content against the template's format.
+        expected = "dummy." + FORMAT_EXTENSIONS.get(template.format, template.format.lower())
+        if is_compressed_name(upload.filename):
+            expected += "." + upload.filename.rsplit(".", 1)[-1].lower()
+        mismatch = format_mismatch(description, expected)
+        if mismatch:
+            row.state = ZoneState.ERROR
+            row.error = (
+                "File type mismatch between uploaded file and selected format. "
+                f"Selected file format: {template.format}. Received: {mismatch}"
+            )
+            return _text(500, row.error)
         template.upload = upload
         template.physicalsize = upload.size
-        template.size = _virtual_size(Path(upload.path), fmt, upload.size)
+        template.size = _virtual_size(Path(upload.path), plain, upload.size)
         downloads.start(row, state.settings.download, state.download_fault_for(template, zone_id))
     return _text(200, "upload successful.")
 
 
-def _inspect(path: Path, filename: str) -> tuple[UploadRecord, str | None]:
-    """Checksums and detected format of a received file (outside the state lock: files can be big)."""
+def _inspect(path: Path, filename: str) -> tuple[UploadRecord, str, bool]:
+    """Checksums and the content's description of a received file (outside the state lock: files can
+    be big); whether it is a plain (uncompressed) qcow2 whose header tells the virtual size."""
     sha256, md5 = _digests(path)
-    return UploadRecord(str(path), filename, path.stat().st_size, sha256, md5), detected_format(path)
+    description = describe_content(path, look_inside=is_compressed_name(filename))
+    record = UploadRecord(str(path), filename, path.stat().st_size, sha256, md5)
+    return record, description, description.startswith("QEMU QCOW")
 
 
 def upload_summary(template: Template) -> dict[str, Any] | None:

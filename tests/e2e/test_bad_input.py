@@ -324,6 +324,30 @@ CASES = [
         "not --url and --file and --prebuilt",
     ),
     Case(
+        "upload-insecure-without-upload",
+        register("c1", *URL, "--upload-insecure"),
+        USAGE,
+        "--upload-insecure is only for uploads; drop it, or upload with --file",
+    ),
+    Case(
+        "upload-ca-file-without-build",
+        upgrade("c1", "--upload-ca-file", "{files}/notes.txt"),
+        USAGE,
+        "--upload-ca-file is only for uploads; drop it, or upload with --image-source build",
+    ),
+    Case(
+        "upload-ca-file-and-insecure",
+        register("c1", "--file", "{files}/notes.txt", "--upload-ca-file", "/dev/null", "--upload-insecure"),
+        USAGE,
+        "--upload-ca-file conflicts with --upload-insecure",
+    ),
+    Case(
+        "upload-ca-file-not-pem",
+        register("c1", "--file", "{files}/notes.txt", "--upload-ca-file", "{files}/notes.txt"),
+        USAGE,
+        "cannot be read as PEM certificates",
+    ),
+    Case(
         "image-url-with-build-source",
         upgrade("c1", "--image-source", "build", "--image-url", IMAGE_URL, "--image-builder-dir", "{files}"),
         USAGE,

@@ -285,9 +285,9 @@ def url_scenario() -> Scenario:
     )  # fmt: skip
 
 
-def build_scenario(checkout: Path, cache: Path) -> Scenario:
+def build_scenario(checkout: Path, cache: Path, upload_ca_file: Path) -> Scenario:
     """Images built by the stand-in image-builder, one checkout per target: like the real one, it
-    cannot run two builds in one checkout at a time."""
+    cannot run two builds in one checkout at a time. Uploads verify the double's CA."""
     import shutil
     import sys
 
@@ -295,7 +295,8 @@ def build_scenario(checkout: Path, cache: Path) -> Scenario:
         own = checkout.with_name(f"image-builder-{target}")
         if not own.exists():
             shutil.copytree(checkout, own, symlinks=True)  # .git included: the same commit
-        source = ["--image-source", "build", "--image-builder-dir", str(own)]
+        source = ["--image-source", "build", "--image-builder-dir", str(own),
+                  "--upload-ca-file", str(upload_ca_file)]  # fmt: skip
         return ["--to", target, *source, "--poll-interval", "0.1s"]
 
     return Scenario(

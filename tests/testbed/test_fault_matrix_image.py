@@ -27,7 +27,8 @@ def test_sigkill_in_the_image_pipeline(
 ) -> None:
     checkout = standin_checkout_in(tmp_path)
     rows = []
-    for scenario in (url_scenario(), build_scenario(checkout, tmp_path / "cache")):
+    built = build_scenario(checkout, tmp_path / "cache", testenv_v1beta2.upload_ca_file)
+    for scenario in (url_scenario(), built):
         reference = reference_run(testenv_v1beta2, scenario)
         stops = [(p, "SIGKILL") for p in image_steps(reference.points)]
         middles = [p for p, _ in stops if p.startswith(("waiting for template", "uploading "))]

@@ -36,7 +36,7 @@ def test_sigint_stops_between_writes_and_says_how_to_resume(
     ]
     assert set(one_hop) <= set(reference.points)
     rows = run_matrix(bed, SINGLE_HOP, reference, [(p, "SIGINT") for p in one_hop])
-    scenario = build_scenario(standin_checkout_in(tmp_path), tmp_path / "cache")
+    scenario = build_scenario(standin_checkout_in(tmp_path), tmp_path / "cache", bed.upload_ca_file)
     image_reference = reference_run(bed, scenario)
     in_pipeline = [
         p for p in image_steps(image_reference.points)

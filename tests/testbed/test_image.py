@@ -69,9 +69,13 @@ def registered_everywhere(
     assert templates_per_zone(bed, template) == READY_EVERYWHERE
 
 
-def register_args(namespace: str, cluster: str, version: str, *source: str) -> list[str]:
+def register_args(
+    namespace: str, cluster: str, version: str, *source: str, bed: TestBed | None = None
+) -> list[str]:
+    """`image register` arguments; with `bed`, uploads verify the certificate with the double's CA."""
+    tls = ["--upload-ca-file", str(bed.upload_ca_file)] if bed is not None else []
     return ["image", "register", "--cluster", cluster, "-n", namespace, "--version", version, *source,
-            "--poll-interval", "0.05s", "--timeout", "60s"]  # fmt: skip
+            *tls, "--poll-interval", "0.05s", "--timeout", "60s"]  # fmt: skip
 
 
 def test_list_shows_templates_per_failure_domain_zone(cluster: tuple[TestBed, str, str]) -> None:
@@ -156,9 +160,7 @@ def test_prebuilt_with_a_missing_file_fails_before_registering(
 ) -> None:
     bed, namespace, name = cluster
     version = new_version()
-    done = cli(
-        bed, *register_args(namespace, name, version, "--prebuilt"), "--prebuilt-base-url", image_site
-    )
+    done = cli(bed, *register_args(namespace, name, version, "--prebuilt"), "--prebuilt-base-url", image_site)
     assert done.returncode == 2
     expected = f"{image_site}/kvm/ubuntu-2204-kube-{version}-kvm.qcow2.bz2 (HTTP 404)"
     assert done.stderr.startswith(f"error: no prebuilt image at {expected}")
@@ -229,7 +231,7 @@ def test_streamed_upload_keeps_memory_flat_and_copies_to_the_second_zone(
         out = tmp_path / str(size)
         out.mkdir()
         code, peaks[size], stderr = run_measured(
-            bed, register_args(namespace, name, version, "--file", str(image)), out
+            bed, register_args(namespace, name, version, "--file", str(image), bed=bed), out
         )
         assert code == 0, stderr
         actions = [line.split()[-1] for line in (out / "stdout").read_text().splitlines()[1:]]
@@ -268,9 +270,7 @@ def test_a_run_killed_while_waiting_is_finished_by_a_rerun(cluster: tuple[TestBe
     statuses = [status for s in templates_per_zone(bed, template).values() for status in s]
     assert not any(status.startswith("Download Complete") for status in statuses)
 
-    done = cli(
-        bed, *register_args(namespace, name, version, "--url", f"http://127.0.0.1:9/{template}.qcow2")
-    )
+    done = cli(bed, *register_args(namespace, name, version, "--url", f"http://127.0.0.1:9/{template}.qcow2"))
     registered_everywhere(bed, template, done, "waited", "waited")
     assert len(commands_called(bed, "registerTemplate", template)) == 1
 
@@ -282,7 +282,7 @@ def test_a_run_killed_during_the_upload_is_finished_by_a_rerun_with_replace(
     version = new_version()
     template = f"ubuntu-2204-kube-{version}"
     image = sparse_qcow2(tmp_path / f"{template}-kvm.qcow2", 1 << 30)
-    args = register_args(namespace, name, version, "--file", str(image))
+    args = register_args(namespace, name, version, "--file", str(image), bed=bed)
     process = subprocess.Popen(
         [sys.executable, "-m", "kubectl_capc", *args, "--kubeconfig", str(bed.kubeconfig)],
         stdout=subprocess.DEVNULL,
@@ -297,8 +297,43 @@ def test_a_run_killed_during_the_upload_is_finished_by_a_rerun_with_replace(
     process.wait()
     assert list(templates_per_zone(bed, template)) == ["zone1"]
 
-    done = cli(bed, *register_args(namespace, name, version, "--file", str(image), "--replace"))
+    done = cli(bed, *register_args(namespace, name, version, "--file", str(image), "--replace", bed=bed))
     registered_everywhere(bed, template, done, "replaced", "copied")
+
+
+def test_uploads_check_the_ssvm_certificate_with_the_ca_file_or_not_at_all_with_a_warning(
+    cluster: tuple[TestBed, str, str], tmp_path: Path
+) -> None:
+    """The double's upload server has a certificate from its own CA, as an SSVM has one from
+    CloudStack's: without --upload-ca-file the upload fails at once, naming the flags; with the CA it
+    succeeds; --upload-insecure succeeds too, with a warning."""
+    bed, namespace, name = cluster
+    version = new_version()
+    template = f"ubuntu-2204-kube-{version}"
+    image = sparse_qcow2(tmp_path / "node.img", 16 << 20)  # a qcow2, named as cloud images often are
+    refused = cli(bed, *register_args(namespace, name, version, "--file", str(image)))
+    assert refused.returncode == 4, refused.stderr
+    (error,) = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert "certificate of the secondary-storage VM at https://127.0.0.1:" in error
+    assert "--upload-ca-file FILE" in error and "--upload-insecure" in error
+    (stuck,) = templates_named(bed, template)
+    assert stuck["upload"] is None
+
+    done = cli(bed, *register_args(namespace, name, version, "--file", str(image), bed=bed))
+    # The refused run's process is gone and its ticket unused: its template is replaced.
+    registered_everywhere(bed, template, done, "replaced", "copied")
+    (uploaded,) = templates_named(bed, template)
+    assert uploaded["upload"]["filename"] == f"{template}.qcow2"  # named for its format, not `.img`
+    assert "warning" not in done.stderr.lower()
+
+    version = new_version()
+    template = f"ubuntu-2204-kube-{version}"
+    args = register_args(namespace, name, version, "--file", str(image), "--upload-insecure")
+    insecure = cli(bed, *args)
+    registered_everywhere(bed, template, insecure, "uploaded", "copied")
+    warnings = [line for line in insecure.stderr.splitlines() if "--upload-insecure" in line]
+    assert len(warnings) == 1 and "is not checked" in warnings[0], insecure.stderr
+    assert "InsecureRequestWarning" not in insecure.stderr
 
 
 def killed_before_tagging(bed: TestBed, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -337,7 +372,7 @@ def test_an_upload_killed_before_its_tags_is_uploaded_again_and_tagged(
     version = new_version()
     template = f"ubuntu-2204-kube-{version}"
     image = sparse_qcow2(tmp_path / f"{template}-kvm.qcow2", 8 << 20)
-    args = register_args(namespace, name, version, "--file", str(image))
+    args = register_args(namespace, name, version, "--file", str(image), bed=bed)
     killed = killed_before_tagging(bed, args)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert templates_per_zone(bed, template) == {"zone1": ["NotUploaded"]}

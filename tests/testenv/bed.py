@@ -64,6 +64,11 @@ class TestBed:
     def audit_log(self) -> Path:
         return self.dir / "audit.log"
 
+    @property
+    def upload_ca_file(self) -> Path:
+        """The CA that signed the certificate of the double's upload server (for `--upload-ca-file`)."""
+        return self.dir / "ssvm-ca.crt"
+
     def api_client(self) -> Any:
         """A kubernetes ApiClient for the admin identity."""
         from kubernetes import config

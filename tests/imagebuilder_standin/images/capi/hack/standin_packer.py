@@ -1,10 +1,12 @@
 """Play packer's part for the stand-in image-builder: merge the var files as packer would (last wins),
 refuse an existing output directory as packer does, and write a small real qcow2 where image-builder
-puts its artifact. It also writes `variables.json` beside the image (what the build received), counts
+puts its artifact. `{{env `NAME`}}` in a value is replaced by the variable, as packer's template engine
+does (empty when unset). It also writes `variables.json` beside the image (what the build received), counts
 builds in `output/.builds`, prints its environment to the log, and fails when STANDIN_FAIL is set."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,10 @@ os_file, *var_files = sys.argv[1:]
 variables = {}
 for path in ["packer/config/kubernetes.json", os_file, *var_files]:
     variables.update(json.loads(Path(path).read_text()))
+env_reference = re.compile(r"\{\{\s*env\s+`([^`]*)`\s*\}\}")
+for key, value in variables.items():
+    if isinstance(value, str):
+        variables[key] = env_reference.sub(lambda m: os.environ.get(m.group(1), ""), value)
 name = f"{variables['build_name']}-kube-{variables['kubernetes_semver']}"
 output = Path("output") / name
 
