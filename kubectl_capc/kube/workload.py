@@ -3,11 +3,13 @@
 `read_workload` reads the Secret (key `value`) with the management client, builds an API client for
 the workload cluster in memory -- the kubeconfig is never written to disk or logged; client keys and
 certificates reach the TLS layer as in-memory files (Linux memfd) -- and then sends a fixed set of
-requests, concurrently: one paginated LIST each of Nodes, Pods (those a drain would evict: scheduled,
-not Pending/Succeeded/Failed) and PodDisruptionBudgets, and one `GET /metrics` for the API server's
-`apiserver_requested_deprecated_apis` gauge. Objects are read as plain JSON (the typed models would
-cost seconds of CPU for ten thousand pods). However large the cluster, that is 1 Secret GET + 3 LISTs
-+ 1 GET, plus one request per further page of `PAGE_SIZE` objects.
+requests: one paginated LIST each of Nodes and PodDisruptionBudgets and one `GET /metrics` for the API
+server's `apiserver_requested_deprecated_apis` gauge, concurrently; then, only when some budget allows
+no disruption (the one check that needs them), one paginated LIST of the Pods a drain would evict
+(scheduled, not Pending/Succeeded/Failed), which are most of the bytes a big cluster sends. Objects are
+read as plain JSON (the typed models would cost seconds of CPU for ten thousand pods). However large
+the cluster, that is 1 Secret GET + 2 or 3 LISTs + 1 GET, plus one request per further page of
+`PAGE_SIZE` objects.
 
 Nothing here raises for the workload cluster: a missing or unreadable Secret, a kubeconfig that cannot
 be used, or an API server that does not answer gives `WorkloadFacts.unreachable` (what went wrong), a
@@ -56,6 +58,7 @@ __all__ = [
     "KUBECONFIG_KEY",
     "PAGE_SIZE",
     "WorkloadRead",
+    "blocks_evictions",
     "kubeconfig_secret",
     "machine_cluster",
     "machine_from_object",
@@ -230,6 +233,11 @@ def pdb_from_object(obj: Mapping[str, Any]) -> PodDisruptionBudget:
     )
 
 
+def blocks_evictions(pdb: PodDisruptionBudget) -> bool:
+    """Whether the budget refuses every eviction of a pod it selects (the only case Pods are read for)."""
+    return pdb.selector is not None and pdb.disruptions_allowed <= 0
+
+
 # -- reading ---------------------------------------------------------------------------------------
 
 
@@ -277,20 +285,24 @@ class _Workload:
         self.requests = 0
 
     def read(self) -> WorkloadFacts:
-        lists: list[tuple[str, str, Callable[[Mapping[str, Any]], Any]]] = [
-            ("/api/v1/nodes", "", node_from_object),
-            ("/api/v1/pods", EVICTABLE_PODS, pod_from_object),
-            ("/apis/policy/v1/poddisruptionbudgets", "", pdb_from_object),
-        ]
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="workload") as pool:
+        """Nodes, budgets and the metric at once; then the Pods, but only when some budget allows no
+        disruption: no other check reads them, and they are most of what a big cluster sends."""
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="workload") as pool:
             metrics = pool.submit(self._metrics)
-            listed = [pool.submit(self._list, path, selector, parse) for path, selector, parse in lists]
+            nodes = pool.submit(self._list, "/api/v1/nodes", "", node_from_object)
+            budgets = pool.submit(self._list, "/apis/policy/v1/poddisruptionbudgets", "", pdb_from_object)
             try:
-                nodes, pods, pdbs = (future.result() for future in listed)
+                pdbs: list[PodDisruptionBudget] = budgets.result()
+                pods = (
+                    self._list("/api/v1/pods", EVICTABLE_PODS, pod_from_object)
+                    if any(blocks_evictions(pdb) for pdb in pdbs)
+                    else []
+                )
+                listed_nodes = nodes.result()
             except _Unusable as err:
                 return WorkloadFacts(unreachable=str(err))
             deprecated, metrics_error = metrics.result()
-        return WorkloadFacts(tuple(nodes), tuple(pods), tuple(pdbs), deprecated, metrics_error)
+        return WorkloadFacts(tuple(listed_nodes), tuple(pods), tuple(pdbs), deprecated, metrics_error)
 
     def _list(self, path: str, field_selector: str, parse: Callable[[Mapping[str, Any]], Any]) -> list[Any]:
         items: list[Any] = []

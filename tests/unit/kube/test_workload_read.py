@@ -237,7 +237,54 @@ def test_a_workload_api_server_that_refuses_connections_is_unreachable(
     text = kubeconfig(f"https://127.0.0.1:{port}", token="t0ken")
     secret_api(monkeypatch, SecretAnswer({"value": text}))
     read = read_workload(object(), "prod", "c1", request_timeout=2.0)
-    assert read.facts.unreachable.startswith("GET /api/v1/")
+    assert read.facts.unreachable.startswith("GET /api")
     assert f"https://127.0.0.1:{port}" in read.facts.unreachable
     assert "t0ken" not in read.facts.unreachable
     assert read.requests >= 3
+
+
+class FakeWorkload:
+    """Answers the workload reader's GETs from a table of paths; records the paths asked."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers, self.asked = answers, []  # type: ignore[var-annotated]
+        self.configuration = type("C", (), {"host": "https://w:6443"})()
+
+    def param_serialize(self, method: str, path: str, **_: Any) -> tuple[str, str]:
+        return method, path
+
+    def call_api(self, method: str, path: str) -> Any:
+        self.asked.append(path.partition("?")[0])
+        body = self.answers[path.partition("?")[0]]
+        data = body.encode() if isinstance(body, str) else __import__("json").dumps(body).encode()
+        return type("R", (), {"status": 200, "data": data, "read": lambda self: None})()
+
+
+def _budget(allowed: int) -> dict[str, Any]:
+    return {"metadata": {"name": "web", "namespace": "ns"}, "spec": {"selector": {}},
+            "status": {"disruptionsAllowed": allowed}}  # fmt: skip
+
+
+@pytest.mark.parametrize(("allowed", "pods_read"), [(1, False), (0, True)])
+def test_pods_are_read_only_when_a_budget_allows_no_disruption(allowed: int, pods_read: bool) -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns"},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": "Running"},
+    }
+    fake = FakeWorkload(
+        {
+            "/api/v1/nodes": {"items": [{"metadata": {"name": "n1"}}], "metadata": {}},
+            "/apis/policy/v1/poddisruptionbudgets": {"items": [_budget(allowed)], "metadata": {}},
+            "/api/v1/pods": {"items": [pod], "metadata": {}},
+            "/metrics": 'apiserver_requested_deprecated_apis{group="x",version="v1beta1",resource="r",'
+            'removed_release="1.29"} 1\n',
+        }
+    )
+    reader = workload._Workload(fake)
+    facts = reader.read()
+    assert ("/api/v1/pods" in fake.asked) is pods_read
+    assert reader.requests == (4 if pods_read else 3)
+    assert [p.name for p in facts.pods] == (["p"] if pods_read else [])
+    assert [n.name for n in facts.nodes] == ["n1"]
+    assert facts.deprecated_apis is not None and facts.deprecated_apis[0].removed_release == "1.29"
