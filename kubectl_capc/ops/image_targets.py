@@ -98,9 +98,11 @@ def _zone_of(domain: FailureDomain, zones: Sequence[Zone], client: CloudStackCli
     found = next((z for z in zones if ref.id and z.id == ref.id), None) or next(
         (z for z in zones if ref.name and z.name == ref.name), None
     )
-    if found is None:
-        raise CloudStackError(
-            f"zone {ref} of failure domain {domain.name} does not exist at {client.endpoint}",
+    if found is None:  # CloudStack answered: the cluster asks for something that is not there
+        names = ", ".join(z.name for z in zones) or "none"
+        raise PlanError(
+            f"zone {ref} of failure domain {domain.name} does not exist at {client.endpoint} "
+            f"(zones: {names})",
             hint="fix the failure domain's zone, or the api-url of its credentials Secret",
         )
     return found
