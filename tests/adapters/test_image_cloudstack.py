@@ -172,9 +172,9 @@ def test_owner_scope_resolves_projects_and_account_domains(cloudstack: CloudStac
     client = client_for(cloudstack)
     assert client.owner_scope() == OwnerScope()
     assert client.owner_scope(project="capc-clusters").project_id == "a6c6aaac-f9f9-4199-ae6a-3dae12c44dec"
-    scope = client.owner_scope(account="capc", domain="ROOT/capc")
-    assert (scope.account, scope.domain_id) == ("capc", "427fe23e-7dd6-4b05-a497-081ace9310a5")
-    assert client.owner_scope(account="capc", domain="capc") == scope
+    scope = client.owner_scope(account="dev-team", domain="ROOT/capc")
+    assert (scope.account, scope.domain_id) == ("dev-team", "427fe23e-7dd6-4b05-a497-081ace9310a5")
+    assert client.owner_scope(account="dev-team", domain="capc") == scope
     with pytest.raises(CloudStackError, match="project 'nope' is not visible"):
         client.owner_scope(project="nope")
 

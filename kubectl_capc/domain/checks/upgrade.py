@@ -304,3 +304,36 @@ def _hop_template_findings(
                     )
                 )
     return findings
+
+
+def planned_hops(inventory: ClusterInventory, facts: Facts, target: TargetVersion | None) -> tuple[Hop, ...]:
+    """The hops an upgrade to `target` takes, for the checks that follow a plan (the workload ones).
+
+    Planned as `check_target` plans them, from the templates the zones hold; when those cannot tell
+    (a catalog not read, no release patch found), one hop per minor at the target's patch, or .0: the
+    minors are what the version skew depends on. No target, a downgrade or no version: no hops.
+    """
+    control_plane = inventory.control_plane
+    if target is None or control_plane is None or inventory.cluster.topology is not None:
+        return ()
+    cp = _version(control_plane.version)
+    if cp is None:
+        return ()
+    workers = {md.name: v for md in inventory.machine_deployments if (v := _version(md.version)) is not None}
+    subjects = {ObjectRef("MachineDeployment", inventory.namespace, n): v for n, v in workers.items()}
+    if _downgrades({ObjectRef("", "", ""): cp, **subjects}, target):
+        return ()
+    zoned = zoned_domains(inventory, facts)
+    catalogs, _ = _catalogs(inventory, zoned, facts)
+    if catalogs is not None:
+        families = _families(template_users(inventory), catalogs)
+        try:
+            return plan_hops(cp, workers, target, _available(families.values(), zoned, catalogs))
+        except PlanError:
+            pass
+    steps = {KubeVersion(cp.major, minor, 0) for minor in range(cp.minor + 1, target.minor)}
+    steps.add(target.exact or KubeVersion(target.major, target.minor, 0))
+    try:
+        return plan_hops(cp, workers, target, steps)
+    except PlanError:
+        return ()
