@@ -346,6 +346,22 @@ def _is_topology_owned(obj: Obj) -> bool:
     return TOPOLOGY_OWNED_LABEL in _labels(obj)
 
 
+def _across_namespaces(ref: Ref, subject: str, role: str, problems: list[Problem]) -> bool:
+    """Whether `ref` names an object in another namespace than `subject`'s, recorded as a problem: CAPI
+    refuses such references (its webhooks) and never follows one (its controllers)."""
+    namespace = subject.split("/")[1]  # subjects are Kind/namespace/name
+    if ref.namespace == namespace:
+        return False
+    problems.append(
+        Problem(
+            subject,
+            f"{role} {ref} is in namespace {ref.namespace}: Cluster API only follows references within "
+            f"the object's own namespace ({namespace}); copy the template there and point at the copy",
+        )
+    )
+    return True
+
+
 @dataclass(frozen=True)
 class _TemplateIndex:
     """CloudStackMachineTemplates and bootstrap templates by (namespace, name)."""
@@ -364,6 +380,8 @@ class _TemplateIndex:
                 Problem(subject, f"machine template {ref.kind}/{ref.name} is not a CAPC template")
             )
             return None
+        if _across_namespaces(ref, subject, "machine template", problems):
+            return None
         template = self.machine.get((ref.namespace, ref.name))
         if template is None:
             problems.append(Problem(subject, f"machine template {ref} not found"))
@@ -374,6 +392,8 @@ class _TemplateIndex:
     ) -> BootstrapTemplate | None:
         if ref is None:
             problems.append(Problem(subject, "has no bootstrap config template reference"))
+            return None
+        if _across_namespaces(ref, subject, "bootstrap template", problems):
             return None
         template = self.bootstrap.get((ref.kind, ref.namespace, ref.name))
         if template is None:

@@ -240,15 +240,25 @@ class KubeWriter:
         """Patch version and template of a KubeadmControlPlane or MachineDeployment in one request."""
         group, plural = _where(step.kind)
         body = patch_body(step, self.capi_version, annotations)
-        result: dict[str, Any] = self._write(
-            f"patch {step.subject}",
-            dry_run,
-            lambda: self._api.patch_namespaced_custom_object(
-                group, self.capi_version, self.namespace, plural, step.name, body,
-                field_manager=FIELD_MANAGER, dry_run=_dry_run(dry_run),
-                _content_type="application/merge-patch+json",
-            ),
-        )  # fmt: skip
+        what = f"patch {step.subject}"
+        try:
+            result: dict[str, Any] = self._write(
+                what,
+                dry_run,
+                lambda: self._api.patch_namespaced_custom_object(
+                    group, self.capi_version, self.namespace, plural, step.name, body,
+                    field_manager=FIELD_MANAGER, dry_run=_dry_run(dry_run),
+                    _content_type="application/merge-patch+json",
+                ),
+            )  # fmt: skip
+        except Rejected:
+            refused = _refused_as_stored(
+                self._api, group=group, version=self.capi_version, namespace=self.namespace,
+                plural=plural, name=step.name,
+            )  # fmt: skip
+            if refused is None:
+                raise
+            raise _invalid_as_stored(what, f"{step.kind}/{step.name}", refused) from None
         return result
 
     def delete_template(self, name: str, *, uid: str, resource_version: str, dry_run: bool) -> None:
@@ -548,6 +558,36 @@ def _where(kind: str) -> tuple[str, str]:
     return resource.group, resource.plural
 
 
+def _refused_as_stored(
+    api: Any, *, group: str, version: str, namespace: str, plural: str, name: str
+) -> str | None:
+    """The API server's refusal of the stored object sent back unchanged (an empty merge patch, dry run),
+    or None when it accepts it (or the probe cannot tell): a refused change may be the object's own fault,
+    e.g. one stored before a webhook or policy that rejects it was installed."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        api.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, {}, dry_run="All", field_manager=FIELD_MANAGER,
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+    except ApiException as err:
+        return server_message(err) if err.status in (400, 403, 422) else None
+    except (HTTPError, OSError):
+        return None
+    return None
+
+
+def _invalid_as_stored(what: str, subject: str, message: str) -> Rejected:
+    return Rejected(
+        f"{what}: {subject} as it is stored in the cluster is invalid: the API server refuses it even "
+        f"unchanged ({message})",
+        hint=f"fix {subject} itself (`kubectl edit`), then run the command again: the change is not "
+        "the cause",
+    )
+
+
 def server_dry_run(api_client: Any, objects: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """Send each object as a server-side apply with dryRun=All: admission and schema judge the result
     (an object missing from the cluster is judged as a create), and nothing is stored.
@@ -581,7 +621,15 @@ def server_dry_run(api_client: Any, objects: Sequence[Mapping[str, Any]]) -> lis
                 ) from None
             if err.status not in (400, 403, 409, 422):
                 raise KubeApiError(f"{what}: HTTP {err.status}: {message}") from None
-            # A refusal of the object itself: admission (webhooks, policies, also 403) or validation.
+            # A refusal of the object itself: admission (webhooks, policies, also 403) or validation;
+            # when the stored object is refused even unchanged, that is what to fix, not the change.
+            plural = RESOURCES[str(obj["kind"])].plural
+            stored = _refused_as_stored(
+                api, group=group, version=version, namespace=metadata["namespace"], plural=plural,
+                name=metadata["name"],
+            )  # fmt: skip
+            if stored is not None:
+                message = str(_invalid_as_stored(what, subject, stored))
             verdicts.append((subject, message))
             continue
         except (HTTPError, OSError) as err:

@@ -101,9 +101,11 @@ def _zone_of(domain: FailureDomain, zones: Sequence[Zone], client: CloudStackCli
         if ref.name
         else next((z for z in zones if z.id == ref.id), None)
     )
-    if found is None:
-        raise CloudStackError(
-            f"zone {ref} of failure domain {domain.name} does not exist at {client.endpoint}",
+    if found is None:  # CloudStack answered: the cluster asks for something that is not there
+        names = ", ".join(z.name for z in zones) or "none"
+        raise PlanError(
+            f"zone {ref} of failure domain {domain.name} does not exist at {client.endpoint} "
+            f"(zones: {names})",
             hint="fix the failure domain's zone, or the api-url of its credentials Secret",
         )
     return found

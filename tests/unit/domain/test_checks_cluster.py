@@ -110,3 +110,11 @@ def test_dangling_references_are_reported_as_incomplete(capi: str) -> None:
     [incomplete] = findings
     assert incomplete.check_id == "CAPC-C007"
     assert "CloudStackMachineTemplate/c1-md-0 not found" in incomplete.message
+
+
+def test_a_template_in_another_namespace_is_reported_with_that_reason() -> None:
+    objects = render()
+    find(objects, "MachineDeployment")["spec"]["template"]["spec"]["infrastructureRef"]["namespace"] = "other"
+    (finding,) = [f for f in check_cluster(inventory_of(objects)) if f.check_id == "CAPC-C007"]
+    assert "is in namespace other: Cluster API only follows references within" in finding.message
+    assert "not found" not in finding.message

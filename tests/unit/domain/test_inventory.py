@@ -451,3 +451,27 @@ def test_capc_e2e_style_upgrade_points_at_the_new_templates() -> None:
 
 def test_empty_input_gives_no_inventories() -> None:
     assert build_inventories(RawObjects(), "v1beta2") == ()
+
+
+def test_a_template_in_another_namespace_is_refused_as_such_not_as_missing() -> None:
+    objects = render_cluster("c1", md_count=1)
+    of_kind(objects, "MachineDeployment", "c1-md-0")["spec"]["template"]["spec"]["infrastructureRef"][
+        "namespace"
+    ] = "shared"
+    of_kind(objects, "KubeadmControlPlane")["spec"]["machineTemplate"]["infrastructureRef"]["namespace"] = (
+        "shared"
+    )
+    shared = copy.deepcopy(of_kind(objects, "CloudStackMachineTemplate", "c1-md-0"))
+    shared["metadata"]["namespace"] = "shared"  # even when it exists there
+    inv = inventory([*objects, shared])
+    messages = sorted(str(p) for p in inv.problems)
+    assert messages == [
+        "KubeadmControlPlane/default/c1-control-plane: machine template "
+        "CloudStackMachineTemplate/c1-control-plane is in namespace shared: Cluster API only follows "
+        "references within the object's own namespace (default); copy the template there and point at "
+        "the copy",
+        "MachineDeployment/default/c1-md-0: machine template CloudStackMachineTemplate/c1-md-0 is in "
+        "namespace shared: Cluster API only follows references within the object's own namespace (default); "
+        "copy the template there and point at the copy",
+    ]
+    assert inv.machine_deployments[0].machine_template is None

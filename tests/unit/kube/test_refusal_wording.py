@@ -38,12 +38,23 @@ API_KEY, SECRET_KEY = "key-5f0b7c", "secret-9d2e41"
 class CannedApiClient(ApiClient):
     """The kubernetes ApiClient, answering every request with one canned response, or failing to connect."""
 
-    def __init__(self, status: int = 200, body: Any = None, *, unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        status: int = 200,
+        body: Any = None,
+        *,
+        unreachable: bool = False,
+        then: list[tuple[int, Any]] | None = None,
+    ) -> None:
+        """`then`: the answers to the following requests, in order, once the first one is given."""
         super().__init__(Configuration(host="https://127.0.0.1:6443"))
         self.status, self.body, self.unreachable = status, body, unreachable
+        self.then = list(then or [])
         self.requests: list[tuple[str, str]] = []
 
     def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> rest.RESTResponse:
+        if self.requests and self.then:
+            self.status, self.body = self.then.pop(0)
         self.requests.append((method, urlparse(url).path))
         if self.unreachable:
             connection = HTTPSConnection("127.0.0.1", 6443)
@@ -173,13 +184,30 @@ def test_server_dry_run_reports_an_admission_refusal_as_the_objects_verdict() ->
         'cloudstackmachinetemplates.infrastructure.cluster.x-k8s.io "c1-md-0-v1-29-3" is forbidden: '
         "ValidatingAdmissionPolicy 'pinned-images' denied request: cannot use an unpinned image"
     )
-    api = CannedApiClient(403, status(403, message))
+    api = CannedApiClient(403, status(403, message), then=[(200, TEMPLATE)])
     assert server_dry_run(api, [TEMPLATE]) == [("CloudStackMachineTemplate/c1-md-0-v1-29-3", message)]
-    ((method, path),) = api.requests
-    assert (method, path) == (
-        "PATCH",
-        "/apis/infrastructure.cluster.x-k8s.io/v1beta3/namespaces/prod/cloudstackmachinetemplates/c1-md-0-v1-29-3",
+    path = (
+        "/apis/infrastructure.cluster.x-k8s.io/v1beta3/namespaces/prod/cloudstackmachinetemplates/"
+        "c1-md-0-v1-29-3"
     )
+    # the object as stored, sent back unchanged, is accepted: the refusal is the change's
+    assert api.requests == [("PATCH", path), ("PATCH", path)]
+
+
+def test_server_dry_run_says_when_the_stored_object_is_refused_even_unchanged() -> None:
+    message = (
+        'cloudstackmachinetemplates.infrastructure.cluster.x-k8s.io "c1-md-0-v1-29-3" is invalid: '
+        "spec.template.spec.offering: Required value"
+    )
+    api = CannedApiClient(422, status(422, message))
+    [(subject, verdict)] = server_dry_run(api, [TEMPLATE])
+    assert subject == "CloudStackMachineTemplate/c1-md-0-v1-29-3"
+    assert verdict.startswith(
+        "server dry run of CloudStackMachineTemplate/c1-md-0-v1-29-3: "
+        "CloudStackMachineTemplate/c1-md-0-v1-29-3 as it is stored in the cluster is invalid: "
+        "the API server refuses it even unchanged (" + message
+    )
+    assert "the change is not the cause" in verdict
 
 
 def test_server_dry_run_against_an_unreachable_api_server_names_the_object_and_the_cause() -> None:

@@ -73,3 +73,13 @@ def test_a_machine_no_found_owner_accounts_for_is_not_hidden_behind_done() -> No
     stray["metadata"]["labels"]["cluster.x-k8s.io/deployment-name"] = "c1-pool"
     with pytest.raises(PlanError, match=r"is not at v1\.29\.3: Machine c1-pool-0 \(v1\.28\.5"):
         run([*objects, stray])
+
+
+def test_a_template_in_another_namespace_is_refused_with_that_reason() -> None:
+    objects = render_cluster("c1", version="v1.28.5")
+    md = next(o for o in objects if o["kind"] == "MachineDeployment")
+    md["spec"]["template"]["spec"]["infrastructureRef"]["namespace"] = "shared"
+    with pytest.raises(
+        PlanError, match=r"CloudStackMachineTemplate/c1-md-0 is in namespace shared: Cluster API"
+    ):
+        run(objects)

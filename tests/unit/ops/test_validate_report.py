@@ -55,20 +55,21 @@ def test_document() -> None:
     document = build_report([inventory], Cloud().facts([inventory], target), target).to_document()
     assert document["apiVersion"] == "capc.kubectl.io/v1alpha1"
     assert (document["kind"], document["target"], document["strict"]) == ("ValidationReport", "v1.29", False)
-    assert document["summary"] == {"clusters": 1, "errors": 0, "warnings": 1, "passed": True}
+    # With --to, a paused object is an error: image-upgrade refuses to start.
+    assert document["summary"] == {"clusters": 1, "errors": 1, "warnings": 0, "passed": False}
     [cluster] = document["clusters"]
     assert (cluster["namespace"], cluster["name"], cluster["errors"], cluster["warnings"]) == (
         "ns",
         "c1",
-        0,
         1,
+        0,
     )
     assert cluster["findings"] == [
         {
-            "id": "CAPC-C002",
-            "severity": "warning",
+            "id": "CAPC-U006",
+            "severity": "error",
             "object": {"kind": "MachineDeployment", "namespace": "ns", "name": "c1-md-0"},
-            "message": "paused: its controller makes no changes",
+            "message": "paused: image-upgrade --to v1.29 refuses to start",
             "hint": cluster["findings"][0]["hint"],
         }
     ]
