@@ -232,7 +232,8 @@ def check_rollout_capacity(
         if md.machine_template is None or md.paused:
             continue
         domains = tuple(fd for fd in everywhere if fd.name == md.failure_domain) or everywhere
-        surge = resolve_max_surge(getattr(md, "max_surge", None), md.replicas.desired or 0)
+        replicas = 1 if md.replicas.desired is None else md.replicas.desired  # CAPI's default
+        surge = resolve_max_surge(getattr(md, "max_surge", None), replicas)
         owner = ObjectRef("MachineDeployment", md.namespace, md.name)
         steps += _steps(Step(owner, surge, _NO_SHAPE, ()), md.machine_template, domains, zoned, facts)
     subject = ObjectRef("Cluster", inventory.namespace, inventory.name)
