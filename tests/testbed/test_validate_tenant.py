@@ -230,3 +230,23 @@ def test_image_upgrade_refuses_to_start_without_room_for_the_surge(
     out, err = capsys.readouterr()
     assert code == 1, (out, err)  # a dry run with changes pending
     assert "CAPC-R001" not in out + err
+
+
+def test_the_users_keys_never_appear_in_any_output(
+    tenant_bed: TenantBed, limits: TestBed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = cloudstack_api(limits)
+    [user] = api.listUsers(account="dev-team", domainid=CAPC_DOMAIN, listall=True)["user"]
+    keys = api.getUserKeys(id=user["id"])["userkeys"]
+    set_limit(limits, USER_VM, 0)
+    outputs = []
+    for args in (("dev", "--to", "v1.29"), ("keyless",), ("dev", "--to", "v1.29", "-o", "json")):
+        capsys.readouterr()
+        kubeconfig = str(limits.kubeconfig)
+        code = main(["validate", *args, "-n", tenant_bed.namespace, "-v", "9", "--kubeconfig", kubeconfig])
+        out, err = capsys.readouterr()
+        assert code == 1, err
+        outputs.append(out + err)
+    assert any("D kubectl_capc." in text for text in outputs)  # -v 9 did log
+    for text in outputs:
+        assert keys["apikey"] not in text and keys["secretkey"] not in text
