@@ -40,6 +40,7 @@ from kubectl_capc.domain.checks.capacity import (
     parse_count,
 )
 from kubectl_capc.domain.errors import CapcError, ConfigError, ExitCode, one_line
+from kubectl_capc.domain.images import failed_while_waiting
 from kubectl_capc.domain.interrupts import writing
 from kubectl_capc.domain.model import CloudStackTemplateRow
 
@@ -717,13 +718,78 @@ class CloudStackClient:
                 hint="re-run the command: it deletes the incomplete template and uploads again",
             )
 
-    def copy_template(self, template_id: str, source_zone_id: str, zone_ids: Sequence[str]) -> None:
-        """copyTemplate (an async job): the copies then download like a registered template."""
-        self._write(
-            f"copy template {template_id} to zones {', '.join(zone_ids)}",
+    def copy_template(
+        self,
+        template_id: str,
+        source_zone_id: str,
+        zones: Sequence[Zone],
+        *,
+        timeout: float,
+        on_progress: ProgressCallback | None = None,
+        started: float | None = None,
+    ) -> None:
+        """copyTemplate, an async job that ends once the copies are in every zone of `zones`; followed
+        here for at most `timeout` seconds from now (the caller's budget, not a fixed job timeout).
+
+        Each poll asks for the job and lists the template, so `on_progress` sees every zone's copy move
+        on. A failed job names the zone (the one whose copy is in error, else all of them) and
+        CloudStack's error; a job still running when the time is up names each zone's progress.
+        `started` is when the caller's time limit began, for the time stated in that message.
+        """
+        now = time.monotonic()
+        deadline, started = now + timeout, now if started is None else started
+        names = {zone.id: zone.name for zone in zones}
+        what = f"copy template {template_id} to zone {', '.join(names.values())}"
+        answer = self._write(
+            what,
             lambda: self._api.copyTemplate(
-                id=template_id, sourcezoneid=source_zone_id, destzoneids=list(zone_ids), fetch_result=True
+                id=template_id, sourcezoneid=source_zone_id, destzoneids=list(names), fetch_result=False
             ),
+        )
+        job_id = str(answer.get("jobid") or "")
+        if not job_id:  # answered at once, without a job
+            return
+        rows: list[Template] = []
+        while True:
+            job = self._call(f"follow the job of {what}", lambda: self._api.queryAsyncJobResult(jobid=job_id))
+            rows = [row for row in self.templates(template_id=template_id) if row.zone_id in names]
+            if on_progress is not None:
+                on_progress(rows)
+            status = int(job.get("jobstatus") or 0)
+            if status == 1 and not job.get("jobresultcode"):
+                return
+            if status != 0:
+                raise self._copy_failed(template_id, names, rows, job.get("jobresult"))
+            if time.monotonic() >= deadline:
+                progress = {row.zone_id: row.status or "no status" for row in rows if not row.ready}
+                pending = [f"{names[z]}: {progress.get(z, 'no copy yet')}" for z in names]
+                named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
+                raise CloudStackError(
+                    f"the copy of {named} to zone {', '.join(names.values())} is not done after "
+                    f"{_seconds(time.monotonic() - started)} ({'; '.join(pending)})",
+                    hint="CloudStack keeps copying: re-run the same command to keep waiting, "
+                    "or raise --timeout",
+                )
+            testpoints.reached(f"copying template {template_id} to {', '.join(sorted(names.values()))}")
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def _copy_failed(
+        self, template_id: str, names: Mapping[str, str], rows: Sequence[Template], result: Any
+    ) -> CloudStackError:
+        error = result if isinstance(result, Mapping) else {}
+        code = error.get("errorcode", "?")
+        text = self._scrub(str(error.get("errortext") or "no details"))
+        failed = [names[row.zone_id] for row in rows if failed_while_waiting(row.ready, row.status)]
+        zones = (
+            [n for n in names.values() if re.search(rf"\b{re.escape(n)}\b", text)]
+            or failed
+            or list(names.values())
+        )
+        return CloudStackError(
+            f"the copy of template {template_id} to zone {', '.join(zones)} failed: "
+            f"CloudStack error {code}: {text}",
+            hint="fix what CloudStack reports about that zone's secondary storage, then re-run the same "
+            "command (with --replace while the failed copy is still listed)",
         )
 
     def delete_template(self, template_id: str, zone_id: str | None = None) -> None:

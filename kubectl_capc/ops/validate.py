@@ -1,8 +1,11 @@
 """`kubectl capc validate`: gather the facts the checks need, run them, and report the findings.
 
 Facts are gathered in rounds, each one concurrent (threads): the credentials Secrets and the
-SelfSubjectAccessReviews; then one CloudStack connection per tenant (Secret + account/domain/project),
-probed with listZones; then each failure domain's zone; then what the checks need inside the zones.
+SelfSubjectAccessReviews; then, next to the CloudStack rounds, each cluster's workload cluster
+(`kubectl_capc.kube.workload`: its kubeconfig Secret, Nodes, Pods, PodDisruptionBudgets, the
+deprecated-API metric) and one LIST of the Machines of all clusters; then one CloudStack connection
+per tenant (Secret + account/domain/project), probed with listZones; then each failure domain's zone;
+then what the checks need inside the zones.
 The same question asked for several failure domains or clusters is asked once. Secret values stay in
 this module's `Credentials` objects; CloudStack error texts are scrubbed of them before they reach a
 finding.
@@ -34,6 +37,7 @@ from kubectl_capc.domain.checks.facts import (
 )
 from kubectl_capc.domain.checks.permissions import required_access
 from kubectl_capc.domain.checks.upgrade import INVALID_TARGET
+from kubectl_capc.domain.checks.workload import WorkloadReading
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.errors import ConfigError, ExitCode, UsageError
 from kubectl_capc.domain.model import ClusterInventory, FailureDomain, SecretRef
@@ -53,6 +57,7 @@ __all__ = [
     "build_report",
     "gather_facts",
     "parse_to",
+    "read_workloads",
 ]
 
 _log = logging.getLogger(__name__)
@@ -283,6 +288,9 @@ def gather_facts(
     credentials = {ref: creds for ref, (_, creds, _) in read.items() if creds is not None}
     secret_values = frozenset(value for _, _, values in read.values() for value in values)
 
+    workloads_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workload")
+    workloads = workloads_pool.submit(read_workloads, api_client, inventories, request_timeout)
+    workloads_pool.shutdown(wait=False)
     tenants = list(dict.fromkeys(Tenant.of(fd) for fd in domains if fd.credentials in credentials))
     connected = _parallel(lambda t: _connect(t, credentials[t.secret], factory), tenants)
     connections = {tenant: connection for tenant, (connection, _) in connected.items()}
@@ -295,10 +303,28 @@ def gather_facts(
     }
 
     limits = _parallel(lambda t: sessions[t].limits(), list(sessions)) if target is not None else {}
-    known = Facts(secrets, connections, {}, access, {t: found for t, found in limits.items() if found})
+    known = Facts(secrets, connections, {}, access, limits={t: found for t, found in limits.items() if found})
     facts = ask_in_rounds(inventories, known, target, lambda tenant, query: sessions[tenant].ask(query))
     _log.info("asked CloudStack %d distinct question(s) as %d tenant(s)", len(facts.lookups), len(sessions))
-    return Gathered(facts, secret_values)
+    return Gathered(replace(facts, workloads=workloads.result()), secret_values)
+
+
+def read_workloads(
+    api_client: Any, inventories: Sequence[ClusterInventory], request_timeout: float | None = None
+) -> dict[tuple[str, str], WorkloadReading]:
+    """Each cluster's workload cluster, read concurrently, and the Machines of all of them with one LIST
+    (of the one cluster, its namespace, or all namespaces)."""
+    from kubectl_capc.kube.workload import read_machines, read_workload
+
+    if not inventories:
+        return {}
+    namespaces = {inventory.namespace for inventory in inventories}
+    namespace = next(iter(namespaces)) if len(namespaces) == 1 else None
+    cluster = inventories[0].name if len(inventories) == 1 else None
+    machines = read_machines(api_client, inventories[0].capi_version, namespace=namespace, cluster=cluster)
+    keys = [(inventory.namespace, inventory.name) for inventory in inventories]
+    read = _parallel(lambda key: read_workload(api_client, *key, request_timeout=request_timeout), keys)
+    return {key: WorkloadReading(read[key].facts, machines.get(key, ())) for key in keys}
 
 
 def ask_in_rounds(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kubectl_capc.domain.checks.workload import WorkloadReading
 from kubectl_capc.domain.model import FailureDomain, SecretRef
 
 if TYPE_CHECKING:
@@ -192,6 +193,8 @@ class Facts:
     connections: Mapping[Tenant, Connection] = field(default_factory=dict)
     lookups: Mapping[tuple[Tenant, Query], Lookup] = field(default_factory=dict)
     access: Mapping[Access, bool] = field(default_factory=dict)
+    # (namespace, cluster) -> what its workload cluster said; a cluster not in it is not checked (W0xx)
+    workloads: Mapping[tuple[str, str], WorkloadReading] = field(default_factory=dict)
     limits: Mapping[Tenant, tuple[ScopeLimits, ...]] = field(default_factory=dict)
 
     def connection(self, failure_domain: FailureDomain) -> Connection | None:
