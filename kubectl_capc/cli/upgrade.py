@@ -19,6 +19,7 @@ from kubectl_capc.cli.options import (
     DryRunOption,
     GlobalOptions,
     NoWaitOption,
+    OnDeleteOption,
     OutputFormat,
     PollIntervalOption,
     PrebuiltBaseUrlOption,
@@ -137,6 +138,7 @@ def image_upgrade(
         int, typer.Option("--parallel", metavar="N", help="MachineDeployments rolled out at the same time.")
     ] = 1,
     poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
+    on_delete: OnDeleteOption = "leave",
     filenames: Annotated[
         list[Path] | None,
         typer.Option(
@@ -160,7 +162,7 @@ def image_upgrade(
     first, then MachineDeployments; one minor at a time. Safe to interrupt and run again."""
     from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
     from kubectl_capc.domain.images import check_template_name
-    from kubectl_capc.domain.plan import ImageSource
+    from kubectl_capc.domain.plan import ImageSource, OnDeleteMode
     from kubectl_capc.domain.planner import PlanRequest
     from kubectl_capc.domain.versions import parse_target
     from kubectl_capc.kube.client import api_client
@@ -188,11 +190,18 @@ def image_upgrade(
         image_source=images.source,
         parallel=parallel,
         obtainable=frozenset({target.exact}) if obtainable and target.exact else frozenset(),
+        on_delete=OnDeleteMode(on_delete),
     )
     options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout)
     console = UpgradeTerminal(opts.output)
     if filenames or output_dir or server_dry_run:
         from kubectl_capc.ops import gitops
+
+        if request.on_delete is OnDeleteMode.REPLACE:
+            raise UsageError(
+                "--on-delete=replace deletes Machines of a live cluster; with -f only files are changed",
+                hint="drop --on-delete, or run it against the cluster once the change is rolled out",
+            )
 
         files = gitops.GitOpsOptions(tuple(filenames or ()), output_dir, dry_run, server_dry_run)
         raise typer.Exit(gitops.run(opts.target, cluster, request, files, console))
@@ -221,6 +230,8 @@ class UpgradeTerminal(PlanTerminal["UpgradePlan"]):
             f"  control plane {plan.control_plane_version}"
             + (f"; MachineDeployments {current}" if current else "")
         )
+        if plan.strategies:
+            typer.echo("  rollout strategy: " + "; ".join(f"{name} {text}" for name, text in plan.strategies))
         for hop in plan.hops:
             typer.echo(f"  hop {hop.number} to {hop.version}: {hop.reason}")
         if plan.hops:
