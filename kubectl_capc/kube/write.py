@@ -432,7 +432,7 @@ class KubeWriter:
         desired = progress_now.desired
         selector = {"label_selector": f"{DEPLOYMENT_NAME_LABEL}={step.name}"}
         machines: dict[str, dict[str, Any]] = {}
-        baseline: int | None = None
+        baseline = 0
         deleted: set[str] = set()
 
         def decide() -> Decision:
@@ -441,7 +441,7 @@ class KubeWriter:
                 (parse_machine(m) for m in machines.values()),
                 key=lambda m: (str(machines[m.name]["metadata"].get("creationTimestamp", "")), m.name),
             )
-            if baseline is None:
+            if not deleted:  # the ready count to keep: as it is until the first deletion
                 baseline = sum(1 for m in parsed if m.ready)
             decision = next_step(
                 parsed,
