@@ -143,6 +143,7 @@ def plan_upgrade(
             "CloudStack was not asked: the templates are assumed to exist and be ready in every zone"
         )
     old = _old_machines(inventory, goal) if request.on_delete is OnDeleteMode.LEAVE else ()
+    skew = _kubelet_skew_blockers(inventory, hops) if request.on_delete is OnDeleteMode.LEAVE else []
     notes += [_old_machines_note(entry, inventory) for entry in old]
     return UpgradePlan(
         namespace=inventory.namespace,
@@ -155,7 +156,7 @@ def plan_upgrade(
         control_plane_version=str(control_plane.version),
         worker_versions=tuple((md.name, str(md.version)) for md in workers),
         hops=hops,
-        blockers=(*_pause_blockers(inventory), *builder.blockers),
+        blockers=(*_pause_blockers(inventory), *builder.blockers, *skew),
         notes=tuple(notes),
         strategies=tuple((md.name, str(md.strategy)) for md in inventory.machine_deployments),
         old_machines=old,
@@ -176,6 +177,45 @@ def _old_machines(inventory: ClusterInventory, goal: KubeVersion) -> tuple[OldMa
         if behind:
             result.append(OldMachines(md.name, str(goal), behind))
     return tuple(result)
+
+
+KUBELET_SKEW_MINORS = 3
+"""How many minors a kubelet may be older than the kube-apiserver (the Kubernetes skew policy)."""
+
+
+def _kubelet_skew_blockers(inventory: ClusterInventory, hops: Sequence[PlanHop]) -> list[Blocker]:
+    """With --on-delete=leave, old Machines of OnDelete deployments keep their kubelets: the control plane
+    must not move more than three minors ahead of them."""
+    moves = [
+        hop.version
+        for hop in hops
+        if any(isinstance(s, PatchObject) and s.is_control_plane for s in hop.steps)
+    ]
+    if not moves:
+        return []
+    highest = max(moves)
+    blockers = []
+    for md in inventory.machine_deployments:
+        if not md.strategy.on_delete:
+            continue
+        behind = [
+            (m.name, v)
+            for m in inventory.machines_of(md)
+            if not m.deleting
+            and (v := _version_of(m.version)) is not None
+            and highest.minor - v.minor > KUBELET_SKEW_MINORS
+        ]
+        if behind:
+            names = ", ".join(f"{name} ({version})" for name, version in behind)
+            blockers.append(
+                Blocker(
+                    f"{MACHINE_DEPLOYMENT_KIND}/{md.name}",
+                    f"has the OnDelete strategy and Machines {names} more than {KUBELET_SKEW_MINORS} "
+                    f"minors behind the control plane's {highest}, which kubelets must not be",
+                    "roll them first: --on-delete=replace, or delete them one at a time",
+                )
+            )
+    return blockers
 
 
 def _version_of(text: str) -> KubeVersion | None:

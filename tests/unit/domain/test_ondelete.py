@@ -291,3 +291,15 @@ def test_max_unavailable_counts_machines_that_are_not_ready_for_other_reasons() 
 def test_done_once_every_machine_is_new_and_ready() -> None:
     assert decide([machine(n, "v1.29.3") for n in "abc"]).done
     assert not decide([machine(n, "v1.29.3") for n in "ab"]).done, "a replacement is still to come"
+
+
+def test_leave_refuses_to_take_the_control_plane_more_than_three_minors_past_old_kubelets() -> None:
+    objects = scene("v1beta2")
+    templates = listing(images("v1.28.5", "v1.29.3", "v1.30.2", "v1.31.1", "v1.32.0"))
+    within = make_plan(objects, "v1.31.1", templates)
+    assert not within.blockers, "v1.28 kubelets may serve a v1.31 control plane"
+    beyond = make_plan(objects, "v1.32.0", templates)
+    (blocker,) = beyond.blockers
+    assert blocker.subject == "MachineDeployment/c1-md-0"
+    assert "c1-md-0-0 (v1.28.5)" in blocker.message and "--on-delete=replace" in blocker.hint
+    assert not make_plan(objects, "v1.32.0", templates, on_delete=OnDeleteMode.REPLACE).blockers
