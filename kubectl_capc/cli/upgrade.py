@@ -15,6 +15,7 @@ import typer
 
 from kubectl_capc.cli.options import (
     DEFAULT_POLL_INTERVAL,
+    BreakLockOption,
     ClusterArgument,
     DryRunOption,
     GlobalOptions,
@@ -139,6 +140,7 @@ def image_upgrade(
     ] = 1,
     poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
     on_delete: OnDeleteOption = "leave",
+    break_lock: BreakLockOption = False,
     filenames: Annotated[
         list[Path] | None,
         typer.Option(
@@ -192,7 +194,7 @@ def image_upgrade(
         obtainable=frozenset({target.exact}) if obtainable and target.exact else frozenset(),
         on_delete=OnDeleteMode(on_delete),
     )
-    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout)
+    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout, break_lock=break_lock)
     console = UpgradeTerminal(opts.output)
     if filenames or output_dir or server_dry_run:
         from kubectl_capc.ops import gitops
@@ -201,6 +203,10 @@ def image_upgrade(
             raise UsageError(
                 "--on-delete=replace deletes Machines of a live cluster; with -f only files are changed",
                 hint="drop --on-delete, or run it against the cluster once the change is rolled out",
+            )
+        if break_lock:
+            raise UsageError(
+                "--break-lock has no use with -f", hint="GitOps mode writes files only and takes no lock"
             )
 
         files = gitops.GitOpsOptions(tuple(filenames or ()), output_dir, dry_run, server_dry_run)
