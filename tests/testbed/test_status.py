@@ -1,0 +1,255 @@
+"""`kubectl capc status` on the real test bed with workload clusters, in both CAPI profiles.
+
+A Machine deleted while a PodDisruptionBudget with maxUnavailable 0 covers a pod on its node stays
+deleting, and status names the budget as `namespace/name`; a VM the CloudStack double leaves in Error is
+named with that state; a Machine whose VM CloudStack refused never gets a node, and status says so once
+`--join-timeout` has passed. `-o json` is the typed document, and no kubeconfig content reaches the
+output, even at -v 9.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from kubectl_capc.domain.documents import API_VERSION
+from tests.support.fault_support import cloudstack_api
+from tests.support.fixtures_capc import Zone, create_objects, render_cluster
+from tests.support.rbac_support import capc, credentials_secret
+from tests.testenv import bed
+
+VERSION = "v1.28.5"
+GROUP = "cluster.x-k8s.io"
+Capsys = pytest.CaptureFixture[str]
+
+
+@pytest.fixture(params=["v1beta1", "v1beta2"])
+def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
+    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
+    from kubernetes import client
+
+    name = f"s-{uuid.uuid4().hex[:10]}"
+    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
+
+
+def _until(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except Exception as exc:  # not there yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
+
+
+def _cluster(
+    wbed: bed.TestBed,
+    namespace: str,
+    name: str,
+    *,
+    workers: int = 2,
+    worker_offering: str = "Medium Instance",
+) -> None:
+    credentials_secret(wbed, namespace)
+    zones = [Zone("zone1", "capc-net-zone1", secret_namespace=namespace)]
+    objects = render_cluster(
+        name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1, worker_replicas=workers,
+        with_machines=True, zones=zones, control_plane_offering="Large Instance",
+        worker_offering=worker_offering,
+    )  # fmt: skip
+    create_objects(wbed.api_client(), objects)
+
+
+def _kubeconfig_text(wbed: bed.TestBed, namespace: str, name: str) -> str:
+    from kubernetes import client
+
+    core = client.CoreV1Api(wbed.api_client())
+    secret = _until("kubeconfig Secret", lambda: core.read_namespaced_secret(f"{name}-kubeconfig", namespace))
+    return base64.b64decode(secret.data["value"]).decode()
+
+
+def _workload(wbed: bed.TestBed, namespace: str, name: str) -> Any:
+    from kubernetes import config
+
+    return config.new_client_from_config_dict(yaml.safe_load(_kubeconfig_text(wbed, namespace, name)))
+
+
+def _machines(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(wbed.api_client())
+    return list(custom.list_namespaced_custom_object(GROUP, wbed.capi, namespace, "machines")["items"])
+
+
+def _workers(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
+    return [
+        m for m in _machines(wbed, namespace) if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    ]
+
+
+def _secret_parts(kubeconfig: str) -> list[str]:
+    """What of a kubeconfig must never be shown: its credentials and certificate data."""
+    document = yaml.safe_load(kubeconfig)
+    parts = [kubeconfig]
+    for user in document.get("users") or []:
+        parts += [
+            str(v)
+            for k, v in (user.get("user") or {}).items()
+            if k in ("token", "client-key-data", "client-certificate-data", "password")
+        ]
+    for cluster in document.get("clusters") or []:
+        data = (cluster.get("cluster") or {}).get("certificate-authority-data")
+        if data:
+            parts.append(str(data))
+    return [p for p in parts if len(p) > 8]
+
+
+def test_a_drain_held_by_a_pod_disruption_budget_is_named(
+    wbed: bed.TestBed, wnamespace: str, capsys: Capsys
+) -> None:
+    from kubernetes import client
+
+    _cluster(wbed, wnamespace, "pdb")
+    workload = _workload(wbed, wnamespace, "pdb")
+    apps, core, policy = client.AppsV1Api(workload), client.CoreV1Api(workload), client.PolicyV1Api(workload)
+    _until("3 nodes", lambda: len(core.list_node().items) == 3)
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+                },
+            },
+        },
+    )
+
+    def running() -> list[Any]:
+        pods = core.list_namespaced_pod("default", label_selector="app=web").items
+        return pods if len(pods) == 2 and all(p.status.phase == "Running" for p in pods) else []
+
+    pods = _until("2 running pods", running)
+    policy.create_namespaced_pod_disruption_budget(
+        "default",
+        {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": labels}}},
+    )
+    _until(
+        "PDB observed",
+        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 2,
+    )
+    victim = pods[0].spec.node_name
+    custom = client.CustomObjectsApi(wbed.api_client())
+    custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+
+    def blocked() -> bool:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
+
+    _until("drain blocked", blocked)
+
+    table = capc(capsys, wbed.kubeconfig, "status", "pdb", "-n", wnamespace)
+    assert table.code == 1, table.err
+    (row,) = [line for line in table.out.splitlines() if line.split()[:1] == [victim]]
+    assert row.split(None, 3)[3].endswith(
+        "drain blocked by PodDisruptionBudget default/web (2 healthy, needs 2)"
+    ), table.out
+    assert "MachineDeployment/pdb-md-0" in table.out and "KubeadmControlPlane/pdb-control-plane" in table.out
+
+    as_json = capc(capsys, wbed.kubeconfig, "status", "pdb", "-n", wnamespace, "-o", "json", "-v", "9")
+    assert as_json.code == 1, as_json.err
+    document = json.loads(as_json.out)
+    assert (document["apiVersion"], document["kind"], document["blocked"]) == (
+        API_VERSION,
+        "RolloutStatus",
+        True,
+    )
+    assert document["cluster"] == {"namespace": wnamespace, "name": "pdb"}
+    (md,) = [o for o in document["owners"] if o["kind"] == "MachineDeployment"]
+    (held,) = [m for m in md["machineStatus"] if m["cause"]]
+    assert held["name"] == victim and "default/web" in held["cause"]
+    for part in _secret_parts(_kubeconfig_text(wbed, wnamespace, "pdb")):
+        assert part not in as_json.out + as_json.err + table.out + table.err
+
+    policy.delete_namespaced_pod_disruption_budget("web", "default")
+    _until("Machine gone", lambda: victim not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)})
+
+
+def _faults(wbed: bed.TestBed, faults: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        wbed.admin_url("faults"), data=json.dumps(faults).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200
+
+
+def test_a_vm_in_error_and_a_machine_without_node(wbed: bed.TestBed, wnamespace: str, capsys: Capsys) -> None:
+    _faults(wbed, {"deploys": [{"zone": "zone1", "name": "err-md-0", "errortext": "no host has room"}]})
+    try:
+        _cluster(wbed, wnamespace, "err", workers=1)
+        (worker,) = _until("worker Machine", lambda: _workers(wbed, wnamespace))
+        name = worker["metadata"]["name"]
+        vms = _until(
+            "VM in Error",
+            lambda: [
+                vm
+                for vm in cloudstack_api(wbed)
+                .listVirtualMachines(name=name, listall=True)
+                .get("virtualmachine")
+                or []
+                if vm["name"] == name and vm["state"] == "Error"
+            ],
+        )
+        assert vms
+    finally:
+        _faults(wbed, {})
+    _cluster(wbed, wnamespace, "novm", workers=1, worker_offering="No Such Offering")
+    (novm,) = _until(
+        "worker Machine",
+        lambda: [m for m in _workers(wbed, wnamespace) if m["spec"]["clusterName"] == "novm"],
+    )
+    time.sleep(2)
+
+    run = capc(capsys, wbed.kubeconfig, "status", "-n", wnamespace, "--join-timeout", "1s", "-o", "json")
+
+    assert run.code == 1, run.err
+    document = json.loads(run.out)
+    assert document["kind"] == "RolloutStatusList"
+    causes = {
+        m["name"]: m["cause"]
+        for item in document["items"]
+        for owner in item["owners"]
+        for m in owner["machineStatus"]
+    }
+    assert causes[name] == "VM in Error state: no CloudStack error recorded"
+    assert causes[novm["metadata"]["name"]].startswith("node never joined (no nodeRef after ")
+    # The control planes run; their machines are not held up.
+    assert [c for n, c in causes.items() if "control-plane" in n] == [None, None]
+
+    table = capc(capsys, wbed.kubeconfig, "status", "-n", wnamespace, "--join-timeout", "1s")
+    assert table.code == 1 and table.out.startswith("CLUSTER "), table.out
+    assert f"{wnamespace}/err" in table.out and f"{wnamespace}/novm" in table.out
