@@ -130,37 +130,9 @@ def test_a_drain_held_by_a_pod_disruption_budget_is_named(
 
     _cluster(wbed, wnamespace, "pdb")
     workload = _workload(wbed, wnamespace, "pdb")
-    apps, core, policy = client.AppsV1Api(workload), client.CoreV1Api(workload), client.PolicyV1Api(workload)
+    core, policy = client.CoreV1Api(workload), client.PolicyV1Api(workload)
     _until("3 nodes", lambda: len(core.list_node().items) == 3)
-    labels = {"app": "web"}
-    apps.create_namespaced_deployment(
-        "default",
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
-                },
-            },
-        },
-    )
-
-    def running() -> list[Any]:
-        pods = core.list_namespaced_pod("default", label_selector="app=web").items
-        return pods if len(pods) == 2 and all(p.status.phase == "Running" for p in pods) else []
-
-    pods = _until("2 running pods", running)
-    policy.create_namespaced_pod_disruption_budget(
-        "default",
-        {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": labels}}},
-    )
-    _until(
-        "PDB observed",
-        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 2,
-    )
+    pods = _deployment_with_budget(workload, 2)
     victim = pods[0].spec.node_name
     custom = client.CustomObjectsApi(wbed.api_client())
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
@@ -253,3 +225,64 @@ def test_a_vm_in_error_and_a_machine_without_node(wbed: bed.TestBed, wnamespace:
     table = capc(capsys, wbed.kubeconfig, "status", "-n", wnamespace, "--join-timeout", "1s")
     assert table.code == 1 and table.out.startswith("CLUSTER "), table.out
     assert f"{wnamespace}/err" in table.out and f"{wnamespace}/novm" in table.out
+
+
+def _deployment_with_budget(workload: Any, replicas: int) -> list[Any]:
+    """`replicas` pods of Deployment default/web under PodDisruptionBudget default/web (maxUnavailable 0)."""
+    from kubernetes import client
+
+    apps, core, policy = client.AppsV1Api(workload), client.CoreV1Api(workload), client.PolicyV1Api(workload)
+    labels = {"app": "web"}
+    container = {"name": "web", "image": "nginx"}
+    apps.create_namespaced_deployment(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            },
+        },
+    )
+
+    def running() -> list[Any]:
+        pods = core.list_namespaced_pod("default", label_selector="app=web").items
+        return pods if len(pods) == replicas and all(p.status.phase == "Running" for p in pods) else []
+
+    pods = _until(f"{replicas} running pods", running)
+    budget = {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": labels}}}
+    policy.create_namespaced_pod_disruption_budget("default", budget)
+    _until(
+        "PDB observed",
+        lambda: (
+            policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == replicas
+        ),
+    )
+    return list(pods)
+
+
+def test_image_upgrades_stall_report_names_what_holds_the_old_machine(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    from kubernetes import client
+
+    from tests.support.upgrade_support import cli
+
+    _cluster(wbed, wnamespace, "stall", workers=1)
+    workload = _workload(wbed, wnamespace, "stall")
+    _until("2 nodes", lambda: len(client.CoreV1Api(workload).list_node().items) == 2)
+    (pod,) = _deployment_with_budget(workload, 1)
+    old_worker = pod.spec.node_name
+
+    done = cli(
+        wbed, "image-upgrade", "stall", "-n", wnamespace, "--to", "v1.29.3", "--yes",
+        "--timeout", "machine-deployment=20s", timeout=300,
+    )  # fmt: skip
+
+    assert done.returncode == 6, done.stderr
+    assert "MachineDeployment/stall-md-0 did not finish rolling out to v1.29.3 within 20s" in done.stderr
+    assert (
+        f"; held up: {old_worker}: drain blocked by PodDisruptionBudget default/web (1 healthy, needs 1)"
+        in done.stderr
+    ), done.stderr
