@@ -286,3 +286,39 @@ def test_image_upgrades_stall_report_names_what_holds_the_old_machine(
         f"; held up: {old_worker}: drain blocked by PodDisruptionBudget default/web (1 healthy, needs 1)"
         in done.stderr
     ), done.stderr
+
+
+def test_clusters_are_selected_by_label_in_one_namespace_or_all(
+    testenv: bed.TestBed, namespace: str, capsys: Capsys
+) -> None:
+    from tests.support.upgrade_support import create_cluster, patch
+
+    value = uuid.uuid4().hex[:8]
+    for name in ("c1", "c2"):
+        create_cluster(testenv, namespace, name, md_count=1, control_plane_replicas=1, worker_replicas=1)
+    patch(testenv, namespace, "Cluster", "c1", {"metadata": {"labels": {"team": value}}})
+
+    def selected(*args: str) -> list[tuple[str, str]]:
+        run = capc(capsys, testenv.kubeconfig, "status", *args, "-o", "json")
+        assert run.code == 0, run.err
+        document = json.loads(run.out)
+        assert document["kind"] == "RolloutStatusList"
+        return [(i["cluster"]["namespace"], i["cluster"]["name"]) for i in document["items"]]
+
+    assert selected("-n", namespace) == [(namespace, "c1"), (namespace, "c2")]
+    assert selected("-n", namespace, "-l", f"team={value}") == [(namespace, "c1")]
+    assert selected("-A", "-l", f"team={value}") == [(namespace, "c1")]
+    assert selected("-n", namespace, "-l", f"team!={value},team") == []
+    everything = selected("-A")
+    assert {(namespace, "c1"), (namespace, "c2")} <= set(everything)
+
+    refused = capc(capsys, testenv.kubeconfig, "status", "c1", "-n", namespace, "-l", "team")
+    assert refused.code == 2 and "cannot be combined with -l" in refused.err
+    table = capc(capsys, testenv.kubeconfig, "status", "c2", "-n", namespace)
+    assert table.code == 0
+    assert [line.split()[:2] for line in table.out.splitlines()] == [
+        ["OWNER", "MACHINE"],
+        ["KubeadmControlPlane/c2-control-plane", "v1.28.5"],
+        ["MachineDeployment/c2-md-0", "v1.28.5"],
+    ], table.out
+    assert all(line.endswith(" 0 old") for line in table.out.splitlines()[1:]), table.out
