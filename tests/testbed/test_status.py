@@ -312,6 +312,21 @@ def test_clusters_are_selected_by_label_in_one_namespace_or_all(
     everything = selected("-A")
     assert {(namespace, "c1"), (namespace, "c2")} <= set(everything)
 
+    # One LIST per kind however many clusters match: the Clusters, then what the doctor reads.
+    from kubectl_capc.kube.rollouts import read_rollout_objects
+    from tests.support.fixtures_capc import audit_requests, tagged_api_client
+
+    agent = f"kubectl-capc-test/{uuid.uuid4().hex[:12]}"
+    read_rollout_objects(tagged_api_client(testenv.kubeconfig, agent), namespace=namespace)
+    lists = sorted(
+        (e.get("objectRef") or {}).get("resource", "") for e in audit_requests(testenv.audit_log, agent)
+        if e["verb"] == "list"
+    )  # fmt: skip
+    assert lists == sorted([
+        "clusters", "kubeadmcontrolplanes", "machinedeployments", "machines", "cloudstackmachines",
+        "machinehealthchecks", "cloudstackmachinetemplates", "cloudstackclusters", "kubeadmconfigtemplates",
+    ])  # fmt: skip
+
     refused = capc(capsys, testenv.kubeconfig, "status", "c1", "-n", namespace, "-l", "team")
     assert refused.code == 2 and "cannot be combined with -l" in refused.err
     table = capc(capsys, testenv.kubeconfig, "status", "c2", "-n", namespace)
