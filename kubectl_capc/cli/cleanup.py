@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from kubectl_capc.cli.options import (
+    BreakLockOption,
     ClusterArgument,
     DryRunOption,
     GlobalOptions,
@@ -30,7 +31,12 @@ __all__ = ["cleanup"]
 
 @global_options()
 def cleanup(
-    opts: GlobalOptions, cluster: ClusterArgument, *, dry_run: DryRunOption = False, yes: YesOption = False
+    opts: GlobalOptions,
+    cluster: ClusterArgument,
+    *,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    break_lock: BreakLockOption = False,
 ) -> None:
     """Delete the cluster's CloudStackMachineTemplates that no KubeadmControlPlane, MachineDeployment,
     MachineSet or Machine uses any more (e.g. those an upgrade replaced). No rollback to them afterwards."""
@@ -39,7 +45,7 @@ def cleanup(
 
     namespace = opts.target.resolve_context().namespace
     console = _Console(opts.output)
-    options = CleanupOptions(dry_run=dry_run, yes=yes, interactive=sys.stdin.isatty())
+    options = CleanupOptions(dry_run=dry_run, yes=yes, interactive=sys.stdin.isatty(), break_lock=break_lock)
     try:
         code = run_cleanup(KubeCleanupIO(api_client(opts.target), namespace, cluster), options, console)
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL",
+    "BreakLockOption",
     "ClusterArgument",
     "DryRunOption",
     "GlobalOptions",
@@ -165,6 +166,13 @@ YesOption = Annotated[
 NoWaitOption = Annotated[
     bool, typer.Option("--no-wait", help="Stop at the first rollout instead of waiting; re-run to continue.")
 ]
+BreakLockOption = Annotated[
+    bool,
+    typer.Option(
+        "--break-lock",
+        help="Take the cluster's upgrade lock even from a live holder (only when it is known to be dead).",
+    ),
+]
 TimeoutOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -217,9 +225,11 @@ def parse_timeouts(values: Sequence[str]) -> Timeouts:
     return timeouts
 
 
-def apply_options(*, dry_run: bool, yes: bool, no_wait: bool, timeout: Sequence[str] | None) -> ApplyOptions:
-    """`--dry-run`, `--yes`, `--no-wait` and `--timeout` of a command that changes a cluster by plan;
-    questions are asked only when stdin is a terminal."""
+def apply_options(
+    *, dry_run: bool, yes: bool, no_wait: bool, timeout: Sequence[str] | None, break_lock: bool = False
+) -> ApplyOptions:
+    """`--dry-run`, `--yes`, `--no-wait`, `--timeout` and `--break-lock` of a command that changes a
+    cluster by plan; questions are asked only when stdin is a terminal."""
     from kubectl_capc.ops.options import ApplyOptions
 
     return ApplyOptions(
@@ -228,6 +238,7 @@ def apply_options(*, dry_run: bool, yes: bool, no_wait: bool, timeout: Sequence[
         no_wait=no_wait,
         interactive=sys.stdin.isatty(),
         timeouts=parse_timeouts(timeout or []),
+        break_lock=break_lock,
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from kubectl_capc.cli.options import (
+    BreakLockOption,
     ClusterArgument,
     DryRunOption,
     GlobalOptions,
@@ -42,6 +43,7 @@ def rollback(
     yes: YesOption = False,
     no_wait: NoWaitOption = False,
     timeout: TimeoutOption = None,
+    break_lock: BreakLockOption = False,
 ) -> None:
     """Roll back the last upgrade recorded on a cluster's MachineDeployments, and on its control plane
     where Kubernetes allows it: after an image-only or same-minor change, or before its minor upgrade
@@ -49,7 +51,7 @@ def rollback(
     from kubectl_capc.kube.client import api_client
     from kubectl_capc.ops.rollback import KubeRollbackIO, Rollback
 
-    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout)
+    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout, break_lock=break_lock)
     console = RollbackTerminal(opts.output)
     io = KubeRollbackIO(api_client(opts.target), opts.target.resolve_context().namespace, cluster)
     console.exit_with(Rollback(io, options, console).run)

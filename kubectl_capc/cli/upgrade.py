@@ -15,6 +15,7 @@ import typer
 
 from kubectl_capc.cli.options import (
     DEFAULT_POLL_INTERVAL,
+    BreakLockOption,
     ClusterArgument,
     DryRunOption,
     GlobalOptions,
@@ -137,6 +138,7 @@ def image_upgrade(
         int, typer.Option("--parallel", metavar="N", help="MachineDeployments rolled out at the same time.")
     ] = 1,
     poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
+    break_lock: BreakLockOption = False,
     filenames: Annotated[
         list[Path] | None,
         typer.Option(
@@ -189,10 +191,15 @@ def image_upgrade(
         parallel=parallel,
         obtainable=frozenset({target.exact}) if obtainable and target.exact else frozenset(),
     )
-    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout)
+    options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout, break_lock=break_lock)
     console = UpgradeTerminal(opts.output)
     if filenames or output_dir or server_dry_run:
         from kubectl_capc.ops import gitops
+
+        if break_lock:
+            raise UsageError(
+                "--break-lock has no use with -f", hint="GitOps mode writes files only and takes no lock"
+            )
 
         files = gitops.GitOpsOptions(tuple(filenames or ()), output_dir, dry_run, server_dry_run)
         raise typer.Exit(gitops.run(opts.target, cluster, request, files, console))

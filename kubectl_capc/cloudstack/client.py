@@ -32,11 +32,20 @@ from urllib.parse import urlsplit
 
 from kubectl_capc.domain import testpoints
 from kubectl_capc.domain.backoff import Backoff
+from kubectl_capc.domain.checks.capacity import (
+    Level,
+    Resource,
+    ResourceCount,
+    ScopeLimits,
+    parse_count,
+)
 from kubectl_capc.domain.errors import CapcError, ConfigError, ExitCode, one_line
+from kubectl_capc.domain.images import failed_while_waiting
 from kubectl_capc.domain.interrupts import writing
 from kubectl_capc.domain.model import CloudStackTemplateRow
 
 __all__ = [
+    "AccountWithoutKeys",
     "CloudStackClient",
     "CloudStackError",
     "CloudStackRejected",
@@ -83,6 +92,10 @@ class CloudStackUnreachable(CloudStackError):
 
 class CloudStackRejected(CloudStackError):
     """CloudStack refused the API key or the request signature (HTTP 401)."""
+
+
+class AccountWithoutKeys(CloudStackError):
+    """A failure domain's account has no user with API keys, so CAPC cannot act as it."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,8 @@ class Template:
     display_text: str = ""
     is_public: bool = False
     tags: tuple[tuple[str, str], ...] = ()
+    size: int = 0
+    """Bytes (the virtual size), 0 when CloudStack does not know it yet."""
 
     def tag(self, key: str) -> str | None:
         return next((value for name, value in self.tags if name == key), None)
@@ -216,6 +231,7 @@ class Template:
             display_text=str(row.get("displaytext", "")),
             is_public=row.get("ispublic") is True,
             tags=tags,
+            size=_number(row.get("size")),
         )
 
 
@@ -223,13 +239,17 @@ class Template:
 class Entry:
     """One row of a catalogue listing: a service or disk offering, network, affinity group or key pair.
 
-    `zone_id` is a network's zone; `customized` says whether a disk offering takes a custom size.
+    `zone_id` is a network's zone; `customized` says whether a disk offering takes a custom size;
+    `cpus` and `memory_mib` are a service offering's, `disk_gib` a disk offering's size.
     """
 
     id: str
     name: str
     zone_id: str = ""
     customized: bool = False
+    cpus: int = 0
+    memory_mib: int = 0
+    disk_gib: int = 0
 
     @classmethod
     def from_api(cls, row: Mapping[str, Any]) -> Entry:
@@ -238,7 +258,18 @@ class Entry:
             name=str(row.get("name", "")),
             zone_id=str(row.get("zoneid", "")),
             customized=row.get("iscustomized") is True,
+            cpus=_number(row.get("cpunumber")),
+            memory_mib=_number(row.get("memory")),
+            disk_gib=_number(row.get("disksize")),
         )
+
+
+def _number(value: object) -> int:
+    """An integer field of a CloudStack answer; 0 when absent or not a number."""
+    try:
+        return int(str(value)) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -265,16 +296,28 @@ class VirtualMachine:
 @dataclass(frozen=True)
 class OwnerScope:
     """Whose templates to see and create: the caller's own (all None), a project's, or another account's
-    (an admin acting for it). CAPC failure domains name these as `project` and `account` + `domain`."""
+    (an admin acting for it). CAPC failure domains name these as `project` and `account` + `domain`.
+
+    `user` holds the keys of the account's user that CAPC acts as: reads in this scope are signed with
+    them and name the project only (`read_params`), so they see what CAPC sees.
+    """
 
     project_id: str | None = None
     account: str | None = None
     domain_id: str | None = None
+    user: Credentials | None = field(default=None, repr=False)
 
     def params(self) -> dict[str, str | None]:
+        """The owner parameters of a write (and of reads made with the caller's own keys)."""
         if self.project_id:
             return {"projectid": self.project_id}
         return {"account": self.account, "domainid": self.domain_id} if self.account else {}
+
+    def read_params(self) -> dict[str, str | None]:
+        """The owner parameters of a list call: the project only when acting as the account's user."""
+        if self.user is not None:
+            return {"projectid": self.project_id} if self.project_id else {}
+        return self.params()
 
     def __str__(self) -> str:
         if self.project_id:
@@ -345,6 +388,7 @@ class CloudStackClient:
         self._request_timeout = request_timeout
         self._job_timeout = job_timeout
         self._answered = False
+        self._users: dict[Credentials, CloudStackClient] = {}
         self._use(credentials)
 
     def _use(self, credentials: Credentials) -> None:
@@ -392,51 +436,147 @@ class CloudStackClient:
         return found
 
     def owner_scope(self, *, project: str = "", account: str = "", domain: str = "") -> OwnerScope:
-        """Resolve a failure domain's `project` or `account` + `domain` (a path like ROOT/sub, or a
-        name) to the ids the template commands take; the caller's own account when none is set."""
-        if project:
-            rows = self._call(
-                f"find project {project!r}",
-                lambda: self._api.listProjects(name=project, listall=True, fetch_list=True),
-            )
-            match = next((row for row in rows if str(row.get("name", "")).lower() == project.lower()), None)
-            if match is None:
-                raise CloudStackError(
-                    f"project {project!r} is not visible at {self.endpoint}",
-                    hint="fix the failure domain's project, or use the credentials of a project member "
-                    f"in {self.credentials.source}",
-                )
-            return OwnerScope(project_id=str(match["id"]))
-        if not account:
-            return OwnerScope()
-        rows = self._call("list domains", lambda: self._api.listDomains(listall=True, fetch_list=True))
-        wanted = (domain or "ROOT").strip("/").lower()
-        found = next(
-            (
-                row
-                for row in rows
-                if wanted in (str(row.get("path", "")).lower(), str(row.get("name", "")).lower())
-                or f"root/{wanted}" == str(row.get("path", "")).lower()
-            ),
-            None,
+        """Resolve a failure domain's `account` + `domain` and `project` as CAPC does; the caller's own
+        account when none is set.
+
+        With an account: the domain by its exact path (ROOT/<path>), the account in it, then the first
+        user of the account whose getUserKeys returns keys; reads for this scope are then made as that
+        user, as CAPC makes them (`AccountWithoutKeys` when it has none). The project is looked up as
+        whoever acts (the user, else the caller) and must match exactly one project.
+        """
+        user: Credentials | None = None
+        domain_id: str | None = None
+        if account:
+            domain_id, path = self._domain_id(domain, account)
+            self._account_in(account, domain_id, path)
+            user = self._user_keys(account, domain_id, path)
+        if not project:
+            return OwnerScope(account=account or None, domain_id=domain_id, user=user)
+        actor = self._acting(user)
+        rows = actor._call(
+            f"find project {project!r}",
+            lambda: actor._api.listProjects(name=project, listall=True, fetch_list=True),
         )
+        matches = [row for row in rows if str(row.get("name", "")).lower() == project.lower()]
+        whose = f" of account {account!r}" if account else ""
+        if len(matches) != 1:
+            found = "is not visible" if not matches else f"matches {len(matches)} projects"
+            raise CloudStackError(
+                f"project {project!r}{whose} {found} at {self.endpoint}",
+                hint="fix the failure domain's project, or make the account a member of exactly one "
+                f"project of that name (credentials: {actor.credentials.source})",
+            )
+        return OwnerScope(str(matches[0]["id"]), account or None, domain_id, user)
+
+    def _domain_id(self, domain: str, account: str) -> tuple[str, str]:
+        """The id of the domain at `domain` (ROOT added when missing, then matched exactly), and its path."""
+        parts = (domain or "ROOT").split("/")
+        if parts[0].upper() != "ROOT":
+            parts.insert(0, "ROOT")
+        parts[0] = "ROOT"
+        path = "/".join(parts)
+        rows = self._call(
+            f"find domain {path}",
+            lambda: self._api.listDomains(
+                name=parts[-1], level=len(parts) - 1, listall=True, fetch_list=True
+            ),
+        )
+        found = next((row for row in rows if str(row.get("path", "")) == path), None)
         if found is None:
             raise CloudStackError(
-                f"domain {domain!r} of account {account!r} is not visible at {self.endpoint}",
-                hint="fix the failure domain's domain (a path such as ROOT/team), or use an admin's keys",
+                f"domain {path} of account {account!r} is not visible at {self.endpoint}",
+                hint="fix the failure domain's domain: its exact path, such as ROOT/team (names are "
+                "case-sensitive), or use the keys of an admin of that domain",
             )
-        domain_id = str(found["id"])
-        accounts = self._call(
+        return str(found["id"]), path
+
+    def _account_in(self, account: str, domain_id: str, path: str) -> None:
+        rows = self._call(
             f"find account {account!r}",
             lambda: self._api.listAccounts(name=account, domainid=domain_id, listall=True, fetch_list=True),
         )
-        if not any(str(row.get("name", "")).lower() == account.lower() for row in accounts):
+        if len(rows) != 1:
+            found = "does not exist" if not rows else f"matches {len(rows)} accounts"
             raise CloudStackError(
-                f"account {account!r} does not exist in domain {found.get('path') or domain!r} "
-                f"at {self.endpoint}",
+                f"account {account!r} {found} in domain {path} at {self.endpoint}",
                 hint="fix the failure domain's account, or use the keys of an admin of that domain",
             )
-        return OwnerScope(account=account, domain_id=domain_id)
+
+    def _user_keys(self, account: str, domain_id: str, path: str) -> Credentials:
+        """The API keys of the first user of the account that has them (listUsers, then getUserKeys)."""
+        users = self._call(
+            f"list the users of account {account!r}",
+            lambda: self._api.listUsers(account=account, domainid=domain_id, listall=True, fetch_list=True),
+        )
+        for user in users:
+            username = str(user.get("username", user.get("id", "")))
+            keys = self._keys_of(str(user.get("id", "")), username)
+            if keys.get("apikey") and keys.get("secretkey"):
+                current = self.credentials
+                return Credentials(
+                    current.endpoint,
+                    str(keys["apikey"]),
+                    str(keys["secretkey"]),
+                    current.verify_ssl,
+                    current.ca_bundle,
+                    f"the API keys of user {username} of account {account} (found with {current.source})",
+                )
+        raise AccountWithoutKeys(
+            f"account {account!r} in domain {path} has no user with API keys at {self.endpoint}: "
+            "CAPC cannot act as it",
+            hint="generate keys for a user of that account (registerUserKeys, or Generate Keys in the UI)",
+        )
+
+    def _keys_of(self, user_id: str, username: str) -> Mapping[str, Any]:
+        answer = self._call(f"get the API keys of user {username}", lambda: self._api.getUserKeys(id=user_id))
+        keys = answer.get("userkeys", {}) if isinstance(answer, Mapping) else {}
+        return keys if isinstance(keys, Mapping) else {}
+
+    def _acting(self, user: Credentials | None) -> CloudStackClient:
+        """The client that signs requests with `user`'s keys (one per user), else this one."""
+        if user is None:
+            return self
+        actor = self._users.get(user)
+        if actor is None:
+            actor = CloudStackClient(
+                user,
+                request_timeout=self._request_timeout,
+                job_timeout=self._job_timeout,
+                poll_interval=self.poll_interval,
+            )
+            self._users[user] = actor
+        return actor
+
+    def limits(self, owner: OwnerScope = OwnerScope()) -> tuple[ScopeLimits, ...]:
+        """The counts (`<resource>limit/total/available`) of the account that acts in `owner`, its
+        domain and its project, as that account sees them: one list call per level."""
+        actor = self._acting(owner.user)
+        accounts = actor._call("list the account's limits", lambda: actor._api.listAccounts(fetch_list=True))
+        if not accounts:
+            return ()
+        account = accounts[0]
+        found = [_scope_limits(Level.ACCOUNT, str(account.get("name", "")), account)]
+        domain_id = str(account.get("domainid", ""))
+        domains = actor._call(
+            "list the domain's limits", lambda: actor._api.listDomains(id=domain_id, fetch_list=True)
+        )
+        found += [
+            _scope_limits(Level.DOMAIN, str(row.get("path") or row.get("name", "")), row)
+            for row in domains
+            if str(row.get("id", "")) == domain_id
+        ]
+        if owner.project_id:
+            project_id = owner.project_id
+            projects = actor._call(
+                "list the project's limits",
+                lambda: actor._api.listProjects(id=project_id, listall=True, fetch_list=True),
+            )
+            found += [
+                _scope_limits(Level.PROJECT, str(row.get("name", "")), row)
+                for row in projects
+                if str(row.get("id", "")) == project_id
+            ]
+        return tuple(found)
 
     def hypervisors(self, zone_id: str) -> tuple[str, ...]:
         rows = self._call(
@@ -461,15 +601,16 @@ class CloudStackClient:
             + (f" named {name!r}" if name else "")
             + (f" with id {template_id}" if template_id else "")
         )
-        rows = self._call(
+        actor = self._acting(owner.user)
+        rows = actor._call(
             what,
-            lambda: self._api.listTemplates(
+            lambda: actor._api.listTemplates(
                 templatefilter=template_filter,
                 name=name,
                 id=template_id,
                 zoneid=zone_id,
                 fetch_list=True,
-                **owner.params(),
+                **owner.read_params(),
             ),
         )
         return tuple(Template.from_api(row) for row in rows)
@@ -487,17 +628,30 @@ class CloudStackClient:
         return tuple(VirtualMachine.from_api(row) for row in rows)
 
     def service_offerings(
-        self, *, offering_id: str | None = None, name: str | None = None, zone_id: str | None = None
+        self,
+        *,
+        offering_id: str | None = None,
+        name: str | None = None,
+        zone_id: str | None = None,
+        owner: OwnerScope = OwnerScope(),
     ) -> tuple[Entry, ...]:
-        """listServiceOfferings by id (any zone) or by name, within a zone when `zone_id` is given."""
-        return self._entries(
+        """listServiceOfferings by id (any zone) or by name, within a zone when `zone_id` is given, as
+        the owner's user sees them (offerings may be limited to domains)."""
+        return self._acting(owner.user)._entries(
             "listServiceOfferings", "service offerings", id=offering_id, name=name, zoneid=zone_id
         )
 
     def disk_offerings(
-        self, *, offering_id: str | None = None, name: str | None = None, zone_id: str | None = None
+        self,
+        *,
+        offering_id: str | None = None,
+        name: str | None = None,
+        zone_id: str | None = None,
+        owner: OwnerScope = OwnerScope(),
     ) -> tuple[Entry, ...]:
-        return self._entries("listDiskOfferings", "disk offerings", id=offering_id, name=name, zoneid=zone_id)
+        return self._acting(owner.user)._entries(
+            "listDiskOfferings", "disk offerings", id=offering_id, name=name, zoneid=zone_id
+        )
 
     def networks(
         self,
@@ -508,19 +662,23 @@ class CloudStackClient:
         owner: OwnerScope = OwnerScope(),
     ) -> tuple[Entry, ...]:
         """listNetworks as the owner sees them: its own networks and the shared ones."""
-        return self._entries(
-            "listNetworks", "networks", id=network_id, name=name, zoneid=zone_id, **owner.params()
+        return self._acting(owner.user)._entries(
+            "listNetworks", "networks", id=network_id, name=name, zoneid=zone_id, **owner.read_params()
         )
 
     def affinity_groups(
         self, *, group_id: str | None = None, owner: OwnerScope = OwnerScope()
     ) -> tuple[Entry, ...]:
-        return self._entries("listAffinityGroups", "affinity groups", id=group_id, **owner.params())
+        return self._acting(owner.user)._entries(
+            "listAffinityGroups", "affinity groups", id=group_id, **owner.read_params()
+        )
 
     def ssh_key_pairs(
         self, *, name: str | None = None, owner: OwnerScope = OwnerScope()
     ) -> tuple[Entry, ...]:
-        return self._entries("listSSHKeyPairs", "SSH key pairs", name=name, **owner.params())
+        return self._acting(owner.user)._entries(
+            "listSSHKeyPairs", "SSH key pairs", name=name, **owner.read_params()
+        )
 
     def _entries(self, command: str, what: str, **params: str | None) -> tuple[Entry, ...]:
         shown = "".join(f" {key}={value}" for key, value in params.items() if value and key != "domainid")
@@ -594,13 +752,78 @@ class CloudStackClient:
                 hint="re-run the command: it deletes the incomplete template and uploads again",
             )
 
-    def copy_template(self, template_id: str, source_zone_id: str, zone_ids: Sequence[str]) -> None:
-        """copyTemplate (an async job): the copies then download like a registered template."""
-        self._write(
-            f"copy template {template_id} to zones {', '.join(zone_ids)}",
+    def copy_template(
+        self,
+        template_id: str,
+        source_zone_id: str,
+        zones: Sequence[Zone],
+        *,
+        timeout: float,
+        on_progress: ProgressCallback | None = None,
+        started: float | None = None,
+    ) -> None:
+        """copyTemplate, an async job that ends once the copies are in every zone of `zones`; followed
+        here for at most `timeout` seconds from now (the caller's budget, not a fixed job timeout).
+
+        Each poll asks for the job and lists the template, so `on_progress` sees every zone's copy move
+        on. A failed job names the zone (the one whose copy is in error, else all of them) and
+        CloudStack's error; a job still running when the time is up names each zone's progress.
+        `started` is when the caller's time limit began, for the time stated in that message.
+        """
+        now = time.monotonic()
+        deadline, started = now + timeout, now if started is None else started
+        names = {zone.id: zone.name for zone in zones}
+        what = f"copy template {template_id} to zone {', '.join(names.values())}"
+        answer = self._write(
+            what,
             lambda: self._api.copyTemplate(
-                id=template_id, sourcezoneid=source_zone_id, destzoneids=list(zone_ids), fetch_result=True
+                id=template_id, sourcezoneid=source_zone_id, destzoneids=list(names), fetch_result=False
             ),
+        )
+        job_id = str(answer.get("jobid") or "")
+        if not job_id:  # answered at once, without a job
+            return
+        rows: list[Template] = []
+        while True:
+            job = self._call(f"follow the job of {what}", lambda: self._api.queryAsyncJobResult(jobid=job_id))
+            rows = [row for row in self.templates(template_id=template_id) if row.zone_id in names]
+            if on_progress is not None:
+                on_progress(rows)
+            status = int(job.get("jobstatus") or 0)
+            if status == 1 and not job.get("jobresultcode"):
+                return
+            if status != 0:
+                raise self._copy_failed(template_id, names, rows, job.get("jobresult"))
+            if time.monotonic() >= deadline:
+                progress = {row.zone_id: row.status or "no status" for row in rows if not row.ready}
+                pending = [f"{names[z]}: {progress.get(z, 'no copy yet')}" for z in names]
+                named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
+                raise CloudStackError(
+                    f"the copy of {named} to zone {', '.join(names.values())} is not done after "
+                    f"{_seconds(time.monotonic() - started)} ({'; '.join(pending)})",
+                    hint="CloudStack keeps copying: re-run the same command to keep waiting, "
+                    "or raise --timeout",
+                )
+            testpoints.reached(f"copying template {template_id} to {', '.join(sorted(names.values()))}")
+            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+
+    def _copy_failed(
+        self, template_id: str, names: Mapping[str, str], rows: Sequence[Template], result: Any
+    ) -> CloudStackError:
+        error = result if isinstance(result, Mapping) else {}
+        code = error.get("errorcode", "?")
+        text = self._scrub(str(error.get("errortext") or "no details"))
+        failed = [names[row.zone_id] for row in rows if failed_while_waiting(row.ready, row.status)]
+        zones = (
+            [n for n in names.values() if re.search(rf"\b{re.escape(n)}\b", text)]
+            or failed
+            or list(names.values())
+        )
+        return CloudStackError(
+            f"the copy of template {template_id} to zone {', '.join(zones)} failed: "
+            f"CloudStack error {code}: {text}",
+            hint="fix what CloudStack reports about that zone's secondary storage, then re-run the same "
+            "command (with --replace while the failed copy is still listed)",
         )
 
     def delete_template(self, template_id: str, zone_id: str | None = None) -> None:
@@ -796,6 +1019,19 @@ class CloudStackClient:
             if value:
                 text = text.replace(value, "***")
         return text
+
+
+def _scope_limits(level: Level, name: str, row: Mapping[str, Any]) -> ScopeLimits:
+    """An account, domain or project row's `<resource>limit`, `total` and `available` ("Unlimited" or -1:
+    no limit)."""
+    counts = {}
+    for resource in Resource:
+        maximum = parse_count(row.get(f"{resource.value}limit"))
+        available = row.get(f"{resource.value}available")
+        counts[resource] = ResourceCount(
+            maximum, _number(row.get(f"{resource.value}total")), parse_count(available)
+        )
+    return ScopeLimits(level, name, counts)
 
 
 def _seconds(elapsed: float) -> str:

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "ExitCode",
     "KubeApiError",
+    "LockedError",
     "PlanError",
     "RolloutError",
     "UsageError",
@@ -31,6 +32,7 @@ class ExitCode(enum.IntEnum):
     KUBE_API = 4
     PLAN = 5
     ROLLOUT = 6
+    LOCKED = 7
     INTERNAL = 70
     INTERRUPTED = 130
 
@@ -78,6 +80,12 @@ class RolloutError(CapcError):
     """Changes were applied but a rollout did not finish in time; re-running the command continues it."""
 
     exit_code = ExitCode.ROLLOUT
+
+
+class LockedError(CapcError):
+    """Another run holds the cluster's upgrade lock (its Lease), or took it over during this run."""
+
+    exit_code = ExitCode.LOCKED
 
 
 def one_line(text: str) -> str:

@@ -308,6 +308,8 @@ def parse_cluster(obj: Obj) -> Cluster:
         infrastructure_ref=parse_ref(_map(obj, "spec", "infrastructureRef"), namespace),
         control_plane_ref=parse_ref(_map(obj, "spec", "controlPlaneRef"), namespace),
         conditions=parse_conditions(obj),
+        labels=FrozenDict(_labels(obj)),
+        annotations=FrozenDict(_annotations(obj)),
     )
 
 
@@ -405,6 +407,7 @@ def parse_control_plane(obj: Obj, index: _TemplateIndex, problems: list[Problem]
         rolling_out=_rolling_out(obj),
         conditions=parse_conditions(obj),
         annotations=FrozenDict(_annotations(obj)),
+        labels=FrozenDict(_labels(obj)),
     )
 
 

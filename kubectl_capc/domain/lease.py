@@ -19,6 +19,7 @@ __all__ = [
     "LeaseVerdict",
     "decide",
     "holder_identity",
+    "holder_process",
     "lease_name",
     "renew_interval",
 ]
@@ -39,6 +40,15 @@ def lease_name(cluster: str) -> str:
 
 def holder_identity(user: str, host: str, pid: int) -> str:
     return f"{user}@{host}/{pid}"
+
+
+def holder_process(holder: str) -> tuple[str, str, int] | None:
+    """(user, host, pid) of an identity `holder_identity` made; None for any other form (another tool's)."""
+    rest, slash, pid = holder.rpartition("/")
+    user, at, host = rest.rpartition("@")
+    if not slash or not at or not user or not host or not pid.isdigit():
+        return None
+    return user, host, int(pid)
 
 
 def renew_interval(duration_seconds: int = LEASE_DURATION_SECONDS) -> float:

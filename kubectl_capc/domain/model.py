@@ -362,6 +362,7 @@ class ControlPlane(_RolloutOwner):
     rolling_out: bool
     conditions: tuple[Condition, ...]
     annotations: FrozenDict = field(default_factory=FrozenDict)
+    labels: FrozenDict = field(default_factory=FrozenDict)
 
     @property
     def versions_reported(self) -> tuple[str, ...]:
@@ -417,6 +418,8 @@ class Cluster:
     infrastructure_ref: Ref | None
     control_plane_ref: Ref | None
     conditions: tuple[Condition, ...]
+    labels: FrozenDict = field(default_factory=FrozenDict)
+    annotations: FrozenDict = field(default_factory=FrozenDict)
 
     @property
     def topology_managed(self) -> bool:

@@ -2,10 +2,15 @@
 
 One discovery request (`GET /apis`) picks the CAPI version the server serves (v1beta2 when served, else
 v1beta1); CAPC objects are always read at v1beta3. Then one LIST per kind, filtered by namespace and,
-for a named cluster, by name or the `cluster.x-k8s.io/cluster-name` label -- never one GET per object --
-so reading a cluster with 1 or 50 MachineDeployments costs the same: for a named cluster 1 discovery +
+for a named cluster's control plane and CloudStackCluster, by name -- never one GET per object -- so
+reading a cluster with 1 or 50 MachineDeployments costs the same: for a named cluster 1 discovery +
 1 Cluster LIST + 6 LISTs; for a namespace or `-A`, 1 discovery + 7 LISTs. (A kind with more than
 `PAGE_SIZE` objects takes one more request per page, as kubectl's chunked lists do.)
+
+MachineDeployments and Machines belong to the Cluster their `spec.clusterName` names, as CAPI decides it:
+the `cluster.x-k8s.io/cluster-name` label is only added by CAPI's defaulting webhook, and objects applied
+without it (CAPC's stock templates, with no webhook running) lack it. So they are listed for the whole
+namespace and joined to their Cluster in `kubectl_capc.domain.inventory`.
 
 `read_secret_data` reads a credentials Secret by name, as plain JSON: the typed core API would import
 every core model of the client (about half a second of CPU) to read one object.
@@ -32,7 +37,6 @@ from kubectl_capc.domain.inventory import RawObjects, build_inventories
 from kubectl_capc.domain.model import (
     BOOTSTRAP_GROUP,
     CLUSTER_GROUP,
-    CLUSTER_NAME_LABEL,
     CONTROL_PLANE_GROUP,
     INFRASTRUCTURE_GROUP,
     CapiVersion,
@@ -300,11 +304,11 @@ def _read_named(api_client: Any, versions: ServedVersions, namespace: str, name:
             hint=f"list them with `kubectl get clusters -n {namespace}`, or pass -A",
         )
     spec = clusters[0].get("spec") or {}
-    by_cluster_label = f"{CLUSTER_NAME_LABEL}={name}"
     queries = [
         _named_query(_CONTROL_PLANES, namespace, spec.get("controlPlaneRef")),
-        _Query(_MACHINE_DEPLOYMENTS, namespace, label_selector=by_cluster_label),
-        _Query(_MACHINES, namespace, label_selector=by_cluster_label),
+        # spec.clusterName, not the cluster-name label: the label is absent without CAPI's webhook.
+        _Query(_MACHINE_DEPLOYMENTS, namespace),
+        _Query(_MACHINES, namespace),
         _Query(_MACHINE_TEMPLATES, namespace),  # all of them: a planner needs the names already taken
         _named_query(_CLOUDSTACK_CLUSTERS, namespace, spec.get("infrastructureRef")),
         _Query(_BOOTSTRAP_TEMPLATES, namespace),

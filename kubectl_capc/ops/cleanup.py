@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.errors import PlanError
@@ -30,7 +30,11 @@ from kubectl_capc.domain.plan import MACHINE_DEPLOYMENT_KIND
 from kubectl_capc.domain.records import ACTION_UPGRADE, KUBERNETES_VERSION, read_history
 from kubectl_capc.kube.write import Conflict, Gone, KubeWriter
 from kubectl_capc.ops.cluster_io import ClusterAccess
+from kubectl_capc.ops.lock import held_for_run
 from kubectl_capc.ops.upgrade import require_confirmation
+
+if TYPE_CHECKING:
+    from kubectl_capc.kube.lease import ClusterLease
 
 __all__ = [
     "CLONED_FROM_NAME",
@@ -274,6 +278,7 @@ class CleanupOptions:
     dry_run: bool = False
     yes: bool = False
     interactive: bool = False
+    break_lock: bool = False
 
 
 class CleanupConsole(Protocol):
@@ -290,6 +295,8 @@ class CleanupIO(Protocol):
 
     def read(self) -> tuple[ClusterInventory, References]: ...
 
+    def lease(self) -> ClusterLease: ...
+
 
 class KubeCleanupIO(ClusterAccess):
     """Reads the cluster and everything in its namespace that uses templates (LISTs only)."""
@@ -303,8 +310,14 @@ class KubeCleanupIO(ClusterAccess):
 
 
 def run_cleanup(io: CleanupIO, options: CleanupOptions, console: CleanupConsole) -> int:
-    """List, check with dryRun=All, confirm, re-check the references, delete; returns the exit code
-    (1: a dry run with templates to delete)."""
+    """List, check with dryRun=All, confirm, re-check the references, delete, under the cluster's
+    upgrade lock (a dry run only reads it); returns the exit code (1: a dry run with templates to delete)."""
+    lock = held_for_run(io.lease(), dry_run=options.dry_run, break_lock=options.break_lock, note=console.note)
+    with lock:
+        return _run_cleanup(io, options, console)
+
+
+def _run_cleanup(io: CleanupIO, options: CleanupOptions, console: CleanupConsole) -> int:
     plan = plan_cleanup(*io.read())
     console.show_plan(plan)
     if not plan.unused:

@@ -22,6 +22,7 @@ from kubectl_capc.ops.upgrade import Console
 
 if TYPE_CHECKING:
     from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, ProgressCallback
+    from kubectl_capc.kube.lease import ClusterLease
     from kubectl_capc.ops.image_targets import ZoneTarget
 
 __all__ = ["ClusterAccess", "KubeClusterIO", "wait_for_copies"]
@@ -65,6 +66,12 @@ class ClusterAccess:
         if self._writer is None:
             raise RuntimeError("read() the cluster before writing to it")
         return self._writer
+
+    def lease(self) -> ClusterLease:
+        """The cluster's upgrade lock (its Lease in the namespace), for this process."""
+        from kubectl_capc.kube.lease import ClusterLease
+
+        return ClusterLease(self.api_client, self.namespace, self.cluster)
 
     def read_inventory(self) -> ClusterInventory:
         from kubectl_capc.kube.read import read_inventories

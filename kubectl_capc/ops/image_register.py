@@ -429,7 +429,14 @@ def _upload_and_copy(
         _wait_all(client, [source_target], {source[0]: source[1]}, budget, reporter)
         names = ", ".join(t.zone.name for t in remaining)
         reporter.step(f"copying {spec.name} from zone {source_target.zone.name} to {names}")
-        client.copy_template(source[1], source_target.zone.id, [t.zone.id for t in remaining])
+        client.copy_template(
+            source[1],
+            source_target.zone.id,
+            [t.zone for t in remaining],
+            timeout=budget.remaining(),
+            on_progress=reporter.zones,
+            started=budget.started,
+        )
         for target in remaining:
             created[target.failure_domain] = (source[1], "copied")
     return created

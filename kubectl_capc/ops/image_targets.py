@@ -95,8 +95,11 @@ def zone_targets(
 
 def _zone_of(domain: FailureDomain, zones: Sequence[Zone], client: CloudStackClient) -> Zone:
     ref = domain.zone
-    found = next((z for z in zones if ref.id and z.id == ref.id), None) or next(
-        (z for z in zones if ref.name and z.name == ref.name), None
+    # By name when the failure domain names it (CAPC then overwrites the id), else by id.
+    found = (
+        next((z for z in zones if z.name == ref.name), None)
+        if ref.name
+        else next((z for z in zones if z.id == ref.id), None)
     )
     if found is None:
         raise CloudStackError(

@@ -33,6 +33,8 @@ class ApplyOptions:
     no_wait: bool = False
     interactive: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
+    break_lock: bool = False
+    """Take the cluster's upgrade lock even from a live holder (`--break-lock`)."""
 
 
 @dataclass(frozen=True)

@@ -244,14 +244,9 @@ def workload_reader(api_client: Any, request_timeout: float | None) -> WorkloadR
     """Reads each workload cluster through its `<cluster>-kubeconfig` Secret; never raises for it."""
 
     def read(namespace: str, cluster: str) -> WorkloadFacts | None:
-        try:
-            from kubectl_capc.kube.workload import read_workload  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return None
-        facts: WorkloadFacts = read_workload(
-            api_client, namespace, cluster, request_timeout=request_timeout
-        ).facts
-        return facts
+        from kubectl_capc.kube.workload import read_workload
+
+        return read_workload(api_client, namespace, cluster, request_timeout=request_timeout).facts
 
     return read
 

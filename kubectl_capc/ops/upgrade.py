@@ -17,9 +17,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from kubectl_capc.domain import testpoints
+from kubectl_capc.domain.checks.gitops_owners import check_gitops_owners
+from kubectl_capc.domain.completion import require_at_target
 from kubectl_capc.domain.errors import PlanError, RolloutError, UsageError
 from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates, thaw
 from kubectl_capc.domain.plan import (
@@ -37,7 +39,11 @@ from kubectl_capc.domain.preview import ObjectPreview, clean, merge_patch
 from kubectl_capc.domain.records import ACTION_UPGRADE, Rotation, rotation_annotations
 from kubectl_capc.kube.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.kube.write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
+from kubectl_capc.ops.lock import held_for_run
 from kubectl_capc.ops.options import ApplyOptions
+
+if TYPE_CHECKING:
+    from kubectl_capc.kube.lease import ClusterLease
 
 __all__ = [
     "ClusterIO",
@@ -89,6 +95,9 @@ class WriterIO(Protocol):
 
     @property
     def writer(self) -> KubeWriter: ...
+
+    def lease(self) -> ClusterLease:
+        """The cluster's upgrade lock, held while the run writes and waits."""
 
 
 class Console(PlanConsole, Protocol):
@@ -189,7 +198,16 @@ class PlanRun(ABC, Generic[PlanT, IOT, ConsoleT]):
         return True
 
     def run(self) -> int:
-        """Plan, preview, confirm and apply; returns the exit code (1: a dry run with changes pending)."""
+        """Plan, preview, confirm and apply under the cluster's upgrade lock (a dry run only reads it);
+        returns the exit code (1: a dry run with changes pending)."""
+        options = self.options
+        lock = held_for_run(
+            self.io.lease(), dry_run=options.dry_run, break_lock=options.break_lock, note=self.console.note
+        )
+        with lock:
+            return self._run()
+
+    def _run(self) -> int:
         plan, previews = replan_on_conflict(self._plan_and_preview)
         self.console.show_plan(plan)
         if plan.done:
@@ -320,11 +338,23 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
     ) -> None:
         super().__init__(io, options, console, clock)
         self.request = request
+        self._preflighted = False
+        self._inventory: ClusterInventory | None = None
 
     def _read(self) -> tuple[UpgradePlan, Callable[[], bool]]:
         inventory, templates = self.io.read()
+        self._inventory = inventory
+        self._preflight(inventory)
         plan = plan_upgrade(inventory, self.request, templates)
         return plan, lambda: self._run_segment(plan, inventory)
+
+    def _preflight(self, inventory: ClusterInventory) -> None:
+        """Warn, once per run, of what would undo the upgrade: GitOps controllers that own its objects."""
+        if self._preflighted:
+            return
+        self._preflighted = True
+        for finding in check_gitops_owners(inventory):
+            self.console.note(f"warning: {finding.check_id}: {finding.message}; {finding.hint}")
 
     def _previews(self, plan: UpgradePlan) -> tuple[ObjectPreview, ...]:
         """Send every write the server can judge now with dryRun=All; predict the rest locally.
@@ -365,6 +395,8 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         self.console.note(f"{self._finished(plan)}: nothing to do")
 
     def _finished(self, plan: UpgradePlan) -> str:
+        if self._inventory is not None:  # never "at the target" while a Machine runs an older version
+            require_at_target(self._inventory, plan.target)
         return f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}"
 
     def _wait(self, plan: UpgradePlan, hop: PlanHop, step: WaitRollout) -> None:

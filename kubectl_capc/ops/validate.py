@@ -1,8 +1,11 @@
 """`kubectl capc validate`: gather the facts the checks need, run them, and report the findings.
 
 Facts are gathered in rounds, each one concurrent (threads): the credentials Secrets and the
-SelfSubjectAccessReviews; then one CloudStack connection per tenant (Secret + account/domain/project),
-probed with listZones; then each failure domain's zone; then what the checks need inside the zones.
+SelfSubjectAccessReviews; then, next to the CloudStack rounds, each cluster's workload cluster
+(`kubectl_capc.kube.workload`: its kubeconfig Secret, Nodes, Pods, PodDisruptionBudgets, the
+deprecated-API metric) and one LIST of the Machines of all clusters; then one CloudStack connection
+per tenant (Secret + account/domain/project), probed with listZones; then each failure domain's zone;
+then what the checks need inside the zones.
 The same question asked for several failure domains or clusters is asked once. Secret values stay in
 this module's `Credentials` objects; CloudStack error texts are scrubbed of them before they reach a
 finding.
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubectl_capc.domain.checks import Finding, Severity, first_queries, run_checks, second_queries
+from kubectl_capc.domain.checks.capacity import ScopeLimits
 from kubectl_capc.domain.checks.facts import (
     REQUIRED_SECRET_KEYS,
     Access,
@@ -33,13 +37,14 @@ from kubectl_capc.domain.checks.facts import (
 )
 from kubectl_capc.domain.checks.permissions import required_access
 from kubectl_capc.domain.checks.upgrade import INVALID_TARGET
+from kubectl_capc.domain.checks.workload import WorkloadReading
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.errors import ConfigError, ExitCode, UsageError
 from kubectl_capc.domain.model import ClusterInventory, FailureDomain, SecretRef
 from kubectl_capc.domain.versions import TargetVersion, parse_target
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Zone
+    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Template, Zone
 
 __all__ = [
     "REPORT_KIND",
@@ -52,6 +57,7 @@ __all__ = [
     "build_report",
     "gather_facts",
     "parse_to",
+    "read_workloads",
 ]
 
 _log = logging.getLogger(__name__)
@@ -225,6 +231,16 @@ class Session:
     owner: OwnerScope
     zones: tuple[Zone, ...]
 
+    def limits(self) -> tuple[ScopeLimits, ...]:
+        """The tenant's account, domain and project counts; none when they cannot be read."""
+        from kubectl_capc.cloudstack.client import CloudStackError
+
+        try:
+            return self.client.limits(self.owner)
+        except CloudStackError as err:
+            _log.info("CloudStack capacity not checked: %s", err.message)
+            return ()
+
     def ask(self, query: Query) -> Lookup:
         """Answer one check question; an id CloudStack does not know is answered with no rows."""
         from kubectl_capc.cloudstack.client import CloudStackError
@@ -272,15 +288,43 @@ def gather_facts(
     credentials = {ref: creds for ref, (_, creds, _) in read.items() if creds is not None}
     secret_values = frozenset(value for _, _, values in read.values() for value in values)
 
+    workloads_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workload")
+    workloads = workloads_pool.submit(read_workloads, api_client, inventories, request_timeout)
+    workloads_pool.shutdown(wait=False)
     tenants = list(dict.fromkeys(Tenant.of(fd) for fd in domains if fd.credentials in credentials))
     connected = _parallel(lambda t: _connect(t, credentials[t.secret], factory), tenants)
     connections = {tenant: connection for tenant, (connection, _) in connected.items()}
     sessions = {tenant: session for tenant, (_, session) in connected.items() if session is not None}
+    secret_values |= {
+        key
+        for session in sessions.values()
+        if session.owner.user is not None
+        for key in (session.owner.user.api_key, session.owner.user.secret_key)
+    }
 
-    known = Facts(secrets, connections, {}, access)
+    limits = _parallel(lambda t: sessions[t].limits(), list(sessions)) if target is not None else {}
+    known = Facts(secrets, connections, {}, access, {t: found for t, found in limits.items() if found})
     facts = ask_in_rounds(inventories, known, target, lambda tenant, query: sessions[tenant].ask(query))
     _log.info("asked CloudStack %d distinct question(s) as %d tenant(s)", len(facts.lookups), len(sessions))
-    return Gathered(facts, secret_values)
+    return Gathered(replace(facts, workloads=workloads.result()), secret_values)
+
+
+def read_workloads(
+    api_client: Any, inventories: Sequence[ClusterInventory], request_timeout: float | None = None
+) -> dict[tuple[str, str], WorkloadReading]:
+    """Each cluster's workload cluster, read concurrently, and the Machines of all of them with one LIST
+    (of the one cluster, its namespace, or all namespaces)."""
+    from kubectl_capc.kube.workload import read_machines, read_workload
+
+    if not inventories:
+        return {}
+    namespaces = {inventory.namespace for inventory in inventories}
+    namespace = next(iter(namespaces)) if len(namespaces) == 1 else None
+    cluster = inventories[0].name if len(inventories) == 1 else None
+    machines = read_machines(api_client, inventories[0].capi_version, namespace=namespace, cluster=cluster)
+    keys = [(inventory.namespace, inventory.name) for inventory in inventories]
+    read = _parallel(lambda key: read_workload(api_client, *key, request_timeout=request_timeout), keys)
+    return {key: WorkloadReading(read[key].facts, machines.get(key, ())) for key in keys}
 
 
 def ask_in_rounds(
@@ -404,7 +448,12 @@ def _connect(
     tenant: Tenant, credentials: Credentials, make_client: ClientFactory
 ) -> tuple[Connection, Session | None]:
     """Log in as the tenant (listZones), then resolve its account/domain/project."""
-    from kubectl_capc.cloudstack.client import CloudStackError, CloudStackRejected, CloudStackUnreachable
+    from kubectl_capc.cloudstack.client import (
+        AccountWithoutKeys,
+        CloudStackError,
+        CloudStackRejected,
+        CloudStackUnreachable,
+    )
 
     try:
         client = make_client(credentials)
@@ -417,6 +466,8 @@ def _connect(
         return Connection(tenant, Reach.FAILED, err.message), None
     try:
         owner = client.owner_scope(project=tenant.project, account=tenant.account, domain=tenant.domain)
+    except AccountWithoutKeys as err:
+        return Connection(tenant, Reach.OK, keyless=err.message), None
     except CloudStackError as err:
         return Connection(tenant, Reach.OK, scope_problems=(err.message,)), None
     return Connection(tenant, Reach.OK), Session(client, owner, zones)
@@ -436,17 +487,23 @@ def _rows(session: Session, query: Query) -> Iterable[Row]:
         return (Row(name=hypervisor) for hypervisor in client.hypervisors(query.zone_id))
     if query.resource is Resource.TEMPLATE:
         return (
-            Row(t.id, t.name, t.zone_id, t.zone_name, t.ready, t.status, t.hypervisor)
+            _template_row(t)
             for t in client.templates(name=name, template_id=ident, zone_id=zone, owner=owner)
         )
     if query.resource is Resource.NETWORK:
         entries = client.networks(network_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.SERVICE_OFFERING:
-        entries = client.service_offerings(offering_id=ident, name=name, zone_id=zone)
+        entries = client.service_offerings(offering_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.DISK_OFFERING:
-        entries = client.disk_offerings(offering_id=ident, name=name, zone_id=zone)
+        entries = client.disk_offerings(offering_id=ident, name=name, zone_id=zone, owner=owner)
     elif query.resource is Resource.AFFINITY_GROUP:
         entries = client.affinity_groups(group_id=ident, owner=owner)
     else:
         entries = client.ssh_key_pairs(name=name, owner=owner)
-    return (Row(e.id, e.name, e.zone_id, customized=e.customized) for e in entries)
+    return (Row(e.id, e.name, e.zone_id, customized=e.customized, cpus=e.cpus,
+                memory_mib=e.memory_mib, size_gib=e.disk_gib) for e in entries)  # fmt: skip
+
+
+def _template_row(t: Template) -> Row:
+    size_gib = -(-t.size // 2**30)  # whole GiB, rounded up
+    return Row(t.id, t.name, t.zone_id, t.zone_name, t.ready, t.status, t.hypervisor, size_gib=size_gib)

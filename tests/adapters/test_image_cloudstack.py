@@ -172,9 +172,9 @@ def test_owner_scope_resolves_projects_and_account_domains(cloudstack: CloudStac
     client = client_for(cloudstack)
     assert client.owner_scope() == OwnerScope()
     assert client.owner_scope(project="capc-clusters").project_id == "a6c6aaac-f9f9-4199-ae6a-3dae12c44dec"
-    scope = client.owner_scope(account="capc", domain="ROOT/capc")
-    assert (scope.account, scope.domain_id) == ("capc", "427fe23e-7dd6-4b05-a497-081ace9310a5")
-    assert client.owner_scope(account="capc", domain="capc") == scope
+    scope = client.owner_scope(account="dev-team", domain="ROOT/capc")
+    assert (scope.account, scope.domain_id) == ("dev-team", "427fe23e-7dd6-4b05-a497-081ace9310a5")
+    assert client.owner_scope(account="dev-team", domain="capc") == scope
     with pytest.raises(CloudStackError, match="project 'nope' is not visible"):
         client.owner_scope(project="nope")
 
@@ -264,13 +264,70 @@ def test_upload_streams_the_file_with_its_checksum_then_copy_and_delete(
         hashlib.sha256(image.read_bytes()).hexdigest(),
     )
     client.wait_until_ready(ticket.template_id, [zone1], timeout=10, failed=lambda r: False)
-    client.copy_template(ticket.template_id, zone1, [zone2])
+    client.copy_template(ticket.template_id, zone1, client.zones()[1:], timeout=10)
     assert {r.zone_name: r.ready for r in client.templates(template_id=ticket.template_id)} == {
         "zone1": True,
         "zone2": True,
     }
     client.delete_template(ticket.template_id, zone2)
     assert [r.zone_name for r in client.templates(template_id=ticket.template_id)] == ["zone1"]
+
+
+def ready_in_zone1(double: CloudStackDouble, name: str) -> str:
+    spec = {"name": name, "ostype": UBUNTU_2204, "zones": {"zone1": "ready"}, "url": "http://h/x.qcow2"}
+    return add_template(double.state, spec).id
+
+
+def test_a_copy_takes_time_and_reports_each_poll_of_the_destination(cloudstack: CloudStackDouble) -> None:
+    client = client_for(cloudstack)
+    template_id = ready_in_zone1(cloudstack, "slow-copy")
+    zone1, zone2 = client.zones()
+    seen: list[tuple[str, str]] = []
+    client.copy_template(
+        template_id, zone1.id, [zone2], timeout=10,
+        on_progress=lambda rows: seen.extend((r.zone_name, r.status) for r in rows),
+    )  # fmt: skip
+    assert {r.zone_name: r.ready for r in client.templates(template_id=template_id)} == {
+        "zone1": True,
+        "zone2": True,
+    }
+    assert [z for z, _ in seen] == ["zone2"] * len(seen)
+    assert any(status.endswith("% Downloaded") for _, status in seen), seen
+    assert len(calls(cloudstack, "queryAsyncJobResult")) >= 3
+
+
+def test_a_stalled_copy_ends_with_the_budget_naming_the_zone_and_its_progress(
+    cloudstack: CloudStackDouble,
+) -> None:
+    set_faults(cloudstack, {"downloads": [{"zone": "zone2", "mode": "stall", "at_percent": 40}]})
+    client = client_for(cloudstack)
+    template_id = ready_in_zone1(cloudstack, "stalled-copy")
+    zone1, zone2 = client.zones()
+    started = time.monotonic()
+    with pytest.raises(CloudStackError) as caught:
+        client.copy_template(template_id, zone1.id, [zone2], timeout=0.5, started=started - 3)
+    assert time.monotonic() - started < 5  # the budget, not the client's job timeout (10 s here)
+    assert str(caught.value) == (
+        f"the copy of template 'stalled-copy' ({template_id}) to zone zone2 is not done after 4s "
+        "(zone2: 40% Downloaded); CloudStack keeps copying: re-run the same command to keep waiting, "
+        "or raise --timeout"
+    )
+
+
+def test_a_failed_copy_names_the_zone_and_cloudstacks_error(cloudstack: CloudStackDouble) -> None:
+    set_faults(
+        cloudstack,
+        {"downloads": [{"zone": "zone2", "mode": "error", "at_percent": 20, "message": "No space left"}]},
+    )
+    client = client_for(cloudstack)
+    template_id = ready_in_zone1(cloudstack, "failed-copy")
+    zone1, zone2 = client.zones()
+    with pytest.raises(CloudStackError) as caught:
+        client.copy_template(template_id, zone1.id, [zone2], timeout=10)
+    assert str(caught.value).startswith(
+        f"the copy of template {template_id} to zone zone2 failed: CloudStack error 530: "
+        "Failed to copy Template to zone zone2: No space left; "
+    )
 
 
 def test_a_second_upload_for_the_same_ticket_is_refused(cloudstack: CloudStackDouble, tmp_path: Path) -> None:
@@ -317,9 +374,11 @@ def test_injected_internal_error_and_failed_job(
         client.zones()  # a read is tried 3 times, then the error stays
     set_faults(cloudstack, {"errors": [{"command": "listZones", "times": 2}]})
     assert client.zones()  # the third try succeeds
-    with pytest.raises(CloudStackError, match=r"copy template .*: CloudStack error 431.*not ready"):
+    with pytest.raises(
+        CloudStackError, match=r"copy of template .* to zone zone2 failed: CloudStack error 431.*not ready"
+    ):
         (row, _) = client.register_template(spec("nc"), "http://h/nc.qcow2", zone_ids(client))
-        client.copy_template(row.id, zone_ids(client)[0], [zone_ids(client)[1]])
+        client.copy_template(row.id, zone_ids(client)[0], client.zones()[1:], timeout=10)
 
 
 def test_unreachable_cloudstack_names_the_endpoint_and_secret(tmp_path: Path) -> None:

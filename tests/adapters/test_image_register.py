@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -522,3 +523,41 @@ def test_a_timeout_states_the_whole_time_waited_not_what_was_left(cloudstack: Cl
     assert f"template '{NAME}' (" in str(caught.value)
     assert "is not ready after 2s (" in str(caught.value)
     assert "zone2: 40% Downloaded" in str(caught.value)
+
+
+def test_a_stalled_copy_ends_within_the_runs_budget_naming_the_zone(
+    cloudstack: CloudStackDouble, tmp_path: Path
+) -> None:
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    with cloudstack.state.lock:
+        cloudstack.state.faults = parse_faults(
+            {"downloads": [{"zone": "zone2", "mode": "stall", "at_percent": 60}]}, cloudstack.state.zone_id
+        )
+    reporter = Recorder()
+    started = time.monotonic()
+    with pytest.raises(CloudStackError) as caught:
+        run(cloudstack, ImageSource(path=image), reporter, timeout=3.0)
+    # The upload, its wait and the copy share the 3 s: the copy job's own timeout (10 s) never comes.
+    assert time.monotonic() - started < 6
+    message = str(caught.value)
+    assert message.startswith(f"the copy of template '{NAME}' (")
+    assert "to zone zone2 is not done after 3s (zone2: 60% Downloaded); CloudStack keeps copying" in message
+    assert ("zone2", "60% Downloaded") in reporter.statuses  # the copy's progress was shown meanwhile
+
+
+def test_a_failed_copy_names_the_zone_and_cloudstacks_error(
+    cloudstack: CloudStackDouble, tmp_path: Path
+) -> None:
+    image = qcow2(tmp_path / f"{NAME}-kvm.qcow2")
+    with cloudstack.state.lock:
+        cloudstack.state.faults = parse_faults(
+            {"downloads": [{"zone": "zone2", "mode": "error", "at_percent": 40, "message": "Disk full"}]},
+            cloudstack.state.zone_id,
+        )
+    with pytest.raises(CloudStackError) as caught:
+        run(cloudstack, ImageSource(path=image))
+    assert (
+        "to zone zone2 failed: CloudStack error 530: Failed to copy Template to zone zone2: Disk full"
+        in str(caught.value)
+    )
+    assert set(copies_per_zone(cloudstack)) == {"zone1", "zone2"}

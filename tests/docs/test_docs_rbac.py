@@ -63,7 +63,7 @@ def test_role_and_binding_fit_together_and_name_no_namespace() -> None:
 def test_role_grants_every_permission_validate_checks() -> None:
     (role, _) = documents()
     needed = upgrade_access("prod")
-    assert {a.verb for a in needed} == {"get", "create", "patch", "watch"}
+    assert {a.verb for a in needed} == {"get", "create", "patch", "watch", "update", "delete"}
     assert [a for a in needed if not grants(role["rules"], a)] == []
 
 
@@ -93,6 +93,8 @@ def test_applied_role_lets_the_bound_group_upgrade(testenv_v1beta2: TestBed, nam
 
     assert can_i(bed, namespace, group, "watch", "machinedeployments.cluster.x-k8s.io") == "yes"
     assert can_i(bed, namespace, group, "delete", "machinedeployments.cluster.x-k8s.io") == "no"
+    assert can_i(bed, namespace, group, "update", "leases.coordination.k8s.io") == "yes"
+    assert can_i(bed, namespace, group, "list", "leases.coordination.k8s.io") == "no"
     assert can_i(bed, namespace, group, "list", "secrets") == "no"
     assert can_i(bed, "default", group, "patch", "kubeadmcontrolplanes.controlplane.cluster.x-k8s.io") == "no"
     assert (

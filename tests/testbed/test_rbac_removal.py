@@ -5,9 +5,10 @@ For each permission (one verb on one resource) a ServiceAccount is bound to the 
 that permission, and the commands that need it run on the v1beta2 test bed: each must fail (exit 4 with
 one `error:` line, or for `validate` a CAPC-P001 finding, exit 1) naming the verb and the resource, and
 the audit log must show that the only requests refused were of that permission. Commands that fail
-before writing share one cluster, and must indeed have written nothing; `image-upgrade` and `rollback`
-notice a missing `watch` only after the first patch (`validate` reports it ahead), so those runs get a
-cluster of their own.
+before writing share one cluster, and must indeed have written nothing (the upgrade lock's `update` and
+`delete` are needed only once the lock is taken: an upgrade with nothing to do shows them);
+`image-upgrade` and `rollback` notice a missing `watch` only after the first patch (`validate` reports
+it ahead), so those runs get a cluster of their own.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from tests.support.lease_support import drop_lease, put_lease
 from tests.support.rbac_support import (
     Permission,
     Run,
@@ -49,6 +52,7 @@ Capsys = pytest.CaptureFixture[str]
 
 CAPI, CONTROL_PLANE = "cluster.x-k8s.io", "controlplane.cluster.x-k8s.io"
 CAPC = "infrastructure.cluster.x-k8s.io"
+COORDINATION = "coordination.k8s.io"
 FAIL = "testenv.kubectl-capc.io/fail"  # the rollout simulator never finishes an object with it
 
 # The commands, as run on the shared cluster (at v1.28.9 after a same-minor upgrade, so that every one
@@ -60,8 +64,11 @@ COMMANDS = {
     "cleanup": ("cleanup", "c1", "--yes"),
     "gitops": ("image-upgrade", "c1", "--to", "v1.29.3", "--server-dry-run"),  # + -f FILES --output-dir
     "status": ("status", "c1"),
+    # Nothing to do, so it only takes and releases the upgrade lock (or takes over an expired one).
+    "locking": ("image-upgrade", "c1", "--to", "v1.28.9", "--yes"),
 }
 READING_A_CLUSTER = ("validate", "image-upgrade", "rollback", "cleanup", "status")
+LOCKING = ("validate", "image-upgrade", "rollback", "cleanup")
 PATCHING = ("validate", "image-upgrade", "rollback", "gitops")
 # Which commands each permission of the Role is needed by.
 NEEDED_BY: dict[Permission, tuple[str, ...]] = {
@@ -83,6 +90,11 @@ NEEDED_BY: dict[Permission, tuple[str, ...]] = {
     Permission(CAPC, "cloudstackmachinetemplates", "patch"): ("gitops",),
     Permission(CAPC, "cloudstackmachinetemplates", "delete"): ("cleanup",),
     Permission("", "secrets", "get"): ("validate", "image-upgrade"),
+    Permission(COORDINATION, "leases", "get"): LOCKING,
+    Permission(COORDINATION, "leases", "create"): LOCKING,
+    # Renewing, or taking over an expired lock (the case below puts one first), and releasing it.
+    Permission(COORDINATION, "leases", "update"): ("validate", "locking"),
+    Permission(COORDINATION, "leases", "delete"): ("validate", "locking"),
 }
 # What validate asks ahead of an upgrade (SelfSubjectAccessReviews) and reports as CAPC-P001 findings.
 FINDINGS_OF_VALIDATE = {
@@ -90,6 +102,7 @@ FINDINGS_OF_VALIDATE = {
     *(Permission(CAPI, "machinedeployments", verb) for verb in ("get", "patch", "watch")),
     Permission(CAPC, "cloudstackmachinetemplates", "create"),
     Permission("", "secrets", "get"),
+    *(Permission(COORDINATION, "leases", verb) for verb in ("get", "create", "update", "delete")),
 }
 # Noticed only once the rollout is watched, after the first write: image-upgrade, then rollback of it.
 WATCHES = {
@@ -192,7 +205,8 @@ def test_with_the_whole_role_every_command_gets_past_the_requests_the_others_are
     for command in COMMANDS:
         dry_run = ["--dry-run"] if command in ("image-upgrade", "rollback", "cleanup") else []
         run = capc(capsys, account.kubeconfig, *command_args(shared, command, "everything"), *dry_run)
-        assert run.code == (0 if command in ("validate", "gitops", "status") else 1), f"{command}: {run.err}"
+        ok = command in ("validate", "gitops", "locking", "status")
+        assert run.code == (0 if ok else 1), f"{command}: {run.err}"
     assert resource_versions(bed, namespace) == before
     assert denied_requests(bed, account.username) == []
 
@@ -206,10 +220,17 @@ def test_without_it_the_commands_that_need_it_fail_before_writing(
     role = create_role(bed, namespace, name, rules_without(role_rules(), permission))
     account = login(bed, namespace, name, role, shared.directory)
     before = resource_versions(bed, namespace)
-    for command in NEEDED_BY[permission]:
-        run = capc(capsys, account.kubeconfig, *command_args(shared, command, name))
-        assert_refused(run, permission, command)
-        assert resource_versions(bed, namespace) == before, f"{command} wrote before failing"
+    try:
+        for command in NEEDED_BY[permission]:
+            if permission == Permission(COORDINATION, "leases", "update") and command == "locking":
+                # A lock left by a run killed elsewhere, expired: taking it over is an update.
+                expired = datetime.now(timezone.utc) - timedelta(minutes=5)
+                put_lease(bed, namespace, "bob@build-7/4121", expired)
+            run = capc(capsys, account.kubeconfig, *command_args(shared, command, name))
+            assert_refused(run, permission, command)
+            assert resource_versions(bed, namespace) == before, f"{command} wrote before failing"
+    finally:
+        drop_lease(bed, namespace)
     assert_only_refused(bed, account.username, permission)
 
 

@@ -35,6 +35,8 @@ KUBE_128_ID = "317ce714-9cda-4d6e-b3bb-ecaa12fe532f"  # ubuntu-2204-kube-v1.28.5
 SINGLE_ZONE_ID = "5a1e0a0e-0000-4000-8000-00000000a001"
 DATA_DISK = {"mountPath": "/data", "device": "/dev/vdb", "filesystem": "ext4", "label": "data_disk"}
 
+NO_WORKLOAD = "CAPC-W001"
+
 Objects = list[dict[str, Any]]
 
 
@@ -101,6 +103,12 @@ class Scene:
     def cluster(self) -> str:
         name = self.on or self.name
         return "healthy" if name == "healthy" else f"s-{name.lower()}"
+
+    @property
+    def found(self) -> frozenset[str]:
+        """`expected`, and CAPC-W001 (its kubeconfig Secret is missing): this bed runs no workload
+        clusters, and only the healthy cluster's Secret points at a reachable API server."""
+        return self.expected if self.cluster == "healthy" else self.expected | {NO_WORKLOAD}
 
 
 def _healthy(objects: Objects, ns: str) -> None:
@@ -330,6 +338,9 @@ def scene_bed(request: pytest.FixtureRequest) -> Iterator[SceneBed]:
             )
             scene.edit(objects, namespace)
             create_objects(bed.api_client(), objects)
+        # The healthy cluster's "workload cluster" is the bed's own API server: reachable, with no
+        # Nodes, Machines or budgets, so that every workload check passes.
+        _create_secret(bed, namespace, "healthy-kubeconfig", {"value": bed.kubeconfig.read_text()})
         deadline = time.monotonic() + 60
         while not _settled(bed, namespace, set(by_cluster)):
             assert time.monotonic() < deadline, "scene clusters did not settle"
@@ -371,7 +382,7 @@ SCENE_NAMES = [
 def test_scene(scene_bed: SceneBed, capsys: pytest.CaptureFixture[str], name: str) -> None:
     scene = scene_bed.scenes[name]
     code, document = validate_json(scene_bed, capsys, scene.cluster, *scene.args)
-    assert finding_ids(document) == scene.expected, json.dumps(document["clusters"], indent=1)
+    assert finding_ids(document) == scene.found, json.dumps(document["clusters"], indent=1)
     assert code == scene.exit_code
     assert document["kind"] == "ValidationReport"
     assert document["summary"]["passed"] is (scene.exit_code == 0)
@@ -380,7 +391,7 @@ def test_scene(scene_bed: SceneBed, capsys: pytest.CaptureFixture[str], name: st
         scene_bed.bed, capsys, "validate", scene.cluster, "-n", scene_bed.namespace, *scene.args
     )
     assert table_code == scene.exit_code
-    for check_id in scene.expected:
+    for check_id in scene.found:
         assert check_id in table
     assert table.rstrip().splitlines()[-1].startswith("1 cluster validated: ")
 
@@ -440,7 +451,7 @@ def test_all_namespaces(scene_bed: SceneBed, capsys: pytest.CaptureFixture[str])
     created = {s.cluster: s for s in scene_bed.scenes.values() if not s.on}
     assert set(mine) == set(created)
     for cluster, scene in created.items():
-        expected = scene.expected - {"CAPC-U005"}  # the one scene whose check needs --to
+        expected = scene.found - {"CAPC-U005"}  # the one scene whose check needs --to
         assert {f["id"] for f in mine[cluster]["findings"]} == expected, cluster
     assert document["summary"]["clusters"] >= len(created)
 
@@ -547,5 +558,7 @@ def test_restricted_user_sees_exactly_the_missing_permissions(
         "you cannot get secrets/cloudstack-credentials in namespace default",
         f"you cannot patch machinedeployments.cluster.x-k8s.io in namespace {namespace}",
     ]
-    # The Secret it may not read is reported too, and nothing else is.
-    assert {f["id"] for f in findings} == {"CAPC-P001", "CAPC-S001"}
+    # The Secrets it may not read are reported too (credentials, kubeconfig), and nothing else is.
+    assert {f["id"] for f in findings} == {"CAPC-P001", "CAPC-S001", NO_WORKLOAD}
+    (workload,) = [f for f in findings if f["id"] == NO_WORKLOAD]
+    assert f"Secret {namespace}/healthy-kubeconfig: HTTP 403" in workload["message"]

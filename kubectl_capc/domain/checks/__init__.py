@@ -105,12 +105,27 @@ def run_checks(
         *offerings.check_offerings(inventory, facts),
         *upgrade.check_target(inventory, facts, target),
         *permissions.check_permissions(inventory, facts),
+        *gitops_owners.check_gitops_owners(inventory),
+        *_workload_findings(inventory, facts, target),
+        *capacity.check_rollout_capacity(inventory, facts, target),
     ]
+    # With --to, a paused object is the upgrade's error (CAPC-U006), not also the general warning.
+    blocking = {f.subject for f in findings if f.check_id == upgrade.PAUSED_FOR_UPGRADE.id}
+    findings = [f for f in findings if not (f.check_id == cluster.PAUSED.id and f.subject in blocking)]
     order = {check.id: index for index, check in enumerate(CHECKS)}
     return sorted(
         _merged(findings),
         key=lambda f: (f.severity is not Severity.ERROR, order.get(f.check_id, len(order))),
     )
+
+
+def _workload_findings(
+    inventory: ClusterInventory, facts: Facts, target: TargetVersion | None
+) -> list[Finding]:
+    reading = facts.workloads.get((inventory.namespace, inventory.name))
+    if reading is None:
+        return []
+    return workload.check_reading(inventory, reading, upgrade.planned_hops(inventory, facts, target))
 
 
 def _merged(findings: list[Finding]) -> list[Finding]:

@@ -13,9 +13,15 @@ import enum
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
+from kubectl_capc.domain.checks.facts import Facts, Query, Tenant
+from kubectl_capc.domain.checks.facts import Resource as Asked
+from kubectl_capc.domain.checks.templates import template_query
+from kubectl_capc.domain.checks.zone import ZonedDomain, zoned_domains
+from kubectl_capc.domain.model import ClusterInventory, FailureDomain, MachineTemplate
+from kubectl_capc.domain.versions import TargetVersion
 
 __all__ = [
     "CHECKS",
@@ -27,6 +33,7 @@ __all__ = [
     "ScopeLimits",
     "Step",
     "check_capacity",
+    "check_rollout_capacity",
     "control_plane_step",
     "deployment_step",
     "parse_count",
@@ -197,3 +204,97 @@ def check_capacity(steps: Sequence[Step], subject: ObjectRef) -> list[Finding]:
                 )
             )
     return findings
+
+
+# -- the rollout of one cluster, from gathered facts -------------------------------------------------
+
+
+def check_rollout_capacity(
+    inventory: ClusterInventory, facts: Facts, target: TargetVersion | None
+) -> list[Finding]:
+    """CAPC-R001 for an upgrade to `target`: the control plane's surge machine and each MachineDeployment's
+    surge machines, placed in the tenants (account, domain, project) of the failure domains they may land
+    in. Nothing is judged without a target, or where a shape or the limits were not read."""
+    if target is None or not facts.limits:
+        return []
+    zoned = {z.failure_domain.name: z for z in zoned_domains(inventory, facts)}
+    everywhere = tuple(inventory.failure_domains)
+    steps: list[Step] = []
+    control_plane = inventory.control_plane
+    if control_plane is not None and control_plane.machine_template is not None:
+        kind = control_plane.kind or "KubeadmControlPlane"
+        owner = ObjectRef(kind, control_plane.namespace, control_plane.name)
+        steps += _steps(
+            Step(owner, 1, _NO_SHAPE, ()), control_plane.machine_template, everywhere, zoned, facts
+        )
+    for md in inventory.machine_deployments:
+        if md.machine_template is None or md.paused:
+            continue
+        domains = tuple(fd for fd in everywhere if fd.name == md.failure_domain) or everywhere
+        surge = resolve_max_surge(getattr(md, "max_surge", None), md.replicas.desired or 0)
+        owner = ObjectRef("MachineDeployment", md.namespace, md.name)
+        steps += _steps(Step(owner, surge, _NO_SHAPE, ()), md.machine_template, domains, zoned, facts)
+    subject = ObjectRef("Cluster", inventory.namespace, inventory.name)
+    return check_capacity(steps, subject)
+
+
+_NO_SHAPE = MachineShape(0, 0, 0)
+
+
+def _steps(
+    roll: Step,
+    template: MachineTemplate,
+    domains: Sequence[FailureDomain],
+    zoned: Mapping[str, ZonedDomain],
+    facts: Facts,
+) -> list[Step]:
+    """`roll` (owner and surge) once per distinct tenant its machines may land in, with the machine's shape
+    and the tenant's limits (the worst case counts)."""
+    steps: dict[Tenant, Step] = {}
+    for fd in domains:
+        tenant = Tenant.of(fd)
+        placement = facts.limits.get(tenant)
+        zone = zoned.get(fd.name)
+        if tenant in steps or not placement or zone is None:
+            continue
+        shape = _shape(template, fd, zone.zone_id, facts)
+        if shape is not None:
+            steps[tenant] = replace(roll, shape=shape, placement=placement)
+    return list(steps.values())
+
+
+def _shape(template: MachineTemplate, fd: FailureDomain, zone_id: str, facts: Facts) -> MachineShape | None:
+    """What one machine of `template` takes, from the lookups validation made; None when unknown.
+
+    The root disk is the size of the template the machine template names today (at least 1 GiB, as
+    CloudStack sizes it); the new node image is taken to be about as large."""
+    offering = template.offering
+    query = (
+        Query(Asked.SERVICE_OFFERING, id=offering.id)
+        if offering.id
+        else Query(Asked.SERVICE_OFFERING, name=offering.name, zone_id=zone_id)
+    )
+    lookup = facts.lookup(fd, query)
+    if lookup is None or lookup.failed or len(lookup.rows) != 1:
+        return None
+    cpus, memory = lookup.rows[0].cpus, lookup.rows[0].memory_mib
+    disk = 0
+    image = template.cloudstack_template
+    if image.is_set:
+        found = facts.lookup(fd, template_query(image, zone_id))
+        sizes = [row.size_gib for row in (found.rows if found is not None else ()) if row.zone_id == zone_id]
+        disk += max([*sizes, 1])
+    if template.disk_offering is not None:
+        data = template.disk_offering
+        if data.custom_size_gb:
+            disk += data.custom_size_gb
+        else:
+            ref = data.offering
+            found = facts.lookup(
+                fd,
+                Query(Asked.DISK_OFFERING, name=ref.name, zone_id=zone_id)
+                if ref.name
+                else Query(Asked.DISK_OFFERING, id=ref.id),
+            )
+            disk += max((row.size_gib for row in (found.rows if found is not None else ())), default=0)
+    return MachineShape(cpus, memory, disk)

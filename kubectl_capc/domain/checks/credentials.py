@@ -15,6 +15,7 @@ from kubectl_capc.domain.checks.facts import REQUIRED_SECRET_KEYS, Facts, Reach,
 from kubectl_capc.domain.model import ClusterInventory, FailureDomain, SecretRef
 
 __all__ = [
+    "ACCOUNT_WITHOUT_KEYS",
     "CLOUDSTACK_FAILED",
     "KEYS_MISSING",
     "KEYS_REJECTED",
@@ -70,6 +71,12 @@ SCOPE_NOT_FOUND = Check(
     Severity.ERROR,
     "Failure domain account, domain or project not found",
     "fix the failure domain's account/domain/project, or give the API keys' user access to them",
+)
+ACCOUNT_WITHOUT_KEYS = Check(
+    "CAPC-S010",
+    Severity.ERROR,
+    "Failure domain account has no user with API keys",
+    "generate API keys for a user of the account (registerUserKeys): CAPC acts as the first user with keys",
 )
 VALUE_PADDED = Check(
     "CAPC-S009",
@@ -199,6 +206,9 @@ def _connection_findings(
     if connection.reach is Reach.FAILED:
         text = connection.detail or f"{where} failed"
         return [CLOUDSTACK_FAILED.finding(subject, f"{text} {users}", failure_domain=names)]
+    if connection.keyless:
+        ref = cloudstack_cluster_ref(inventory)
+        return [ACCOUNT_WITHOUT_KEYS.finding(ref, f"{connection.keyless} {users}", failure_domain=names)]
     return [
         SCOPE_NOT_FOUND.finding(cloudstack_cluster_ref(inventory), f"{problem} {users}", failure_domain=names)
         for problem in connection.scope_problems

@@ -10,8 +10,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from kubectl_capc.domain.checks.workload import WorkloadReading
 from kubectl_capc.domain.model import FailureDomain, SecretRef
+
+if TYPE_CHECKING:
+    from kubectl_capc.domain.checks.capacity import ScopeLimits
 
 __all__ = [
     "Access",
@@ -84,16 +89,18 @@ class Reach(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Connection:
-    """The outcome of connecting as a tenant; `scope_problems` are unresolvable account/domain/project."""
+    """The outcome of connecting as a tenant; `scope_problems` are unresolvable account/domain/project,
+    `keyless` says the account has no user with API keys for CAPC to act as."""
 
     tenant: Tenant
     reach: Reach
     detail: str = ""
     scope_problems: tuple[str, ...] = ()
+    keyless: str = ""
 
     @property
     def usable(self) -> bool:
-        return self.reach is Reach.OK and not self.scope_problems
+        return self.reach is Reach.OK and not self.scope_problems and not self.keyless
 
 
 class Resource(str, enum.Enum):
@@ -126,7 +133,8 @@ class Query:
 class Row:
     """One listed CloudStack object with the fields checks read; fields a kind lacks keep their default.
 
-    `ready` and `status` are a template's in its zone; `customized` is a disk offering's.
+    `ready` and `status` are a template's in its zone; `customized` is a disk offering's. `cpus` and
+    `memory_mib` are a service offering's; `size_gib` a template's size or a disk offering's disk size.
     """
 
     id: str = ""
@@ -137,6 +145,9 @@ class Row:
     status: str = ""
     hypervisor: str = ""
     customized: bool = False
+    cpus: int = 0
+    memory_mib: int = 0
+    size_gib: int = 0
 
 
 @dataclass(frozen=True)
@@ -173,12 +184,18 @@ class Access:
 
 @dataclass(frozen=True)
 class Facts:
-    """Everything gathered for one validation run (all clusters share it)."""
+    """Everything gathered for one validation run (all clusters share it).
+
+    `limits` are each tenant's account, domain and project counts (read only for `--to`).
+    """
 
     secrets: Mapping[SecretRef, SecretFacts] = field(default_factory=dict)
     connections: Mapping[Tenant, Connection] = field(default_factory=dict)
     lookups: Mapping[tuple[Tenant, Query], Lookup] = field(default_factory=dict)
     access: Mapping[Access, bool] = field(default_factory=dict)
+    # (namespace, cluster) -> what its workload cluster said; a cluster not in it is not checked (W0xx)
+    workloads: Mapping[tuple[str, str], WorkloadReading] = field(default_factory=dict)
+    limits: Mapping[Tenant, tuple[ScopeLimits, ...]] = field(default_factory=dict)
 
     def connection(self, failure_domain: FailureDomain) -> Connection | None:
         return self.connections.get(Tenant.of(failure_domain))

@@ -13,8 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
+from kubectl_capc.domain.model import KUBEADM_CONTROL_PLANE_KIND, ClusterInventory
 
-__all__ = ["CHECKS", "GITOPS_MANAGED", "GitOpsOwner", "check_gitops", "gitops_owners"]
+__all__ = [
+    "CHECKS",
+    "GITOPS_MANAGED",
+    "GitOpsOwner",
+    "check_gitops",
+    "check_gitops_owners",
+    "gitops_owners",
+]
 
 GITOPS_MANAGED = Check(
     "CAPC-G001",
@@ -85,3 +93,20 @@ def check_gitops(
         )
         for owner in gitops_owners(labels, annotations)
     ]
+
+
+def check_gitops_owners(inventory: ClusterInventory) -> list[Finding]:
+    """CAPC-G001 for the Cluster, its KubeadmControlPlane and each MachineDeployment, from the labels
+    and annotations read with them."""
+    namespace = inventory.namespace
+    cluster = inventory.cluster
+    subject = ObjectRef("Cluster", namespace, cluster.name)
+    findings = check_gitops(subject, cluster.labels, cluster.annotations)
+    control_plane = inventory.control_plane
+    if control_plane is not None:
+        subject = ObjectRef(control_plane.kind or KUBEADM_CONTROL_PLANE_KIND, namespace, control_plane.name)
+        findings += check_gitops(subject, control_plane.labels, control_plane.annotations)
+    for deployment in inventory.machine_deployments:
+        subject = ObjectRef("MachineDeployment", namespace, deployment.name)
+        findings += check_gitops(subject, deployment.labels, deployment.annotations)
+    return findings

@@ -3,6 +3,8 @@
 An upgrade reads each failure domain's credentials Secret, creates CloudStackMachineTemplates, and
 reads (`get`, before each dry run), patches and then watches the KubeadmControlPlane and the
 MachineDeployments. A missing `watch` would otherwise only show once the first object is patched.
+It also holds the cluster's upgrade lock, a Lease in its namespace: read, created, updated (renewed,
+or taken over) and deleted at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from kubectl_capc.domain.model import (
     ClusterInventory,
 )
 
-__all__ = ["PERMISSION_MISSING", "check_permissions", "required_access"]
+__all__ = ["COORDINATION_GROUP", "PERMISSION_MISSING", "check_permissions", "required_access"]
 
 PERMISSION_MISSING = Check(
     "CAPC-P001",
@@ -28,6 +30,9 @@ PERMISSION_MISSING = Check(
 
 # On the KubeadmControlPlane and each MachineDeployment, in the order an upgrade uses them.
 _OWNER_VERBS = ("get", "patch", "watch")
+COORDINATION_GROUP = "coordination.k8s.io"
+# On the upgrade lock (kubectl_capc.domain.lease), in the order a run uses them.
+_LEASE_VERBS = ("get", "create", "update", "delete")
 
 
 def required_access(inventory: ClusterInventory) -> tuple[Access, ...]:
@@ -45,6 +50,7 @@ def required_access(inventory: ClusterInventory) -> tuple[Access, ...]:
         ]
     if inventory.machine_deployments:
         needed += [Access(verb, CLUSTER_GROUP, "machinedeployments", namespace) for verb in _OWNER_VERBS]
+    needed += [Access(verb, COORDINATION_GROUP, "leases", namespace) for verb in _LEASE_VERBS]
     return tuple(dict.fromkeys(needed))
 
 

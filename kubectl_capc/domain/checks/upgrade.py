@@ -25,6 +25,7 @@ __all__ = [
     "HOP_TEMPLATE_MISSING",
     "INVALID_TARGET",
     "MULTIPLE_HOPS",
+    "PAUSED_FOR_UPGRADE",
     "UNNAMED_TARGET_TEMPLATE",
     "catalog_queries",
     "check_target",
@@ -62,6 +63,14 @@ UNNAMED_TARGET_TEMPLATE = Check(
     "explicitly when upgrading",
 )
 
+PAUSED_FOR_UPGRADE = Check(
+    "CAPC-U006",
+    Severity.ERROR,
+    "Paused object blocks the upgrade",
+    "remove the cluster.x-k8s.io/paused annotation or set spec.paused to false first: image-upgrade "
+    "refuses a cluster with a paused object, whose controller would never roll it out",
+)
+
 
 def catalog_query(zone_id: str) -> Query:
     """Every executable template of a zone: what upgrade hops can choose from."""
@@ -85,8 +94,32 @@ def _version(text: str) -> KubeVersion | None:
 
 
 def check_target(inventory: ClusterInventory, facts: Facts, target: TargetVersion | None) -> list[Finding]:
+    if target is None:
+        return []
+    return [*_paused(inventory, target), *_target_findings(inventory, facts, target)]
+
+
+def _paused(inventory: ClusterInventory, target: TargetVersion) -> list[Finding]:
+    """What image-upgrade refuses as a plan blocker: the Cluster, its control plane or a MachineDeployment
+    paused."""
+    subjects = [ObjectRef("Cluster", inventory.namespace, inventory.name)] if inventory.cluster.paused else []
     control_plane = inventory.control_plane
-    if target is None or control_plane is None or inventory.cluster.topology is not None:
+    if control_plane is not None and control_plane.paused:
+        subjects.append(ObjectRef(control_plane.kind, control_plane.namespace, control_plane.name))
+    subjects.extend(
+        ObjectRef("MachineDeployment", md.namespace, md.name)
+        for md in inventory.machine_deployments
+        if md.paused
+    )
+    return [
+        PAUSED_FOR_UPGRADE.finding(subject, f"paused: image-upgrade --to {target} refuses to start")
+        for subject in subjects
+    ]
+
+
+def _target_findings(inventory: ClusterInventory, facts: Facts, target: TargetVersion) -> list[Finding]:
+    control_plane = inventory.control_plane
+    if control_plane is None or inventory.cluster.topology is not None:
         return []
     cp = _version(control_plane.version)
     if cp is None:
@@ -271,3 +304,36 @@ def _hop_template_findings(
                     )
                 )
     return findings
+
+
+def planned_hops(inventory: ClusterInventory, facts: Facts, target: TargetVersion | None) -> tuple[Hop, ...]:
+    """The hops an upgrade to `target` takes, for the checks that follow a plan (the workload ones).
+
+    Planned as `check_target` plans them, from the templates the zones hold; when those cannot tell
+    (a catalog not read, no release patch found), one hop per minor at the target's patch, or .0: the
+    minors are what the version skew depends on. No target, a downgrade or no version: no hops.
+    """
+    control_plane = inventory.control_plane
+    if target is None or control_plane is None or inventory.cluster.topology is not None:
+        return ()
+    cp = _version(control_plane.version)
+    if cp is None:
+        return ()
+    workers = {md.name: v for md in inventory.machine_deployments if (v := _version(md.version)) is not None}
+    subjects = {ObjectRef("MachineDeployment", inventory.namespace, n): v for n, v in workers.items()}
+    if _downgrades({ObjectRef("", "", ""): cp, **subjects}, target):
+        return ()
+    zoned = zoned_domains(inventory, facts)
+    catalogs, _ = _catalogs(inventory, zoned, facts)
+    if catalogs is not None:
+        families = _families(template_users(inventory), catalogs)
+        try:
+            return plan_hops(cp, workers, target, _available(families.values(), zoned, catalogs))
+        except PlanError:
+            pass
+    steps = {KubeVersion(cp.major, minor, 0) for minor in range(cp.minor + 1, target.minor)}
+    steps.add(target.exact or KubeVersion(target.major, target.minor, 0))
+    try:
+        return plan_hops(cp, workers, target, steps)
+    except PlanError:
+        return ()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
 from kubectl_capc.domain.machines import Machine
+from kubectl_capc.domain.model import ClusterInventory
 from kubectl_capc.domain.selectors import LabelSelector
 from kubectl_capc.domain.versions import Hop, KubeVersion, kubelet_max_lag, parse_version
 
@@ -33,6 +34,8 @@ __all__ = [
     "PodDisruptionBudget",
     "RolloutScope",
     "WorkloadFacts",
+    "WorkloadReading",
+    "check_reading",
     "check_workload",
     "drained_nodes",
     "match_nodes",
@@ -206,6 +209,14 @@ class WorkloadFacts:
 
 
 @dataclass(frozen=True)
+class WorkloadReading:
+    """One cluster's workload facts and its Machines, as validate gathers them."""
+
+    facts: WorkloadFacts
+    machines: tuple[Machine, ...] = ()
+
+
+@dataclass(frozen=True)
 class RolloutScope:
     """Which owners a rollout replaces: the control plane and/or these MachineDeployments."""
 
@@ -268,6 +279,22 @@ def check_workload(
     findings += _blocking_pdbs(facts, drained_nodes(live, facts.nodes, scope))
     findings += _removed_apis(cluster, facts, hops, current)
     return findings
+
+
+def check_reading(
+    inventory: ClusterInventory, reading: WorkloadReading, hops: Sequence[Hop]
+) -> list[Finding]:
+    """`check_workload` for an inventory; nothing when its control plane's version is unknown (the
+    cluster checks report that)."""
+    control_plane = inventory.control_plane
+    try:
+        current = parse_version(control_plane.version) if control_plane is not None else None
+    except ValueError:
+        current = None
+    if current is None:
+        return []
+    cluster = ObjectRef("Cluster", inventory.namespace, inventory.name)
+    return check_workload(cluster, reading.facts, reading.machines, hops, current)
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -1,7 +1,8 @@
 """Checks on each failure domain's zone and network, and the zone ids the other CloudStack checks use.
 
-A zone is resolved like CAPC does it: by id when the failure domain gives one (a name, if also given,
-must match), else by name; exactly one zone must answer. The network likewise, within that zone.
+A zone is resolved like CAPC does it: by name when the failure domain gives one (CAPC then overwrites
+the id with the named zone's), else by id; exactly one zone must answer. The network likewise, within
+that zone.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ NETWORK_NOT_FOUND = Check(
 
 
 def zone_query(fd: FailureDomain) -> Query:
-    if fd.zone.id:
-        return Query(Resource.ZONE, id=fd.zone.id)
-    return Query(Resource.ZONE, name=fd.zone.name)
+    if fd.zone.name:
+        return Query(Resource.ZONE, name=fd.zone.name)
+    return Query(Resource.ZONE, id=fd.zone.id)
 
 
 def zone_queries(inventory: ClusterInventory, facts: Facts) -> Iterator[tuple[FailureDomain, Query]]:
@@ -83,14 +84,11 @@ class ZonedDomain:
 
 
 def _zone_problem(fd: FailureDomain, lookup: Lookup) -> str | None:
-    wanted = fd.zone.id or fd.zone.name
+    wanted = fd.zone.name or fd.zone.id
     if not lookup.rows:
         return f"no zone {wanted!r} is visible to the failure domain's API keys"
     if len(lookup.rows) > 1:
         return f"{len(lookup.rows)} zones are named {wanted!r}"
-    found = lookup.rows[0].name
-    if fd.zone.id and fd.zone.name and found.lower() != fd.zone.name.lower():
-        return f"zone id {fd.zone.id} belongs to zone {found!r}, not {fd.zone.name!r}"
     return None
 
 

@@ -81,6 +81,7 @@ def copy_template(ctx: Context) -> dict[str, Any]:
     dest = ctx.entity("destzoneid", state.zones)
     dest_refs = ctx.uuid_list("destzoneids", state.zones)
     source = ctx.entity("sourcezoneid", state.zones)
+    copying: set[str] = set()  # zones whose copy this job started: their failure is the job's
 
     def run() -> dict[str, Any] | None:
         if dest is not None and dest_refs:
@@ -90,7 +91,7 @@ def copy_template(ctx: Context) -> dict[str, Any]:
             raise param_error("Either destzoneid or destzoneids parameters have to be specified.")
         _check_source(template, source)
         for target in targets:
-            _copy_step(state, template, target)
+            _copy_step(state, template, target, copying)
         if any(template.zones[t.id].state is not ZoneState.READY for t in targets):
             return None  # the job waits for the copies, as CloudStack's does
         first = template.zones[targets[0].id]
@@ -99,10 +100,14 @@ def copy_template(ctx: Context) -> dict[str, Any]:
     return submit(ctx, "template.CopyTemplateCmd", template.id, run)
 
 
-def _copy_step(state: State, template: Template, target: Zone) -> None:
-    """Start the copy into `target`, or move it on by one job poll; a failed copy fails the job."""
+def _copy_step(state: State, template: Template, target: Zone, copying: set[str]) -> None:
+    """Start the copy into `target`, or move it on by one job poll; a failed copy fails the job, also
+    when a listing saw it fail between two polls (the job does not start it again)."""
     fault = state.download_fault_for(template, target.id)
     row = template.zones.get(target.id)
+    if row is not None and row.state is ZoneState.ERROR and target.id in copying:
+        raise ApiError(INTERNAL_ERROR, f"Failed to copy Template to zone {target.name}: {row.error}")
+    copying.add(target.id)
     if row is None or row.state not in (ZoneState.READY, ZoneState.DOWNLOADING):
         row = TemplateZone(target.id, ZoneState.DOWNLOADING, cs_timestamp())
         template.zones[target.id] = row

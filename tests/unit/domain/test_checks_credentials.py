@@ -113,6 +113,16 @@ def test_scope_problems_are_errors_on_the_cloudstack_cluster() -> None:
     assert "ops" in scope.message
 
 
+def test_an_account_without_keyed_users_is_its_own_error() -> None:
+    findings = Cloud().check(
+        render(),
+        connection=lambda c: Connection(c.tenant, Reach.OK, keyless="account 'ops' has no keyed user"),
+    )
+    [keyless] = findings
+    assert (keyless.check_id, str(keyless.subject)) == ("CAPC-S010", "CloudStackCluster/c1")
+    assert "ops" in keyless.message and "registerUserKeys" in keyless.hint
+
+
 def test_failure_domains_with_their_own_secrets_are_judged_separately() -> None:
     from tests.support.fixtures_capc import Zone
 

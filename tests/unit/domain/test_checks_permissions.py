@@ -8,7 +8,7 @@ from tests.support.checks_support import Cloud, ids, inventory_of, render
 from tests.support.fixtures_capc import Zone
 
 
-def test_an_upgrade_needs_secrets_templates_and_to_read_patch_and_watch_the_owners() -> None:
+def test_an_upgrade_needs_secrets_templates_the_owners_and_its_lock() -> None:
     objects = render(
         zones=(Zone("zone1", "net1"), Zone("zone2", "net2", secret_name="z2", secret_namespace="ops"))
     )
@@ -22,6 +22,10 @@ def test_an_upgrade_needs_secrets_templates_and_to_read_patch_and_watch_the_owne
         "get machinedeployments.cluster.x-k8s.io in namespace ns",
         "patch machinedeployments.cluster.x-k8s.io in namespace ns",
         "watch machinedeployments.cluster.x-k8s.io in namespace ns",
+        "get leases.coordination.k8s.io in namespace ns",
+        "create leases.coordination.k8s.io in namespace ns",
+        "update leases.coordination.k8s.io in namespace ns",
+        "delete leases.coordination.k8s.io in namespace ns",
     ]
 
 
@@ -43,4 +47,12 @@ def test_each_missing_permission_is_one_finding() -> None:
     assert [f.message for f in findings] == [
         "you cannot create cloudstackmachinetemplates.infrastructure.cluster.x-k8s.io in namespace ns",
         "you cannot patch machinedeployments.cluster.x-k8s.io in namespace ns",
+    ]
+
+
+def test_a_missing_lease_permission_is_reported_ahead_of_the_upgrade() -> None:
+    denied = [Access("update", "coordination.k8s.io", "leases", "ns")]
+    findings = Cloud().check(render(), denied=denied)
+    assert [(f.check_id, f.message) for f in findings] == [
+        ("CAPC-P001", "you cannot update leases.coordination.k8s.io in namespace ns")
     ]

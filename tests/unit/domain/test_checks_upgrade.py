@@ -97,3 +97,18 @@ def test_workers_behind_catch_up_within_the_plan() -> None:
     # The worker still runs an image named for v1.28.5 (T005) and one minor behind (C006); the
     # v1.29.3 hop moves both objects onto the existing v1.29.3 template.
     assert ids(findings) == ["CAPC-C006", "CAPC-T005"]
+
+
+def test_a_paused_object_is_an_error_when_an_upgrade_is_asked_for() -> None:
+    objects = render()
+    find(objects, "Cluster")["spec"]["paused"] = True
+    find(objects, "MachineDeployment")["metadata"]["annotations"] = {"cluster.x-k8s.io/paused": ""}
+    findings = _check(Cloud(), "v1.29.3", objects)
+    paused = [f for f in findings if f.check_id == "CAPC-U006"]
+    assert [(str(f.subject), f.severity) for f in paused] == [
+        ("Cluster/c1", Severity.ERROR),
+        ("MachineDeployment/c1-md-0", Severity.ERROR),
+    ]
+    assert paused[0].message == "paused: image-upgrade --to v1.29.3 refuses to start"
+    assert "CAPC-C002" not in ids(findings)  # the upgrade's error replaces the general warning
+    assert ids(Cloud().check(objects)) == ["CAPC-C002", "CAPC-C002"]  # without --to: warnings only

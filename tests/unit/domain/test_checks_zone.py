@@ -26,12 +26,19 @@ def test_unknown_zone_is_an_error_and_nothing_is_asked_inside_it() -> None:
     assert not any(q.zone_id == zone2 for q in cloud.asked)
 
 
-def test_zone_by_id_must_match_its_name() -> None:
+def test_the_zone_name_wins_over_the_id_as_in_capc() -> None:
     objects = render()
     _fd(objects, 0)["zone"] = {"id": ZONE_IDS["zone2"], "name": "zone1", "network": {"name": "net1"}}
+    cloud = Cloud()
+    assert cloud.check(objects) == []  # net1 is found in zone1: the id of zone2 is overwritten
+    assert not any(q.resource is Resource.ZONE and q.id for q in cloud.asked)
+
+
+def test_an_unknown_zone_name_fails_even_with_a_good_id() -> None:
+    objects = render()
+    _fd(objects, 0)["zone"] = {"id": ZONE_IDS["zone1"], "name": "zone9", "network": {"name": "net1"}}
     findings = Cloud().check(objects)
-    assert ids(findings)[:1] == ["CAPC-Z001"]
-    assert "belongs to zone 'zone2'" in findings[0].message
+    assert ids(findings) == ["CAPC-Z001"] and "'zone9'" in findings[0].message
 
 
 def test_zone_by_id_alone_resolves() -> None:

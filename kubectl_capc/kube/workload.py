@@ -1,0 +1,470 @@
+"""Read a workload cluster through the `<cluster>-kubeconfig` Secret CAPI writes for it.
+
+`read_workload` reads the Secret (key `value`) with the management client, builds an API client for
+the workload cluster in memory -- the kubeconfig is never written to disk or logged; client keys and
+certificates reach the TLS layer as in-memory files (Linux memfd) -- and then sends a fixed set of
+requests, concurrently: one paginated LIST each of Nodes, Pods (those a drain would evict: scheduled,
+not Pending/Succeeded/Failed) and PodDisruptionBudgets, and one `GET /metrics` for the API server's
+`apiserver_requested_deprecated_apis` gauge. Objects are read as plain JSON (the typed models would
+cost seconds of CPU for ten thousand pods). However large the cluster, that is 1 Secret GET + 3 LISTs
++ 1 GET, plus one request per further page of `PAGE_SIZE` objects.
+
+Nothing here raises for the workload cluster: a missing or unreadable Secret, a kubeconfig that cannot
+be used, or an API server that does not answer gives `WorkloadFacts.unreachable` (what went wrong), a
+refused or malformed `/metrics` gives `deprecated_apis` None with `metrics_error`.
+
+`read_machines` reads the Machines of one cluster, a namespace or all namespaces with one LIST (plus
+pages) into `kubectl_capc.domain.machines.Machine`, from either CAPI shape (`machine_from_object`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubectl_capc.domain.checks.workload import (
+    DeprecatedApiUse,
+    Node,
+    Pod,
+    PodDisruptionBudget,
+    WorkloadFacts,
+    parse_deprecated_api_metrics,
+)
+from kubectl_capc.domain.machines import Machine
+from kubectl_capc.domain.model import (
+    CLUSTER_NAME_LABEL,
+    CONTROL_PLANE_LABEL,
+    CONTROL_PLANE_NAME_LABEL,
+    DEPLOYMENT_NAME_LABEL,
+    SecretRef,
+)
+from kubectl_capc.domain.selectors import LabelSelector, Operator, Requirement
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "EVICTABLE_PODS",
+    "KUBECONFIG_KEY",
+    "PAGE_SIZE",
+    "WorkloadRead",
+    "kubeconfig_secret",
+    "machine_cluster",
+    "machine_from_object",
+    "node_from_object",
+    "pdb_from_object",
+    "pod_from_object",
+    "read_machines",
+    "read_workload",
+]
+
+_log = logging.getLogger(__name__)
+
+KUBECONFIG_KEY = "value"
+PAGE_SIZE = 500
+DEFAULT_TIMEOUT = 10.0
+"""Seconds each workload request may take when no --request-timeout is given."""
+EVICTABLE_PODS = "spec.nodeName!=,status.phase!=Pending,status.phase!=Succeeded,status.phase!=Failed"
+"""The field selector of the Pod LIST: only pods a drain evicts under their budget."""
+_MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+_CONTROL_PLANE_KIND = "KubeadmControlPlane"
+_DEPLOYMENT_KIND = "MachineDeployment"
+
+
+def kubeconfig_secret(namespace: str, cluster: str) -> SecretRef:
+    return SecretRef(namespace, f"{cluster}-kubeconfig")
+
+
+@dataclass(frozen=True)
+class WorkloadRead:
+    """What `read_workload` learnt, and how many requests it sent to the workload API server."""
+
+    facts: WorkloadFacts
+    requests: int = 0
+    seconds: float = 0.0
+
+
+class _Unusable(Exception):
+    """The workload cluster cannot be read; the message says why (no secret values in it)."""
+
+
+# -- the Machines ----------------------------------------------------------------------------------
+
+
+def read_machines(
+    api_client: Any, capi_version: str, *, namespace: str | None, cluster: str | None = None
+) -> dict[tuple[str, str], tuple[Machine, ...]]:
+    """The Machines of `cluster` in `namespace`, or of every cluster there (None = all namespaces), keyed
+    by (namespace, cluster name): one LIST, however many clusters."""
+    from kubectl_capc.kube.read import ServedVersions, _Kind, _list, _Query
+
+    versions = ServedVersions(capi_version, capi_version, capi_version)
+    selector = f"{CLUSTER_NAME_LABEL}={cluster}" if cluster else None
+    query = _Query(_Kind("machines", "Machine"), namespace, label_selector=selector)
+    grouped: dict[tuple[str, str], list[Machine]] = {}
+    for item in _list(api_client, versions, query):
+        grouped.setdefault(machine_cluster(item), []).append(machine_from_object(item))
+    return {key: tuple(machines) for key, machines in grouped.items()}
+
+
+def machine_cluster(obj: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, cluster name) of a raw Machine."""
+    return _s(obj, "metadata", "namespace"), _s(obj, "spec", "clusterName") or str(
+        _labels(obj).get(CLUSTER_NAME_LABEL, "")
+    )
+
+
+def machine_from_object(obj: Mapping[str, Any]) -> Machine:
+    """A raw Machine (v1beta1 or v1beta2) as `Machine`; the owner comes from the labels CAPI sets."""
+    labels = _labels(obj)
+    if CONTROL_PLANE_NAME_LABEL in labels or CONTROL_PLANE_LABEL in labels:
+        owner_kind, owner_name = _CONTROL_PLANE_KIND, str(labels.get(CONTROL_PLANE_NAME_LABEL, ""))
+    elif DEPLOYMENT_NAME_LABEL in labels:
+        owner_kind, owner_name = _DEPLOYMENT_KIND, str(labels[DEPLOYMENT_NAME_LABEL])
+    else:
+        owner = next((o for o in _list_at(obj, "metadata", "ownerReferences") if isinstance(o, Mapping)), {})
+        owner_kind, owner_name = str(owner.get("kind", "")), str(owner.get("name", ""))
+    spec = obj.get("spec") or {}
+    timeout: str | int | None
+    if "nodeDrainTimeout" in spec:
+        timeout = str(spec["nodeDrainTimeout"])
+    else:
+        seconds = (spec.get("deletion") or {}).get("nodeDrainTimeoutSeconds")
+        timeout = int(seconds) if isinstance(seconds, int) else None
+    from kubectl_capc.domain.inventory import parse_conditions
+
+    return Machine(
+        name=_s(obj, "metadata", "name"),
+        namespace=_s(obj, "metadata", "namespace"),
+        owner_kind=owner_kind,
+        owner_name=owner_name,
+        version=_s(obj, "spec", "version"),
+        provider_id=_s(obj, "spec", "providerID"),
+        node_ref=_s(obj, "status", "nodeRef", "name"),
+        phase=_s(obj, "status", "phase"),
+        failure_domain=_s(obj, "spec", "failureDomain") or _s(obj, "status", "failureDomain"),
+        created=_time(_s(obj, "metadata", "creationTimestamp")),
+        deleting_since=_time(_s(obj, "metadata", "deletionTimestamp")),
+        conditions=parse_conditions(obj),
+        node_drain_timeout=timeout,
+        drain_started=_time(_s(obj, "status", "deletion", "nodeDrainStartTime")),
+        volume_detach_started=_time(_s(obj, "status", "deletion", "waitForNodeVolumeDetachStartTime")),
+    )
+
+
+# -- the workload objects --------------------------------------------------------------------------
+
+
+def node_from_object(obj: Mapping[str, Any]) -> Node:
+    conditions = [c for c in _list_at(obj, "status", "conditions") if isinstance(c, Mapping)]
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    taints = tuple(
+        f"{t.get('key', '')}{'=' + str(t['value']) if t.get('value') else ''}:{t.get('effect', '')}"
+        for t in _list_at(obj, "spec", "taints")
+        if isinstance(t, Mapping)
+    )
+    return Node(
+        name=_s(obj, "metadata", "name"),
+        ready=ready,
+        kubelet_version=_s(obj, "status", "nodeInfo", "kubeletVersion"),
+        provider_id=_s(obj, "spec", "providerID"),
+        unschedulable=bool((obj.get("spec") or {}).get("unschedulable")),
+        labels=_labels(obj),
+        taints=taints,
+    )
+
+
+def pod_from_object(obj: Mapping[str, Any]) -> Pod:
+    """A Pod; a mirror (static) pod has owner kind `Node`, as its owner reference says."""
+    owners = [o for o in _list_at(obj, "metadata", "ownerReferences") if isinstance(o, Mapping)]
+    owner = next((o for o in owners if o.get("controller")), owners[0] if owners else {})
+    owner_kind = str(owner.get("kind", ""))
+    if _MIRROR_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {}):
+        owner_kind = "Node"
+    return Pod(
+        namespace=_s(obj, "metadata", "namespace"),
+        name=_s(obj, "metadata", "name"),
+        node=_s(obj, "spec", "nodeName"),
+        labels=_labels(obj),
+        phase=_s(obj, "status", "phase") or "Pending",
+        owner_kind=owner_kind,
+    )
+
+
+def pdb_from_object(obj: Mapping[str, Any]) -> PodDisruptionBudget:
+    """A policy/v1 PodDisruptionBudget; a malformed selector expression selects nothing (None)."""
+    raw = (obj.get("spec") or {}).get("selector")
+    selector: LabelSelector | None = None
+    if isinstance(raw, Mapping):
+        try:
+            selector = LabelSelector(
+                {str(k): str(v) for k, v in (raw.get("matchLabels") or {}).items()},
+                tuple(
+                    Requirement(
+                        str(e.get("key", "")),
+                        Operator(str(e.get("operator", ""))),
+                        frozenset(str(v) for v in e.get("values") or ()),
+                    )
+                    for e in raw.get("matchExpressions") or ()
+                ),
+            )
+        except (ValueError, AttributeError):
+            selector = None
+    status = obj.get("status") or {}
+    return PodDisruptionBudget(
+        namespace=_s(obj, "metadata", "namespace"),
+        name=_s(obj, "metadata", "name"),
+        selector=selector,
+        disruptions_allowed=_int(status.get("disruptionsAllowed")),
+        current_healthy=_int(status.get("currentHealthy")),
+        desired_healthy=_int(status.get("desiredHealthy")),
+        expected_pods=_int(status.get("expectedPods")),
+    )
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def read_workload(
+    api_client: Any, namespace: str, cluster: str, *, request_timeout: float | None = None
+) -> WorkloadRead:
+    """What the workload cluster of `namespace/cluster` says; never raises for the workload cluster.
+
+    Raises only when the management API server itself cannot be reached for the Secret.
+    """
+    from kubectl_capc.kube.read import fetch_secret
+
+    started = time.monotonic()
+    ref = kubeconfig_secret(namespace, cluster)
+    answer = fetch_secret(api_client, ref)
+    if answer.data is None:
+        if answer.invalid:
+            reason = f"Secret {ref}: {answer.invalid}"
+        elif answer.status == 404:
+            reason = f"Secret {ref} not found"
+        else:
+            reason = f"Secret {ref}: HTTP {answer.status} {answer.reason}"
+        return WorkloadRead(WorkloadFacts(unreachable=reason))
+    text = answer.data.get(KUBECONFIG_KEY)
+    if not text:
+        return WorkloadRead(WorkloadFacts(unreachable=f"Secret {ref} has no key {KUBECONFIG_KEY}"))
+    try:
+        workload = _Workload(_workload_client(text, f"Secret {ref}", request_timeout or DEFAULT_TIMEOUT))
+    except _Unusable as err:
+        return WorkloadRead(WorkloadFacts(unreachable=str(err)))
+    facts = workload.read()
+    seconds = time.monotonic() - started
+    _log.info(
+        "workload cluster %s/%s: %d node(s), %d pod(s), %d PodDisruptionBudget(s) in %d request(s), %.2fs",
+        namespace, cluster, len(facts.nodes), len(facts.pods), len(facts.pdbs), workload.requests, seconds,
+    )  # fmt: skip
+    return WorkloadRead(facts, workload.requests, seconds)
+
+
+class _Workload:
+    """The requests to one workload API server; counts them."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.requests = 0
+
+    def read(self) -> WorkloadFacts:
+        lists: list[tuple[str, str, Callable[[Mapping[str, Any]], Any]]] = [
+            ("/api/v1/nodes", "", node_from_object),
+            ("/api/v1/pods", EVICTABLE_PODS, pod_from_object),
+            ("/apis/policy/v1/poddisruptionbudgets", "", pdb_from_object),
+        ]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="workload") as pool:
+            metrics = pool.submit(self._metrics)
+            listed = [pool.submit(self._list, path, selector, parse) for path, selector, parse in lists]
+            try:
+                nodes, pods, pdbs = (future.result() for future in listed)
+            except _Unusable as err:
+                return WorkloadFacts(unreachable=str(err))
+            deprecated, metrics_error = metrics.result()
+        return WorkloadFacts(tuple(nodes), tuple(pods), tuple(pdbs), deprecated, metrics_error)
+
+    def _list(self, path: str, field_selector: str, parse: Callable[[Mapping[str, Any]], Any]) -> list[Any]:
+        items: list[Any] = []
+        token = ""
+        while True:
+            query = {"limit": str(PAGE_SIZE)}
+            if field_selector:
+                query["fieldSelector"] = field_selector
+            if token:
+                query["continue"] = token
+            status, body = self._get(f"{path}?{urllib.parse.urlencode(query)}", "application/json")
+            if status != 200:
+                raise _Unusable(f"list {path}: HTTP {status} {_status_message(body)}")
+            try:
+                page = json.loads(body)
+            except ValueError:
+                raise _Unusable(f"list {path}: the answer is not JSON") from None
+            items.extend(parse(item) for item in page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
+
+    def _metrics(self) -> tuple[tuple[DeprecatedApiUse, ...] | None, str]:
+        try:
+            status, body = self._get("/metrics", "text/plain")
+        except _Unusable as err:
+            return None, str(err)
+        if status != 200:
+            return None, f"GET /metrics: HTTP {status} {_status_message(body)}"
+        try:
+            return tuple(parse_deprecated_api_metrics(body.decode("utf-8", "replace"))), ""
+        except ValueError as err:
+            return None, str(err)
+
+    def _get(self, path: str, accept: str) -> tuple[int, bytes]:
+        from kubectl_capc.domain.errors import one_line
+        from kubectl_capc.kube.client import transport_failure
+
+        self.requests += 1
+        try:
+            request = self.client.param_serialize(
+                "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
+            )
+            response = self.client.call_api(*request)
+            response.read()
+        except Exception as err:  # urllib3's HTTPError, OSError, SSL errors: no answer
+            where = path.partition("?")[0]
+            raise _Unusable(
+                f"GET {where} on {self.client.configuration.host}: {one_line(transport_failure(err))}"
+            ) from None
+        return int(response.status), bytes(response.data or b"")
+
+
+def _status_message(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    return str(document.get("message") or document.get("reason") or "") if isinstance(document, dict) else ""
+
+
+def _workload_client(text: str, where: str, request_timeout: float) -> Any:
+    """An ApiClient for the kubeconfig `text`'s current context, built in memory."""
+    import yaml
+    from kubernetes import client
+
+    from kubectl_capc.kube.client import _timed_api_client_class
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise _Unusable(f"{where}: the kubeconfig is not valid YAML") from None
+    if not isinstance(document, Mapping):
+        raise _Unusable(f"{where}: the kubeconfig is not a mapping")
+    context_name = str(document.get("current-context") or "")
+    contexts = _named(document, "contexts", "context")
+    context = contexts.get(context_name) or (next(iter(contexts.values())) if len(contexts) == 1 else None)
+    if context is None:
+        raise _Unusable(f"{where}: the kubeconfig has no current context")
+    cluster = _named(document, "clusters", "cluster").get(str(context.get("cluster") or ""))
+    user = _named(document, "users", "user").get(str(context.get("user") or ""), {})
+    if cluster is None or not cluster.get("server"):
+        raise _Unusable(f"{where}: the kubeconfig's context names no cluster with a server")
+    if user.get("exec") or user.get("auth-provider"):
+        raise _Unusable(
+            f"{where}: the kubeconfig's user runs a credential plugin, which is not supported here"
+        )
+
+    configuration = client.Configuration()
+    configuration.host = str(cluster["server"]).rstrip("/")
+    configuration.verify_ssl = not cluster.get("insecure-skip-tls-verify")
+    if cluster.get("tls-server-name"):
+        configuration.tls_server_name = str(cluster["tls-server-name"])
+    if cluster.get("certificate-authority-data"):
+        configuration.ca_cert_data = _decoded(cluster["certificate-authority-data"], where, "CA").decode(
+            "utf-8", "replace"
+        )
+    elif cluster.get("certificate-authority"):
+        raise _Unusable(f"{where}: the kubeconfig names a CA file, which is not readable from here")
+    if user.get("client-certificate-data") and user.get("client-key-data"):
+        configuration.cert_file = _memory_file(
+            _decoded(user["client-certificate-data"], where, "certificate")
+        )
+        configuration.key_file = _memory_file(_decoded(user["client-key-data"], where, "key"))
+    elif user.get("client-certificate") or user.get("client-key"):
+        raise _Unusable(f"{where}: the kubeconfig names client certificate files, not readable from here")
+    if user.get("token"):
+        configuration.api_key = {"BearerToken": f"Bearer {user['token']}"}
+    configuration.debug = False
+    return _timed_api_client_class()(configuration, request_timeout)
+
+
+def _named(document: Mapping[str, Any], section: str, body: str) -> dict[str, Mapping[str, Any]]:
+    entries = document.get(section) or []
+    named: dict[str, Mapping[str, Any]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, Mapping) and isinstance(entry.get(body), Mapping):
+            named[str(entry.get("name") or "")] = entry[body]
+    return named
+
+
+def _decoded(value: Any, where: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise _Unusable(f"{where}: the kubeconfig's {what} data is not base64") from None
+
+
+def _memory_file(data: bytes) -> str:
+    """A path the TLS layer can open that names memory, not disk (Linux memfd, one per content)."""
+    if not hasattr(os, "memfd_create"):
+        raise _Unusable(
+            "client certificates from a kubeconfig Secret need Linux (in-memory files); "
+            "they are never written to disk"
+        )
+    from kubectl_capc.kube.client import _key_file
+
+    return f"/proc/self/fd/{_key_file(data)}"
+
+
+# -- small readers ---------------------------------------------------------------------------------
+
+
+def _s(obj: Mapping[str, Any], *path: str) -> str:
+    value: Any = obj
+    for key in path:
+        if not isinstance(value, Mapping):
+            return ""
+        value = value.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _list_at(obj: Mapping[str, Any], *path: str) -> Sequence[Any]:
+    value: Any = obj
+    for key in path:
+        if not isinstance(value, Mapping):
+            return ()
+        value = value.get(key)
+    return value if isinstance(value, list) else ()
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return {str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {}
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _time(text: str) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,318 @@
+"""`kubectl capc validate` reading workload clusters (CAPC-W0xx) on the test bed, both CAPI profiles.
+
+Each cluster gets a real workload control plane with KWOK nodes (`tests.testenv.workload`) and the
+`<cluster>-kubeconfig` Secret CAPI writes; the tests change the workload cluster (a PodDisruptionBudget,
+a NotReady node, an old kubelet, a node no Machine owns) or the Secret, and read validate's report.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from kubectl_capc.__main__ import main
+from tests.support.fixtures_capc import Zone, create_objects, render_cluster
+from tests.testenv import bed
+
+pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
+
+VERSION = "v1.28.5"
+SEEDED = {
+    "zones": [Zone("zone1", "capc-net-zone1")],
+    "control_plane_offering": "Large Instance",
+    "worker_offering": "Medium Instance",
+}
+GROUP = "cluster.x-k8s.io"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+@pytest.fixture(params=["v1beta1", "v1beta2"])
+def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
+    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
+    from kubernetes import client
+
+    name = f"wv-{uuid.uuid4().hex[:10]}"
+    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
+
+
+def _until(what: str, probe: Callable[[], Any], timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except Exception as exc:  # not there yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
+
+
+def _kubeconfig_text(wbed: bed.TestBed, namespace: str, cluster: str) -> str:
+    from kubernetes import client
+
+    core = client.CoreV1Api(wbed.api_client())
+    secret = _until(
+        "kubeconfig Secret", lambda: core.read_namespaced_secret(f"{cluster}-kubeconfig", namespace)
+    )
+    return base64.b64decode(secret.data["value"]).decode()
+
+
+def _cluster(wbed: bed.TestBed, namespace: str, name: str, workers: int) -> Any:
+    """Create a cluster; an ApiClient for its workload cluster once all its Nodes are Ready."""
+    from kubernetes import client, config
+
+    objects = render_cluster(
+        name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1,
+        worker_replicas=workers, with_machines=True, **SEEDED,
+    )  # fmt: skip
+    create_objects(wbed.api_client(), objects)
+    workload = config.new_client_from_config_dict(yaml.safe_load(_kubeconfig_text(wbed, namespace, name)))
+
+    def ready() -> bool:
+        nodes = client.CoreV1Api(workload).list_node().items
+        up = [
+            n
+            for n in nodes
+            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+        ]
+        return len(up) == len(nodes) == workers + 1
+
+    _until(f"{workers + 1} Ready nodes", ready)
+    return workload
+
+
+def _workers(wbed: bed.TestBed, namespace: str) -> list[str]:
+    from kubernetes import client
+
+    machines = client.CustomObjectsApi(wbed.api_client()).list_namespaced_custom_object(
+        GROUP, wbed.capi, namespace, "machines"
+    )["items"]
+    return sorted(
+        m["metadata"]["name"]
+        for m in machines
+        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    )
+
+
+def _validate(
+    wbed: bed.TestBed, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, dict[str, Any], str]:
+    capsys.readouterr()
+    code = main(["validate", *args, "-o", "json", "--kubeconfig", str(wbed.kubeconfig)])
+    out, err = capsys.readouterr()
+    assert out, err
+    return code, json.loads(out), out + err
+
+
+def _workload_findings(document: dict[str, Any], cluster: str) -> list[dict[str, Any]]:
+    (result,) = [c for c in document["clusters"] if c["name"] == cluster]
+    return [f for f in result["findings"] if f["id"].startswith("CAPC-W")]
+
+
+def _ids(findings: list[dict[str, Any]]) -> list[str]:
+    return sorted(f["id"] for f in findings)
+
+
+def test_a_budget_that_allows_no_disruption_fails_validate_naming_pods_and_nodes(
+    wbed: bed.TestBed, wnamespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "pdb", workers=2)
+    apps, core, policy = client.AppsV1Api(workload), client.CoreV1Api(workload), client.PolicyV1Api(workload)
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+                },
+            },
+        },
+    )
+
+    def running() -> list[Any]:
+        pods = core.list_namespaced_pod("default", label_selector="app=web").items
+        return pods if len(pods) == 2 and all(p.status.phase == "Running" for p in pods) else []
+
+    pods = _until("2 running pods", running)
+    policy.create_namespaced_pod_disruption_budget(
+        "default",
+        {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": labels}}},
+    )
+    _until(
+        "budget observed",
+        lambda: (
+            (s := policy.read_namespaced_pod_disruption_budget("web", "default").status).expected_pods == 2
+            and s.disruptions_allowed == 0
+        ),
+    )
+
+    code, document, _ = _validate(wbed, capsys, "pdb", "-n", wnamespace, "--to", "v1.29")
+    assert code == 1
+    findings = _workload_findings(document, "pdb")
+    (blocked,) = [f for f in findings if f["id"] == "CAPC-W006"]
+    assert blocked["severity"] == "error"
+    assert blocked["object"] == {"kind": "PodDisruptionBudget", "namespace": "default", "name": "web"}
+    assert "PodDisruptionBudget default/web allows no disruption" in blocked["message"]
+    for pod in pods:
+        assert f"default/{pod.metadata.name}" in blocked["message"]
+        assert pod.spec.node_name in blocked["message"]
+    undrained = sorted(
+        f["object"]["kind"] + "/" + f["object"]["name"] for f in findings if f["id"] == "CAPC-W007"
+    )
+    assert undrained == ["KubeadmControlPlane/pdb-control-plane", "MachineDeployment/pdb-md-0"]
+    assert _ids(findings) == ["CAPC-W006", "CAPC-W007", "CAPC-W007"]
+
+    # Without --to nothing is drained; with a drain timeout on every Machine, CAPC-W007 is gone.
+    _, plain, _ = _validate(wbed, capsys, "pdb", "-n", wnamespace)
+    assert _ids(_workload_findings(plain, "pdb")) == []
+    custom = client.CustomObjectsApi(wbed.api_client())
+    timeout = (
+        {"nodeDrainTimeout": "5m"}
+        if wbed.capi == "v1beta1"
+        else {"deletion": {"nodeDrainTimeoutSeconds": 300}}
+    )
+    for machine in custom.list_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines")["items"]:
+        custom.patch_namespaced_custom_object(
+            GROUP, wbed.capi, wnamespace, "machines", machine["metadata"]["name"], {"spec": timeout}
+        )
+    _, timed, _ = _validate(wbed, capsys, "pdb", "-n", wnamespace, "--to", "v1.29")
+    assert _ids(_workload_findings(timed, "pdb")) == ["CAPC-W006"]
+
+
+def _kubelet(core: Any, name: str, version: str) -> None:
+    """Set the node's kubelet version; KWOK keeps a version the node already reports."""
+    core.patch_node_status(name, {"status": {"nodeInfo": {"kubeletVersion": version}}})
+
+
+def _not_ready(core: Any, name: str) -> None:
+    """Take the node from KWOK (so nothing renews it), then report it NotReady."""
+    core.patch_node(name, {"metadata": {"annotations": {KWOK_NODE_ANNOTATION: None}}})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    condition = {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "lastHeartbeatTime": now,
+                 "lastTransitionTime": now}  # fmt: skip
+    core.patch_node_status(name, {"status": {"conditions": [condition]}})
+
+
+def test_not_ready_nodes_kubelet_skew_over_the_hops_and_a_node_without_machine(
+    wbed: bed.TestBed, wnamespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "nodes", workers=2)
+    core = client.CoreV1Api(workload)
+    down, old = _workers(wbed, wnamespace)
+    _not_ready(core, down)
+    _kubelet(core, old, "v1.25.16")  # within the skew of v1.28, 4 minors behind v1.29
+    core.create_node(
+        {
+            "metadata": {"name": "stray", "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
+            "spec": {"providerID": "cloudstack:///not-a-machine"},
+        }
+    )
+    _kubelet(core, "stray", VERSION)
+    _until(
+        "stray node Ready",
+        lambda: any(
+            c.type == "Ready" and c.status == "True" for c in core.read_node("stray").status.conditions or []
+        ),
+    )
+
+    code, document, _ = _validate(wbed, capsys, "nodes", "-n", wnamespace)
+    assert code == 1
+    findings = {f["id"]: f for f in _workload_findings(document, "nodes")}
+    assert set(findings) == {"CAPC-W002", "CAPC-W004"}
+    assert findings["CAPC-W002"]["severity"] == "error"
+    assert findings["CAPC-W002"]["message"] == f"1 node(s) not Ready: {down}"
+    assert old not in findings["CAPC-W002"]["message"]
+    assert findings["CAPC-W004"]["object"] == {"kind": "Node", "namespace": "", "name": "stray"}
+    assert findings["CAPC-W004"]["severity"] == "warning"
+
+    _, planned, _ = _validate(wbed, capsys, "nodes", "-n", wnamespace, "--to", "v1.29")
+    (skew,) = [f for f in _workload_findings(planned, "nodes") if f["id"] == "CAPC-W005"]
+    assert skew["message"].startswith(
+        "kubelet v1.25.16 is more than 3 minors older than the API server v1.29."
+    )
+    assert "during the v1.29." in skew["message"] and skew["message"].endswith(f"node(s) {old}")
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_unreachable_workload_is_a_warning_and_the_kubeconfig_never_shows(
+    wbed: bed.TestBed, wnamespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubernetes import client
+
+    _cluster(wbed, wnamespace, "reach", workers=0)
+    _cluster(wbed, wnamespace, "away", workers=0)
+    text = _kubeconfig_text(wbed, wnamespace, "reach")
+    document = yaml.safe_load(text)
+    user, cluster = document["users"][0]["user"], document["clusters"][0]["cluster"]
+    secrets = [
+        user["client-key-data"],
+        user["client-certificate-data"],
+        cluster["certificate-authority-data"],
+    ]
+    key_lines = base64.b64decode(user["client-key-data"]).decode().splitlines()[1:-1]
+    assert key_lines
+    secrets += key_lines
+
+    port = _closed_port()
+    away = yaml.safe_load(_kubeconfig_text(wbed, wnamespace, "away"))
+    away["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    client.CoreV1Api(wbed.api_client()).patch_namespaced_secret(
+        "away-kubeconfig",
+        wnamespace,
+        {"data": {"value": base64.b64encode(yaml.safe_dump(away).encode()).decode()}},
+    )
+
+    _, report, _ = _validate(wbed, capsys, "-n", wnamespace)  # both clusters of the namespace
+    assert _ids(_workload_findings(report, "reach")) == []
+    (unreachable,) = _workload_findings(report, "away")
+    assert (unreachable["id"], unreachable["severity"]) == ("CAPC-W001", "warning")
+    assert f"127.0.0.1:{port}" in unreachable["message"]
+    assert "PodDisruptionBudgets and removed APIs were not checked" in unreachable["message"]
+
+    client.CoreV1Api(wbed.api_client()).delete_namespaced_secret("away-kubeconfig", wnamespace)
+    _, gone, _ = _validate(wbed, capsys, "away", "-n", wnamespace)
+    (missing,) = _workload_findings(gone, "away")
+    assert missing["id"] == "CAPC-W001"
+    assert f"Secret {wnamespace}/away-kubeconfig not found" in missing["message"]
+
+    outputs = []
+    for args in (("reach", "-n", wnamespace, "--to", "v1.29"), ("-n", wnamespace)):
+        _, _, output = _validate(wbed, capsys, *args, "-v", "9")
+        outputs.append(output)
+    assert any(
+        "D kubectl_capc.kube.client: GET https://127.0.0.1:" in output for output in outputs
+    )  # -v 9 logged
+    for output in outputs:
+        for secret in secrets:
+            assert secret not in output

@@ -1,0 +1,98 @@
+"""CAPC-R001 over a whole cluster: the surge of the control plane and of each MachineDeployment, with the
+machine shapes validation looked up and the tenants' limits, judged only when `--to` is given."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kubectl_capc.domain.checks.capacity import Level, Resource, ResourceCount, ScopeLimits
+from kubectl_capc.domain.checks.facts import Facts, Row, Tenant
+from kubectl_capc.domain.model import ClusterInventory
+from kubectl_capc.domain.versions import parse_target
+from kubectl_capc.ops.validate import build_report
+from tests.support.checks_support import (
+    IMAGE_128,
+    ZONE1,
+    ZONE2,
+    Cloud,
+    ids,
+    inventory_of,
+    render,
+    template_row,
+)
+
+TO = parse_target("v1.29")
+
+
+def cloud() -> Cloud:
+    gib = 10
+    return Cloud(
+        service_offerings=[
+            Row("so-large", "Large Instance", cpus=4, memory_mib=8192),
+            Row("so-medium", "Medium Instance", cpus=2, memory_mib=4096),
+        ],
+        templates=[template_row(IMAGE_128, zone, size_gib=gib) for zone in (ZONE1, ZONE2)],
+    )
+
+
+def account(**free: int | None) -> ScopeLimits:
+    """The account `dev`, with the given free amounts (None: unlimited) and plenty of everything else."""
+    counts = {
+        resource: ResourceCount(None if free.get(resource.value, 0) is None else 10**6, 0,
+                                free.get(resource.value, 10**6))
+        for resource in Resource
+    }  # fmt: skip
+    return ScopeLimits(Level.ACCOUNT, "dev", counts)
+
+
+def facts_with(inventory: ClusterInventory, *scopes: ScopeLimits) -> Facts:
+    facts = cloud().facts([inventory], TO)
+    tenants = {Tenant.of(fd) for fd in inventory.failure_domains}
+    return replace(facts, limits=dict.fromkeys(tenants, scopes))
+
+
+def messages(inventory: ClusterInventory, facts: Facts, target: object = TO) -> list[str]:
+    report = build_report([inventory], facts, target)  # type: ignore[arg-type]
+    return [f.message for f in report.clusters[0].findings if f.check_id == "CAPC-R001"]
+
+
+def test_no_vm_free_fails_naming_the_account_the_need_and_what_is_free() -> None:
+    inventory = inventory_of(render())
+    [message] = messages(inventory, facts_with(inventory, account(vm=0)))
+    assert message.startswith("account dev has 0 VM(s) free; the rollout needs 1 at its peak")
+
+
+def test_the_peak_is_the_step_that_needs_most() -> None:
+    inventory = inventory_of(render())
+    [message] = messages(inventory, facts_with(inventory, account(cpu=3)))
+    assert "has 3 vCPU free; the rollout needs 4" in message  # the control plane's Large Instance
+    assert "KubeadmControlPlane/c1" in message
+    assert messages(inventory, facts_with(inventory, account(cpu=4))) == []
+
+
+def test_primary_storage_counts_the_root_disk() -> None:
+    inventory = inventory_of(render())
+    [message] = messages(inventory, facts_with(inventory, account(primarystorage=9)))
+    assert "has 9 GiB primary storage free; the rollout needs 10" in message
+
+
+def test_unlimited_passes_and_nothing_is_judged_without_a_target() -> None:
+    inventory = inventory_of(render())
+    unlimited = {resource.value: None for resource in Resource}
+    assert messages(inventory, facts_with(inventory, account(**unlimited))) == []
+    full = facts_with(inventory, account(vm=0))
+    assert messages(inventory, full, target=None) == []
+
+
+def test_each_level_is_named() -> None:
+    inventory = inventory_of(render())
+    domain = replace(account(memory=100), level=Level.DOMAIN, name="ROOT/capc")
+    [message] = messages(inventory, facts_with(inventory, account(), domain))
+    assert message.startswith("domain ROOT/capc has 100 MiB memory free; the rollout needs 8192")
+
+
+def test_the_check_is_listed_in_the_report_as_an_error() -> None:
+    inventory = inventory_of(render())
+    findings = build_report([inventory], facts_with(inventory, account(vm=0)), TO).clusters[0].findings
+    assert "CAPC-R001" in ids(findings)
+    assert next(f for f in findings if f.check_id == "CAPC-R001").severity.value == "error"

@@ -1,0 +1,243 @@
+"""The workload reader's parts that need no server: object parsing, the in-memory client, the refusals."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+from typing import Any
+
+import pytest
+import yaml
+
+from kubectl_capc.domain.selectors import Operator
+from kubectl_capc.kube import workload
+from kubectl_capc.kube.read import SecretAnswer
+from kubectl_capc.kube.workload import (
+    machine_from_object,
+    node_from_object,
+    pdb_from_object,
+    pod_from_object,
+    read_workload,
+)
+
+META = {"name": "c1-md-0-abc", "namespace": "prod", "creationTimestamp": "2026-01-02T03:04:05Z"}
+
+
+def test_v1beta1_machine_with_a_duration_drain_timeout() -> None:
+    machine = machine_from_object(
+        {
+            "apiVersion": "cluster.x-k8s.io/v1beta1",
+            "metadata": {**META, "labels": {"cluster.x-k8s.io/deployment-name": "md-0"}},
+            "spec": {"version": "v1.28.5", "providerID": "cloudstack:///vm-1", "nodeDrainTimeout": "5m"},
+            "status": {"nodeRef": {"kind": "Node", "name": "n1"}, "phase": "Running"},
+        }
+    )
+    assert (machine.owner_kind, machine.owner_name) == ("MachineDeployment", "md-0")
+    assert (machine.provider_id, machine.node_ref, machine.version) == ("cloudstack:///vm-1", "n1", "v1.28.5")
+    assert machine.drain_timeout_seconds == 300
+    assert machine.created is not None and machine.created.year == 2026
+    assert machine.deleting_since is None
+
+
+def test_v1beta2_control_plane_machine_with_seconds_and_a_drain_under_way() -> None:
+    machine = machine_from_object(
+        {
+            "apiVersion": "cluster.x-k8s.io/v1beta2",
+            "metadata": {
+                **META,
+                "deletionTimestamp": "2026-01-02T04:00:00Z",
+                "labels": {
+                    "cluster.x-k8s.io/control-plane": "",
+                    "cluster.x-k8s.io/control-plane-name": "c1-cp",
+                },
+            },
+            "spec": {"deletion": {"nodeDrainTimeoutSeconds": 90}},
+            "status": {
+                "deletion": {"nodeDrainStartTime": "2026-01-02T04:00:01Z"},
+                "conditions": [{"type": "Deleting", "status": "True", "reason": "DrainingNode"}],
+            },
+        }
+    )
+    assert (machine.owner_kind, machine.owner_name) == ("KubeadmControlPlane", "c1-cp")
+    assert machine.drain_timeout_seconds == 90
+    assert machine.deleting_since is not None and machine.drain_started is not None
+    assert machine.condition("Deleting") is not None
+
+
+def test_machine_without_drain_timeout_waits_forever() -> None:
+    machine = machine_from_object({"metadata": META, "spec": {}})
+    assert machine.node_drain_timeout is None and machine.drain_timeout_seconds == 0
+
+
+def test_node_readiness_taints_and_kubelet() -> None:
+    node = node_from_object(
+        {
+            "metadata": {"name": "n1", "labels": {"a": "b"}},
+            "spec": {
+                "providerID": "cloudstack:///vm-1",
+                "unschedulable": True,
+                "taints": [
+                    {"key": "k", "value": "v", "effect": "NoSchedule"},
+                    {"key": "x", "effect": "NoExecute"},
+                ],
+            },
+            "status": {
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "nodeInfo": {"kubeletVersion": "v1.27.1"},
+            },
+        }
+    )
+    assert (node.name, node.ready, node.kubelet_version, node.unschedulable) == ("n1", False, "v1.27.1", True)
+    assert node.taints == ("k=v:NoSchedule", "x:NoExecute")
+    assert node_from_object({"metadata": {"name": "n2"}, "status": {"conditions": [
+        {"type": "Ready", "status": "True"}]}}).ready  # fmt: skip
+
+
+def test_mirror_pods_are_owned_by_their_node_and_daemonset_pods_keep_their_owner() -> None:
+    mirror = pod_from_object(
+        {
+            "metadata": {"name": "etcd-n1", "namespace": "kube-system",
+                         "annotations": {"kubernetes.io/config.mirror": "x"}},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Running"},
+        }
+    )  # fmt: skip
+    assert (mirror.owner_kind, mirror.evicted_by_drain) == ("Node", False)
+    daemon = pod_from_object(
+        {
+            "metadata": {"name": "d", "namespace": "ns", "ownerReferences": [
+                {"kind": "DaemonSet", "name": "d", "controller": True}]},
+            "spec": {"nodeName": "n1"}, "status": {"phase": "Running"},
+        }
+    )  # fmt: skip
+    assert not daemon.evicted_by_drain
+    web = pod_from_object(
+        {
+            "metadata": {"name": "w", "namespace": "ns", "labels": {"app": "web"}, "ownerReferences": [
+                {"kind": "ReplicaSet", "name": "w", "controller": True}]},
+            "spec": {"nodeName": "n2"}, "status": {"phase": "Running"},
+        }
+    )  # fmt: skip
+    assert (web.node, web.labels, web.evicted_by_drain) == ("n2", {"app": "web"}, True)
+
+
+def test_pdb_selectors_null_empty_and_expressions() -> None:
+    status = {"disruptionsAllowed": 0, "currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2}
+    pdb = pdb_from_object(
+        {
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"selector": {"matchLabels": {"app": "web"},
+                                  "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}]}},
+            "status": status,
+        }
+    )  # fmt: skip
+    assert pdb.selector is not None and pdb.selector.match_labels == {"app": "web"}
+    assert pdb.selector.match_expressions[0].operator is Operator.IN
+    assert (pdb.disruptions_allowed, pdb.current_healthy, pdb.desired_healthy) == (0, 2, 2)
+    assert pdb_from_object({"metadata": {"name": "n", "namespace": "ns"}, "spec": {}}).selector is None
+    everything = pdb_from_object({"metadata": {"name": "e", "namespace": "ns"}, "spec": {"selector": {}}})
+    assert everything.selector is not None and everything.selector.matches({"any": "thing"})
+    bad = {"selector": {"matchExpressions": [{"key": "k", "operator": "Near"}]}}
+    assert pdb_from_object({"metadata": {"name": "b", "namespace": "ns"}, "spec": bad}).selector is None
+
+
+CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nCAcafe\n-----END CERTIFICATE-----\n").decode()
+CERT = base64.b64encode(b"client-certificate-bytes").decode()
+KEY = base64.b64encode(b"client-key-bytes-very-secret").decode()
+
+
+def kubeconfig(server: str, **user: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c1", "cluster": {"server": server, "certificate-authority-data": CA}}],
+            "users": [{"name": "c1-admin", "user": user}],
+            "contexts": [{"name": "c1-admin@c1", "context": {"cluster": "c1", "user": "c1-admin"}}],
+            "current-context": "c1-admin@c1",
+        }
+    )
+
+
+def secret_api(monkeypatch: pytest.MonkeyPatch, answer: SecretAnswer) -> list[Any]:
+    asked: list[Any] = []
+
+    def fetch(api: Any, ref: Any) -> SecretAnswer:
+        asked.append(ref)
+        return answer
+
+    monkeypatch.setattr("kubectl_capc.kube.read.fetch_secret", fetch)
+    return asked
+
+
+def test_a_missing_secret_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = secret_api(monkeypatch, SecretAnswer(None, 404, "Not Found"))
+    read = read_workload(object(), "prod", "c1")
+    assert [str(ref) for ref in asked] == ["prod/c1-kubeconfig"]
+    assert read.facts.unreachable == "Secret prod/c1-kubeconfig not found"
+    assert read.requests == 0
+
+
+def test_a_refused_secret_and_a_secret_without_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_api(monkeypatch, SecretAnswer(None, 403, "Forbidden"))
+    assert (
+        read_workload(object(), "prod", "c1").facts.unreachable
+        == "Secret prod/c1-kubeconfig: HTTP 403 Forbidden"
+    )
+    secret_api(monkeypatch, SecretAnswer({"other": "x"}))
+    assert (
+        read_workload(object(), "prod", "c1").facts.unreachable
+        == "Secret prod/c1-kubeconfig has no key value"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("{not yaml", "not valid YAML"),
+        ("apiVersion: v1\nkind: Config\n", "no current context"),
+        (kubeconfig("https://h:6443", exec="x"), "credential plugin"),  # type: ignore[arg-type]
+    ],
+)
+def test_unusable_kubeconfigs(monkeypatch: pytest.MonkeyPatch, text: str, reason: str) -> None:
+    secret_api(monkeypatch, SecretAnswer({"value": text}))
+    assert reason in read_workload(object(), "prod", "c1").facts.unreachable
+
+
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="in-memory files are Linux only")
+def test_client_keys_stay_in_memory_and_the_ca_is_data() -> None:
+    client = workload._workload_client(
+        kubeconfig("https://10.0.0.1:6443/", **{"client-certificate-data": CERT, "client-key-data": KEY}),
+        "Secret prod/c1-kubeconfig",
+        3.0,
+    )
+    configuration = client.configuration
+    assert configuration.host == "https://10.0.0.1:6443"
+    assert configuration.ca_cert_data.startswith("-----BEGIN CERTIFICATE-----")
+    assert configuration.ssl_ca_cert is None
+    for path in (configuration.cert_file, configuration.key_file):
+        assert path.startswith("/proc/self/fd/")
+        assert os.readlink(path).startswith("/memfd:")
+    with open(configuration.key_file, "rb") as handle:
+        assert handle.read() == b"client-key-bytes-very-secret"
+    assert client.request_timeout == 3.0
+
+
+def test_a_token_user_sends_a_bearer_token() -> None:
+    client = workload._workload_client(kubeconfig("https://h:6443", token="t0ken"), "s", 3.0)
+    assert client.configuration.auth_settings()["BearerToken"]["value"] == "Bearer t0ken"
+
+
+def test_a_workload_api_server_that_refuses_connections_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = kubeconfig(f"https://127.0.0.1:{port}", token="t0ken")
+    secret_api(monkeypatch, SecretAnswer({"value": text}))
+    read = read_workload(object(), "prod", "c1", request_timeout=2.0)
+    assert read.facts.unreachable.startswith("GET /api/v1/")
+    assert f"https://127.0.0.1:{port}" in read.facts.unreachable
+    assert "t0ken" not in read.facts.unreachable
+    assert read.requests >= 3
