@@ -37,8 +37,10 @@ from kubectl_capc.domain.interrupts import writing
 from kubectl_capc.domain.inventory import parse_machine, parse_rollout_owner
 from kubectl_capc.domain.model import (
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
+    CLUSTER_NAME_LABEL,
     CONTROL_PLANE_NAME_LABEL,
     DEPLOYMENT_NAME_LABEL,
+    INFRASTRUCTURE_GROUP,
     KUBEADM_CONTROL_PLANE_KIND,
     CapiVersion,
     normalize_version,
@@ -188,7 +190,7 @@ class KubeWriter:
         """Where `wait` waits instead of watching on its own (a fleet run's `kube.watches.WatchHub`)."""
 
     def _version(self, kind: str) -> str:
-        return CAPC_VERSION if kind == CLOUDSTACK_MACHINE_TEMPLATE_KIND else self.capi_version
+        return CAPC_VERSION if RESOURCES[kind].group == INFRASTRUCTURE_GROUP else self.capi_version
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -559,25 +561,54 @@ class KubeWriter:
             conditions = _problem_conditions(self.get(item.kind, item.name))
             if conditions:
                 text += "; conditions: " + "; ".join(conditions)
-            machines = self._stuck_machines(item, step.version)
+            machines, causes = self._stuck_machines(item, step.version)
             if machines:
                 text += "; machines: " + ", ".join(machines)
+            if causes:
+                text += "; held up: " + "; ".join(causes)
             parts.append(text)
         return " | ".join(parts) or f"{step.subject} did not finish rolling out{limit}"
 
-    def _stuck_machines(self, item: OwnerProgress, version: str) -> list[str]:
+    def _stuck_machines(self, item: OwnerProgress, version: str) -> tuple[list[str], list[str]]:
+        """The owner's Machines not Running at `version` (`NAME (PHASE, VERSION)`), and for those the
+        rollout doctor finds held up, `NAME: cause` (from the Machines and their CloudStackMachines)."""
         label = CONTROL_PLANE_NAME_LABEL if item.kind == KUBEADM_CONTROL_PLANE_KIND else DEPLOYMENT_NAME_LABEL
         try:
             machines = self.list_objects("Machine", label_selector=f"{label}={item.name}").get("items") or []
         except KubeApiError:
-            return []  # the report is still useful without them
+            return [], []  # the report is still useful without them
         stuck = []
         for machine in machines:
             phase = str((machine.get("status") or {}).get("phase", "Unknown"))
             machine_version = str((machine.get("spec") or {}).get("version", ""))
             if phase != "Running" or normalize_version(machine_version) != normalize_version(version):
                 stuck.append(f"{machine['metadata']['name']} ({phase}, {machine_version or 'no version'})")
-        return stuck
+        return stuck, self._causes(item, version, machines) if stuck else []
+
+    def _causes(self, item: OwnerProgress, version: str, machines: Sequence[Mapping[str, Any]]) -> list[str]:
+        from datetime import datetime, timezone
+
+        from kubectl_capc.domain.diagnosis import OwnerSpec, diagnose
+        from kubectl_capc.domain.status_facts import ZoneFacts, parse_infra_machine, parse_machine
+
+        clusters = {str((m["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL, "")) for m in machines}
+        try:
+            selector = f"{CLUSTER_NAME_LABEL}={clusters.pop()}" if len(clusters) == 1 else None
+            listed = self.list_objects("CloudStackMachine", label_selector=selector).get("items") or []
+        except KubeApiError:
+            listed = []  # causes from the Machines alone
+        by_name = {str(csm["metadata"]["name"]): csm for csm in listed}
+        infra = {}
+        for machine in machines:
+            ref = str(((machine.get("spec") or {}).get("infrastructureRef") or {}).get("name", ""))
+            if ref in by_name:
+                infra[str(machine["metadata"]["name"])] = parse_infra_machine(by_name[ref], {}, ZoneFacts())
+        owner = OwnerSpec(item.kind, self.namespace, item.name, version)
+        status = diagnose(
+            self.namespace, "", [owner], [parse_machine(m) for m in machines], infra=infra, workload=None,
+            templates={}, now=datetime.now(timezone.utc),
+        )  # fmt: skip
+        return [f"{m.name}: {one_line(m.cause)}" for o in status.owners for m in o.blocked]
 
     # -- plumbing ---------------------------------------------------------------------------------
 
