@@ -10,13 +10,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from kubectl_capc.domain.checks.limits import ScopeLimits
 from kubectl_capc.domain.checks.workload import WorkloadReading
 from kubectl_capc.domain.model import FailureDomain, SecretRef
-
-if TYPE_CHECKING:
-    from kubectl_capc.domain.checks.capacity import ScopeLimits
 
 __all__ = [
     "Access",

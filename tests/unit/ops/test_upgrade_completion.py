@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pytest
@@ -35,6 +36,13 @@ class Notes:
     def progress(self, progress: Any, elapsed: float) -> None: ...
 
 
+class FreeLock:
+    """An upgrade lock nobody else holds."""
+
+    def holding(self, *, break_lock: bool, note: Any) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
 class ReadOnly:
     """An IO whose cluster is already at the target: the run must not write."""
 
@@ -50,6 +58,9 @@ class ReadOnly:
 
     def ensure_image(self, step: Any, inventory: Any, timeout: Any) -> None:
         raise AssertionError("no image to ensure")
+
+    def lease(self) -> FreeLock:
+        return FreeLock()
 
 
 def run(objects: list[dict[str, Any]]) -> tuple[int, list[str]]:
