@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pytest
@@ -35,8 +36,18 @@ class Notes:
     def progress(self, progress: Any, elapsed: float) -> None: ...
 
 
+class FreeLease:
+    """A lease nobody else holds."""
+
+    def holding(self, **_: Any) -> AbstractContextManager[None]:
+        return nullcontext()
+
+
 class ReadOnly:
     """An IO whose cluster is already at the target: the run must not write."""
+
+    def lease(self) -> FreeLease:
+        return FreeLease()
 
     def __init__(self, inventory: ClusterInventory) -> None:
         self.inventory = inventory
