@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -50,6 +52,21 @@ class ReadOnly:
 
     def ensure_image(self, step: Any, inventory: Any, timeout: Any) -> None:
         raise AssertionError("no image to ensure")
+
+    def lease(self) -> Any:
+        return FreeLock()
+
+
+class FreeLock:
+    """The cluster's upgrade lock, free: held for the run and released after it."""
+
+    def __init__(self) -> None:
+        self.held = False
+
+    @contextmanager
+    def holding(self, **_: Any) -> Iterator[None]:
+        self.held = True
+        yield
 
 
 def run(objects: list[dict[str, Any]]) -> tuple[int, list[str]]:
