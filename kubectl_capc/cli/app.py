@@ -24,6 +24,7 @@ from kubectl_capc.cli.options import (
 )
 from kubectl_capc.cli.printing import print_document, print_table
 from kubectl_capc.cli.rollback import rollback
+from kubectl_capc.cli.status import status
 from kubectl_capc.cli.upgrade import image_upgrade
 from kubectl_capc.cli.validate import validate
 
@@ -46,6 +47,7 @@ app = typer.Typer(
 app.add_typer(image_app, name="image")
 app.command(name="image-upgrade")(image_upgrade)
 app.command(name="validate")(validate)
+app.command(name="status")(status)
 app.command(name="rollback")(rollback)
 app.command(name="history")(history)
 app.command(name="cleanup")(cleanup)

@@ -43,6 +43,7 @@ __all__ = [
     "DryRunOption",
     "GlobalOptions",
     "NoWaitOption",
+    "OnDeleteOption",
     "OptionalClusterArgument",
     "OutputFormat",
     "OutputOption",
@@ -168,6 +169,28 @@ YesOption = Annotated[
 NoWaitOption = Annotated[
     bool, typer.Option("--no-wait", help="Stop at the first rollout instead of waiting; re-run to continue.")
 ]
+ON_DELETE_MODES = ("leave", "replace")
+"""The values of domain.plan.OnDeleteMode, spelled out so that `--help` need not import the planner."""
+
+
+def _on_delete(value: str) -> str:
+    text = drop_equals(value).lower()
+    if text not in ON_DELETE_MODES:
+        raise typer.BadParameter(f"{text!r} is not an OnDelete mode; use one of {'|'.join(ON_DELETE_MODES)}")
+    return text
+
+
+OnDeleteOption = Annotated[
+    str,
+    typer.Option(
+        "--on-delete",
+        metavar="|".join(ON_DELETE_MODES),
+        parser=_on_delete,
+        help="MachineDeployments with the OnDelete strategy: leave their old Machines (listed) or replace "
+        "them one at a time.",
+    ),
+]
+"""`--on-delete` of image-upgrade (an `OnDeleteMode` value)."""
 BreakLockOption = Annotated[
     bool,
     typer.Option(

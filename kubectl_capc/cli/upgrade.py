@@ -20,6 +20,7 @@ from kubectl_capc.cli.options import (
     DryRunOption,
     GlobalOptions,
     NoWaitOption,
+    OnDeleteOption,
     OutputFormat,
     PollIntervalOption,
     PrebuiltBaseUrlOption,
@@ -166,6 +167,7 @@ def image_upgrade(
         int, typer.Option("--parallel", metavar="N", help="MachineDeployments rolled out at the same time.")
     ] = 1,
     poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
+    on_delete: OnDeleteOption = "leave",
     break_lock: BreakLockOption = False,
     filenames: Annotated[
         list[Path] | None,
@@ -218,7 +220,7 @@ def image_upgrade(
     first, then MachineDeployments; one minor at a time. Safe to interrupt and run again."""
     from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
     from kubectl_capc.domain.images import check_template_name
-    from kubectl_capc.domain.plan import ImageSource
+    from kubectl_capc.domain.plan import ImageSource, OnDeleteMode
     from kubectl_capc.domain.planner import PlanRequest
     from kubectl_capc.domain.versions import parse_target
     from kubectl_capc.kube.client import api_client
@@ -253,6 +255,7 @@ def image_upgrade(
         image_source=images.source,
         parallel=parallel,
         obtainable=frozenset({target.exact}) if obtainable and target.exact else frozenset(),
+        on_delete=OnDeleteMode(on_delete),
     )
     options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout, break_lock=break_lock)
     names = list(dict.fromkeys(cluster or ()))
@@ -275,6 +278,11 @@ def image_upgrade(
     if filenames or output_dir or server_dry_run:
         from kubectl_capc.ops import gitops
 
+        if request.on_delete is OnDeleteMode.REPLACE:
+            raise UsageError(
+                "--on-delete=replace deletes Machines of a live cluster; with -f only files are changed",
+                hint="drop --on-delete, or run it against the cluster once the change is rolled out",
+            )
         if break_lock:
             raise UsageError(
                 "--break-lock has no use with -f", hint="GitOps mode writes files only and takes no lock"
@@ -309,6 +317,8 @@ class UpgradeTerminal(PlanTerminal["UpgradePlan"]):
             f"  control plane {plan.control_plane_version}"
             + (f"; MachineDeployments {current}" if current else "")
         )
+        if plan.strategies:
+            typer.echo("  rollout strategy: " + "; ".join(f"{name} {text}" for name, text in plan.strategies))
         for hop in plan.hops:
             typer.echo(f"  hop {hop.number} to {hop.version}: {hop.reason}")
         if plan.hops:

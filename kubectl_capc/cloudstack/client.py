@@ -59,6 +59,7 @@ __all__ = [
     "TemplateSpec",
     "UploadTLS",
     "UploadTicket",
+    "VirtualMachine",
     "Zone",
     "credentials_from_config",
     "credentials_from_secret_data",
@@ -272,6 +273,27 @@ def _number(value: object) -> int:
         return int(str(value)) if value is not None else 0
     except ValueError:
         return 0
+
+
+@dataclass(frozen=True)
+class VirtualMachine:
+    """One `listVirtualMachines` row: the VM's id, name, state and zone."""
+
+    id: str
+    name: str
+    state: str
+    zone_id: str
+    zone_name: str
+
+    @classmethod
+    def from_api(cls, row: Mapping[str, Any]) -> VirtualMachine:
+        return cls(
+            id=str(row.get("id", "")),
+            name=str(row.get("name", "")),
+            state=str(row.get("state", "")),
+            zone_id=str(row.get("zoneid", "")),
+            zone_name=str(row.get("zonename", "")),
+        )
 
 
 @dataclass(frozen=True)
@@ -613,6 +635,18 @@ class CloudStackClient:
             ),
         )
         return tuple(Template.from_api(row) for row in rows)
+
+    def virtual_machines(
+        self, *, zone_id: str, owner: OwnerScope = OwnerScope()
+    ) -> tuple[VirtualMachine, ...]:
+        """Every VM of the owner in one zone (listVirtualMachines with listall), all pages."""
+        rows = self._call(
+            f"list the virtual machines of zone {zone_id}",
+            lambda: self._api.listVirtualMachines(
+                zoneid=zone_id, listall=True, fetch_list=True, **owner.params()
+            ),
+        )
+        return tuple(VirtualMachine.from_api(row) for row in rows)
 
     def service_offerings(
         self,

@@ -33,6 +33,9 @@ __all__ = [
 _PDB_MESSAGE = re.compile(
     r"disruption budget (?P<name>\S+) needs (?P<needs>\d+) healthy pods? and has (?P<has>\d+)"
 )
+# A pod as CAPI lists it in a drain message (`namespace/name`): CAPI v1.11 and newer put the pods before
+# the eviction error on its line (`* Pod ns/web-1: cannot evict ...`), older releases after it.
+_LISTED_POD = re.compile(r"(?<![\w./-])(?P<namespace>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)/[a-z0-9][-a-z0-9.]*")
 
 
 @dataclass(frozen=True)
@@ -229,9 +232,15 @@ def _cause(
     if remediated is not None and remediated.status == "False":
         return "MachineHealthCheck remediation in progress"
     if not machine.node_ref and machine.created is not None and now - machine.created > join_timeout:
-        minutes = int((now - machine.created).total_seconds() // 60)
-        return f"node never joined (no nodeRef after {minutes} minutes)"
+        return f"node never joined (no nodeRef after {_elapsed(now - machine.created)})"
     return ""
+
+
+def _elapsed(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds < 120:
+        return f"{seconds} seconds"
+    return f"{seconds // 60} minutes"
 
 
 def _deletion_cause(machine: Machine, workload: WorkloadFacts | None) -> str:
@@ -263,10 +272,10 @@ def _drain_cause(machine: Machine, workload: WorkloadFacts | None, message: str)
             )
     match = _PDB_MESSAGE.search(message)
     if match is not None:
-        return (
-            f"drain blocked by PodDisruptionBudget {match['name']} ({match['has']} healthy, "
-            f"needs {match['needs']})"
-        )
+        line = next(text for text in message.splitlines() if match[0] in text)
+        pod = _LISTED_POD.search(line)
+        name = f"{pod['namespace']}/{match['name']}" if pod else match["name"]
+        return f"drain blocked by PodDisruptionBudget {name} ({match['has']} healthy, needs {match['needs']})"
     since = f" since {machine.drain_started.isoformat()}" if machine.drain_started else ""
     first = next((line.strip() for line in message.splitlines() if line.strip()), "")
     return f"draining node {machine.node_ref or '?'}{since}" + (f": {first}" if first else "")

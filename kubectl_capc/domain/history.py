@@ -45,6 +45,7 @@ class HistoryEntry:
             "version": {"from": r.from_version, "to": r.to_version},
             "machineTemplate": {"from": r.from_template, "to": r.to_template},
             "image": {"from": r.from_image, "to": r.to_image},
+            **({"onDelete": r.on_delete} if r.on_delete else {}),
         }
 
 
@@ -69,7 +70,7 @@ class UpgradeHistory:
         return [
             (
                 _to_the_second(e.rotation.at),
-                e.rotation.action,
+                e.rotation.action + (f" (OnDelete: {e.rotation.on_delete})" if e.rotation.on_delete else ""),
                 e.subject,
                 _change(e.rotation.from_version, e.rotation.to_version),
                 _change(e.rotation.from_template, e.rotation.to_template),

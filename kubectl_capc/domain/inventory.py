@@ -43,6 +43,7 @@ from kubectl_capc.domain.model import (
     Problem,
     Ref,
     Replicas,
+    RolloutStrategy,
     SecretRef,
     Topology,
     VersionCount,
@@ -431,6 +432,31 @@ def parse_control_plane(obj: Obj, index: _TemplateIndex, problems: list[Problem]
     )
 
 
+def _int_or_percent(obj: Obj, key: str, default: int) -> int | str:
+    value = _get(obj, key)
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, (int, str)):
+        return value
+    return default
+
+
+def parse_strategy(obj: Obj) -> RolloutStrategy:
+    """A MachineDeployment's rollout strategy: v1beta1 `spec.strategy`, v1beta2 `spec.rollout.strategy`,
+    with CAPI's defaults for whatever is unset."""
+    if capi_version_of(obj) == "v1beta2":
+        raw = _map(obj, "spec", "rollout", "strategy")
+    else:
+        raw = _map(obj, "spec", "strategy")
+    rolling_update = _map(raw, "rollingUpdate")
+    default = RolloutStrategy()
+    return RolloutStrategy(
+        type=_str(raw, "type") or default.type,
+        max_surge=_int_or_percent(rolling_update, "maxSurge", 1),
+        max_unavailable=_int_or_percent(rolling_update, "maxUnavailable", 0),
+    )
+
+
 def parse_machine_deployment(
     obj: Obj, index: _TemplateIndex, problems: list[Problem]
 ) -> MachineDeployment | None:
@@ -464,6 +490,7 @@ def parse_machine_deployment(
         conditions=parse_conditions(obj),
         labels=FrozenDict(_labels(obj)),
         annotations=FrozenDict(_annotations(obj)),
+        strategy=parse_strategy(obj),
     )
 
 
@@ -499,7 +526,17 @@ def parse_machine(obj: Obj) -> Machine:
         node_name=_str(obj, "status", "nodeRef", "name"),
         infrastructure_ref=parse_ref(_map(obj, "spec", "infrastructureRef"), namespace),
         deleting=bool(_str(obj, "metadata", "deletionTimestamp")),
+        node_ready=_node_ready(obj),
     )
+
+
+def _node_ready(obj: Obj) -> bool | None:
+    """The Machine's view of its Node: `NodeReady` (v1beta2 vocabulary, also published by v1beta1
+    Machines of CAPI 1.9/1.10), else v1beta1 `NodeHealthy`; None when neither is reported."""
+    condition = find_condition(_v1beta2_conditions(obj), "NodeReady")
+    if condition is None and capi_version_of(obj) == "v1beta1":
+        condition = find_condition(parse_conditions(obj), "NodeHealthy")
+    return None if condition is None else condition.is_true
 
 
 @dataclass(frozen=True)

@@ -276,6 +276,52 @@ class Replicas:
         return self.current == self.up_to_date == self.ready == self.available == want
 
 
+ROLLING_UPDATE = "RollingUpdate"
+ON_DELETE = "OnDelete"
+
+
+def resolve_fencepost(value: int | str, replicas: int, *, round_up: bool) -> int:
+    """A maxSurge/maxUnavailable value as a machine count: an int, or a percentage of `replicas`
+    rounded up (maxSurge) or down (maxUnavailable), as CAPI resolves them. Malformed values are 0."""
+    if isinstance(value, int):
+        return max(value, 0)
+    text = value.strip()
+    if not text.endswith("%") or not text[:-1].isdigit():
+        return int(text) if text.isdigit() else 0
+    scaled = int(text[:-1]) * max(replicas, 0)
+    return -(-scaled // 100) if round_up else scaled // 100
+
+
+@dataclass(frozen=True)
+class RolloutStrategy:
+    """How a MachineDeployment replaces its Machines (v1beta1 `spec.strategy`, v1beta2
+    `spec.rollout.strategy`), with CAPI's defaults: RollingUpdate, maxSurge 1, maxUnavailable 0.
+
+    With OnDelete, CAPI replaces a Machine only once someone deletes it; maxSurge and maxUnavailable
+    are kept as written (an int or a percentage such as "25%").
+    """
+
+    type: str = ROLLING_UPDATE
+    max_surge: int | str = 1
+    max_unavailable: int | str = 0
+
+    @property
+    def on_delete(self) -> bool:
+        return self.type == ON_DELETE
+
+    def unavailable_allowed(self, replicas: int) -> int:
+        """maxUnavailable as a machine count for `replicas` desired machines."""
+        return resolve_fencepost(self.max_unavailable, replicas, round_up=False)
+
+    def __str__(self) -> str:
+        if self.on_delete:
+            return ON_DELETE
+        return f"{self.type} (maxSurge {self.max_surge}, maxUnavailable {self.max_unavailable})"
+
+    def to_document(self) -> dict[str, Any]:
+        return {"type": self.type, "maxSurge": self.max_surge, "maxUnavailable": self.max_unavailable}
+
+
 @dataclass(frozen=True)
 class VersionCount:
     """One `status.versions[]` entry (CAPI >= 1.14): how many machines run a version."""
@@ -308,6 +354,18 @@ class Machine:
     node_name: str
     infrastructure_ref: Ref | None
     deleting: bool
+    node_ready: bool | None = None
+    """The Machine's `NodeReady` condition (v1beta1: `NodeHealthy`); None when it reports neither."""
+
+    @property
+    def ready(self) -> bool:
+        """Running with a Node that is Ready (or that reports no readiness condition), not deleting."""
+        return (
+            not self.deleting
+            and self.phase == "Running"
+            and bool(self.node_name)
+            and self.node_ready is not False
+        )
 
 
 class _RolloutOwner:
@@ -395,6 +453,7 @@ class MachineDeployment(_RolloutOwner):
     conditions: tuple[Condition, ...]
     labels: FrozenDict
     annotations: FrozenDict
+    strategy: RolloutStrategy = field(default_factory=RolloutStrategy)
 
 
 @dataclass(frozen=True)
@@ -510,6 +569,14 @@ class ClusterInventory:
 
     def machines_of(self, deployment: MachineDeployment) -> tuple[Machine, ...]:
         return tuple(m for m in self.machines if m.role is MachineRole.WORKER and m.owner == deployment.name)
+
+    def machines_behind(self, deployment: MachineDeployment) -> tuple[Machine, ...]:
+        """The deployment's Machines, not being deleted, that run another version than its spec."""
+        return tuple(
+            m
+            for m in self.machines_of(deployment)
+            if not m.deleting and normalize_version(m.version) != normalize_version(deployment.version)
+        )
 
     def machines_off_spec(self) -> tuple[Machine, ...]:
         """Machines whose version differs from their owner's spec version (a rollout not finished)."""

@@ -32,8 +32,11 @@ __all__ = [
     "CreateMachineTemplate",
     "EnsureImage",
     "ImageSource",
+    "OldMachines",
+    "OnDeleteMode",
     "PatchObject",
     "PlanHop",
+    "RollOnDelete",
     "Step",
     "UpgradePlan",
     "WaitRollout",
@@ -52,6 +55,15 @@ class ImageSource(str, enum.Enum):
     URL = "url"
     PREBUILT = "prebuilt"
     BUILD = "build"
+
+
+class OnDeleteMode(str, enum.Enum):
+    """What `image-upgrade` does with the old Machines of an OnDelete MachineDeployment (`--on-delete`)."""
+
+    LEAVE = "leave"
+    """Patch the deployment, wait for nothing, and name the Machines that still run the old version."""
+    REPLACE = "replace"
+    """Delete the old Machines one at a time, each once the previous replacement's Node is Ready."""
 
 
 class ZoneState(str, enum.Enum):
@@ -226,6 +238,8 @@ class PatchObject(Step):
     image_to: str
     resource_version: str = field(default="", compare=False)
     annotations: FrozenDict = field(default_factory=FrozenDict, repr=False, compare=False)
+    on_delete: str = ""
+    """For a MachineDeployment with the OnDelete strategy, the `OnDeleteMode` value applied to it."""
 
     @property
     def writes(self) -> bool:
@@ -247,7 +261,7 @@ class PatchObject(Step):
         return ", ".join(parts)
 
     def to_document(self) -> dict[str, Any]:
-        return {
+        document = {
             "action": self.action,
             "kind": self.kind,
             "name": self.name,
@@ -256,6 +270,9 @@ class PatchObject(Step):
             "machineTemplate": {"from": self.template_from, "to": self.template_to},
             "image": {"from": self.image_from, "to": self.image_to},
         }
+        if self.on_delete:
+            document["onDelete"] = self.on_delete
+        return document
 
 
 @dataclass(frozen=True)
@@ -292,6 +309,74 @@ class WaitRollout(Step):
 
 
 @dataclass(frozen=True)
+class RollOnDelete(Step):
+    """The Machines of an OnDelete MachineDeployment after its patch: CAPI replaces one only once it
+    is deleted. `leave` waits for nothing; `replace` deletes the Machines not at `version` one at a time,
+    keeping within maxUnavailable and never more than one below the ready count, and waits for each
+    replacement's Node to be Ready. `machines` are the ones not at `version` when the plan was made."""
+
+    action: ClassVar[str] = "RollOnDelete"
+    name: str
+    version: str
+    mode: OnDeleteMode
+    machines: tuple[str, ...] = field(default=(), compare=False)
+    max_unavailable: int = field(default=0, compare=False)
+    kind: ClassVar[str] = MACHINE_DEPLOYMENT_KIND
+
+    @property
+    def writes(self) -> bool:
+        return self.mode is OnDeleteMode.REPLACE
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def is_control_plane(self) -> bool:
+        return False
+
+    def summary(self) -> str:
+        count = f"{len(self.machines)} Machine{'' if len(self.machines) == 1 else 's'}"
+        if self.mode is OnDeleteMode.LEAVE:
+            return (
+                f"strategy OnDelete: not waited for; {count} keep their version until deleted "
+                "(--on-delete=replace rolls them)"
+            )
+        return (
+            f"strategy OnDelete: delete {count} one at a time, each once the previous replacement's "
+            f"Node is Ready (maxUnavailable {self.max_unavailable})"
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "kind": self.kind,
+            "name": self.name,
+            "version": self.version,
+            "mode": self.mode.value,
+            "machines": list(self.machines),
+            "maxUnavailable": self.max_unavailable,
+        }
+
+
+@dataclass(frozen=True)
+class OldMachines:
+    """Machines of an OnDelete MachineDeployment that run another version than the plan's target."""
+
+    deployment: str
+    version: str
+    machines: tuple[tuple[str, str], ...]
+    """(Machine name, the version it runs)."""
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "machineDeployment": self.deployment,
+            "version": self.version,
+            "machines": [{"name": name, "version": version} for name, version in self.machines],
+        }
+
+
+@dataclass(frozen=True)
 class PlanHop:
     """The steps that bring the cluster to `version`, in order, and why this hop exists."""
 
@@ -325,6 +410,10 @@ class UpgradePlan:
     hops: tuple[PlanHop, ...]
     blockers: tuple[Blocker, ...] = ()
     notes: tuple[str, ...] = ()
+    strategies: tuple[tuple[str, str], ...] = ()
+    """MachineDeployment name -> its rollout strategy, as shown."""
+    old_machines: tuple[OldMachines, ...] = ()
+    """OnDelete MachineDeployments left with Machines not at the target (`--on-delete=leave`)."""
 
     def steps(self) -> Iterator[tuple[PlanHop, Step]]:
         for hop in self.hops:
@@ -366,6 +455,7 @@ class UpgradePlan:
                 "current": {
                     "controlPlane": self.control_plane_version,
                     "machineDeployments": dict(self.worker_versions),
+                    "strategies": dict(self.strategies),
                 },
                 "changesPending": self.changes_pending,
                 "hops": [hop.to_document() for hop in self.hops],
@@ -374,6 +464,7 @@ class UpgradePlan:
                     for b in self.blockers
                 ],
                 "notes": list(self.notes),
+                "oldMachines": [entry.to_document() for entry in self.old_machines],
             },
         }
 

@@ -45,8 +45,11 @@ from kubectl_capc.domain.plan import (
     CreateMachineTemplate,
     EnsureImage,
     ImageSource,
+    OldMachines,
+    OnDeleteMode,
     PatchObject,
     PlanHop,
+    RollOnDelete,
     Step,
     UpgradePlan,
     WaitRollout,
@@ -89,6 +92,7 @@ class PlanRequest:
     image_source: ImageSource = ImageSource.EXISTING
     parallel: int = 1
     obtainable: frozenset[KubeVersion] = field(default_factory=frozenset)
+    on_delete: OnDeleteMode = OnDeleteMode.LEAVE
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class _Owner:
     resource_version: str
     annotations: FrozenDict
     rolling: bool
+    on_delete: bool = False
+    max_unavailable: int = 0
 
     @property
     def is_control_plane(self) -> bool:
@@ -120,7 +126,7 @@ def plan_upgrade(
     """
     if request.parallel < 1:
         raise UsageError("--parallel must be at least 1")
-    control_plane, workers = _owners(inventory, zone_templates)
+    control_plane, workers = _owners(inventory, zone_templates, request.on_delete)
     available = (
         _available_versions((control_plane, *workers), inventory.failure_domains, zone_templates)
         | request.obtainable
@@ -136,6 +142,9 @@ def plan_upgrade(
         notes.append(
             "CloudStack was not asked: the templates are assumed to exist and be ready in every zone"
         )
+    old = _old_machines(inventory, goal) if request.on_delete is OnDeleteMode.LEAVE else ()
+    skew = _kubelet_skew_blockers(inventory, hops) if request.on_delete is OnDeleteMode.LEAVE else []
+    notes += [_old_machines_note(entry, inventory) for entry in old]
     return UpgradePlan(
         namespace=inventory.namespace,
         cluster=inventory.name,
@@ -147,8 +156,81 @@ def plan_upgrade(
         control_plane_version=str(control_plane.version),
         worker_versions=tuple((md.name, str(md.version)) for md in workers),
         hops=hops,
-        blockers=(*_pause_blockers(inventory), *builder.blockers),
+        blockers=(*_pause_blockers(inventory), *builder.blockers, *skew),
         notes=tuple(notes),
+        strategies=tuple((md.name, str(md.strategy)) for md in inventory.machine_deployments),
+        old_machines=old,
+    )
+
+
+def _old_machines(inventory: ClusterInventory, goal: KubeVersion) -> tuple[OldMachines, ...]:
+    """Per OnDelete MachineDeployment, its Machines (not being deleted) that do not run `goal`."""
+    result = []
+    for md in inventory.machine_deployments:
+        if not md.strategy.on_delete:
+            continue
+        behind = tuple(
+            (m.name, m.version)
+            for m in inventory.machines_of(md)
+            if not m.deleting and _version_of(m.version) != goal
+        )
+        if behind:
+            result.append(OldMachines(md.name, str(goal), behind))
+    return tuple(result)
+
+
+KUBELET_SKEW_MINORS = 3
+"""How many minors a kubelet may be older than the kube-apiserver (the Kubernetes skew policy)."""
+
+
+def _kubelet_skew_blockers(inventory: ClusterInventory, hops: Sequence[PlanHop]) -> list[Blocker]:
+    """With --on-delete=leave, old Machines of OnDelete deployments keep their kubelets: the control plane
+    must not move more than three minors ahead of them."""
+    moves = [
+        hop.version
+        for hop in hops
+        if any(isinstance(s, PatchObject) and s.is_control_plane for s in hop.steps)
+    ]
+    if not moves:
+        return []
+    highest = max(moves)
+    blockers = []
+    for md in inventory.machine_deployments:
+        if not md.strategy.on_delete:
+            continue
+        behind = [
+            (m.name, v)
+            for m in inventory.machines_of(md)
+            if not m.deleting
+            and (v := _version_of(m.version)) is not None
+            and highest.minor - v.minor > KUBELET_SKEW_MINORS
+        ]
+        if behind:
+            names = ", ".join(f"{name} ({version})" for name, version in behind)
+            blockers.append(
+                Blocker(
+                    f"{MACHINE_DEPLOYMENT_KIND}/{md.name}",
+                    f"has the OnDelete strategy and Machines {names} more than {KUBELET_SKEW_MINORS} "
+                    f"minors behind the control plane's {highest}, which kubelets must not be",
+                    "roll them first: --on-delete=replace, or delete them one at a time",
+                )
+            )
+    return blockers
+
+
+def _version_of(text: str) -> KubeVersion | None:
+    try:
+        return parse_version(text)
+    except ValueError:
+        return None
+
+
+def _old_machines_note(entry: OldMachines, inventory: ClusterInventory) -> str:
+    names = " ".join(name for name, _ in entry.machines)
+    return (
+        f"MachineDeployment/{entry.deployment} has the OnDelete strategy: Cluster API replaces a Machine "
+        f"only once it is deleted, so {names} keep running their version; roll them one at a time with "
+        f"`kubectl delete machine -n {inventory.namespace} NAME`, or run again with --on-delete=replace"
     )
 
 
@@ -156,7 +238,7 @@ def plan_upgrade(
 
 
 def _owners(
-    inventory: ClusterInventory, zone_templates: ZoneTemplates | None
+    inventory: ClusterInventory, zone_templates: ZoneTemplates | None, on_delete: OnDeleteMode
 ) -> tuple[_Owner, tuple[_Owner, ...]]:
     subject = f"cluster {inventory.namespace}/{inventory.name}"
     topology = inventory.cluster.topology
@@ -173,10 +255,28 @@ def _owners(
     if inventory.control_plane is None:
         raise PlanError(f"{subject} has no KubeadmControlPlane to upgrade")
     control_plane = _owner(KUBEADM_CONTROL_PLANE_KIND, inventory.control_plane, inventory, zone_templates)
-    workers = tuple(
-        _owner(MACHINE_DEPLOYMENT_KIND, md, inventory, zone_templates) for md in inventory.machine_deployments
-    )
+    workers = tuple(_worker(md, inventory, zone_templates, on_delete) for md in inventory.machine_deployments)
     return control_plane, workers
+
+
+def _worker(
+    md: MachineDeployment,
+    inventory: ClusterInventory,
+    zone_templates: ZoneTemplates | None,
+    mode: OnDeleteMode,
+) -> _Owner:
+    """A MachineDeployment; with OnDelete, its own rollout is only followed with --on-delete=replace
+    (with leave, nothing would ever finish it)."""
+    owner = _owner(MACHINE_DEPLOYMENT_KIND, md, inventory, zone_templates)
+    if not md.strategy.on_delete:
+        return owner
+    desired = md.replicas.desired if md.replicas.desired is not None else md.replicas.current
+    return replace(
+        owner,
+        rolling=owner.rolling and mode is OnDeleteMode.REPLACE,
+        on_delete=True,
+        max_unavailable=md.strategy.unavailable_allowed(desired),
+    )
 
 
 def _owner(
@@ -437,7 +537,10 @@ class _Builder:
                 steps += _waits_in_progress(
                     KUBEADM_CONTROL_PLANE_KIND, [control_plane] if control_plane.rolling else []
                 )
-                steps += _waits_in_progress(MACHINE_DEPLOYMENT_KIND, settling)
+                steps += _waits_in_progress(
+                    MACHINE_DEPLOYMENT_KIND, [md for md in settling if not md.on_delete]
+                )
+                steps += [self._roll_on_delete(md, md.version) for md in settling if md.on_delete]
             cp_moves = hop.moves_control_plane or (last and control_plane.name in rotation)
             md_names = sorted(
                 {w.name for w in hop.workers}
@@ -455,8 +558,13 @@ class _Builder:
                 ]
             for start in range(0, len(md_names), self.request.parallel):
                 batch = md_names[start : start + self.request.parallel]
-                steps += [_patch(state[name], changes[name]) for name in batch]
-                steps.append(_wait(MACHINE_DEPLOYMENT_KIND, batch, hop.version))
+                steps += [self._patch(state[name], changes[name]) for name in batch]
+                rolling = [name for name in batch if not state[name].on_delete]
+                if rolling:
+                    steps.append(_wait(MACHINE_DEPLOYMENT_KIND, rolling, hop.version))
+                steps += [
+                    self._roll_on_delete(state[name], hop.version) for name in batch if state[name].on_delete
+                ]
             for mover in movers:
                 change = changes[mover.name]
                 state[mover.name] = replace(
@@ -470,6 +578,20 @@ class _Builder:
             reason = hop.reason + (_rotation_reason(movers, rotation) if last else "")
             result.append(PlanHop(index + 1, hop.version, reason, tuple(steps)))
         return tuple(result)
+
+    def _patch(self, owner: _Owner, change: CreateMachineTemplate) -> PatchObject:
+        step = _patch(owner, change)
+        return replace(step, on_delete=self.request.on_delete.value) if owner.on_delete else step
+
+    def _roll_on_delete(self, owner: _Owner, version: KubeVersion) -> RollOnDelete:
+        """What happens to an OnDelete deployment's Machines once it asks for `version`."""
+        md = next(m for m in self.inventory.machine_deployments if m.name == owner.name)
+        old = tuple(
+            m.name
+            for m in self.inventory.machines_of(md)
+            if not m.deleting and _version_of(m.version) != version
+        )
+        return RollOnDelete(owner.name, str(version), self.request.on_delete, old, owner.max_unavailable)
 
     def _rotation(
         self, control_plane: _Owner, workers: Sequence[_Owner], hops: Sequence[Hop]

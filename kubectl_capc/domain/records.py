@@ -74,6 +74,8 @@ class Rotation:
     to_template: str
     from_image: str = ""
     to_image: str = ""
+    on_delete: str = ""
+    """For an OnDelete MachineDeployment: what was done with its old Machines (`leave`, `replace`)."""
 
     @classmethod
     def of(cls, change: PatchObject, action: str, now: datetime) -> Rotation:
@@ -87,10 +89,11 @@ class Rotation:
             to_template=change.template_to,
             from_image=change.image_from,
             to_image=change.image_to,
+            on_delete=change.on_delete,
         )
 
     def to_json(self) -> dict[str, str]:
-        return {
+        entry = {
             "at": self.at,
             "action": self.action,
             "fromVersion": self.from_version,
@@ -100,6 +103,9 @@ class Rotation:
             "fromImage": self.from_image,
             "toImage": self.to_image,
         }
+        if self.on_delete:
+            entry["onDelete"] = self.on_delete
+        return entry
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Rotation | None:
@@ -121,6 +127,7 @@ class Rotation:
             to_template=text("toTemplate"),
             from_image=text("fromImage"),
             to_image=text("toImage"),
+            on_delete=text("onDelete"),
         )
 
 

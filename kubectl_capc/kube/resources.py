@@ -30,6 +30,7 @@ RESOURCES: dict[str, Resource] = {
     "MachineDeployment": Resource(CLUSTER_GROUP, "machinedeployments"),
     "MachineSet": Resource(CLUSTER_GROUP, "machinesets"),
     "Machine": Resource(CLUSTER_GROUP, "machines"),
+    "MachineHealthCheck": Resource(CLUSTER_GROUP, "machinehealthchecks"),
     "KubeadmControlPlane": Resource(CONTROL_PLANE_GROUP, "kubeadmcontrolplanes"),
     "KubeadmConfigTemplate": Resource(BOOTSTRAP_GROUP, "kubeadmconfigtemplates"),
     "CloudStackCluster": Resource(INFRASTRUCTURE_GROUP, "cloudstackclusters"),

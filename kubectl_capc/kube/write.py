@@ -34,16 +34,19 @@ from typing import Any, Protocol
 
 from kubectl_capc.domain.errors import KubeApiError, PlanError, RolloutError, one_line
 from kubectl_capc.domain.interrupts import writing
-from kubectl_capc.domain.inventory import parse_rollout_owner
+from kubectl_capc.domain.inventory import parse_machine, parse_rollout_owner
 from kubectl_capc.domain.model import (
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
+    CLUSTER_NAME_LABEL,
     CONTROL_PLANE_NAME_LABEL,
     DEPLOYMENT_NAME_LABEL,
+    INFRASTRUCTURE_GROUP,
     KUBEADM_CONTROL_PLANE_KIND,
     CapiVersion,
     normalize_version,
 )
-from kubectl_capc.domain.plan import PatchObject, WaitRollout
+from kubectl_capc.domain.ondelete import Decision, next_step
+from kubectl_capc.domain.plan import PatchObject, RollOnDelete, WaitRollout
 from kubectl_capc.kube.client import RETRIES, request_was_sent, transport_failure
 from kubectl_capc.kube.errors import forbidden_error, server_message, unreachable_error
 from kubectl_capc.kube.resources import CAPC_VERSION, RESOURCES
@@ -187,7 +190,7 @@ class KubeWriter:
         """Where `wait` waits instead of watching on its own (a fleet run's `kube.watches.WatchHub`)."""
 
     def _version(self, kind: str) -> str:
-        return CAPC_VERSION if kind == CLOUDSTACK_MACHINE_TEMPLATE_KIND else self.capi_version
+        return CAPC_VERSION if RESOURCES[kind].group == INFRASTRUCTURE_GROUP else self.capi_version
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -373,21 +376,26 @@ class KubeWriter:
         """One WATCH request of at most `seconds` from `resource_version`; yields (type, object), then
         (`_EXPIRED`, {}) on 410 Gone (list again) or (`_BROKEN`, {}) when the open stream broke (watch
         again from the last resourceVersion)."""
+        selectors: dict[str, Any] = (
+            {"field_selector": f"metadata.name={step.names[0]}"} if len(step.names) == 1 else {}
+        )
+        return self._watch_kind(step.kind, resource_version, seconds, selectors)
+
+    def _watch_kind(
+        self, kind: str, resource_version: str, seconds: int, selectors: Mapping[str, Any]
+    ) -> Iterable[tuple[str, dict[str, Any]]]:
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError, MaxRetryError
 
-        group, plural = _where(step.kind)
-        selectors: dict[str, Any] = (
-            {"field_selector": f"metadata.name={step.names[0]}"} if len(step.names) == 1 else {}
-        )
+        group, plural = _where(kind)
         watcher = watch.Watch()  # type: ignore[no-untyped-call]
         try:
             for event in watcher.stream(  # type: ignore[no-untyped-call]
                 self._api.list_namespaced_custom_object,
                 group, self.capi_version, self.namespace, plural,
                 resource_version=resource_version, timeout_seconds=seconds, allow_watch_bookmarks=True,
-                _request_timeout=seconds + 30, **selectors,
+                _request_timeout=seconds + 30, **dict(selectors),
             ):  # fmt: skip
                 if event["type"] == "ERROR":
                     code = (event.get("raw_object") or {}).get("code")
@@ -411,6 +419,133 @@ class KubeWriter:
         finally:
             watcher.stop()  # type: ignore[no-untyped-call]
 
+    # -- OnDelete MachineDeployments ------------------------------------------------------------
+
+    def delete_machine(self, name: str, *, uid: str) -> None:
+        """Delete a Machine only if it is still the object that was seen (uid precondition); one that is
+        already gone counts as deleted."""
+        from kubernetes import client
+
+        group, plural = _where("Machine")
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self._write(
+                f"delete Machine/{name}",
+                False,
+                lambda: self._api.delete_namespaced_custom_object(
+                    group, self.capi_version, self.namespace, plural, name, body=body
+                ),
+            )
+        except Gone:
+            return
+
+    def replace_on_delete(
+        self,
+        step: RollOnDelete,
+        *,
+        timeout: float | None,
+        on_progress: ProgressCallback | None = None,
+        on_delete: Callable[[str, Decision], None] | None = None,
+    ) -> None:
+        """Delete `step`'s deployment's Machines not at `step.version` one at a time, watching its
+        Machines until each replacement's Node is Ready (`kubectl_capc.domain.ondelete`).
+
+        Raises `RolloutError` when `timeout` passes, `Conflict` when the deployment is gone or asks for
+        another version meanwhile.
+        """
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        owner = self.get(step.kind, step.name)
+        progress_now = progress_of(owner, step.version)
+        if normalize_version(progress_now.version) != normalize_version(step.version):
+            raise Conflict(f"{step.subject} was changed to {progress_now.version} during the run")
+        desired = progress_now.desired
+        selector = {"label_selector": f"{DEPLOYMENT_NAME_LABEL}={step.name}"}
+        machines: dict[str, dict[str, Any]] = {}
+        baseline = 0
+        deleted: set[str] = set()
+
+        def decide() -> Decision:
+            nonlocal baseline
+            parsed = sorted(
+                (parse_machine(m) for m in machines.values()),
+                key=lambda m: (str(machines[m.name]["metadata"].get("creationTimestamp", "")), m.name),
+            )
+            if not deleted:  # the ready count to keep: as it is until the first deletion
+                baseline = sum(1 for m in parsed if m.ready)
+            decision = next_step(
+                parsed,
+                version=step.version,
+                desired=desired,
+                max_unavailable=step.max_unavailable,
+                baseline_ready=baseline,
+            )
+            if on_progress is not None:
+                item = OwnerProgress(
+                    step.kind, step.name, step.version, desired, decision.up_to_date, decision.ready,
+                    decision.ready, True, decision.done,
+                )  # fmt: skip
+                on_progress((item,), time.monotonic() - started)
+            return decision
+
+        def act(decision: Decision) -> bool:
+            """True once done; deletes the next Machine when that is the decision."""
+            if decision.done:
+                return True
+            if decision.delete and decision.delete not in deleted:
+                machine = machines[decision.delete]
+                if on_delete is not None:
+                    on_delete(decision.delete, decision)
+                self.delete_machine(decision.delete, uid=str(machine["metadata"].get("uid", "")))
+                deleted.add(decision.delete)
+            return False
+
+        while True:
+            listing = self.list_objects("Machine", label_selector=selector["label_selector"])
+            machines = {m["metadata"]["name"]: m for m in listing.get("items") or []}
+            decision = decide()
+            if act(decision):
+                return
+            resource_version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
+            breaks = 0
+            ended = _TIMED_OUT
+            while ended != _EXPIRED:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    limit = f" within {_duration(timeout)}" if timeout is not None else ""
+                    raise RolloutError(
+                        f"{step.subject} (OnDelete) did not finish replacing its Machines{limit}: "
+                        f"waiting for "
+                        f"{decision.waiting}; {decision.old} Machine(s) still at another version than "
+                        f"{step.version}",
+                        hint="fix what keeps the Machines from being replaced or Ready, then re-run the same "
+                        "command to continue (Machines already replaced are kept); `kubectl get machines "
+                        f"-n {self.namespace} -l {DEPLOYMENT_NAME_LABEL}={step.name}` shows them",
+                    )
+                ended = _TIMED_OUT
+                for event_type, obj in self._watch_kind(
+                    "Machine", resource_version, watch_seconds(remaining), selector
+                ):
+                    if event_type in (_EXPIRED, _BROKEN):
+                        ended = event_type
+                        break
+                    breaks = 0
+                    resource_version = str(obj["metadata"].get("resourceVersion", resource_version))
+                    if event_type == "BOOKMARK":
+                        continue
+                    name = str(obj["metadata"].get("name", ""))
+                    if event_type == "DELETED":
+                        machines.pop(name, None)
+                    else:
+                        machines[name] = obj
+                    decision = decide()
+                    if act(decision):
+                        return
+                if ended == _BROKEN:
+                    breaks += 1
+                    pause = RETRIES.delay(breaks)
+                    time.sleep(pause if remaining is None else max(0.0, min(pause, remaining)))
+
     # -- stalls -----------------------------------------------------------------------------------
 
     def stall_report(
@@ -426,25 +561,54 @@ class KubeWriter:
             conditions = _problem_conditions(self.get(item.kind, item.name))
             if conditions:
                 text += "; conditions: " + "; ".join(conditions)
-            machines = self._stuck_machines(item, step.version)
+            machines, causes = self._stuck_machines(item, step.version)
             if machines:
                 text += "; machines: " + ", ".join(machines)
+            if causes:
+                text += "; held up: " + "; ".join(causes)
             parts.append(text)
         return " | ".join(parts) or f"{step.subject} did not finish rolling out{limit}"
 
-    def _stuck_machines(self, item: OwnerProgress, version: str) -> list[str]:
+    def _stuck_machines(self, item: OwnerProgress, version: str) -> tuple[list[str], list[str]]:
+        """The owner's Machines not Running at `version` (`NAME (PHASE, VERSION)`), and for those the
+        rollout doctor finds held up, `NAME: cause` (from the Machines and their CloudStackMachines)."""
         label = CONTROL_PLANE_NAME_LABEL if item.kind == KUBEADM_CONTROL_PLANE_KIND else DEPLOYMENT_NAME_LABEL
         try:
             machines = self.list_objects("Machine", label_selector=f"{label}={item.name}").get("items") or []
         except KubeApiError:
-            return []  # the report is still useful without them
+            return [], []  # the report is still useful without them
         stuck = []
         for machine in machines:
             phase = str((machine.get("status") or {}).get("phase", "Unknown"))
             machine_version = str((machine.get("spec") or {}).get("version", ""))
             if phase != "Running" or normalize_version(machine_version) != normalize_version(version):
                 stuck.append(f"{machine['metadata']['name']} ({phase}, {machine_version or 'no version'})")
-        return stuck
+        return stuck, self._causes(item, version, machines) if stuck else []
+
+    def _causes(self, item: OwnerProgress, version: str, machines: Sequence[Mapping[str, Any]]) -> list[str]:
+        from datetime import datetime, timezone
+
+        from kubectl_capc.domain.diagnosis import OwnerSpec, diagnose
+        from kubectl_capc.domain.status_facts import ZoneFacts, parse_infra_machine, parse_machine
+
+        clusters = {str((m["metadata"].get("labels") or {}).get(CLUSTER_NAME_LABEL, "")) for m in machines}
+        try:
+            selector = f"{CLUSTER_NAME_LABEL}={clusters.pop()}" if len(clusters) == 1 else None
+            listed = self.list_objects("CloudStackMachine", label_selector=selector).get("items") or []
+        except KubeApiError:
+            listed = []  # causes from the Machines alone
+        by_name = {str(csm["metadata"]["name"]): csm for csm in listed}
+        infra = {}
+        for machine in machines:
+            ref = str(((machine.get("spec") or {}).get("infrastructureRef") or {}).get("name", ""))
+            if ref in by_name:
+                infra[str(machine["metadata"]["name"])] = parse_infra_machine(by_name[ref], {}, ZoneFacts())
+        owner = OwnerSpec(item.kind, self.namespace, item.name, version)
+        status = diagnose(
+            self.namespace, "", [owner], [parse_machine(m) for m in machines], infra=infra, workload=None,
+            templates={}, now=datetime.now(timezone.utc),
+        )  # fmt: skip
+        return [f"{m.name}: {one_line(m.cause)}" for o in status.owners for m in o.blocked]
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kubectl_capc.domain.errors import PlanError, UsageError
 from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates
 from kubectl_capc.domain.plan import EnsureImage, ImageSource, ZoneState
+from kubectl_capc.domain.versions import KubeVersion
 from kubectl_capc.kube.write import KubeWriter
 from kubectl_capc.ops.options import ImageOptions
 from kubectl_capc.ops.upgrade import Console
@@ -102,9 +103,20 @@ class KubeClusterIO(ClusterAccess):
         self.images = images
         self.console = console
         self._targets: tuple[Any, ...] | None = None
+        self._inventory: ClusterInventory | None = None
+
+    def preflight(self, target: KubeVersion) -> list[str]:
+        """CAPC-R001 for the cluster last read: room in CloudStack for the rollout's surge machines."""
+        from kubectl_capc.ops.capacity import rollout_capacity
+
+        inventory = self._inventory
+        if inventory is None or self._targets is None:
+            return []
+        return [f"{f.check_id}: {f.message}" for f in rollout_capacity(inventory, self._targets, target)]
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]:
         inventory = self.read_inventory()
+        self._inventory = inventory
         return inventory, self.zone_templates(inventory)
 
     def zone_templates(self, inventory: ClusterInventory) -> ZoneTemplates | None:

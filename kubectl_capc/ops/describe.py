@@ -187,7 +187,10 @@ def _machine_deployment(
         ),
         "bootstrapTemplate": str(deployment.bootstrap_ref) if deployment.bootstrap_ref else None,
         "machines": [_machine(m) for m in inventory.machines_of(deployment)],
+        "strategy": deployment.strategy.to_document(),
     }
+    if deployment.strategy.on_delete:
+        out["oldMachines"] = [m.name for m in inventory.machines_behind(deployment)]
     if deployment.failure_domain:
         out["failureDomain"] = deployment.failure_domain
     return out
@@ -397,6 +400,7 @@ def render_tree(inventory: ClusterInventory, zone_templates: ZoneTemplates | Non
             )
             lines = [
                 ("version", md.version),
+                ("strategy", str(md.strategy)),
                 ("replicas", _replica_line(md.replicas)),
                 (
                     "machines",
@@ -410,6 +414,10 @@ def render_tree(inventory: ClusterInventory, zone_templates: ZoneTemplates | Non
             ]
             if md.bootstrap_ref is not None:
                 lines.append(("bootstrap", str(md.bootstrap_ref)))
+            behind = inventory.machines_behind(md) if md.strategy.on_delete else ()
+            if behind:
+                names = ", ".join(f"{m.name} ({m.version})" for m in behind)
+                lines.append(("old machines", f"{names}: replaced only once deleted (OnDelete)"))
             out.extend(_details(lines, "        " if last else "  │     "))
     for problem in inventory.problems:
         out.append(f"! {problem}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -28,8 +29,10 @@ from kubectl_capc.domain.plan import (
     CreateMachineTemplate,
     EnsureImage,
     ImageSource,
+    OnDeleteMode,
     PatchObject,
     PlanHop,
+    RollOnDelete,
     Step,
     UpgradePlan,
     WaitRollout,
@@ -37,6 +40,7 @@ from kubectl_capc.domain.plan import (
 from kubectl_capc.domain.planner import PlanRequest, plan_upgrade
 from kubectl_capc.domain.preview import ObjectPreview, clean, merge_patch
 from kubectl_capc.domain.records import ACTION_UPGRADE, Rotation, rotation_annotations
+from kubectl_capc.domain.versions import KubeVersion
 from kubectl_capc.kube.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.kube.write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
 from kubectl_capc.ops.lock import held_for_run
@@ -113,6 +117,11 @@ class ClusterIO(WriterIO, Protocol):
     """What an `image-upgrade` run reads and writes."""
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]: ...
+
+    def preflight(self, target: KubeVersion) -> list[str]:
+        """Problems of the cluster last read that keep an upgrade to `target` from starting (CloudStack
+        capacity for the surge machines)."""
+        ...
 
     def ensure_image(self, step: EnsureImage, inventory: ClusterInventory, timeout: float | None) -> None:
         """Make the image ready; also called for a ready image with a source other than `existing`."""
@@ -389,15 +398,29 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         )
 
     def _blockers(self, plan: UpgradePlan) -> list[str]:
-        return [str(blocker) for blocker in plan.blockers]
+        return [str(blocker) for blocker in plan.blockers] + self.io.preflight(plan.target)
 
     def _nothing_to_do(self, plan: UpgradePlan) -> None:
         self.console.note(f"{self._finished(plan)}: nothing to do")
 
     def _finished(self, plan: UpgradePlan) -> str:
+        done = f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}"
+        left = {name for entry in plan.old_machines for name, _ in entry.machines}
         if self._inventory is not None:  # never "at the target" while a Machine runs an older version
-            require_at_target(self._inventory, plan.target)
-        return f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}"
+            # ... except the old Machines of OnDelete deployments, left on purpose and named below
+            others = tuple(m for m in self._inventory.machines if m.name not in left)
+            require_at_target(replace(self._inventory, machines=others), plan.target)
+        for entry in plan.old_machines:
+            names = " ".join(name for name, _ in entry.machines)
+            versions = ", ".join(sorted({version for _, version in entry.machines}))
+            done += (
+                f"; MachineDeployment/{entry.deployment} (OnDelete) still has Machines at {versions}: "
+                f"{names}. Cluster API replaces each only once it is deleted: roll them one at a time "
+                f"with `kubectl delete machine -n {plan.namespace} NAME`, waiting for each replacement's "
+                f"Node to be Ready, or with `kubectl capc image-upgrade {plan.cluster} -n {plan.namespace} "
+                f"--to {plan.target} --on-delete=replace`"
+            )
+        return done
 
     def _wait(self, plan: UpgradePlan, hop: PlanHop, step: WaitRollout) -> None:
         def progress(items: Sequence[OwnerProgress], elapsed: float) -> None:
@@ -411,10 +434,29 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
             back = f"or go back with `kubectl capc rollback {plan.cluster} -n {plan.namespace}`"
             raise RolloutError(err.message, hint=f"{err.hint}; {back}" if err.hint else back) from None
 
+    def _replace(self, plan: UpgradePlan, step: RollOnDelete) -> None:
+        def deleting(name: str, decision: Any) -> None:
+            testpoints.reached(f"{step.version} deleting Machine {name}")
+            self.console.note(
+                f"{step.subject}: deleting Machine {name} ({decision.old} at another version than "
+                f"{step.version}); Cluster API replaces it"
+            )
+
+        try:
+            self.io.writer.replace_on_delete(
+                step,
+                timeout=self.options.timeouts.machine_deployment,
+                on_progress=self.console.progress,
+                on_delete=deleting,
+            )
+        except RolloutError as err:
+            back = f"or go back with `kubectl capc rollback {plan.cluster} -n {plan.namespace}`"
+            raise RolloutError(err.message, hint=f"{err.hint}; {back}" if err.hint else back) from None
+
     def _run_segment(self, plan: UpgradePlan, inventory: ClusterInventory) -> bool:
         """Run steps up to and including the first wait; False when --no-wait stopped at that wait."""
         for hop, step in plan.steps():
-            if isinstance(step, WaitRollout) and self.options.no_wait:
+            if _waits(step) and self.options.no_wait:
                 return False
             acts = _acts(step)
             if acts:
@@ -430,12 +472,21 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
                 self._patch(step)
             elif isinstance(step, WaitRollout):
                 self._wait(plan, hop, step)
+            elif isinstance(step, RollOnDelete) and step.mode is OnDeleteMode.REPLACE:
+                self._replace(plan, step)
             if acts:
                 testpoints.reached(f"{hop.version} done {step.action} {step.subject}")
                 self.console.step(hop, step, "done")
-            if isinstance(step, WaitRollout):
+            if _waits(step):
                 return True
         return True
+
+
+def _waits(step: Step) -> bool:
+    """Whether `step` waits for machines (a segment ends with it, and --no-wait stops before it)."""
+    return isinstance(step, WaitRollout) or (
+        isinstance(step, RollOnDelete) and step.mode is OnDeleteMode.REPLACE
+    )
 
 
 def _acts(step: Step) -> bool:

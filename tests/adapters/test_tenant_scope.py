@@ -106,3 +106,24 @@ def test_limits_are_read_as_the_acting_account_at_each_level(
     cloudstack_api.updateResourceLimit(resourcetype=8, max=-1, account="dev-team", domainid=CAPC_DOMAIN)
     [account, _] = client.limits(client.owner_scope(**DEV_TEAM))
     assert account.counts[Resource.CPU].free is None  # "Unlimited"
+
+
+def test_offerings_are_listed_as_the_user_sees_them(cloudstack: CloudStackDouble) -> None:
+    from tests.csdouble import load_seed
+    from tests.csdouble.fixtures import EXAMPLE_SEED
+
+    seed = load_seed(EXAMPLE_SEED)
+    seed["domains"].append({"path": "ROOT/other"})
+    seed["service_offerings"].append(
+        {"name": "Other Only", "cpunumber": 8, "cpuspeed": 2000, "memory": 16384, "domains": ["ROOT/other"]}
+    )
+    seed["service_offerings"].append(
+        {"name": "Team Only", "cpunumber": 2, "cpuspeed": 2000, "memory": 2048, "domains": ["ROOT/capc"]}
+    )
+    cloudstack.apply_seed(seed)
+    client = client_for(cloudstack)
+    scope = client.owner_scope(**DEV_TEAM)
+    assert [e.name for e in client.service_offerings(name="Other Only")] == ["Other Only"]  # root admin
+    assert client.service_offerings(name="Other Only", owner=scope) == ()
+    [team] = client.service_offerings(name="Team Only", owner=scope)
+    assert (team.cpus, team.memory_mib) == (2, 2048)

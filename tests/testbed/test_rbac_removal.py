@@ -63,10 +63,11 @@ COMMANDS = {
     "rollback": ("rollback", "c1", "--yes"),
     "cleanup": ("cleanup", "c1", "--yes"),
     "gitops": ("image-upgrade", "c1", "--to", "v1.29.3", "--server-dry-run"),  # + -f FILES --output-dir
+    "status": ("status", "c1"),
     # Nothing to do, so it only takes and releases the upgrade lock (or takes over an expired one).
     "locking": ("image-upgrade", "c1", "--to", "v1.28.9", "--yes"),
 }
-READING_A_CLUSTER = ("validate", "image-upgrade", "rollback", "cleanup")
+READING_A_CLUSTER = ("validate", "image-upgrade", "rollback", "cleanup", "status")
 LOCKING = ("validate", "image-upgrade", "rollback", "cleanup")
 PATCHING = ("validate", "image-upgrade", "rollback", "gitops")
 # Which commands each permission of the Role is needed by.
@@ -79,7 +80,8 @@ NEEDED_BY: dict[Permission, tuple[str, ...]] = {
     Permission(CAPC, "cloudstackclusters", "list"): READING_A_CLUSTER,
     Permission(CAPC, "cloudstackmachinetemplates", "list"): READING_A_CLUSTER,
     Permission(CAPI, "machinesets", "list"): ("cleanup",),
-    Permission(CAPC, "cloudstackmachines", "list"): ("cleanup",),
+    Permission(CAPC, "cloudstackmachines", "list"): ("cleanup", "status"),
+    Permission(CAPI, "machinehealthchecks", "list"): ("status",),
     Permission(CONTROL_PLANE, "kubeadmcontrolplanes", "get"): ("validate", "image-upgrade", "rollback"),
     Permission(CAPI, "machinedeployments", "get"): ("validate", "image-upgrade", "rollback"),
     Permission(CONTROL_PLANE, "kubeadmcontrolplanes", "patch"): PATCHING,
@@ -107,6 +109,10 @@ WATCHES = {
     Permission(CONTROL_PLANE, "kubeadmcontrolplanes", "watch"): ("KubeadmControlPlane", "c1-control-plane"),
     Permission(CAPI, "machinedeployments", "watch"): ("MachineDeployment", "c1-md-0"),
 }
+
+
+# Noticed by `status --watch` once a rollout is to be followed.
+STATUS_WATCH = Permission(CAPI, "machines", "watch")
 
 
 def account_name(permission: Permission) -> str:
@@ -140,7 +146,7 @@ def assert_only_refused(bed: TestBed, username: str, permission: Permission) -> 
 
 
 def test_the_table_covers_every_permission_of_the_role() -> None:
-    assert sorted([*NEEDED_BY, *WATCHES]) == list(permissions(role_rules()))
+    assert sorted([*NEEDED_BY, *WATCHES, STATUS_WATCH]) == list(permissions(role_rules()))
 
 
 def test_names_needs_verb_then_resource_and_group() -> None:
@@ -199,7 +205,8 @@ def test_with_the_whole_role_every_command_gets_past_the_requests_the_others_are
     for command in COMMANDS:
         dry_run = ["--dry-run"] if command in ("image-upgrade", "rollback", "cleanup") else []
         run = capc(capsys, account.kubeconfig, *command_args(shared, command, "everything"), *dry_run)
-        assert run.code == (0 if command in ("validate", "gitops", "locking") else 1), f"{command}: {run.err}"
+        ok = command in ("validate", "gitops", "locking", "status")
+        assert run.code == (0 if ok else 1), f"{command}: {run.err}"
     assert resource_versions(bed, namespace) == before
     assert denied_requests(bed, account.username) == []
 
@@ -253,3 +260,22 @@ def test_without_watch_upgrade_and_rollback_stop_at_the_wait(
     run = capc(capsys, account.kubeconfig, "rollback", "c1", "-n", namespace, "--yes")
     assert_refused(run, permission, "rollback")
     assert_only_refused(bed, account.username, permission)
+
+
+def test_without_watching_machines_status_cannot_follow_a_rollout(
+    testenv_v1beta2: TestBed, namespace: str, tmp_path: Path, capsys: Capsys
+) -> None:
+    bed = testenv_v1beta2
+    ensure_cloudstack_template(bed, "ubuntu-2204-kube-v1.28.9")
+    credentials_secret(bed, namespace)
+    small_cluster(bed, namespace, annotate={"c1-control-plane": {FAIL: "ImagePullFailed"}})
+    done = cli(bed, "image-upgrade", "c1", "-n", namespace, "--to", "v1.28.9", "--yes", "--no-wait")
+    assert done.returncode == 0, done.stderr
+    name = account_name(STATUS_WATCH)
+    role = create_role(bed, namespace, name, rules_without(role_rules(), STATUS_WATCH))
+    account = login(bed, namespace, name, role, tmp_path)
+
+    assert capc(capsys, account.kubeconfig, "status", "c1", "-n", namespace).code == 0
+    run = capc(capsys, account.kubeconfig, "status", "c1", "-n", namespace, "--watch")
+    assert_refused(run, STATUS_WATCH, "status")
+    assert_only_refused(bed, account.username, STATUS_WATCH)

@@ -2,15 +2,17 @@
 
 A ServiceAccount is bound to exactly that Role, applied from the file as the docs say, on the RBAC-
 enforcing test bed. As that account, `validate`, `image-upgrade` (online, and GitOps mode with
-`--server-dry-run`), `rollback`, `history`, `cleanup`, `describe` and `image list` all succeed on a
-cluster in both CAPI profiles (one upgrade takes over an expired upgrade lock); the API server's audit
-log then shows that none of the account's requests was refused and that the permissions it used are
-exactly those the Role grants.
+`--server-dry-run`), `status` (also `--watch`), `rollback`, `history`, `cleanup`, `describe` and
+`image list` all succeed on a cluster in both CAPI profiles (one upgrade takes over an expired upgrade
+lock); the API server's audit log then shows that none of the account's requests was refused and that
+the permissions it used are exactly those the Role grants.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,8 +33,9 @@ from tests.support.rbac_support import (
     used_permissions,
     write_manifests,
 )
-from tests.support.upgrade_support import ensure_cloudstack_template, get, version_and_template
+from tests.support.upgrade_support import cli, ensure_cloudstack_template, get, patch, version_and_template
 from tests.testenv.bed import TestBed
+from tests.testenv.rollout_model import FAIL_ANNOTATION
 
 Capsys = pytest.CaptureFixture[str]
 
@@ -61,6 +64,8 @@ def test_the_documented_role_runs_every_command_and_all_of_it_is_used(
                 "--output-dir", str(tmp_path / "out"))  # fmt: skip
     assert gitops.count("accepted by the API server (dryRun=All)") == 4
     ok("image-upgrade", "c1", "--to", "v1.28.9", "--dry-run", code=1)
+    assert "KubeadmControlPlane/c1-control-plane" in ok("status", "c1")
+    follow_a_rollout(bed, namespace, account.kubeconfig)
     # A run killed elsewhere left its lock behind: this one takes it over (update) once it has expired.
     put_lease(bed, namespace, "bob@build-7/4121", datetime.now(timezone.utc) - timedelta(minutes=5))
     ok("image-upgrade", "c1", "--to", "v1.28.9", "--yes")
@@ -78,6 +83,28 @@ def test_the_documented_role_runs_every_command_and_all_of_it_is_used(
 
     assert denied_requests(bed, account.username) == []
     assert sorted(used_permissions(bed, account.username)) == list(permissions(role_rules()))
+
+
+def follow_a_rollout(bed: TestBed, namespace: str, kubeconfig: Path) -> None:
+    """`status --watch` as the account, while the control plane rolls out: held (FAIL) until the first
+    status is printed, so that the rest of the rollout is followed through the watch."""
+    kcp = "c1-control-plane"
+    patch(bed, namespace, "KubeadmControlPlane", kcp, {"metadata": {"annotations": {FAIL_ANNOTATION: "x"}}})
+    done = cli(bed, "image-upgrade", "c1", "-n", namespace, "--to", "v1.28.9", "--yes", "--no-wait")
+    assert done.returncode == 0, done.stderr
+    command = [sys.executable, "-m", "kubectl_capc", "status", "c1", "-n", namespace, "--watch"]
+    with subprocess.Popen(
+        [*command, "--kubeconfig", str(kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as watching:
+        assert watching.stdout is not None
+        first = watching.stdout.readline()
+        assert first.startswith("OWNER"), first + watching.stderr.read() if watching.stderr else first
+        patch(
+            bed, namespace, "KubeadmControlPlane", kcp, {"metadata": {"annotations": {FAIL_ANNOTATION: None}}}
+        )
+        out, err = watching.communicate(timeout=120)
+    assert watching.returncode == 0, err
+    assert "1 new, 0 old" in out  # printed again once the control plane had rolled out
 
 
 READ_VERBS = {"get", "list", "watch"}

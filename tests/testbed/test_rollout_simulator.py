@@ -321,6 +321,28 @@ def test_a_machine_carries_the_labels_refs_and_owner_capi_sets(capi: str) -> Non
     assert built_from({"metadata": {"annotations": {BUILT_FROM_ANNOTATION: "not json"}}}) is None
 
 
+@pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])
+def test_a_machine_reports_its_node_conditions_in_both_vocabularies(capi: str) -> None:
+    def conditions(phase: str) -> tuple[dict[str, str], dict[str, str]]:
+        status = machine_status(capi, "m", phase)
+        if capi == "v1beta1":
+            current, legacy = status["v1beta2"]["conditions"], status["conditions"]
+        else:
+            current, legacy = status["conditions"], status["deprecated"]["v1beta1"]["conditions"]
+        ready = next(c for c in current if c["type"] == "NodeReady")
+        return ready, next(c for c in legacy if c["type"] == "NodeHealthy")
+
+    ready, healthy = conditions("Running")
+    assert (ready["status"], ready["reason"], healthy["status"]) == ("True", "NodeReady", "True")
+    ready, healthy = conditions("Provisioning")
+    assert (ready["status"], ready["reason"]) == ("Unknown", "InspectionFailed")
+    assert (healthy["status"], healthy["severity"], healthy["reason"]) == (
+        "False",
+        "Info",
+        "NodeProvisioning",
+    )
+
+
 # -- reading objects ------------------------------------------------------------------------------
 
 

@@ -210,3 +210,43 @@ def test_a_downloading_duplicate_of_the_account_counts_as_capc_counts_it(
         assert any(response.json()["id"] in f["message"] and "fd-zone1" in f["message"] for f in duplicates)
     finally:
         cloudstack_api(bed).deleteTemplate(id=response.json()["id"], fetch_result=True)
+
+
+def test_image_upgrade_refuses_to_start_without_room_for_the_surge(
+    tenant_bed: TenantBed, limits: TestBed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["image-upgrade", "dev", "--to", "v1.29.3", "--dry-run", "-n", tenant_bed.namespace]
+    kubeconfig = ["--kubeconfig", str(limits.kubeconfig)]
+    set_limit(limits, USER_VM, 0)
+    capsys.readouterr()
+    code = main([*args, *kubeconfig])
+    out, err = capsys.readouterr()
+    assert code == 5, (out, err)  # ExitCode.PLAN: the plan cannot be applied
+    assert "CAPC-R001: account dev-team has 0 VM(s) free; the rollout needs 1" in err
+    assert "nothing was changed" in err
+
+    set_limit(limits, USER_VM, -1)
+    code = main([*args, *kubeconfig])
+    out, err = capsys.readouterr()
+    assert code == 1, (out, err)  # a dry run with changes pending
+    assert "CAPC-R001" not in out + err
+
+
+def test_the_users_keys_never_appear_in_any_output(
+    tenant_bed: TenantBed, limits: TestBed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = cloudstack_api(limits)
+    [user] = api.listUsers(account="dev-team", domainid=CAPC_DOMAIN, listall=True)["user"]
+    keys = api.getUserKeys(id=user["id"])["userkeys"]
+    set_limit(limits, USER_VM, 0)
+    outputs = []
+    for args in (("dev", "--to", "v1.29"), ("keyless",), ("dev", "--to", "v1.29", "-o", "json")):
+        capsys.readouterr()
+        kubeconfig = str(limits.kubeconfig)
+        code = main(["validate", *args, "-n", tenant_bed.namespace, "-v", "9", "--kubeconfig", kubeconfig])
+        out, err = capsys.readouterr()
+        assert code == 1, err
+        outputs.append(out + err)
+    assert any("D kubectl_capc." in text for text in outputs)  # -v 9 did log
+    for text in outputs:
+        assert keys["apikey"] not in text and keys["secretkey"] not in text

@@ -9,7 +9,8 @@ test, or by an earlier simulator) count as the owner's machines, so nothing is d
 
 Each Machine carries what CAPI puts on one: the cluster-name label plus `control-plane` and
 `control-plane-name` (control plane) or `deployment-name` (workers), an owner reference, spec.version,
-spec.bootstrap.configRef and spec.infrastructureRef in the profile's reference shape, and status.phase.
+spec.bootstrap.configRef and spec.infrastructureRef in the profile's reference shape, status.phase, and
+the Node conditions of the phase (v1beta2 `NodeReady`/`NodeHealthy`, v1beta1 `NodeHealthy`).
 The referenced KubeadmConfig and CloudStackMachine are not created: no bootstrap or CAPC controller runs
 here. Worker Machines are owned by their MachineDeployment directly (the simulator keeps no
 MachineSets). The annotation `testenv.kubectl-capc.io/built-from` records the version and templates a
@@ -23,6 +24,7 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from tests.testenv.rollout_model import ANNOTATION_PREFIX, RefKey, Rollout, Stage, Target
@@ -199,16 +201,49 @@ def new_machine(
     }
 
 
+def node_conditions(running: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Node conditions CAPI's Machine controller reports: (v1beta2 `NodeReady` and `NodeHealthy`,
+    v1beta1 `NodeHealthy`). Before the infrastructure reports a providerID both v1beta2 ones are Unknown
+    (InspectionFailed, "Waiting for CloudStackMachine to report spec.providerID"); the v1beta1 one is
+    False with severity Info and reason NodeProvisioning."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if running:
+        current = [
+            {"type": kind, "status": "True", "reason": kind, "message": "", "lastTransitionTime": now}
+            for kind in ("NodeReady", "NodeHealthy")
+        ]
+        legacy = [{"type": "NodeHealthy", "status": "True", "lastTransitionTime": now}]
+        return current, legacy
+    message = "Waiting for CloudStackMachine to report spec.providerID"
+    current = [
+        {"type": kind, "status": "Unknown", "reason": "InspectionFailed", "message": message,
+         "lastTransitionTime": now}
+        for kind in ("NodeReady", "NodeHealthy")
+    ]  # fmt: skip
+    legacy = [
+        {"type": "NodeHealthy", "status": "False", "severity": "Info", "reason": "NodeProvisioning",
+         "lastTransitionTime": now}
+    ]  # fmt: skip
+    return current, legacy
+
+
 def machine_status(capi: str, name: str, phase: str) -> dict[str, Any]:
-    """The status fields a phase comes with: readiness flags, and the Node once it is Running."""
+    """The status fields a phase comes with: readiness flags, the Node once it is Running, and the Node
+    conditions in both vocabularies (`node_conditions`)."""
     running = phase == RUNNING
+    current, legacy = node_conditions(running)
     if capi == "v1beta1":
         node: dict[str, str] | None = {"apiVersion": "v1", "kind": "Node", "name": name} if running else None
-        return {"phase": phase, "bootstrapReady": True, "infrastructureReady": running, "nodeRef": node}
+        return {
+            "phase": phase, "bootstrapReady": True, "infrastructureReady": running, "nodeRef": node,
+            "conditions": legacy, "v1beta2": {"conditions": current},
+        }  # fmt: skip
     return {
         "phase": phase,
         "initialization": {"bootstrapDataSecretCreated": True, "infrastructureProvisioned": running},
         "nodeRef": {"name": name} if running else None,
+        "conditions": current,
+        "deprecated": {"v1beta1": {"conditions": legacy}},
     }
 
 

@@ -209,7 +209,8 @@ class Manager:
         joining = [
             m
             for m in machines
-            if m["metadata"]["uid"] not in self.infra.failed or m["metadata"].get("deletionTimestamp")
+            if m["metadata"]["uid"] not in self.infra.failed | self.infra.errored
+            or m["metadata"].get("deletionTimestamp")
         ]
         self.nodes.sync(joining, {key: plane.client for key, plane in self.planes.items()})
 

@@ -8,8 +8,9 @@ the bed's keys (deployVirtualMachine in the zone and network of the Machine's fa
 does), its id and state go to the CloudStackMachine and the Machine's spec.providerID, so Machine,
 CloudStackMachine, VM and Node agree; a deploy CloudStack refuses is logged and leaves the
 CloudStackMachine not ready (instanceState Error when the VM record exists) and the Machine without a
-Node, as a machine whose VM never started never joins. When the Machine goes, its VM is destroyed
-(destroyVirtualMachine, expunged) and its CloudStackMachine deleted. Where the failure domain
+Node, as a machine whose VM never started never joins; a VM CloudStack left in Error gets no Node
+either. When the Machine goes, its VM is destroyed (destroyVirtualMachine, expunged) and its
+CloudStackMachine deleted. Where the failure domain
 cannot be resolved the VM id is derived from the Machine (`workload_nodes.vm_id`).
 """
 
@@ -139,6 +140,7 @@ class InfraKeeper:
         self.mgmt, self.capi, self.cs = mgmt, capi, cs
         self._done: set[str] = set()  # Machine uids whose CloudStackMachine exists
         self.failed: set[str] = set()  # Machine uids whose VM CloudStack refused: they never get a Node
+        self.errored: set[str] = set()  # Machine uids whose VM is in Error: it never boots, so no Node
 
     def ensure(self, machine: Machine) -> None:
         from kubernetes import client
@@ -171,6 +173,8 @@ class InfraKeeper:
                 for key in ("instanceID", "providerID"):
                     body["spec"].pop(key, None)
             else:
+                if state != "Running":
+                    self.errored.add(meta["uid"])
                 body["spec"].update({"instanceID": instance, "providerID": f"cloudstack:///{instance}"})
                 custom.patch_namespaced_custom_object(
                     "cluster.x-k8s.io", self.capi, meta["namespace"], "machines", meta["name"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
@@ -32,6 +32,7 @@ __all__ = [
     "ResourceCount",
     "ScopeLimits",
     "Step",
+    "capacity_queries",
     "check_capacity",
     "check_rollout_capacity",
     "control_plane_step",
@@ -231,7 +232,8 @@ def check_rollout_capacity(
         if md.machine_template is None or md.paused:
             continue
         domains = tuple(fd for fd in everywhere if fd.name == md.failure_domain) or everywhere
-        surge = resolve_max_surge(getattr(md, "max_surge", None), md.replicas.desired or 0)
+        replicas = 1 if md.replicas.desired is None else md.replicas.desired  # CAPI's default
+        surge = resolve_max_surge(getattr(md, "max_surge", None), replicas)
         owner = ObjectRef("MachineDeployment", md.namespace, md.name)
         steps += _steps(Step(owner, surge, _NO_SHAPE, ()), md.machine_template, domains, zoned, facts)
     subject = ObjectRef("Cluster", inventory.namespace, inventory.name)
@@ -263,38 +265,56 @@ def _steps(
     return list(steps.values())
 
 
+def capacity_queries(inventory: ClusterInventory, facts: Facts) -> Iterator[tuple[FailureDomain, Query]]:
+    """What the machine shapes need once zones are resolved: service offerings, templates, disk offerings
+    (validate asks these anyway; an upgrade's preflight asks only these)."""
+    for zoned in zoned_domains(inventory, facts):
+        for template in inventory.machine_templates_in_use():
+            for query in _shape_queries(template, zoned.zone_id):
+                if query is not None:
+                    yield zoned.failure_domain, query
+
+
+def _shape_queries(template: MachineTemplate, zone_id: str) -> tuple[Query, Query | None, Query | None]:
+    """The service offering's, the template's and the data disk offering's list calls."""
+    offering = template.offering
+    by_offering = (
+        Query(Asked.SERVICE_OFFERING, id=offering.id)
+        if offering.id
+        else Query(Asked.SERVICE_OFFERING, name=offering.name, zone_id=zone_id)
+    )
+    image = template.cloudstack_template
+    by_image = template_query(image, zone_id) if image.is_set else None
+    data = template.disk_offering
+    by_disk = None
+    if data is not None and not data.custom_size_gb:
+        ref = data.offering
+        by_disk = (
+            Query(Asked.DISK_OFFERING, name=ref.name, zone_id=zone_id)
+            if ref.name
+            else Query(Asked.DISK_OFFERING, id=ref.id)
+        )
+    return by_offering, by_image, by_disk
+
+
 def _shape(template: MachineTemplate, fd: FailureDomain, zone_id: str, facts: Facts) -> MachineShape | None:
     """What one machine of `template` takes, from the lookups validation made; None when unknown.
 
     The root disk is the size of the template the machine template names today (at least 1 GiB, as
     CloudStack sizes it); the new node image is taken to be about as large."""
-    offering = template.offering
-    query = (
-        Query(Asked.SERVICE_OFFERING, id=offering.id)
-        if offering.id
-        else Query(Asked.SERVICE_OFFERING, name=offering.name, zone_id=zone_id)
-    )
-    lookup = facts.lookup(fd, query)
+    by_offering, by_image, by_disk = _shape_queries(template, zone_id)
+    lookup = facts.lookup(fd, by_offering)
     if lookup is None or lookup.failed or len(lookup.rows) != 1:
         return None
     cpus, memory = lookup.rows[0].cpus, lookup.rows[0].memory_mib
     disk = 0
-    image = template.cloudstack_template
-    if image.is_set:
-        found = facts.lookup(fd, template_query(image, zone_id))
+    if by_image is not None:
+        found = facts.lookup(fd, by_image)
         sizes = [row.size_gib for row in (found.rows if found is not None else ()) if row.zone_id == zone_id]
         disk += max([*sizes, 1])
-    if template.disk_offering is not None:
-        data = template.disk_offering
-        if data.custom_size_gb:
-            disk += data.custom_size_gb
-        else:
-            ref = data.offering
-            found = facts.lookup(
-                fd,
-                Query(Asked.DISK_OFFERING, name=ref.name, zone_id=zone_id)
-                if ref.name
-                else Query(Asked.DISK_OFFERING, id=ref.id),
-            )
-            disk += max((row.size_gib for row in (found.rows if found is not None else ())), default=0)
+    if template.disk_offering is not None and template.disk_offering.custom_size_gb:
+        disk += template.disk_offering.custom_size_gb
+    elif by_disk is not None:
+        found = facts.lookup(fd, by_disk)
+        disk += max((row.size_gib for row in (found.rows if found is not None else ())), default=0)
     return MachineShape(cpus, memory, disk)

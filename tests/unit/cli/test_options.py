@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import pytest
@@ -136,3 +137,18 @@ def test_verbosity_sets_only_this_tools_log_level(verbosity: int, level: int) ->
     assert logging.getLogger("kubectl_capc.kube.client").getEffectiveLevel() == level
     # The kubernetes client logs response bodies (possibly Secrets) at debug level: never turn that on.
     assert not kubernetes_rest.isEnabledFor(logging.DEBUG)
+
+
+def test_on_delete_takes_leave_or_replace_and_replace_is_refused_for_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kubectl_capc.__main__ import main
+
+    code = main(["image-upgrade", "c1", "--to", "v1.29.3", "--on-delete", "recreate"])
+    assert (
+        code == 2
+        and "'recreate' is not an OnDelete mode; use one of leave|replace" in capsys.readouterr().err
+    )
+    code = main(["image-upgrade", "c1", "--to", "v1.29.3", "-f", str(tmp_path), "--on-delete=replace"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--on-delete=replace deletes Machines of a live cluster" in err

@@ -96,3 +96,12 @@ def test_the_check_is_listed_in_the_report_as_an_error() -> None:
     findings = build_report([inventory], facts_with(inventory, account(vm=0)), TO).clusters[0].findings
     assert "CAPC-R001" in ids(findings)
     assert next(f for f in findings if f.check_id == "CAPC-R001").severity.value == "error"
+
+
+def test_a_deployment_surges_its_offering_and_scaled_to_zero_needs_no_room() -> None:
+    shapes = {"control_plane_offering": "Medium Instance", "worker_offering": "Large Instance"}
+    inventory = inventory_of(render(**shapes))
+    [message] = messages(inventory, facts_with(inventory, account(cpu=3)))
+    assert "has 3 vCPU free; the rollout needs 4" in message and "MachineDeployment/c1-md-0" in message
+    inventory = inventory_of(render(**shapes, worker_replicas=0))
+    assert messages(inventory, facts_with(inventory, account(cpu=3))) == []

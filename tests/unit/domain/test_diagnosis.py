@@ -78,6 +78,26 @@ def test_drain_blocked_by_pdb_from_the_message_alone(conditions: tuple[Condition
     assert _cause(machine) == "drain blocked by PodDisruptionBudget web (2 healthy, needs 2)"
 
 
+BUDGET = "The disruption budget web needs 2 healthy pods and has 2 currently"
+EVICTION = f"cannot evict pod as it would violate the pod's disruption budget. {BUDGET}"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # CAPI v1.10: the error, then the pods it applies to.
+        f"* Pods with eviction failed:\n  * {EVICTION.capitalize()}: shop/web-1, shop/web-2",
+        # CAPI v1.11 and newer: the pods, then the error.
+        f"* Pod kube-system/dns-1: waiting for completion\n* Pods shop/web-1, shop/web-2: {EVICTION}",
+    ],
+    ids=["capi-1.10", "capi-1.11+"],
+)
+def test_the_budget_takes_its_namespace_from_the_pods_the_message_lists(lines: str) -> None:
+    message = f"Drain not completed yet (started at 2026-12-06T11:50:00Z):\n{lines}"
+    machine = _machine(**OLD_DELETING, conditions=(Condition("Deleting", "True", "DrainingNode", message),))
+    assert _cause(machine) == "drain blocked by PodDisruptionBudget shop/web (2 healthy, needs 2)"
+
+
 @pytest.mark.parametrize(
     ("fields", "infra", "templates", "expected"),
     [
@@ -115,6 +135,12 @@ def test_drain_blocked_by_pdb_from_the_message_alone(conditions: tuple[Condition
             InfraMachine("Running"),
             None,
             "node never joined (no nodeRef after 30 minutes)",
+        ),
+        (
+            {"node_ref": "", "phase": "Provisioned", "created": NOW - timedelta(seconds=90)},
+            InfraMachine("Running"),
+            None,
+            "",
         ),
         ({"node_ref": "", "created": NOW - timedelta(minutes=3)}, InfraMachine("Running"), None, ""),
         (

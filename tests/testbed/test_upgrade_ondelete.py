@@ -1,0 +1,162 @@
+"""`image-upgrade` of a cluster whose MachineDeployment has the OnDelete strategy, in both CAPI profiles.
+
+The rollout simulator plays CAPI: after the patch it keeps the deployment's Machines at the old version
+and replaces one only once it is deleted. By default the run patches the deployment, waits for nothing
+there and ends successfully naming the old Machines; `--on-delete=replace` deletes them one at a time
+and ends with every Machine new; a dry run deletes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubectl_capc.domain.records import HISTORY
+from tests.support.fixtures_capc import create_objects, render_cluster
+from tests.support.upgrade_support import TWO_ZONES, cli, custom, get, version_and_template, wait_settled
+from tests.testenv.bed import TestBed
+
+MD = "c1-md-0"
+
+
+def create_on_delete_cluster(bed: TestBed, namespace: str) -> None:
+    """The two-zone cluster (1 control-plane machine, two MachineDeployments of 2), c1-md-0 OnDelete."""
+    objects = render_cluster(
+        "c1", namespace, capi=bed.capi, md_count=2, zones=TWO_ZONES, control_plane_replicas=1
+    )
+    md = next(o for o in objects if o["kind"] == "MachineDeployment" and o["metadata"]["name"] == MD)
+    if bed.capi == "v1beta2":
+        md["spec"]["rollout"] = {"strategy": {"type": "OnDelete"}}
+    else:
+        md["spec"]["strategy"] = {"type": "OnDelete"}
+    create_objects(bed.api_client(), objects)
+    wait_settled(bed, namespace)
+
+
+def machines_of(bed: TestBed, namespace: str, deployment: str) -> list[dict[str, Any]]:
+    items = custom(bed).list_namespaced_custom_object(
+        "cluster.x-k8s.io",
+        bed.capi,
+        namespace,
+        "machines",
+        label_selector=f"cluster.x-k8s.io/deployment-name={deployment}",
+    )["items"]
+    return sorted(items, key=lambda m: m["metadata"]["name"])
+
+
+def versions(machines: list[dict[str, Any]]) -> list[str]:
+    return sorted(m["spec"]["version"] for m in machines)
+
+
+def machine_requests(bed: TestBed, namespace: str, since: int) -> list[tuple[str, str]]:
+    """(verb, Machine name) of every create and delete of a c1-md-0 Machine after line `since` of the
+    audit log, in order (the simulator creates, the plugin deletes)."""
+    found = []
+    for index, line in enumerate(bed.audit_log.open()):
+        if index < since:
+            continue
+        event = json.loads(line)
+        ref = event.get("objectRef") or {}
+        if (
+            event.get("stage") != "ResponseComplete"
+            or ref.get("namespace") != namespace
+            or ref.get("resource") != "machines"
+            or ref.get("subresource")
+            or event["verb"] not in ("create", "delete")
+            or (event.get("responseStatus") or {}).get("code", 200) >= 300
+        ):
+            continue
+        name = ref.get("name") or ""
+        if event["verb"] == "create" or name.startswith(MD):
+            found.append((event["verb"], name))
+    return found
+
+
+def audit_mark(bed: TestBed) -> int:
+    return sum(1 for _ in bed.audit_log.open())
+
+
+def upgrade(bed: TestBed, namespace: str, *args: str) -> tuple[int, str, str]:
+    done = cli(bed, "image-upgrade", "c1", "-n", namespace, "--to", "v1.29.3", *args)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_by_default_the_run_succeeds_and_names_the_old_machines(testenv: TestBed, namespace: str) -> None:
+    create_on_delete_cluster(testenv, namespace)
+    code, out, err = upgrade(testenv, namespace, "--yes")
+    assert code == 0, err
+    assert f"rollout strategy: {MD} OnDelete; c1-md-1 RollingUpdate (maxSurge 1, maxUnavailable 0)" in out
+    assert "RollOnDelete" in out and "not waited for" in out
+
+    md = get(testenv, namespace, "MachineDeployment", MD)
+    assert version_and_template(md) == ("v1.29.3", f"{MD}-v1-29-3")
+    old = machines_of(testenv, namespace, MD)
+    assert versions(old) == ["v1.28.5", "v1.28.5"], "CAPI replaces nothing by itself"
+    assert f"cluster {namespace}/c1 is at v1.29.3" in err
+    assert f"MachineDeployment/{MD} (OnDelete) still has Machines at v1.28.5" in err
+    for machine in old:
+        assert machine["metadata"]["name"] in err
+    assert f"kubectl delete machine -n {namespace}" in err and "--on-delete=replace" in err
+    assert versions(machines_of(testenv, namespace, "c1-md-1")) == ["v1.29.3", "v1.29.3"]
+    (entry,) = json.loads(md["metadata"]["annotations"][HISTORY])
+    assert entry["onDelete"] == "leave"
+
+    described = cli(testenv, "describe", "c1", "-n", namespace)
+    assert described.returncode == 0, described.stderr
+    assert "strategy" in described.stdout and "OnDelete" in described.stdout
+    assert old[0]["metadata"]["name"] in described.stdout
+
+    again = upgrade(testenv, namespace, "--yes")
+    assert again[0] == 0 and "nothing to do" in again[2] and old[0]["metadata"]["name"] in again[2]
+
+
+def test_replace_rolls_the_machines_one_at_a_time(testenv: TestBed, namespace: str) -> None:
+    create_on_delete_cluster(testenv, namespace)
+    mark = audit_mark(testenv)
+    code, out, err = upgrade(testenv, namespace, "--yes", "--on-delete=replace")
+    assert code == 0, err
+    assert "one at a time" in out
+    assert f"cluster {namespace}/c1 is at v1.29.3" in err and "still has Machines" not in err
+
+    machines = machines_of(testenv, namespace, MD)
+    assert versions(machines) == ["v1.29.3", "v1.29.3"]
+    assert all(m["status"]["phase"] == "Running" for m in machines)
+    requests = machine_requests(testenv, namespace, mark)
+    deletes = [name for verb, name in requests if verb == "delete"]
+    assert len(deletes) == 2 and len(set(deletes)) == 2, requests
+    # Each old Machine goes only once the previous one's replacement exists: delete, create, delete, create.
+    first = requests.index(("delete", deletes[0]))
+    assert [verb for verb, _ in requests[first : first + 4]] == ["delete", "create", "delete", "create"]
+    entry = json.loads(get(testenv, namespace, "MachineDeployment", MD)["metadata"]["annotations"][HISTORY])[
+        0
+    ]
+    assert entry["onDelete"] == "replace"
+
+
+def test_replace_after_leave_only_deletes_machines_still_old(testenv: TestBed, namespace: str) -> None:
+    create_on_delete_cluster(testenv, namespace)
+    assert upgrade(testenv, namespace, "--yes")[0] == 0
+    old = {m["metadata"]["name"] for m in machines_of(testenv, namespace, MD)}
+    custom(testenv).delete_namespaced_custom_object(
+        "cluster.x-k8s.io", testenv.capi, namespace, "machines", sorted(old)[0]
+    )  # someone rolls one by hand
+    mark = audit_mark(testenv)
+
+    code, _, err = upgrade(testenv, namespace, "--yes", "--on-delete=replace")
+    assert code == 0, err
+    deleted = [name for verb, name in machine_requests(testenv, namespace, mark) if verb == "delete"]
+    assert deleted == [sorted(old)[1]], "the Machine deleted by hand and its replacement are left alone"
+    assert versions(machines_of(testenv, namespace, MD)) == ["v1.29.3", "v1.29.3"]
+
+
+def test_dry_run_with_replace_deletes_nothing(testenv: TestBed, namespace: str) -> None:
+    create_on_delete_cluster(testenv, namespace)
+    assert upgrade(testenv, namespace, "--yes")[0] == 0  # patched; its old Machines left running
+    before = [m["metadata"]["name"] for m in machines_of(testenv, namespace, MD)]
+    mark = audit_mark(testenv)
+
+    code, out, err = upgrade(testenv, namespace, "--dry-run", "--on-delete=replace")
+    assert code == 1, err
+    assert "RollOnDelete" in out and "one at a time" in out
+    assert not [r for r in machine_requests(testenv, namespace, mark) if r[0] == "delete"]
+    assert [m["metadata"]["name"] for m in machines_of(testenv, namespace, MD)] == before

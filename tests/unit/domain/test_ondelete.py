@@ -1,0 +1,305 @@
+"""MachineDeployments with the OnDelete strategy: the model reads the strategy in both API shapes, the
+planner patches them without waiting (leave) or replaces their Machines one at a time (replace), and the
+decision of which Machine goes next keeps within maxUnavailable and one below the ready count."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from kubectl_capc.domain.inventory import build_inventories, parse_machine
+from kubectl_capc.domain.model import Machine, MachineRole, RolloutStrategy, resolve_fencepost
+from kubectl_capc.domain.ondelete import next_step
+from kubectl_capc.domain.plan import OnDeleteMode, PatchObject, RollOnDelete, WaitRollout
+from kubectl_capc.domain.records import Rotation, read_history, rotation_annotations
+from tests.support.fixtures_capc import raw_objects, render_cluster, with_settled_status
+from tests.support.planner_scenes import TWO_ZONES, all_steps, execute, images, listing, named, of_kind
+from tests.support.planner_scenes import plan as make_plan
+
+CAPIS = ["v1beta1", "v1beta2"]
+TEMPLATES = listing(images("v1.28.5", "v1.29.3"))
+
+
+def set_strategy(obj: dict[str, Any], strategy: dict[str, Any]) -> None:
+    if obj["apiVersion"].endswith("/v1beta2"):
+        obj["spec"]["rollout"] = {"strategy": strategy}
+    else:
+        obj["spec"]["strategy"] = strategy
+
+
+def running(machine: dict[str, Any], *, node_ready: bool | None = True) -> None:
+    """Status of a Machine with a Node, in its own shape; `node_ready` None reports no condition."""
+    name = machine["metadata"]["name"]
+    v1beta2 = machine["apiVersion"].endswith("/v1beta2")
+    status: dict[str, Any] = {
+        "phase": "Running",
+        "nodeRef": {"name": name} if v1beta2 else {"kind": "Node", "name": name},
+    }
+    if node_ready is not None:
+        condition = {
+            "type": "NodeReady",
+            "status": "True" if node_ready else "False",
+            "reason": "NodeReady" if node_ready else "NodeNotReady",
+            "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }
+        if v1beta2:
+            status["conditions"] = [condition]
+        else:
+            status["v1beta2"] = {"conditions": [condition]}
+    machine["status"] = status
+
+
+def scene(capi: str, *, on_delete: tuple[str, ...] = ("c1-md-0",), **strategy: Any) -> list[dict[str, Any]]:
+    """A settled two-zone cluster with its Machines Running, `on_delete` deployments OnDelete."""
+    objects = with_settled_status(
+        render_cluster("c1", "ns", capi=capi, md_count=2, zones=TWO_ZONES, with_machines=True)
+    )
+    for index, obj in enumerate(objects):
+        obj["metadata"].setdefault("uid", f"uid-{index}")
+        obj["metadata"].setdefault("resourceVersion", str(100 + index))
+        if obj["kind"] == "Machine":
+            running(obj)
+        if obj["kind"] == "MachineDeployment" and obj["metadata"]["name"] in on_delete:
+            set_strategy(obj, {"type": "OnDelete", **strategy})
+    return objects
+
+
+def inventory(objects: list[dict[str, Any]], capi: str) -> Any:
+    (inv,) = build_inventories(raw_objects(objects), capi)  # type: ignore[arg-type]
+    return inv
+
+
+def patched(objects: list[dict[str, Any]], name: str, version: str, template: str) -> None:
+    """The OnDelete deployment after its patch: new spec, Machines untouched, rollout not finished."""
+    md = named(objects, "MachineDeployment", name)
+    md["spec"]["template"]["spec"]["version"] = version
+    md["spec"]["template"]["spec"]["infrastructureRef"]["name"] = template
+    md["metadata"]["generation"] = 2
+    md["status"]["observedGeneration"] = 2
+    key = "upToDateReplicas" if md["apiVersion"].endswith("/v1beta2") else "updatedReplicas"
+    md["status"][key] = 0
+
+
+# -- the model ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_strategy_is_read_from_each_api_shape_with_capi_defaults(capi: str) -> None:
+    objects = scene(capi, on_delete=())
+    set_strategy(
+        named(objects, "MachineDeployment", "c1-md-1"),
+        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 1}},
+    )
+    deployments = {md.name: md for md in inventory(objects, capi).machine_deployments}
+    assert deployments["c1-md-0"].strategy == RolloutStrategy("RollingUpdate", 1, 0)
+    assert deployments["c1-md-1"].strategy == RolloutStrategy("RollingUpdate", "50%", 1)
+    assert not deployments["c1-md-1"].strategy.on_delete
+
+    set_strategy(named(objects, "MachineDeployment", "c1-md-0"), {"type": "OnDelete"})
+    md0 = next(md for md in inventory(objects, capi).machine_deployments if md.name == "c1-md-0")
+    assert md0.strategy.on_delete and str(md0.strategy) == "OnDelete"
+
+
+def test_the_other_shapes_field_is_not_read() -> None:
+    objects = scene("v1beta2", on_delete=())
+    named(objects, "MachineDeployment", "c1-md-0")["spec"]["strategy"] = {"type": "OnDelete"}
+    md0 = next(md for md in inventory(objects, "v1beta2").machine_deployments if md.name == "c1-md-0")
+    assert not md0.strategy.on_delete, "v1beta2 keeps the strategy under spec.rollout"
+
+
+def test_percentages_resolve_like_capi() -> None:
+    assert resolve_fencepost("25%", 10, round_up=False) == 2
+    assert resolve_fencepost("25%", 10, round_up=True) == 3
+    assert resolve_fencepost(3, 10, round_up=False) == 3
+    assert RolloutStrategy("OnDelete", 1, "50%").unavailable_allowed(3) == 1
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_machine_node_readiness_comes_from_its_conditions(capi: str) -> None:
+    objects = scene(capi)
+    machine = copy.deepcopy(of_kind(objects, "Machine")[0])
+    assert parse_machine(machine).ready
+    running(machine, node_ready=False)
+    assert parse_machine(machine).node_ready is False and not parse_machine(machine).ready
+    running(machine, node_ready=None)
+    assert parse_machine(machine).node_ready is None and parse_machine(machine).ready
+    machine["status"]["phase"] = "Provisioning"
+    assert not parse_machine(machine).ready
+
+
+def test_v1beta1_node_healthy_counts_when_no_node_ready_is_reported() -> None:
+    machine = copy.deepcopy(of_kind(scene("v1beta1"), "Machine")[0])
+    running(machine, node_ready=None)
+    machine["status"]["conditions"] = [
+        {"type": "NodeHealthy", "status": "False", "reason": "NodeProvisioning"}
+    ]
+    assert parse_machine(machine).node_ready is False
+
+
+# -- the plan -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_leave_patches_the_on_delete_deployment_and_waits_only_for_the_others(capi: str) -> None:
+    objects = scene(capi)
+    result = make_plan(objects, "v1.29.3", TEMPLATES)
+    steps = all_steps(result)
+    md0 = [s for s in steps if s.subject == "MachineDeployment/c1-md-0"]
+    assert [s.action for s in md0] == ["Patch", "RollOnDelete"]
+    patch, roll = md0
+    assert isinstance(patch, PatchObject) and patch.on_delete == "leave"
+    assert isinstance(roll, RollOnDelete) and roll.mode is OnDeleteMode.LEAVE and not roll.writes
+    assert roll.machines == ("c1-md-0-0", "c1-md-0-1")
+    assert "not waited for" in roll.summary()
+    waits = [s for s in steps if isinstance(s, WaitRollout)]
+    assert [w.subject for w in waits] == ["KubeadmControlPlane/c1-control-plane", "MachineDeployment/c1-md-1"]
+    assert dict(result.strategies) == {
+        "c1-md-0": "OnDelete",
+        "c1-md-1": "RollingUpdate (maxSurge 1, maxUnavailable 0)",
+    }
+    document = result.to_document()
+    assert document["status"]["current"]["strategies"]["c1-md-0"] == "OnDelete"
+    (old,) = result.old_machines
+    assert (old.deployment, old.version) == ("c1-md-0", "v1.29.3")
+    assert [name for name, _ in old.machines] == ["c1-md-0-0", "c1-md-0-1"]
+    assert any(
+        "kubectl delete machine -n ns" in note and "--on-delete=replace" in note for note in result.notes
+    )
+    json.dumps(document)
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_leave_after_the_patch_is_done_and_still_names_the_old_machines(capi: str) -> None:
+    objects = scene(capi)
+    for md in ("c1-md-0", "c1-md-1"):
+        patched(objects, md, "v1.29.3", f"{md}-v1-29-3")
+    named(objects, "KubeadmControlPlane", "c1-control-plane")["spec"]["version"] = "v1.29.3"
+    for obj in of_kind(objects, "CloudStackMachineTemplate"):
+        clone = copy.deepcopy(obj)
+        clone["metadata"]["name"] = f"{obj['metadata']['name']}-v1-29-3"
+        clone["spec"]["template"]["spec"]["template"]["name"] = "ubuntu-2204-kube-v1.29.3"
+        objects.append(clone)
+    named(objects, "KubeadmControlPlane", "c1-control-plane")["spec"]["machineTemplate"].get(
+        "spec", named(objects, "KubeadmControlPlane", "c1-control-plane")["spec"]["machineTemplate"]
+    )["infrastructureRef"]["name"] = "c1-control-plane-v1-29-3"
+    for machine in of_kind(objects, "Machine"):
+        if "cluster.x-k8s.io/control-plane" in machine["metadata"]["labels"]:
+            machine["spec"]["version"] = "v1.29.3"
+    named(objects, "KubeadmControlPlane", "c1-control-plane")["status"]["version"] = "v1.29.3"
+    c1_md_1 = named(objects, "MachineDeployment", "c1-md-1")
+    c1_md_1["status"]["upToDateReplicas" if capi == "v1beta2" else "updatedReplicas"] = 2
+    for machine in of_kind(objects, "Machine"):
+        if machine["metadata"]["labels"].get("cluster.x-k8s.io/deployment-name") == "c1-md-1":
+            machine["spec"]["version"] = "v1.29.3"
+
+    leave = make_plan(objects, "v1.29.3", TEMPLATES)
+    assert leave.done and not leave.blockers
+    assert [(o.deployment, len(o.machines)) for o in leave.old_machines] == [("c1-md-0", 2)]
+
+    replace = make_plan(objects, "v1.29.3", TEMPLATES, on_delete=OnDeleteMode.REPLACE)
+    (step,) = all_steps(replace)
+    assert isinstance(step, RollOnDelete) and step.mode is OnDeleteMode.REPLACE and step.writes
+    assert step.machines == ("c1-md-0-0", "c1-md-0-1") and not replace.old_machines
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_replace_takes_the_place_of_the_wait_and_is_covered_on_resume(capi: str) -> None:
+    objects = scene(capi, rollingUpdate={"maxUnavailable": 1})
+    first = make_plan(objects, "v1.29.3", TEMPLATES, on_delete=OnDeleteMode.REPLACE)
+    steps = all_steps(first)
+    index = next(i for i, s in enumerate(steps) if s.subject == "MachineDeployment/c1-md-0")
+    patch, roll = steps[index], steps[index + 1]
+    assert isinstance(patch, PatchObject) and patch.on_delete == "replace"
+    assert isinstance(roll, RollOnDelete) and roll.writes and roll.max_unavailable == 1
+    assert "one at a time" in roll.summary()
+    assert not first.old_machines, "replace leaves none"
+    assert not any(isinstance(s, WaitRollout) and "c1-md-0" in s.names for s in steps)
+
+    for step in steps[: index + 1]:  # killed right after the patch of c1-md-0
+        execute(objects, step)
+    resumed = make_plan(objects, "v1.29.3", TEMPLATES, on_delete=OnDeleteMode.REPLACE)
+    assert resumed.covered_by(first)
+    head = all_steps(resumed)[0]
+    assert isinstance(head, RollOnDelete) and head.name == "c1-md-0" and head.mode is OnDeleteMode.REPLACE
+    left = make_plan(objects, "v1.29.3", TEMPLATES)
+    assert not any(s.subject == "MachineDeployment/c1-md-0" for s in all_steps(left)), (
+        "leave waits for nothing"
+    )
+
+
+def test_the_history_records_what_was_done_with_the_old_machines() -> None:
+    step = PatchObject("MachineDeployment", "md", "v1.28.5", "v1.29.3", "a", "b", "i", "j", on_delete="leave")
+    from datetime import datetime, timezone
+
+    annotations = rotation_annotations(Rotation.of(step, "upgrade", datetime.now(timezone.utc)), {})
+    (entry,) = read_history(annotations)
+    assert entry.on_delete == "leave"
+    plain = rotation_annotations(
+        Rotation.of(
+            PatchObject("MachineDeployment", "md", "a", "b", "c", "d", "e", "f"),
+            "upgrade",
+            datetime.now(timezone.utc),
+        ),
+        {},
+    )
+    assert "onDelete" not in plain["capc.kubectl.io/history"]
+
+
+# -- which Machine goes next ----------------------------------------------------------------------------
+
+
+def machine(name: str, version: str, *, ready: bool = True, deleting: bool = False) -> Machine:
+    return Machine(
+        "ns", name, MachineRole.WORKER, "md", version, "", "fd", "Running" if ready else "Provisioning",
+        name if ready else "", None, deleting,
+    )  # fmt: skip
+
+
+def decide(machines: list[Machine], *, desired: int = 3, max_unavailable: int = 0, baseline: int = 3) -> Any:
+    return next_step(
+        machines, version="v1.29.3", desired=desired, max_unavailable=max_unavailable, baseline_ready=baseline
+    )
+
+
+def test_the_oldest_old_machine_goes_first_when_everything_is_ready() -> None:
+    machines = [machine("a", "v1.28.5"), machine("b", "v1.28.5"), machine("c", "v1.29.3")]
+    decision = decide(machines)
+    assert (decision.delete, decision.old, decision.ready, decision.up_to_date) == ("a", 2, 3, 1)
+
+
+def test_nothing_more_is_deleted_while_one_is_deleting_or_its_replacement_is_not_ready() -> None:
+    deleting = [machine("a", "v1.28.5", deleting=True), machine("b", "v1.28.5"), machine("c", "v1.29.3")]
+    assert decide(deleting).delete == "" and "a" in decide(deleting).waiting
+    gone = [machine("b", "v1.28.5"), machine("c", "v1.29.3")]
+    assert decide(gone).delete == "", "ready count is one below where it started"
+    in_flight = [machine("b", "v1.28.5"), machine("c", "v1.29.3"), machine("d", "v1.29.3", ready=False)]
+    assert decide(in_flight).delete == "" and "Node of Machine d" in decide(in_flight).waiting
+    replaced = [machine("b", "v1.28.5"), machine("c", "v1.29.3"), machine("d", "v1.29.3")]
+    assert decide(replaced).delete == "b"
+
+
+def test_max_unavailable_counts_machines_that_are_not_ready_for_other_reasons() -> None:
+    broken = [machine("a", "v1.28.5"), machine("b", "v1.28.5", ready=False), machine("c", "v1.28.5")]
+    assert decide(broken, baseline=2).delete == "", "a second unavailable machine exceeds maxUnavailable 0"
+    assert decide(broken, baseline=2, max_unavailable=2).delete == "a"
+
+
+def test_done_once_every_machine_is_new_and_ready() -> None:
+    assert decide([machine(n, "v1.29.3") for n in "abc"]).done
+    assert not decide([machine(n, "v1.29.3") for n in "ab"]).done, "a replacement is still to come"
+
+
+def test_leave_refuses_to_take_the_control_plane_more_than_three_minors_past_old_kubelets() -> None:
+    objects = scene("v1beta2")
+    templates = listing(images("v1.28.5", "v1.29.3", "v1.30.2", "v1.31.1", "v1.32.0"))
+    within = make_plan(objects, "v1.31.1", templates)
+    assert not within.blockers, "v1.28 kubelets may serve a v1.31 control plane"
+    beyond = make_plan(objects, "v1.32.0", templates)
+    (blocker,) = beyond.blockers
+    assert blocker.subject == "MachineDeployment/c1-md-0"
+    assert "c1-md-0-0 (v1.28.5)" in blocker.message and "--on-delete=replace" in blocker.hint
+    assert not make_plan(objects, "v1.32.0", templates, on_delete=OnDeleteMode.REPLACE).blockers
