@@ -312,13 +312,13 @@ class KubeCleanupIO(ClusterAccess):
 def run_cleanup(io: CleanupIO, options: CleanupOptions, console: CleanupConsole) -> int:
     """List, check with dryRun=All, confirm, re-check the references, delete, under the cluster's
     upgrade lock (a dry run only reads it); returns the exit code (1: a dry run with templates to delete)."""
+    plan = plan_cleanup(*io.read())  # a cluster that cannot be read is refused before the lock is written
     lock = held_for_run(io.lease(), dry_run=options.dry_run, break_lock=options.break_lock, note=console.note)
     with lock:
-        return _run_cleanup(io, options, console)
+        return _run_cleanup(io, options, console, plan)
 
 
-def _run_cleanup(io: CleanupIO, options: CleanupOptions, console: CleanupConsole) -> int:
-    plan = plan_cleanup(*io.read())
+def _run_cleanup(io: CleanupIO, options: CleanupOptions, console: CleanupConsole, plan: CleanupPlan) -> int:
     console.show_plan(plan)
     if not plan.unused:
         console.note(f"cluster {plan.namespace}/{plan.cluster}: no unused CloudStackMachineTemplates")

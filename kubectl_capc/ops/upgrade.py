@@ -210,14 +210,18 @@ class PlanRun(ABC, Generic[PlanT, IOT, ConsoleT]):
         """Plan, preview, confirm and apply under the cluster's upgrade lock (a dry run only reads it);
         returns the exit code (1: a dry run with changes pending)."""
         options = self.options
+        # Read and plan first: input that cannot be planned is refused before the lock is written.
+        # The previews are guarded by resourceVersion, so a change made before the lock is taken
+        # still fails them with a conflict and the run plans again.
+        first = replan_on_conflict(self._plan_and_preview)
         lock = held_for_run(
             self.io.lease(), dry_run=options.dry_run, break_lock=options.break_lock, note=self.console.note
         )
         with lock:
-            return self._run()
+            return self._run(first)
 
-    def _run(self) -> int:
-        plan, previews = replan_on_conflict(self._plan_and_preview)
+    def _run(self, first: tuple[PlanT, tuple[ObjectPreview, ...]]) -> int:
+        plan, previews = first
         self.console.show_plan(plan)
         if plan.done:
             self._nothing_to_do(plan)

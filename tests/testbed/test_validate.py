@@ -555,8 +555,12 @@ def test_restricted_user_sees_exactly_the_missing_permissions(
     assert missing == [
         "you cannot create cloudstackmachinetemplates.infrastructure.cluster.x-k8s.io "
         f"in namespace {namespace}",
+        f"you cannot create leases.coordination.k8s.io in namespace {namespace}",
+        f"you cannot delete leases.coordination.k8s.io in namespace {namespace}",
+        f"you cannot get leases.coordination.k8s.io in namespace {namespace}",
         "you cannot get secrets/cloudstack-credentials in namespace default",
         f"you cannot patch machinedeployments.cluster.x-k8s.io in namespace {namespace}",
+        f"you cannot update leases.coordination.k8s.io in namespace {namespace}",
     ]
     # The Secrets it may not read are reported too (credentials, kubeconfig), and nothing else is.
     assert {f["id"] for f in findings} == {"CAPC-P001", "CAPC-S001", NO_WORKLOAD}

@@ -37,6 +37,7 @@ UPGRADE = [
     rule(CAPC_GROUP, ["cloudstackmachinetemplates"], ["create"]),
     rule("controlplane.cluster.x-k8s.io", ["kubeadmcontrolplanes"], ["patch"]),
     rule("cluster.x-k8s.io", ["machinedeployments"], ["patch"]),
+    rule("coordination.k8s.io", ["leases"], ["get", "create", "update", "delete"]),
 ]
 
 
@@ -149,9 +150,9 @@ def test_a_cluster_admin_is_asked_once_per_kind_of_permission(
     assert permission_messages(document, scene.allowed) == []
     assert permission_messages(document, scene.denied) == []
     # Every cluster of the bed, in however many namespaces: one review each for get secrets, create
-    # templates, and get, patch and watch of control planes and of MachineDeployments; never one per
-    # namespace.
-    assert len(reviews_by(scene.bed, user, offset)) <= 8
+    # templates, get, patch and watch of control planes and of MachineDeployments, and get, create,
+    # update and delete of the upgrade lock's Lease; never one per namespace.
+    assert len(reviews_by(scene.bed, user, offset)) <= 12
 
 
 def test_a_user_bound_in_one_namespace_is_told_exactly_what_it_lacks_in_the_other(
@@ -179,7 +180,11 @@ def test_a_user_bound_in_one_namespace_is_told_exactly_what_it_lacks_in_the_othe
     assert permission_messages(document, scene.allowed) == [secret]
     assert permission_messages(document, scene.denied) == [
         f"you cannot create cloudstackmachinetemplates.{CAPC_GROUP} in namespace {scene.denied}",
+        f"you cannot create leases.coordination.k8s.io in namespace {scene.denied}",
+        f"you cannot delete leases.coordination.k8s.io in namespace {scene.denied}",
+        f"you cannot get leases.coordination.k8s.io in namespace {scene.denied}",
         secret,
         f"you cannot patch kubeadmcontrolplanes.controlplane.cluster.x-k8s.io in namespace {scene.denied}",
         f"you cannot patch machinedeployments.cluster.x-k8s.io in namespace {scene.denied}",
+        f"you cannot update leases.coordination.k8s.io in namespace {scene.denied}",
     ]

@@ -26,12 +26,13 @@ def test_a_control_plane_applied_by_flux_is_flagged_naming_the_kustomization(
     credentials_secret(bed, namespace)
     small_cluster(bed, namespace)
     run = capc(capsys, bed.kubeconfig, "validate", "c1", "-n", namespace, "-o", "json")
-    assert [f["id"] for f in json.loads(run.out)["clusters"][0]["findings"]] == [], run.out
+    found = json.loads(run.out)["clusters"][0]["findings"]
+    assert [f["id"] for f in found if f["id"] != "CAPC-W001"] == [], run.out  # no workload cluster here
 
     patch(bed, namespace, "KubeadmControlPlane", "c1-control-plane", {"metadata": {"labels": FLUX}})
     run = capc(capsys, bed.kubeconfig, "validate", "c1", "-n", namespace, "-o", "json")
     assert run.code == 0, run.err  # a warning: validate passes unless --strict
-    (finding,) = json.loads(run.out)["clusters"][0]["findings"]
+    (finding,) = [f for f in json.loads(run.out)["clusters"][0]["findings"] if f["id"] != "CAPC-W001"]
     assert (finding["id"], finding["severity"]) == ("CAPC-G001", "warning")
     assert finding["object"] == {
         "kind": "KubeadmControlPlane",
