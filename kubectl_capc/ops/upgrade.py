@@ -214,6 +214,10 @@ class PlanRun(ABC, Generic[PlanT, IOT, ConsoleT]):
         # The previews are guarded by resourceVersion, so a change made before the lock is taken
         # still fails them with a conflict and the run plans again.
         first = replan_on_conflict(self._plan_and_preview)
+        plan, previews = first
+        if not plan.done and (self._blockers(plan) or any(p.rejection for p in previews)):
+            self.console.show_plan(plan)
+            self._show_or_refuse(plan, previews)  # raises: a refused plan takes no lock
         lock = held_for_run(
             self.io.lease(), dry_run=options.dry_run, break_lock=options.break_lock, note=self.console.note
         )
