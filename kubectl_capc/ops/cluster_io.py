@@ -149,7 +149,6 @@ class KubeClusterIO(ClusterAccess):
         if self.images.source is ImageSource.EXISTING:
             wait_for_copies(step, targets, timeout, _PipelineReporter(self.console).zones)
             return
-        from kubectl_capc.cloudstack.client import UploadTLS
         from kubectl_capc.domain.images import Hypervisor
         from kubectl_capc.ops.image_register import (
             complete_tags,
@@ -173,7 +172,7 @@ class KubeClusterIO(ClusterAccess):
             replace_failed=False,
             timeout=timeout if timeout is not None else float("inf"),
             reporter=_PipelineReporter(self.console),
-            upload_tls=UploadTLS(self.images.upload_ca_file, self.images.upload_insecure),
+            upload_tls=self.images.upload_tls(),
         )
 
     def _source(self, step: EnsureImage, current: Any) -> Any:

@@ -406,6 +406,7 @@ class FleetRun:
             replace_failed=False,
             timeout=timeout if timeout is not None else float("inf"),
             reporter=_PipelineReporter(_NoteConsole(self.console)),  # type: ignore[arg-type]
+            upload_tls=self.images.upload_tls(),
         )
 
     def execute(self, plan: FleetPlan) -> FleetReport:

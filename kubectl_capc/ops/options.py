@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.plan import ImageSource, WaitRollout
+
+if TYPE_CHECKING:
+    from kubectl_capc.cloudstack.client import UploadTLS
 
 __all__ = ["ApplyOptions", "ImageOptions", "Timeouts"]
 
@@ -50,6 +54,12 @@ class ImageOptions:
     """CA that signed the secondary-storage VM's certificate, for uploads (`--upload-ca-file`)."""
     upload_insecure: bool = False
     """Uploads skip checking the secondary-storage VM's certificate (`--upload-insecure`)."""
+
+    def upload_tls(self) -> UploadTLS:
+        """The TLS settings of uploads to the secondary-storage VM, from the two flags above."""
+        from kubectl_capc.cloudstack.client import UploadTLS
+
+        return UploadTLS(self.upload_ca_file, self.upload_insecure)
 
     def builder_dir(self) -> Path:
         """The image-builder checkout that `--image-source build` needs; refused when not given."""
