@@ -114,8 +114,9 @@ def parse_machine(obj: Obj) -> Machine:
         owner_kind, owner_name = KUBEADM_CONTROL_PLANE_KIND, str(labels.get(CONTROL_PLANE_NAME_LABEL, ""))
     elif DEPLOYMENT_NAME_LABEL in labels:
         owner_kind, owner_name = "MachineDeployment", str(labels.get(DEPLOYMENT_NAME_LABEL, ""))
-    else:
-        owner_kind, owner_name = "", ""
+    else:  # no CAPI labels: the first owner reference, if any (a MachineSet, say)
+        owner = next((o for o in _list(obj, "metadata", "ownerReferences") if isinstance(o, Mapping)), {})
+        owner_kind, owner_name = str(owner.get("kind", "")), str(owner.get("name", ""))
     if capi_version_of(obj) == "v1beta2":
         raw_timeout = _get(obj, "spec", "deletion", "nodeDrainTimeoutSeconds")
         timeout: str | int | None = raw_timeout if isinstance(raw_timeout, int) else None

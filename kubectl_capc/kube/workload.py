@@ -31,7 +31,6 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from kubectl_capc.domain.checks.workload import (
@@ -45,9 +44,6 @@ from kubectl_capc.domain.checks.workload import (
 from kubectl_capc.domain.machines import Machine
 from kubectl_capc.domain.model import (
     CLUSTER_NAME_LABEL,
-    CONTROL_PLANE_LABEL,
-    CONTROL_PLANE_NAME_LABEL,
-    DEPLOYMENT_NAME_LABEL,
     SecretRef,
 )
 from kubectl_capc.domain.selectors import LabelSelector, Operator, Requirement
@@ -78,8 +74,6 @@ DEFAULT_TIMEOUT = 10.0
 EVICTABLE_PODS = "spec.nodeName!=,status.phase!=Pending,status.phase!=Succeeded,status.phase!=Failed"
 """The field selector of the Pod LIST: only pods a drain evicts under their budget."""
 _MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-_CONTROL_PLANE_KIND = "KubeadmControlPlane"
-_DEPLOYMENT_KIND = "MachineDeployment"
 
 
 def kubeconfig_secret(namespace: str, cluster: str) -> SecretRef:
@@ -126,44 +120,10 @@ def machine_cluster(obj: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def machine_from_object(obj: Mapping[str, Any]) -> Machine:
-    """A raw Machine (v1beta1 or v1beta2) as `Machine`; the owner comes from the labels CAPI sets."""
-    labels = _labels(obj)
-    if CONTROL_PLANE_NAME_LABEL in labels or CONTROL_PLANE_LABEL in labels:
-        owner_kind, owner_name = _CONTROL_PLANE_KIND, str(labels.get(CONTROL_PLANE_NAME_LABEL, ""))
-    elif DEPLOYMENT_NAME_LABEL in labels:
-        owner_kind, owner_name = _DEPLOYMENT_KIND, str(labels[DEPLOYMENT_NAME_LABEL])
-    else:
-        owner = next((o for o in _list_at(obj, "metadata", "ownerReferences") if isinstance(o, Mapping)), {})
-        owner_kind, owner_name = str(owner.get("kind", "")), str(owner.get("name", ""))
-    spec = obj.get("spec") or {}
-    timeout: str | int | None
-    if "nodeDrainTimeout" in spec:
-        timeout = str(spec["nodeDrainTimeout"])
-    else:
-        seconds = (spec.get("deletion") or {}).get("nodeDrainTimeoutSeconds")
-        timeout = int(seconds) if isinstance(seconds, int) else None
-    from kubectl_capc.domain.inventory import parse_conditions
+    """A raw Machine (v1beta1 or v1beta2) as `Machine`, read as the rollout doctor reads it."""
+    from kubectl_capc.domain.status_facts import parse_machine
 
-    return Machine(
-        name=_s(obj, "metadata", "name"),
-        namespace=_s(obj, "metadata", "namespace"),
-        owner_kind=owner_kind,
-        owner_name=owner_name,
-        version=_s(obj, "spec", "version"),
-        provider_id=_s(obj, "spec", "providerID"),
-        node_ref=_s(obj, "status", "nodeRef", "name"),
-        phase=_s(obj, "status", "phase"),
-        failure_domain=_s(obj, "spec", "failureDomain") or _s(obj, "status", "failureDomain"),
-        created=_time(_s(obj, "metadata", "creationTimestamp")),
-        deleting_since=_time(_s(obj, "metadata", "deletionTimestamp")),
-        conditions=parse_conditions(obj),
-        node_drain_timeout=timeout,
-        drain_started=_time(_s(obj, "status", "deletion", "nodeDrainStartTime")),
-        volume_detach_started=_time(_s(obj, "status", "deletion", "waitForNodeVolumeDetachStartTime")),
-    )
-
-
-# -- the workload objects --------------------------------------------------------------------------
+    return parse_machine(obj)
 
 
 def node_from_object(obj: Mapping[str, Any]) -> Node:
@@ -471,12 +431,3 @@ def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _time(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
