@@ -213,24 +213,26 @@ class PlanRun(ABC, Generic[PlanT, IOT, ConsoleT]):
         # Read and plan first: input that cannot be planned is refused before the lock is written.
         # The previews are guarded by resourceVersion, so a change made before the lock is taken
         # still fails them with a conflict and the run plans again.
-        first = replan_on_conflict(self._plan_and_preview)
-        plan, previews = first
-        if not plan.done and (self._blockers(plan) or any(p.rejection for p in previews)):
-            self.console.show_plan(plan)
-            self._show_or_refuse(plan, previews)  # raises: a refused plan takes no lock
+        plan, previews = replan_on_conflict(self._plan_and_preview)
+        if not plan.done:
+            problems = self._problems(plan, previews)  # asked once: the capacity check calls CloudStack
+            if problems:
+                self.console.show_plan(plan)
+                self.console.show_previews(previews)
+                raise _refusal(problems)  # a refused plan takes no lock
         lock = held_for_run(
             self.io.lease(), dry_run=options.dry_run, break_lock=options.break_lock, note=self.console.note
         )
         with lock:
-            return self._run(first)
+            return self._run(plan, previews)
 
-    def _run(self, first: tuple[PlanT, tuple[ObjectPreview, ...]]) -> int:
-        plan, previews = first
+    def _run(self, plan: PlanT, previews: Sequence[ObjectPreview]) -> int:
+        """The rest of `run` for a first plan already checked for problems."""
         self.console.show_plan(plan)
         if plan.done:
             self._nothing_to_do(plan)
             return 0
-        self._show_or_refuse(plan, previews)
+        self.console.show_previews(previews)
         if self.options.dry_run:
             return 1 if plan.changes_pending else 0
         if self._needs_confirmation(plan):
@@ -243,16 +245,15 @@ class PlanRun(ABC, Generic[PlanT, IOT, ConsoleT]):
         plan, _ = self._read()
         return plan, () if plan.done else self._previews(plan)
 
+    def _problems(self, plan: PlanT, previews: Sequence[ObjectPreview]) -> list[str]:
+        """Why the plan cannot be applied: its blockers and the previews the API server rejected."""
+        return self._blockers(plan) + [f"{p.step.subject}: {p.rejection}" for p in previews if p.rejection]
+
     def _show_or_refuse(self, plan: PlanT, previews: Sequence[ObjectPreview]) -> None:
         self.console.show_previews(previews)
-        problems = self._blockers(plan) + [
-            f"{p.step.subject}: {p.rejection}" for p in previews if p.rejection
-        ]
+        problems = self._problems(plan, previews)
         if problems:
-            raise PlanError(
-                f"the plan cannot be applied: {'; '.join(problems)}",
-                hint="nothing was changed; fix the above and run the command again",
-            )
+            raise _refusal(problems)
 
     def _confirm(self, question: str) -> None:
         verb, done = self.verb
@@ -502,3 +503,10 @@ def _acts(step: Step) -> bool:
     if isinstance(step, EnsureImage):
         return not step.ready
     return step.writes or isinstance(step, WaitRollout)
+
+
+def _refusal(problems: Sequence[str]) -> PlanError:
+    return PlanError(
+        f"the plan cannot be applied: {'; '.join(problems)}",
+        hint="nothing was changed; fix the above and run the command again",
+    )
