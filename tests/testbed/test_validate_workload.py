@@ -233,13 +233,16 @@ def test_not_ready_nodes_kubelet_skew_over_the_hops_and_a_node_without_machine(
             "spec": {"providerID": "cloudstack:///not-a-machine"},
         }
     )
-    _kubelet(core, "stray", VERSION)
-    _until(
-        "stray node Ready",
-        lambda: any(
-            c.type == "Ready" and c.status == "True" for c in core.read_node("stray").status.conditions or []
-        ),
-    )
+
+    def stray_ready_at_version() -> bool:
+        # KWOK's first status write for a new node may land after ours and set its own version: repeat.
+        status = core.read_node("stray").status
+        if status.node_info is None or status.node_info.kubelet_version != VERSION:
+            _kubelet(core, "stray", VERSION)
+            return False
+        return any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
+
+    _until("stray node Ready at " + VERSION, stray_ready_at_version)
 
     code, document, _ = _validate(wbed, capsys, "nodes", "-n", wnamespace)
     assert code == 1
