@@ -20,6 +20,16 @@ os.environ.setdefault("TYPER_USE_RICH", "0")
 
 pytest_plugins = ["tests.testenv.fixtures", "tests.csdouble.fixtures"]
 
+# Property tests assert behaviour, not speed: on a busy machine one example may take longer than
+# hypothesis' default 200 ms deadline (speed is measured by bench/).
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    pass
+else:
+    _hypothesis_settings.register_profile("suite", deadline=None)
+    _hypothesis_settings.load_profile("suite")
+
 # Fixtures that start or build something outside the Python process.
 TESTBED_FIXTURES = frozenset(
     {"testenv", "testenv_v1beta1", "testenv_v1beta2", "namespace", "kubectl_binary", "csgo", "krew"}
