@@ -326,30 +326,54 @@ class FleetRun:
     def run(self) -> FleetReport | None:
         """Plan, show, confirm, make images ready, run; None for a dry run (nothing was changed)."""
         plan = self.plan()
-        self.console.show_fleet_plan(plan)
-        if plan.refused:
-            refused = plan.in_verdict(MemberVerdict.REFUSED)
-            raise PlanError(
-                f"{len(refused)} cluster(s) cannot be upgraded: "
-                + "; ".join(f"{m.key}: {'; '.join(m.reasons)}" for m in refused),
-                hint="nothing was changed; fix them, or pass --skip-failing to upgrade the others",
-            )
-        if self.options.apply.dry_run:
-            return None
-        if plan.order:
-            apply = self.options.apply
-            require_confirmation(
-                f"Upgrade {len(plan.order)} cluster(s) to {plan.target}?",
-                yes=apply.yes,
-                interactive=apply.interactive,
-                ask=self.console.confirm,
-            )
-            self.prepare_images(plan)
         try:
+            self.console.show_fleet_plan(plan)
+            if plan.refused:
+                refused = plan.in_verdict(MemberVerdict.REFUSED)
+                raise PlanError(
+                    f"{len(refused)} cluster(s) cannot be upgraded: "
+                    + "; ".join(f"{m.key}: {'; '.join(m.reasons)}" for m in refused),
+                    hint="nothing was changed; fix them, or pass --skip-failing to upgrade the others",
+                )
+            if self.options.apply.dry_run:
+                self.check_with_server(plan)
+                return None
+            if plan.order:
+                apply = self.options.apply
+                require_confirmation(
+                    f"Upgrade {len(plan.order)} cluster(s) to {plan.target}?",
+                    yes=apply.yes,
+                    interactive=apply.interactive,
+                    ask=self.console.confirm,
+                )
+                self.prepare_images(plan)
             return self.execute(plan)
         finally:
             if self.hub is not None:
                 self.hub.close()
+
+    def check_with_server(self, plan: FleetPlan) -> None:
+        """`--dry-run`: every cluster's writes go to the API server with dryRun=All, as one cluster's dry
+        run sends them (its lock is only read); the writes it rejects refuse the run, by cluster."""
+        options = replace(self.options.apply, yes=True, dry_run=True, interactive=False)
+        rejected = []
+        for key in plan.order:
+            member = self._members[key]
+            console = _MemberConsole(self.console, key, self._halt)
+            member.io.console = console
+            self.console.member(key, "checking", "server-side dry run")
+            try:
+                Upgrade(member.io, self.request, options, console).run()
+            except CapcError as err:
+                rejected.append(f"{key}: {err}")
+                self.console.member(key, "failed", str(err))
+            else:
+                self.console.member(key, "checked", "the API server accepts every write (dryRun=All)")
+        if rejected:
+            raise PlanError(
+                f"{len(rejected)} cluster(s) cannot be upgraded: " + "; ".join(rejected),
+                hint="nothing was changed; fix them, or leave them out of the selection",
+            )
 
     def prepare_images(self, plan: FleetPlan) -> None:
         """Make every shared image ready once, over the union of its clusters' zones."""
