@@ -104,6 +104,10 @@ class _Unusable(Exception):
     """The workload cluster cannot be read; the message says why (no secret values in it)."""
 
 
+class _NotServed(Exception):
+    """The server does not serve the resource listed in that version (HTTP 404)."""
+
+
 # -- the Machines ----------------------------------------------------------------------------------
 
 
@@ -205,14 +209,18 @@ def pdb_from_object(obj: Mapping[str, Any]) -> PodDisruptionBudget:
 
 
 def written_from_object(group: str, resource: str, obj: Mapping[str, Any]) -> WrittenObject:
-    """An object's metadata as `WrittenObject`: the apiVersion of each managedFields entry and of
-    kubectl's last-applied-configuration (nothing else of that annotation is kept)."""
+    """An object's metadata as `WrittenObject`: the apiVersion of each field manager's newest
+    managedFields entry (a manager that wrote in another version since keeps its older entry too), and
+    that of kubectl's last-applied-configuration (nothing else of that annotation is kept)."""
     metadata = obj.get("metadata") or {}
-    versions = {
-        str(entry["apiVersion"])
-        for entry in _list_at(obj, "metadata", "managedFields")
-        if isinstance(entry, Mapping) and isinstance(entry.get("apiVersion"), str)
-    }
+    newest: dict[str, tuple[str, str]] = {}
+    for entry in _list_at(obj, "metadata", "managedFields"):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("apiVersion"), str):
+            continue
+        manager, when = str(entry.get("manager") or "unknown manager"), str(entry.get("time") or "")
+        if manager not in newest or when >= newest[manager][0]:
+            newest[manager] = (when, entry["apiVersion"])
+    writers = {(manager, version) for manager, (_, version) in newest.items()}
     applied = (metadata.get("annotations") or {}).get(_LAST_APPLIED)
     if isinstance(applied, str):
         try:
@@ -220,9 +228,9 @@ def written_from_object(group: str, resource: str, obj: Mapping[str, Any]) -> Wr
         except ValueError:
             document = None
         if isinstance(document, Mapping) and isinstance(document.get("apiVersion"), str):
-            versions.add(document["apiVersion"])
+            writers.add(("last-applied-configuration", document["apiVersion"]))
     return WrittenObject(group, resource, _s(obj, "metadata", "namespace"), _s(obj, "metadata", "name"),
-                         frozenset(versions))  # fmt: skip
+                         tuple(sorted(writers)))  # fmt: skip
 
 
 def blocks_evictions(pdb: PodDisruptionBudget) -> bool:
@@ -309,36 +317,42 @@ class _Workload:
 
     def _written(self, removed: Sequence[RemovedApi]) -> tuple[tuple[WrittenObject, ...] | None, str]:
         """The metadata of every object of the resources of `removed`, listed in the group's preferred
-        version (never in a removed one, which the metric would count); a group or resource the server
-        does not serve has no objects."""
+        version, else the first other one it is served in that is not one of `removed` (which the
+        metric would count); a group or resource served in no such version is not read."""
         resources = list(dict.fromkeys((api.group, api.resource) for api in removed))
+        skipped = {(api.group, api.resource, api.version) for api in removed}
         objects: list[WrittenObject] = []
         try:
-            preferred = {group: self._preferred(group) for group in dict.fromkeys(g for g, _ in resources)}
+            served = {group: self._served(group) for group in dict.fromkeys(g for g, _ in resources)}
             for group, resource in resources:
-                version = preferred[group]
-                if version is not None:
-                    path = f"/apis/{group}/{version}/{resource}"
-                    parse = functools.partial(written_from_object, group, resource)
-                    objects += self._list(path, "", parse, accept=_METADATA_ONLY, missing_ok=True)
+                parse = functools.partial(written_from_object, group, resource)
+                for version in served[group]:
+                    if version != served[group][0] and (group, resource, version) in skipped:
+                        continue
+                    try:
+                        objects += self._list(f"/apis/{group}/{version}/{resource}", "", parse,
+                                              accept=_METADATA_ONLY, missing_ok=True)  # fmt: skip
+                    except _NotServed:
+                        continue
+                    break
         except _Unusable as err:
             return None, str(err)
         return tuple(objects), ""
 
-    def _preferred(self, group: str) -> str | None:
-        """The group's preferred version from discovery; None when the server does not serve it."""
+    def _served(self, group: str) -> list[str]:
+        """The group's versions from discovery, the preferred one first; none when it is not served."""
         status, body = self._get(f"/apis/{group}", "application/json")
         if status == 404:
-            return None
+            return []
         if status != 200:
             raise _Unusable(f"GET /apis/{group}: HTTP {status} {_status_message(body)}")
         try:
-            version = (json.loads(body).get("preferredVersion") or {}).get("version")
+            document = json.loads(body)
+            preferred = str((document.get("preferredVersion") or {}).get("version") or "")
+            versions = [str(v.get("version") or "") for v in document.get("versions") or []]
         except (ValueError, AttributeError):
-            version = None
-        if not isinstance(version, str) or not version:
-            raise _Unusable(f"GET /apis/{group}: no preferred version in the answer")
-        return version
+            raise _Unusable(f"GET /apis/{group}: the answer is not an API group") from None
+        return [v for v in dict.fromkeys([preferred, *versions]) if v]
 
     def _list(
         self,
@@ -359,7 +373,7 @@ class _Workload:
                 query["continue"] = token
             status, body = self._get(f"{path}?{urllib.parse.urlencode(query)}", accept)
             if status == 404 and missing_ok and not token:
-                return []
+                raise _NotServed(path)
             if status != 200:
                 raise _Unusable(f"list {path}: HTTP {status} {_status_message(body)}")
             try:

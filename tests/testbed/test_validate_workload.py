@@ -319,3 +319,49 @@ def test_unreachable_workload_is_a_warning_and_the_kubeconfig_never_shows(
     for output in outputs:
         for secret in secrets:
             assert secret not in output
+
+
+def test_removed_apis_requested_and_objects_written_in_them_fail_validate(
+    wbed: bed.TestBed, wnamespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The workload API server serves resource.k8s.io/v1beta1 (removed in v1.38): a request to it shows
+    in the deprecated-API metric, an object written in it in its managedFields."""
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "apis", workers=0)
+    custom = client.CustomObjectsApi(workload)
+    group = "resource.k8s.io"
+
+    def device_class(name: str, version: str) -> None:
+        body = {"apiVersion": f"{group}/{version}", "kind": "DeviceClass",
+                "metadata": {"name": name, "labels": {"team": name}}, "spec": {}}  # fmt: skip
+        custom.create_cluster_custom_object(group, version, "deviceclasses", body)
+
+    def removed_api_findings(target: str) -> list[str]:
+        _, document, _ = _validate(wbed, capsys, "apis", "-n", wnamespace, "--to", target)
+        findings = _workload_findings(document, "apis")
+        assert all(f["severity"] == "error" for f in findings if f["id"] == "CAPC-W008")
+        return sorted(f["message"] for f in findings if f["id"] == "CAPC-W008" and group in f["message"])
+
+    assert removed_api_findings("v1.38") == []
+    device_class("gpu", "v1beta1")  # requested in the removed version, and written in it
+    device_class("tpu", "v1")
+
+    written, requested = removed_api_findings("v1.38")  # sorted: "1 object(s)..." first
+    assert requested == (
+        f"the workload still requests {group}/v1beta1 deviceclasses, removed in v1.38 (upgrade to v1.38.0)"
+    )
+    prefix = (
+        f"1 object(s) of deviceclasses were written as {group}/v1beta1, removed in v1.38 (upgrade to "
+        "v1.38.0): gpu ("
+    )
+    assert written.startswith(prefix) and written.endswith(f"); write them as {group}/v1"), written
+    assert "tpu" not in written
+    assert removed_api_findings("v1.37") == []  # the version outlives that target
+
+    # Written once more in the replacement by the same writer: the object is fine, the requests stay counted.
+    time.sleep(1.1)  # managedFields times are whole seconds
+    custom.patch_cluster_custom_object(
+        group, "v1", "deviceclasses", "gpu", {"metadata": {"labels": {"v": "1"}}}
+    )
+    assert removed_api_findings("v1.38") == [requested]

@@ -259,20 +259,23 @@ def removed_between(current: KubeVersion, target: KubeVersion | tuple[int, int])
 
 @dataclass(frozen=True)
 class WrittenObject:
-    """An object of a built-in resource, and the API versions its writers used: those its managedFields
-    record and the one of kubectl's last-applied-configuration. The server stores every object in its
-    own storage version; a client or manifest that writes it in a removed version fails once that
-    version is gone."""
+    """An object of a built-in resource, and the API version each of its writers last used: per field
+    manager, its newest managedFields entry, and kubectl's last-applied-configuration (writer
+    `last-applied-configuration`). The server stores every object in its own storage version; a writer
+    that still writes it in a removed version fails once that version is gone."""
 
     group: str
     resource: str
     namespace: str
     name: str
-    api_versions: frozenset[str]
+    writers: tuple[tuple[str, str], ...] = ()  # (writer, apiVersion)
 
     @property
     def label(self) -> str:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    def writers_of(self, api_version: str) -> list[str]:
+        return sorted({writer for writer, version in self.writers if version == api_version})
 
 
 @dataclass(frozen=True)
@@ -580,9 +583,10 @@ def _written_in_removed(
     findings = []
     for api in removed_between(current, target):
         names = sorted(
-            obj.label
+            f"{obj.label} ({', '.join(writers)})"
             for obj in written
-            if (obj.group, obj.resource) == (api.group, api.resource) and api.api_version in obj.api_versions
+            if (obj.group, obj.resource) == (api.group, api.resource)
+            and (writers := obj.writers_of(api.api_version))
         )
         if names:
             major, minor = api.removed

@@ -152,7 +152,10 @@ FLOWCONTROL = "flowcontrol.apiserver.k8s.io"
 
 
 def _written(name: str, *versions: str, resource: str = "flowschemas", namespace: str = "") -> WrittenObject:
-    return WrittenObject(FLOWCONTROL, resource, namespace, name, frozenset(versions))
+    """Written by manager `m0` in the first version, `m1` in the second..."""
+    return WrittenObject(
+        FLOWCONTROL, resource, namespace, name, tuple((f"m{i}", v) for i, v in enumerate(versions))
+    )
 
 
 def test_removed_between_takes_the_releases_after_the_current_minor_up_to_the_target() -> None:
@@ -179,9 +182,9 @@ def test_objects_written_in_a_version_the_upgrade_removes_are_named_with_release
     assert _ids(findings) == ["CAPC-W008", "CAPC-W008"]
     assert [f.message for f in findings] == [
         f"1 object(s) of flowschemas were written as {FLOWCONTROL}/v1beta2, removed in v1.29 (upgrade to "
-        f"v1.29.3): team-a; write them as {FLOWCONTROL}/v1beta3",
+        f"v1.29.3): team-a (m0); write them as {FLOWCONTROL}/v1beta3",
         f"1 object(s) of prioritylevelconfigurations were written as {FLOWCONTROL}/v1beta2, removed in "
-        f"v1.29 (upgrade to v1.29.3): slow; write them as {FLOWCONTROL}/v1beta3",
+        f"v1.29 (upgrade to v1.29.3): slow (m0); write them as {FLOWCONTROL}/v1beta3",
     ]
     assert all(f.severity.value == "error" for f in findings)
     # Without a plan nothing is removed.

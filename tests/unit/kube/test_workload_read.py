@@ -304,17 +304,29 @@ def test_an_objects_writers_versions_come_from_managed_fields_and_last_applied()
             "name": "team-a",
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied},
             "managedFields": [
-                {"manager": "kubectl", "apiVersion": f"{FLOWCONTROL}/v1beta3", "operation": "Update"},
+                {"manager": "helm", "apiVersion": f"{FLOWCONTROL}/v1beta2", "time": "2026-01-01T00:00:00Z"},
+                {
+                    "manager": "kubectl",
+                    "apiVersion": f"{FLOWCONTROL}/v1beta2",
+                    "time": "2026-01-01T00:00:00Z",
+                },
+                {
+                    "manager": "kubectl",
+                    "apiVersion": f"{FLOWCONTROL}/v1beta3",
+                    "time": "2026-02-01T00:00:00Z",
+                },
                 {"manager": "odd"},
             ],
         }
     }
     written = written_from_object(FLOWCONTROL, "flowschemas", obj)
     assert (written.label, written.resource) == ("team-a", "flowschemas")
-    assert written.api_versions == {f"{FLOWCONTROL}/v1beta2", f"{FLOWCONTROL}/v1beta3"}
+    # kubectl's newest write is in v1beta3: its older v1beta2 entry stays, but kubectl has moved on.
+    assert written.writers_of(f"{FLOWCONTROL}/v1beta2") == ["helm", "last-applied-configuration"]
+    assert written.writers_of(f"{FLOWCONTROL}/v1beta3") == ["kubectl"]
     annotations = {"kubectl.kubernetes.io/last-applied-configuration": "{"}
     broken = {"metadata": {"name": "x", "namespace": "ns", "annotations": annotations}}
-    assert written_from_object("g", "r", broken).api_versions == frozenset()
+    assert written_from_object("g", "r", broken).writers == ()
     assert written_from_object("g", "r", broken).label == "ns/x"
 
 
@@ -336,6 +348,11 @@ BASE = {
 }
 
 
+def _group(preferred: str, *versions: str) -> dict[str, Any]:
+    return {"kind": "APIGroup", "preferredVersion": {"version": preferred},
+            "versions": [{"version": v} for v in versions]}  # fmt: skip
+
+
 def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> None:
     removed = removed_between(parse_version("v1.28.5"), (1, 32)) + removed_between(
         parse_version("v1.37.0"), (1, 38)
@@ -343,7 +360,7 @@ def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> 
     fake = FakeWorkload(
         {
             **BASE,
-            f"/apis/{FLOWCONTROL}": {"preferredVersion": {"version": "v1"}},
+            f"/apis/{FLOWCONTROL}": _group("v1", "v1", "v1beta3"),
             f"/apis/{FLOWCONTROL}/v1/flowschemas": _metadata_list("team-a", "global-default"),
             f"/apis/{FLOWCONTROL}/v1/prioritylevelconfigurations": _metadata_list("slow"),
             # resource.k8s.io is not served at all: nothing of it is stored
@@ -377,7 +394,7 @@ def test_a_refused_list_of_a_removed_resource_leaves_the_rest_of_the_read() -> N
     fake = FakeWorkload(
         {
             **BASE,
-            f"/apis/{FLOWCONTROL}": {"preferredVersion": {"version": "v1beta3"}},
+            f"/apis/{FLOWCONTROL}": _group("v1beta3", "v1beta3", "v1beta2"),
             f"/apis/{FLOWCONTROL}/v1beta3/flowschemas": (403, {"message": "flowschemas is forbidden"}),
         }
     )
@@ -385,3 +402,19 @@ def test_a_refused_list_of_a_removed_resource_leaves_the_rest_of_the_read() -> N
     assert facts.unreachable == "" and facts.deprecated_apis == ()
     assert facts.written is None and "HTTP 403 flowschemas is forbidden" in facts.written_error
     assert workload._Workload(FakeWorkload(BASE)).read().written == ()
+
+
+def test_a_resource_the_preferred_version_lacks_is_listed_in_another_but_never_a_removed_one() -> None:
+    admission = "admissionregistration.k8s.io"
+    fake = FakeWorkload(
+        {
+            **BASE,
+            f"/apis/{admission}": _group("v1", "v1", "v1beta1", "v1alpha1"),
+            f"/apis/{admission}/v1alpha1/validatingadmissionpolicies": _metadata_list("p"),
+        }
+    )
+    removed = removed_between(parse_version("v1.33.0"), (1, 34))  # admissionregistration v1beta1
+    facts = workload._Workload(fake).read(removed)
+    assert [(w.resource, w.name) for w in facts.written or ()] == [("validatingadmissionpolicies", "p")]
+    assert f"/apis/{admission}/v1/validatingadmissionpolicies" in fake.asked
+    assert not any("/v1beta1/" in path for path in fake.asked)
