@@ -165,8 +165,9 @@ def check_rollout_capacity(
     if control_plane is not None and control_plane.machine_template is not None:
         kind = control_plane.kind or "KubeadmControlPlane"
         owner = ObjectRef(kind, control_plane.namespace, control_plane.name)
+        surge = _control_plane_surge(control_plane.max_surge, control_plane.replicas.desired)
         steps += _steps(
-            Step(owner, 1, _NO_SHAPE, ()), control_plane.machine_template, everywhere, zoned, facts
+            Step(owner, surge, _NO_SHAPE, ()), control_plane.machine_template, everywhere, zoned, facts
         )
     for md in inventory.machine_deployments:
         if md.machine_template is None or md.paused:
@@ -181,6 +182,15 @@ def check_rollout_capacity(
 
 
 _NO_SHAPE = MachineShape(0, 0, 0)
+
+
+def _control_plane_surge(max_surge: int | str, replicas: int | None) -> int:
+    """A KubeadmControlPlane's surge: 0 or 1 machine (maxSurge 0 removes an old machine first)."""
+    try:
+        surge = resolve_max_surge(max_surge, 1 if replicas is None else max(replicas, 1))
+    except ValueError:
+        surge = 1
+    return min(surge, 1)
 
 
 def _deployment_surge(strategy: RolloutStrategy, replicas: int) -> int:

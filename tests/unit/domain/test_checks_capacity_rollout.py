@@ -154,3 +154,20 @@ def test_on_delete_and_a_zero_max_surge_need_no_room_for_workers(capi: str) -> N
     no_surge = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     scaled_down_first = _with_strategy(capi, no_surge, replicas=5, worker="Large Instance")
     assert messages(scaled_down_first, facts_with(scaled_down_first, account(cpu=3))) == []
+
+
+@pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])
+def test_a_control_plane_with_max_surge_zero_needs_no_room(capi: str) -> None:
+    """Large control-plane machines (4 vCPU) with 3 free; the Medium workers' 2 fit."""
+    objects = render(capi=capi)
+    spec = find(objects, "KubeadmControlPlane")["spec"]
+    [message] = messages(inventory_of(objects, capi), facts_with(inventory_of(objects, capi), account(cpu=3)))
+    assert "KubeadmControlPlane/c1-control-plane: 1 surge machine(s)" in message
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0}}
+    if capi == "v1beta2":
+        spec.setdefault("rollout", {})["strategy"] = rolling
+    else:
+        spec["rolloutStrategy"] = rolling
+    inventory = inventory_of(objects, capi)
+    assert inventory.control_plane is not None and inventory.control_plane.max_surge == 0
+    assert messages(inventory, facts_with(inventory, account(cpu=3))) == []
