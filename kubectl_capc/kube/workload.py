@@ -9,8 +9,9 @@ no disruption (the one check that needs them), one paginated LIST of the Pods a 
 (scheduled, not Pending/Succeeded/Failed), which are most of the bytes a big cluster sends. Objects are
 read as plain JSON (the typed models would cost seconds of CPU for ten thousand pods). With `removed`
 (the built-in API versions an upgrade removes, `removed_between`), also, per API group, one discovery
-GET for its preferred version and one metadata-only LIST per resource (as PartialObjectMetadata: the
-versions its writers used are in managedFields and kubectl's last-applied-configuration). However
+GET for its versions and one metadata-only LIST per resource (as PartialObjectMetadata: the versions
+its writers used are in managedFields and kubectl's last-applied-configuration), in the preferred
+version, else the first other served one that is not being removed. However
 large the cluster, that is 1 Secret GET + 2 or 3 LISTs + 1 GET (+ those of `removed`), plus one
 request per further page of `PAGE_SIZE` objects.
 
