@@ -9,12 +9,14 @@ output, even at -v 9.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -243,12 +245,19 @@ def test_clusters_are_selected_by_label_in_one_namespace_or_all(
     assert all(line.endswith(" 0 old") for line in table.out.splitlines()[1:]), table.out
 
 
-def _watch(wbed: bed.TestBed, namespace: str, cluster: str) -> subprocess.Popen[str]:
+@contextlib.contextmanager
+def _watch(wbed: bed.TestBed, namespace: str, cluster: str) -> Iterator[subprocess.Popen[str]]:
+    """`status CLUSTER --watch` running; killed if it is still running when the block ends."""
     command = [sys.executable, "-m", "kubectl_capc", "status", cluster, "-n", namespace, "--watch"]
-    return subprocess.Popen(
+    with subprocess.Popen(
         [*command, "--kubeconfig", str(wbed.kubeconfig)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    ) as watching:  # fmt: skip
+        try:
+            yield watching
+        finally:
+            if watching.poll() is None:
+                watching.kill()
 
 
 def _line_with(watching: subprocess.Popen[str], text: str) -> list[str]:
@@ -282,7 +291,7 @@ def test_status_watch_follows_a_held_drain_live_until_it_is_done(wbed: bed.TestB
     held = "drain blocked by PodDisruptionBudget default/web (2 healthy, needs 2)"
 
     with _watch(wbed, wnamespace, "watch") as watching:
-        assert _line_with(watching, held)[-1].startswith(victim)
+        assert _line_with(watching, held)[-1].split()[0] == victim
         time.sleep(2)
         assert watching.poll() is None  # a held drain is not the end: it keeps following
         watching.send_signal(signal.SIGINT)
