@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.fault_support import cloudstack_api
-from tests.support.fixtures_capc import Zone, create_objects, render_cluster
+from tests.support.fixtures_capc import create_objects, render_cluster
+from tests.support.workload_support import (
+    GROUP,
+    VERSION,
+    ZONE1,
+    create_cluster,
+    deploy,
+    list_machines,
+    ready_nodes,
+    until,
+    workload_client,
+)
 from tests.testenv import bed
 from tests.testenv.workload_nodes import (
     CONTROL_PLANE_ROLE,
@@ -26,118 +33,25 @@ from tests.testenv.workload_nodes import (
     go_duration_seconds,
 )
 
-VERSION = "v1.28.5"  # a template the seeded double holds, ready in zone1
-SEEDED = {
-    "zones": [Zone("zone1", "capc-net-zone1")],
-    "control_plane_offering": "Large Instance",
-    "worker_offering": "Medium Instance",
-}
-GROUP = "cluster.x-k8s.io"
+pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
 
-
-@pytest.fixture(params=["v1beta1", "v1beta2"])
-def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
-    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
-    from kubernetes import client
-
-    name = f"w-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
-
-
-def _until(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:  # not there yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
+SEEDED = {"zones": [ZONE1], "control_plane_offering": "Large Instance", "worker_offering": "Medium Instance"}
 
 
 def _workload(wbed: bed.TestBed, namespace: str, cluster: str) -> Any:
-    """An ApiClient for the workload cluster, from the kubeconfig Secret CAPI would write."""
-    from kubernetes import client, config
+    """An ApiClient for the workload cluster; its Secret is typed and labelled as CAPI's."""
+    from kubernetes import client
 
-    core = client.CoreV1Api(wbed.api_client())
-    secret = _until(
-        "kubeconfig Secret", lambda: core.read_namespaced_secret(f"{cluster}-kubeconfig", namespace)
-    )
+    workload = workload_client(wbed, namespace, cluster)
+    secret = client.CoreV1Api(wbed.api_client()).read_namespaced_secret(f"{cluster}-kubeconfig", namespace)
     assert secret.type == "cluster.x-k8s.io/secret"
     assert secret.metadata.labels["cluster.x-k8s.io/cluster-name"] == cluster
-    text = base64.b64decode(secret.data["value"]).decode()
-    return config.new_client_from_config_dict(yaml.safe_load(text))
+    return workload
 
 
 def _cluster(wbed: bed.TestBed, namespace: str, name: str, workers: int = 2) -> Any:
-    objects = render_cluster(
-        name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1,
-        worker_replicas=workers, with_machines=True, **SEEDED,
-    )  # fmt: skip
-    create_objects(wbed.api_client(), objects)
+    create_cluster(wbed, namespace, name, workers=workers)
     return _workload(wbed, namespace, name)
-
-
-def _machines(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    custom = client.CustomObjectsApi(wbed.api_client())
-    return list(custom.list_namespaced_custom_object(GROUP, wbed.capi, namespace, "machines")["items"])
-
-
-def _ready_nodes(workload: Any, count: int) -> list[Any]:
-    """All `count` Nodes, once Ready and rid of the not-ready taint (node lifecycle lifts it)."""
-    from kubernetes import client
-
-    def ready() -> list[Any]:
-        nodes = client.CoreV1Api(workload).list_node().items
-        up = [
-            n
-            for n in nodes
-            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
-            and not any(t.key == "node.kubernetes.io/not-ready" for t in n.spec.taints or [])
-        ]
-        return nodes if len(up) == count == len(nodes) else []
-
-    return list(_until(f"{count} Ready nodes", ready))
-
-
-def _deploy(workload: Any, replicas: int, labels: dict[str, str]) -> None:
-    from kubernetes import client
-
-    apps = client.AppsV1Api(workload)
-    apps.create_namespaced_deployment(
-        "default",
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
-                },
-            },
-        },
-    )
-
-    def running() -> bool:
-        pods = client.CoreV1Api(workload).list_namespaced_pod("default", label_selector="app=web").items
-        return len(pods) == replicas and all(p.status.phase == "Running" for p in pods)
-
-    _until(f"{replicas} running pods", running)
 
 
 def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
@@ -149,8 +63,8 @@ def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
     version = client.VersionApi(workload).get_code()
     same = client.VersionApi(wbed.api_client()).get_code()
     assert (version.major, version.minor) == (same.major, same.minor)  # the bed's Kubernetes release
-    nodes = {n.metadata.name: n for n in _ready_nodes(workload, 3)}
-    machines = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+    nodes = {n.metadata.name: n for n in ready_nodes(workload, 3)}
+    machines = {m["metadata"]["name"]: m for m in list_machines(wbed, wnamespace)}
     assert set(nodes) == set(machines)
     for name, node in nodes.items():
         machine = machines[name]
@@ -166,11 +80,11 @@ def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
             assert taints == []
 
     def node_refs() -> bool:
-        fresh = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+        fresh = {m["metadata"]["name"]: m for m in list_machines(wbed, wnamespace)}
         return all((m.get("status") or {}).get("nodeRef") for m in fresh.values()) and bool(fresh)
 
-    _until("nodeRefs", node_refs)
-    for machine in _machines(wbed, wnamespace):
+    until("nodeRefs", node_refs)
+    for machine in list_machines(wbed, wnamespace):
         ref, node = machine["status"]["nodeRef"], nodes[machine["metadata"]["name"]]
         if wbed.capi == "v1beta1":
             assert ref == {
@@ -192,12 +106,12 @@ def test_machines_get_cloudstack_machines_cloned_from_their_templates(
 
     objects = render_cluster(
         "infra", wnamespace, capi=wbed.capi, version="v1.28.5", control_plane_replicas=1, worker_replicas=1,
-        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")],
+        with_machines=True, zones=[ZONE1],
         control_plane_offering="Large Instance", worker_offering="Medium Instance",
     )  # fmt: skip
     create_objects(wbed.api_client(), objects)
     workload = _workload(wbed, wnamespace, "infra")
-    nodes = {n.metadata.name: n for n in _ready_nodes(workload, 2)}
+    nodes = {n.metadata.name: n for n in ready_nodes(workload, 2)}
     cs = cloudstack_api(wbed)
     custom = client.CustomObjectsApi(wbed.api_client())
     infra = "infrastructure.cluster.x-k8s.io"
@@ -208,8 +122,8 @@ def test_machines_get_cloudstack_machines_cloned_from_their_templates(
         ]
         return items if len(items) == 2 and all(i.get("status") for i in items) else []
 
-    machines = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
-    for csm in _until("CloudStackMachines", cloned):
+    machines = {m["metadata"]["name"]: m for m in list_machines(wbed, wnamespace)}
+    for csm in until("CloudStackMachines", cloned):
         machine = machines[csm["metadata"]["name"]]
         template_name = csm["metadata"]["annotations"]["cluster.x-k8s.io/cloned-from-name"]
         template = custom.get_namespaced_custom_object(
@@ -241,20 +155,20 @@ def test_a_vm_cloudstack_refuses_leaves_its_machine_without_a_node(
 
     objects = render_cluster(
         "novm", wnamespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1, worker_replicas=1,
-        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")], control_plane_offering="Large Instance",
+        with_machines=True, zones=[ZONE1], control_plane_offering="Large Instance",
         worker_offering="No Such Offering",
     )  # fmt: skip
     create_objects(wbed.api_client(), objects)
     workload = _workload(wbed, wnamespace, "novm")
-    (node,) = _ready_nodes(workload, 1)
+    (node,) = ready_nodes(workload, 1)
     assert node.metadata.name.startswith("novm-control-plane")
     custom = client.CustomObjectsApi(wbed.api_client())
     worker = next(
         m
-        for m in _machines(wbed, wnamespace)
+        for m in list_machines(wbed, wnamespace)
         if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
     )
-    csm = _until(
+    csm = until(
         "CloudStackMachine",
         lambda: custom.get_namespaced_custom_object(
             "infrastructure.cluster.x-k8s.io",
@@ -277,7 +191,7 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "gone", workers=0)
-    _ready_nodes(workload, 1)
+    ready_nodes(workload, 1)
     custom = client.CustomObjectsApi(wbed.api_client())
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "clusters", "gone")
     core = client.CoreV1Api(wbed.api_client())
@@ -287,7 +201,7 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
             wnamespace, label_selector="cluster.x-k8s.io/cluster-name=gone"
         ).items
 
-    _until("Secret deleted", secret_gone, timeout=60)
+    until("Secret deleted", secret_gone, timeout=60)
     endpoint = urllib.parse.urlsplit(workload.configuration.host)
 
     def refused() -> bool:
@@ -297,7 +211,7 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
             return True
         return False
 
-    _until("workload apiserver stopped", refused, timeout=30)
+    until("workload apiserver stopped", refused, timeout=30)
 
 
 def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
@@ -306,12 +220,12 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "pdb")
-    _ready_nodes(workload, 3)
-    _deploy(workload, 2, {"app": "web"})
+    ready_nodes(workload, 3)
+    deploy(workload, 2, {"app": "web"})
     pods = client.CoreV1Api(workload).list_namespaced_pod("default", label_selector="app=web").items
     workers = {
         m["metadata"]["name"]
-        for m in _machines(wbed, wnamespace)
+        for m in list_machines(wbed, wnamespace)
         if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
     }
     assert {p.spec.node_name for p in pods} <= workers
@@ -323,7 +237,7 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
             "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
         },
     )
-    _until(
+    until(
         "PDB observed",
         lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 2,
     )
@@ -340,7 +254,7 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
         status = machine.get("status") or {}
         return machine if (status.get("deletion") or {}).get("nodeDrainStartTime") else None
 
-    machine = _until("drain blocked", blocked)
+    machine = until("drain blocked", blocked)
     status = machine["status"]
     if wbed.capi == "v1beta1":
         drain = next(c for c in status["conditions"] if c["type"] == "DrainingSucceeded")
@@ -361,10 +275,10 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     policy.delete_namespaced_pod_disruption_budget("web", "default")
 
     def machine_gone() -> bool:
-        names = {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+        names = {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
         return victim not in names
 
-    _until("Machine deleted after the drain", machine_gone)
+    until("Machine deleted after the drain", machine_gone)
     assert victim not in {n.metadata.name for n in client.CoreV1Api(workload).list_node().items}
     vms = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True).get("virtualmachine") or []
     assert all(vm["state"] in ("Destroyed", "Expunging") for vm in vms)  # expunged: gone or on its way
@@ -374,8 +288,8 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "timeout", workers=1)
-    _ready_nodes(workload, 2)
-    _deploy(workload, 1, {"app": "web"})
+    ready_nodes(workload, 2)
+    deploy(workload, 1, {"app": "web"})
     client.PolicyV1Api(workload).create_namespaced_pod_disruption_budget(
         "default",
         {
@@ -398,14 +312,14 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
 
     def machine_gone() -> bool:
-        return victim not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+        return victim not in {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
 
     def blocked() -> bool:
         machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
         return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
 
-    _until("drain blocked by the PDB", blocked, timeout=30)
-    _until("Machine deleted once the drain timeout passed", machine_gone, timeout=30)
+    until("drain blocked by the PDB", blocked, timeout=30)
+    until("Machine deleted once the drain timeout passed", machine_gone, timeout=30)
     # nodeDrainStartTime has whole seconds, as metav1.Time: up to one second of the 4 s may be cut.
     assert time.monotonic() - started >= 3
 
@@ -454,7 +368,7 @@ def test_cli_up_with_workload_clusters_then_down_leaves_nothing_running(tmp_path
             with_machines=True, **SEEDED,
         )  # fmt: skip
         create_objects(tb.api_client(), objects)
-        _ready_nodes(_workload(tb, "default", "cli"), 1)
+        ready_nodes(_workload(tb, "default", "cli"), 1)
         plane_pids = [
             int(p.read_text()) for p in (directory / "workload" / "default--cli" / "pids").glob("*.pid")
         ]
