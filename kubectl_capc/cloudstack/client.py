@@ -825,6 +825,7 @@ class CloudStackClient:
             lambda: self._api.copyTemplate(
                 id=template_id, sourcezoneid=source_zone_id, destzoneids=list(names), fetch_result=False
             ),
+            going_on="CloudStack goes on copying; the next run waits for the copy instead of copying again",
         )
         job_id = str(answer.get("jobid") or "")
         if not job_id:  # answered at once, without a job
@@ -947,9 +948,10 @@ class CloudStackClient:
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _write(self, what: str, request: Callable[[], T]) -> T:
-        """A command that changes something: Ctrl-C waits for it, and it is retried only when safe."""
-        with writing(what):
+    def _write(self, what: str, request: Callable[[], T], *, going_on: str = "") -> T:
+        """A command that changes something: Ctrl-C waits for it, and it is retried only when safe.
+        `going_on`: what the command starts that CloudStack carries on with after a Ctrl-C."""
+        with writing(what, going_on):
             return self._call(what, request, write=True)
 
     def _call(self, what: str, request: Callable[[], T], *, write: bool = False) -> T:
