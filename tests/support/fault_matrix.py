@@ -14,8 +14,9 @@ test-only hook of `kubectl_capc.domain.testpoints`. For every point:
   recorded history (timestamps aside), one ready CloudStack template per zone, with the same tags;
 - with SIGINT (Ctrl-C), the process exits 130 with one line that says how to continue, and a write in
   flight is finished first (the point "writing ..." is inside a write); a copyTemplate is an async job
-  that CloudStack goes on with, so Ctrl-C there stops once the request is sent, says that the copy goes
-  on, and the re-run waits for that copy: no zone is ever sent a second copy of one template.
+  that CloudStack goes on with, so Ctrl-C there (or while the copy is followed) stops once the request
+  is sent, says that the copy goes on, and the re-run waits for that copy: no zone is ever sent a
+  second copy of one template.
 
 The matrix (kill point -> outcome) is printed after each test. The tests are spread over
 tests/testbed/test_fault_matrix_*.py, so that the suite's workers share them out.
@@ -206,7 +207,7 @@ def stop_problems(run: Run, point: str, signal: str) -> list[str]:
         problems.append(f"last line does not say how to continue: {last!r}")
     if "Traceback" in run.stderr:
         problems.append("a traceback was printed")
-    if point.startswith("writing copy "):
+    if point.startswith(("writing copy ", "copying template ")):
         if "stopping after" not in run.stderr or "was sent (CloudStack goes on copying" not in last:
             problems.append("the copy was not reported as sent and going on in CloudStack")
     elif point.startswith("writing ") and ("stopping after" not in run.stderr or "had finished" not in last):
