@@ -349,11 +349,19 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
         drain = next(c for c in status["conditions"] if c["type"] == "Deleting")
         assert (drain["status"], drain["reason"]) == ("True", "DrainingNode")
     started = status["deletion"]["nodeDrainStartTime"]
-    assert drain["message"].startswith(
-        f"Drain not completed yet (started at {started}):\n* Pods with eviction failed:"
-    )
-    assert "Cannot evict pod as it would violate the pod's disruption budget." in drain["message"]
-    assert "The disruption budget web needs 2 healthy pods and has 2 currently" in drain["message"]
+    refusal = "ot evict pod as it would violate the pod's disruption budget. "
+    refusal += "The disruption budget web needs 2 healthy pods and has 2 currently"
+    held = sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in pods if p.spec.node_name == victim)
+    if wbed.capi == "v1beta1":  # CAPI v1.10: the error, then its pods
+        assert drain["message"] == (
+            f"Drain not completed yet (started at {started}):\n* Pods with eviction failed:\n"
+            f"  * Cann{refusal}: {', '.join(held)}"
+        )
+    else:  # CAPI v1.11 and newer: the pods, then the error
+        kind = "Pods" if len(held) > 1 else "Pod"
+        assert drain["message"] == (
+            f"Drain not completed yet (started at {started}):\n* {kind} {', '.join(held)}: cann{refusal}"
+        )
     assert client.CoreV1Api(workload).read_node(victim).spec.unschedulable is True
     time.sleep(2)
     assert blocked() is not None  # still deleting: the PDB holds it
@@ -410,22 +418,46 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     assert time.monotonic() - started >= 3
 
 
-def test_drain_message_lists_pods_as_capi_does() -> None:
-    class Meta:
-        def __init__(self, name: str) -> None:
-            self.namespace, self.name = "default", name
+class _Meta:
+    def __init__(self, name: str) -> None:
+        self.namespace, self.name = "default", name
 
-    class Pod:
-        def __init__(self, name: str) -> None:
-            self.metadata = Meta(name)
 
-    pods = [Pod(f"p{i}") for i in range(5)]
-    message = drain_message("2026-01-01T00:00:00Z", pods[:1], {"refused": pods})
+class _Pod:
+    def __init__(self, name: str) -> None:
+        self.metadata = _Meta(name)
+
+
+PDB = "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget web needs 2"
+
+
+def test_drain_message_lists_pods_as_capi_1_10_does() -> None:
+    pods = [_Pod(f"p{i}") for i in reversed(range(7))]  # listed in ns/name order whatever the order here
+    failed = {f"error {i}": pods[:1] for i in range(6)} | {PDB: pods}
+    message = drain_message("v1beta1", "2026-01-01T00:00:00Z", pods, failed)
     assert message == (
         "Drain not completed yet (started at 2026-01-01T00:00:00Z):\n"
-        "* Pods with deletionTimestamp that still exist: default/p0\n"
+        "* Pods with deletionTimestamp that still exist: default/p0, default/p1, default/p2, default/p3, "
+        "default/p4, ... (2 more)\n"
         "* Pods with eviction failed:\n"
-        "  * refused: default/p0, default/p1, default/p2, ... (2 more)"
+        f"  * {PDB}: default/p0, default/p1, default/p2, ... (4 more)\n"
+        "  * error 0: default/p6\n  * error 1: default/p6\n  * error 2: default/p6\n  * error 3: default/p6\n"
+        "  * ... (2 more errors applying to 2 Pods)"
+    )
+
+
+def test_drain_message_lists_pods_as_capi_1_11_and_newer_do() -> None:
+    pods = [_Pod(f"p{i}") for i in reversed(range(5))]
+    failed = {f"error {i}": pods[:1] for i in range(5)} | {PDB: pods}
+    message = drain_message("v1beta2", "2026-01-01T00:00:00Z", pods[:1], failed)
+    pdb = PDB[0].lower() + PDB[1:]
+    assert message == (
+        "Drain not completed yet (started at 2026-01-01T00:00:00Z):\n"
+        "* Pod default/p4: deletionTimestamp set, but still not removed from the Node\n"
+        f"* Pods default/p0, default/p1, default/p2, ... (2 more): {pdb}\n"
+        "* Pod default/p4: failed to evict Pod, error 0\n* Pod default/p4: failed to evict Pod, error 1\n"
+        "* Pod default/p4: failed to evict Pod, error 2\n* Pod default/p4: failed to evict Pod, error 3\n"
+        "* 1 Pod with other issues"
     )
 
 
