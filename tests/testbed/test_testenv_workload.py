@@ -378,6 +378,74 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     assert all(vm["state"] in ("Destroyed", "Expunging") for vm in vms)  # expunged: gone or on its way
 
 
+def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    """Rolling out a MachineDeployment whose old Machine cannot be drained: as in CAPI, its status keeps
+    that Machine among the replicas (not up to date) until it is gone, so the rollout is not done."""
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "roll", workers=1)
+    _ready_nodes(workload, 2)
+    _deploy(workload, 1, {"app": "web"})
+    policy = client.PolicyV1Api(workload)
+    policy.create_namespaced_pod_disruption_budget(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    _until(
+        "PDB observed",
+        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 1,
+    )
+    custom = client.CustomObjectsApi(wbed.api_client())
+    infra = "infrastructure.cluster.x-k8s.io"
+    template = custom.get_namespaced_custom_object(
+        infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", "roll-md-0"
+    )
+    clone = {"apiVersion": template["apiVersion"], "kind": template["kind"], "spec": template["spec"],
+             "metadata": {"name": "roll-md-0-next", "namespace": wnamespace}}  # fmt: skip
+    custom.create_namespaced_custom_object(infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", clone)
+    (old,) = [
+        m["metadata"]["name"]
+        for m in _machines(wbed, wnamespace)
+        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    ]
+    repoint = {"spec": {"template": {"spec": {"infrastructureRef": {"name": "roll-md-0-next"}}}}}
+    custom.patch_namespaced_custom_object(
+        GROUP, wbed.capi, wnamespace, "machinedeployments", "roll-md-0", repoint
+    )
+    up_to_date = "updatedReplicas" if wbed.capi == "v1beta1" else "upToDateReplicas"
+
+    def status() -> dict[str, Any]:
+        md = custom.get_namespaced_custom_object(
+            GROUP, wbed.capi, wnamespace, "machinedeployments", "roll-md-0"
+        )
+        return dict(md.get("status") or {})
+
+    def old_draining() -> bool:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", old)
+        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
+
+    _until("the old Machine's drain blocked", old_draining)
+    _until("the replacement up to date", lambda: status().get(up_to_date) == 1)
+    time.sleep(2)  # a few reconciles later: still the old Machine counted
+    held = status()
+    assert (held["replicas"], held[up_to_date]) == (2, 1), held
+    if wbed.capi == "v1beta2":
+        assert held["versions"] == [{"version": VERSION, "replicas": 2}]
+        scaling = next(c for c in held["conditions"] if c["type"] == "ScalingDown")
+        assert (scaling["status"], scaling["message"]) == ("True", "Scaling down from 2 to 1 replicas")
+
+    policy.delete_namespaced_pod_disruption_budget("web", "default")
+    _until("the old Machine gone and counted no more", lambda: status().get("replicas") == 1)
+    done = status()
+    assert (done["replicas"], done[up_to_date]) == (1, 1), done
+    assert old not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+
+
 def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: str) -> None:
     from kubernetes import client
 
