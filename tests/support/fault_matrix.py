@@ -208,8 +208,10 @@ def stop_problems(run: Run, point: str, signal: str) -> list[str]:
     if "Traceback" in run.stderr:
         problems.append("a traceback was printed")
     if point.startswith(("writing copy ", "copying template ")):
-        if "stopping after" not in run.stderr or "was sent (CloudStack goes on copying" not in last:
-            problems.append("the copy was not reported as sent and going on in CloudStack")
+        if "was sent (CloudStack goes on copying" not in last:
+            problems.append(f"the copy was not reported as sent and going on in CloudStack: {last!r}")
+        if point.startswith("writing ") and "stopping after" not in run.stderr:
+            problems.append("the copy request in flight was not reported as finished first")
     elif point.startswith("writing ") and ("stopping after" not in run.stderr or "had finished" not in last):
         problems.append("the write in flight was not reported as finished first")
     return problems
