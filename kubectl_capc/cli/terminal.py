@@ -112,7 +112,7 @@ class PlanTerminal(ABC, Generic[PlanT]):
         from kubectl_capc.domain.interrupts import StoppedAfterWrite
 
         if isinstance(stop, StoppedAfterWrite):
-            where = f" after {stop.write} had finished"
+            where = f" after {stop.done}"
         else:
             where = f" during {self.current_step}" if self.current_step else ""
         self.note(f"interrupted{where}: run the same command again to continue where it stopped")

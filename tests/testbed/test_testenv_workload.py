@@ -263,11 +263,19 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
         drain = next(c for c in status["conditions"] if c["type"] == "Deleting")
         assert (drain["status"], drain["reason"]) == ("True", "DrainingNode")
     started = status["deletion"]["nodeDrainStartTime"]
-    assert drain["message"].startswith(
-        f"Drain not completed yet (started at {started}):\n* Pods with eviction failed:"
-    )
-    assert "Cannot evict pod as it would violate the pod's disruption budget." in drain["message"]
-    assert "The disruption budget web needs 2 healthy pods and has 2 currently" in drain["message"]
+    refusal = "ot evict pod as it would violate the pod's disruption budget. "
+    refusal += "The disruption budget web needs 2 healthy pods and has 2 currently"
+    held = sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in pods if p.spec.node_name == victim)
+    if wbed.capi == "v1beta1":  # CAPI v1.10: the error, then its pods
+        assert drain["message"] == (
+            f"Drain not completed yet (started at {started}):\n* Pods with eviction failed:\n"
+            f"  * Cann{refusal}: {', '.join(held)}"
+        )
+    else:  # CAPI v1.11 and newer: the pods, then the error
+        kind = "Pods" if len(held) > 1 else "Pod"
+        assert drain["message"] == (
+            f"Drain not completed yet (started at {started}):\n* {kind} {', '.join(held)}: cann{refusal}"
+        )
     assert client.CoreV1Api(workload).read_node(victim).spec.unschedulable is True
     time.sleep(2)
     assert blocked() is not None  # still deleting: the PDB holds it
@@ -282,6 +290,74 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     assert victim not in {n.metadata.name for n in client.CoreV1Api(workload).list_node().items}
     vms = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True).get("virtualmachine") or []
     assert all(vm["state"] in ("Destroyed", "Expunging") for vm in vms)  # expunged: gone or on its way
+
+
+def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    """Rolling out a MachineDeployment whose old Machine cannot be drained: as in CAPI, its status keeps
+    that Machine among the replicas (not up to date) until it is gone, so the rollout is not done."""
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "roll", workers=1)
+    _ready_nodes(workload, 2)
+    _deploy(workload, 1, {"app": "web"})
+    policy = client.PolicyV1Api(workload)
+    policy.create_namespaced_pod_disruption_budget(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    _until(
+        "PDB observed",
+        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 1,
+    )
+    custom = client.CustomObjectsApi(wbed.api_client())
+    infra = "infrastructure.cluster.x-k8s.io"
+    template = custom.get_namespaced_custom_object(
+        infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", "roll-md-0"
+    )
+    clone = {"apiVersion": template["apiVersion"], "kind": template["kind"], "spec": template["spec"],
+             "metadata": {"name": "roll-md-0-next", "namespace": wnamespace}}  # fmt: skip
+    custom.create_namespaced_custom_object(infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", clone)
+    (old,) = [
+        m["metadata"]["name"]
+        for m in _machines(wbed, wnamespace)
+        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    ]
+    repoint = {"spec": {"template": {"spec": {"infrastructureRef": {"name": "roll-md-0-next"}}}}}
+    custom.patch_namespaced_custom_object(
+        GROUP, wbed.capi, wnamespace, "machinedeployments", "roll-md-0", repoint
+    )
+    up_to_date = "updatedReplicas" if wbed.capi == "v1beta1" else "upToDateReplicas"
+
+    def status() -> dict[str, Any]:
+        md = custom.get_namespaced_custom_object(
+            GROUP, wbed.capi, wnamespace, "machinedeployments", "roll-md-0"
+        )
+        return dict(md.get("status") or {})
+
+    def old_draining() -> bool:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", old)
+        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
+
+    _until("the old Machine's drain blocked", old_draining)
+    _until("the replacement up to date", lambda: status().get(up_to_date) == 1)
+    time.sleep(2)  # a few reconciles later: still the old Machine counted
+    held = status()
+    assert (held["replicas"], held[up_to_date]) == (2, 1), held
+    if wbed.capi == "v1beta2":
+        assert held["versions"] == [{"version": VERSION, "replicas": 2}]
+        scaling = next(c for c in held["conditions"] if c["type"] == "ScalingDown")
+        assert (scaling["status"], scaling["message"]) == ("True", "Scaling down from 2 to 1 replicas")
+
+    policy.delete_namespaced_pod_disruption_budget("web", "default")
+    _until("the old Machine gone and counted no more", lambda: status().get("replicas") == 1)
+    done = status()
+    assert (done["replicas"], done[up_to_date]) == (1, 1), done
+    assert old not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
 
 
 def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: str) -> None:
@@ -324,22 +400,46 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     assert time.monotonic() - started >= 3
 
 
-def test_drain_message_lists_pods_as_capi_does() -> None:
-    class Meta:
-        def __init__(self, name: str) -> None:
-            self.namespace, self.name = "default", name
+class _Meta:
+    def __init__(self, name: str) -> None:
+        self.namespace, self.name = "default", name
 
-    class Pod:
-        def __init__(self, name: str) -> None:
-            self.metadata = Meta(name)
 
-    pods = [Pod(f"p{i}") for i in range(5)]
-    message = drain_message("2026-01-01T00:00:00Z", pods[:1], {"refused": pods})
+class _Pod:
+    def __init__(self, name: str) -> None:
+        self.metadata = _Meta(name)
+
+
+PDB = "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget web needs 2"
+
+
+def test_drain_message_lists_pods_as_capi_1_10_does() -> None:
+    pods = [_Pod(f"p{i}") for i in reversed(range(7))]  # listed in ns/name order whatever the order here
+    failed = {f"error {i}": pods[:1] for i in range(6)} | {PDB: pods}
+    message = drain_message("v1beta1", "2026-01-01T00:00:00Z", pods, failed)
     assert message == (
         "Drain not completed yet (started at 2026-01-01T00:00:00Z):\n"
-        "* Pods with deletionTimestamp that still exist: default/p0\n"
+        "* Pods with deletionTimestamp that still exist: default/p0, default/p1, default/p2, default/p3, "
+        "default/p4, ... (2 more)\n"
         "* Pods with eviction failed:\n"
-        "  * refused: default/p0, default/p1, default/p2, ... (2 more)"
+        f"  * {PDB}: default/p0, default/p1, default/p2, ... (4 more)\n"
+        "  * error 0: default/p6\n  * error 1: default/p6\n  * error 2: default/p6\n  * error 3: default/p6\n"
+        "  * ... (2 more errors applying to 2 Pods)"
+    )
+
+
+def test_drain_message_lists_pods_as_capi_1_11_and_newer_do() -> None:
+    pods = [_Pod(f"p{i}") for i in reversed(range(5))]
+    failed = {f"error {i}": pods[:1] for i in range(5)} | {PDB: pods}
+    message = drain_message("v1beta2", "2026-01-01T00:00:00Z", pods[:1], failed)
+    pdb = PDB[0].lower() + PDB[1:]
+    assert message == (
+        "Drain not completed yet (started at 2026-01-01T00:00:00Z):\n"
+        "* Pod default/p4: deletionTimestamp set, but still not removed from the Node\n"
+        f"* Pods default/p0, default/p1, default/p2, ... (2 more): {pdb}\n"
+        "* Pod default/p4: failed to evict Pod, error 0\n* Pod default/p4: failed to evict Pod, error 1\n"
+        "* Pod default/p4: failed to evict Pod, error 2\n* Pod default/p4: failed to evict Pod, error 3\n"
+        "* 1 Pod with other issues"
     )
 
 
