@@ -300,8 +300,8 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "roll", workers=1)
-    _ready_nodes(workload, 2)
-    _deploy(workload, 1, {"app": "web"})
+    ready_nodes(workload, 2)
+    deploy(workload, 1, {"app": "web"})
     policy = client.PolicyV1Api(workload)
     policy.create_namespaced_pod_disruption_budget(
         "default",
@@ -310,7 +310,7 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
             "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
         },
     )
-    _until(
+    until(
         "PDB observed",
         lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 1,
     )
@@ -324,7 +324,7 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
     custom.create_namespaced_custom_object(infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", clone)
     (old,) = [
         m["metadata"]["name"]
-        for m in _machines(wbed, wnamespace)
+        for m in list_machines(wbed, wnamespace)
         if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
     ]
     repoint = {"spec": {"template": {"spec": {"infrastructureRef": {"name": "roll-md-0-next"}}}}}
@@ -343,8 +343,8 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
         machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", old)
         return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
 
-    _until("the old Machine's drain blocked", old_draining)
-    _until("the replacement up to date", lambda: status().get(up_to_date) == 1)
+    until("the old Machine's drain blocked", old_draining)
+    until("the replacement up to date", lambda: status().get(up_to_date) == 1)
     time.sleep(2)  # a few reconciles later: still the old Machine counted
     held = status()
     assert (held["replicas"], held[up_to_date]) == (2, 1), held
@@ -354,10 +354,10 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
         assert (scaling["status"], scaling["message"]) == ("True", "Scaling down from 2 to 1 replicas")
 
     policy.delete_namespaced_pod_disruption_budget("web", "default")
-    _until("the old Machine gone and counted no more", lambda: status().get("replicas") == 1)
+    until("the old Machine gone and counted no more", lambda: status().get("replicas") == 1)
     done = status()
     assert (done["replicas"], done[up_to_date]) == (1, 1), done
-    assert old not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+    assert old not in {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
 
 
 def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: str) -> None:
