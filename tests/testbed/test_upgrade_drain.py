@@ -8,38 +8,15 @@ it names the Machine and the budget. With the budget gone, the same command fini
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.upgrade_support import cli
-from tests.testbed.test_testenv_workload import GROUP, _cluster, _deploy, _machines, _ready_nodes, _until
+from tests.support.workload_support import GROUP, create_cluster, deploy, ready_nodes, until, worker_names
 from tests.testenv import bed
 
-
-@pytest.fixture(params=["v1beta1", "v1beta2"])
-def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
-    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
-    from kubernetes import client
-
-    name = f"d-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
-
-
-def _workers(wbed: bed.TestBed, namespace: str) -> list[str]:
-    return [
-        m["metadata"]["name"]
-        for m in _machines(wbed, namespace)
-        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
-    ]
+pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
 
 
 def test_a_drain_held_by_a_budget_keeps_the_rollout_unfinished_until_it_is_released(
@@ -47,32 +24,32 @@ def test_a_drain_held_by_a_budget_keeps_the_rollout_unfinished_until_it_is_relea
 ) -> None:
     from kubernetes import client
 
-    workload: Any = _cluster(wbed, wnamespace, "held", workers=1)
-    _ready_nodes(workload, 2)
-    _deploy(workload, 1, {"app": "web"})
+    workload: Any = create_cluster(wbed, wnamespace, "held", workers=1)
+    ready_nodes(workload, 2)
+    deploy(workload, 1, {"app": "web"})
     policy = client.PolicyV1Api(workload)
     budget = {
         "metadata": {"name": "web"},
         "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
     }
     policy.create_namespaced_pod_disruption_budget("default", budget)
-    _until(
+    until(
         "PDB observed",
         lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 1,
     )
-    (old,) = _workers(wbed, wnamespace)
+    (old,) = worker_names(wbed, wnamespace)
     args = ("image-upgrade", "held", "-n", wnamespace, "--to", "v1.29.3", "--yes")
 
     held = cli(wbed, *args, "--timeout", "machine-deployment=20s", timeout=300)
     assert held.returncode == 6, held.stdout + held.stderr
     assert "MachineDeployment/held-md-0 did not finish rolling out to v1.29.3 within 20s" in held.stderr
     assert f"held up: {old}: drain blocked by PodDisruptionBudget default/web" in held.stderr, held.stderr
-    assert old in _workers(wbed, wnamespace)  # still there, deleting
+    assert old in worker_names(wbed, wnamespace)  # still there, deleting
 
     policy.delete_namespaced_pod_disruption_budget("web", "default")
     done = cli(wbed, *args, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert old not in _workers(wbed, wnamespace)
+    assert old not in worker_names(wbed, wnamespace)
     custom = client.CustomObjectsApi(wbed.api_client())
     md = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machinedeployments", "held-md-0")
     counter = "updatedReplicas" if wbed.capi == "v1beta1" else "upToDateReplicas"
