@@ -14,6 +14,7 @@ import pytest
 
 from kubectl_capc.domain.fleet import ClusterKey, FleetMember, FleetPlan, FleetPolicy, FleetReport
 from kubectl_capc.domain.planner import PlanRequest
+from kubectl_capc.domain.progress import RolloutUpdate
 from kubectl_capc.domain.versions import parse_target
 from kubectl_capc.ops import fleet
 from kubectl_capc.ops.options import ImageOptions
@@ -109,7 +110,7 @@ def test_a_second_ctrl_c_stops_the_running_members_at_their_next_step() -> None:
         deadline = time.monotonic() + 5
         try:
             while time.monotonic() < deadline:
-                step.progress((), 0.0)  # a wait reporting progress: where a member stops
+                step.progress(RolloutUpdate((), 0.0))  # a wait reporting progress: where a member stops
                 time.sleep(0.01)
         except fleet._Halted as halted:
             return str(halted)
