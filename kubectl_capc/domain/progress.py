@@ -57,14 +57,14 @@ class OwnerProgress:
     observed: bool
     done: bool
     replacing: MachinePhase | None = None
+    """Shown next to the counts, not part of them (`cli.progress.owner_text`)."""
 
     def __str__(self) -> str:
         if self.done:
             return f"{self.name}: done, {self.ready}/{self.desired} ready at {self.version}"
         if not self.observed:
             return f"{self.name}: waiting for the controller to pick up the change"
-        text = f"{self.name}: {self.up_to_date}/{self.desired} up to date, {self.ready} ready"
-        return text + (f"; {self.replacing}" if self.replacing is not None else "")
+        return f"{self.name}: {self.up_to_date}/{self.desired} up to date, {self.ready} ready"
 
 
 @dataclass(frozen=True)
