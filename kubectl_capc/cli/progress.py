@@ -218,7 +218,7 @@ class ProgressDisplay:
                 if self.live and self._live is not None:
                     self._live.console.print(upload.text(), highlight=False)
                 self._upload = None
-            self._refresh()
+            self._refresh(now=update.done)  # otherwise drawn by the display's own 4 refreshes a second
 
     def status(self, text: str) -> None:
         """A free-text status that changes often (a build's output): live, or a plain line at most once
@@ -230,7 +230,7 @@ class ProgressDisplay:
             if plain and now - self._status_printed >= STATUS_EVERY:
                 self._status_printed = now
                 self._stamped(self._status)
-            self._refresh()
+            self._refresh(now=False)
 
     def cluster(self, key: str, state: str) -> None:
         """A fleet member's state: a row of the live table, or a plain line when it changes."""
@@ -282,9 +282,10 @@ class ProgressDisplay:
         self._zones.clear()
         self._copies = None
 
-    def _refresh(self) -> None:
-        """Draw the live display; it starts with the first thing to show and stops once nothing is
-        left (so that a question or a result is never drawn over)."""
+    def _refresh(self, *, now: bool = True) -> None:
+        """Draw the live display (`now`: at once, not at its next refresh); it starts with the first
+        thing to show and stops once nothing is left (so that a question or a result is never drawn
+        over)."""
         if not self.live:
             return
         if not self._anything():
@@ -303,7 +304,8 @@ class ProgressDisplay:
                 redirect_stderr=False,
             )
             self._live.start()
-        self._live.refresh()
+        if now:
+            self._live.refresh()
 
     def _anything(self) -> bool:
         return bool(self._owners or self._zones or self._upload or self._status or self._fleet)
