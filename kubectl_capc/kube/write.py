@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from kubectl_capc.domain.errors import KubeApiError, PlanError, RolloutError, one_line
+from kubectl_capc.domain.errors import CapcError, KubeApiError, PlanError, RolloutError, one_line
 from kubectl_capc.domain.interrupts import writing
 from kubectl_capc.domain.inventory import parse_machine, parse_rollout_owner
 from kubectl_capc.domain.model import (
@@ -86,9 +86,6 @@ _GOOD_WHEN_TRUE = frozenset(
      "CertificatesAvailable"}
 )  # fmt: skip
 _GOOD_WHEN_FALSE = frozenset({"RollingOut", "ScalingUp", "ScalingDown", "Remediating", "Deleting", "Paused"})
-MACHINES_EVERY = 5.0
-"""While a wait reports progress, the owners' Machines are listed again (to name the one being replaced
-and its phase) when an owner changed, at most this often (seconds); never on a bookmark or while idle."""
 
 
 class Conflict(KubeApiError):
@@ -789,15 +786,15 @@ def server_dry_run(api_client: Any, objects: Sequence[Mapping[str, Any]]) -> lis
 
 class _Phases:
     """The Machine each unfinished owner of a wait is replacing, for its progress line: the owners'
-    Machines listed once per refresh (one LIST for the cluster), at most every `MACHINES_EVERY` seconds.
+    Machines are listed (one LIST, by label) each time an owner changed while its rollout is under way,
+    never on a bookmark or while nothing changes, so an idle wait makes no more requests than before.
     A failed LIST only leaves the phase out."""
 
     def __init__(self, writer: KubeWriter, step: WaitRollout) -> None:
         self._writer = writer
         self._label = CONTROL_PLANE_NAME_LABEL if step.is_control_plane else DEPLOYMENT_NAME_LABEL
         self._version = step.version
-        self._machines: list[Any] = []
-        self._listed = -math.inf
+        self._machines: list[Machine] = []
 
     def add(
         self, progress: tuple[OwnerProgress, ...], owners: Mapping[str, Mapping[str, Any]], *, refresh: bool
@@ -805,9 +802,7 @@ class _Phases:
         pending = [item for item in progress if item.observed and not item.done]
         if not pending:
             return progress
-        now = time.monotonic()
-        if refresh and now - self._listed >= MACHINES_EVERY:
-            self._listed = now
+        if refresh:
             self._machines = self._list(pending, owners)
         found = {item.name: replacing_machine(self._machines, item.name, self._version) for item in pending}
         return tuple(
@@ -826,7 +821,7 @@ class _Phases:
             selector = self._label
         try:
             items = self._writer.list_objects("Machine", label_selector=selector).get("items") or []
-        except KubeApiError as err:
+        except CapcError as err:
             _log.info("listing Machines for the progress line failed: %s", one_line(err.message))
             return []
         return [parse_machine(item) for item in items]

@@ -8,6 +8,8 @@ sequence. stdout is a pipe both times and carries only the result table.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import pty
 import re
@@ -17,9 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support.upgrade_support import cli
+from kubectl_capc.domain.errors import ExitCode
+from tests.support.upgrade_support import cli, create_cluster
 from tests.testbed.test_image import cluster, new_version, register_args, sparse_qcow2  # noqa: F401
 from tests.testenv.bed import TestBed
+from tests.testenv.rollout_model import FAIL_ANNOTATION
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 
@@ -85,3 +89,43 @@ def test_a_terminal_gets_the_live_display_and_a_pipe_gets_timestamped_lines(
     assert any(f"zone zone2: {template} ready (" in line for line in progress), done.stderr
     steps = [line for line in done.stderr.splitlines() if not STAMP.match(line)]
     assert steps and all(line.startswith(("uploading ", "copying ")) for line in steps), steps
+
+
+def test_an_upgrade_s_json_stays_alone_on_stdout_and_its_rollouts_are_plain_lines_on_stderr(
+    testenv: TestBed, namespace: str
+) -> None:
+    create_cluster(testenv, namespace, md_count=1)
+    done = cli(testenv, "image-upgrade", "c1", "-n", namespace, "--to", "v1.29.3", "--yes", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["kind"] == "UpgradePlan"  # nothing but the document
+    progress = [line for line in done.stderr.splitlines() if STAMP.match(line)]
+    (cp_done,) = [line for line in progress if "c1-control-plane: done, 3/3 ready at v1.29.3 (" in line]
+    assert cp_done.endswith(" of 1:00:00)")  # the wait's elapsed time against its limit
+    (md_done,) = [line for line in progress if "c1-md-0: done, 2/2 ready at v1.29.3 (" in line]
+    assert md_done.endswith(" of 30:00)")
+    states = [line.split(" ", 1)[1].rsplit(" (", 1)[0] for line in progress]
+    assert all(a != b for a, b in itertools.pairwise(states)), states  # a line only when the state changed
+
+
+def test_a_rollout_line_names_the_machine_being_replaced_and_its_phase(
+    testenv: TestBed, namespace: str
+) -> None:
+    create_cluster(testenv, namespace, md_count=1, annotate={"c1-control-plane": {FAIL_ANNOTATION: "Stuck"}})
+    done = cli(
+        testenv, "image-upgrade", "c1", "-n", namespace, "--to", "v1.29.3", "--yes",
+        "--timeout", "control-plane=3s", "--progress", "plain",
+    )  # fmt: skip
+    assert done.returncode == ExitCode.ROLLOUT, done.stderr
+    replacing = [line for line in done.stderr.splitlines() if "; replacing c1-control-plane-" in line]
+    assert replacing and STAMP.match(replacing[-1]), done.stderr
+    assert replacing[-1].split("; replacing ", 1)[1].split(" ")[1] == "(Provisioning)"
+
+
+def test_progress_none_prints_steps_but_no_progress_lines(testenv: TestBed, namespace: str) -> None:
+    create_cluster(testenv, namespace, md_count=1)
+    done = cli(testenv, "image-upgrade", "c1", "-n", namespace, "--to", "v1.29.3", "--yes", "--progress=none")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert not [line for line in lines if STAMP.match(line)]
+    assert "[hop 1] WaitRollout KubeadmControlPlane/c1-control-plane: done" in lines
+    assert lines[-1] == f"cluster {namespace}/c1 is at v1.29.3"
