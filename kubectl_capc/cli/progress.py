@@ -172,7 +172,7 @@ class ProgressDisplay:
         """A step, warning or result line: printed in every mode, above a live display."""
         with self._lock:
             if self._live is not None:
-                self._live.console.print(message, markup=False, highlight=False, soft_wrap=True)
+                self._above(message)
             else:
                 self._write(message)
 
@@ -216,7 +216,7 @@ class ProgressDisplay:
                     self._stamped(upload.text())
             if update.done:
                 if self.live and self._live is not None:
-                    self._live.console.print(upload.text(), highlight=False)
+                    self._above(upload.text())
                 self._upload = None
             self._refresh(now=update.done)  # otherwise drawn by the display's own 4 refreshes a second
 
@@ -242,11 +242,20 @@ class ProgressDisplay:
             self._refresh()
 
     def close(self) -> None:
-        """Stop the live display, leaving what it showed last."""
+        """Stop the live display, leaving what it showed last on the screen; what comes next starts a
+        new one."""
         with self._lock:
             if self._live is not None:
                 self._live.stop()
                 self._live = None
+            self._owners, self._zones, self._fleet = {}, {}, {}
+            self._rollout = self._copies = self._upload = None
+            self._status = ""
+
+    def _above(self, text: str) -> None:
+        """A line printed above the live display, as it is (no markup, no wrapping)."""
+        if self._live is not None:
+            self._live.console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
     # -- plain lines ------------------------------------------------------------------------------
 
@@ -271,14 +280,14 @@ class ProgressDisplay:
         """A wait that ended: its owners' final lines stay above the live display."""
         if self._live is not None:
             for owner in self._owners.values():
-                self._live.console.print(f"  {owner_text(owner)}", markup=False, highlight=False)
+                self._above(f"  {owner_text(owner)}")
         self._owners.clear()
         self._rollout = None
 
     def _finish_copies(self) -> None:
         if self._live is not None:
             for zone in self._zones.values():
-                self._live.console.print(f"  {zone_text(zone)}", markup=False, highlight=False)
+                self._above(f"  {zone_text(zone)}")
         self._zones.clear()
         self._copies = None
 

@@ -70,6 +70,7 @@ class PlanTerminal(ABC, Generic[PlanT]):
         """The server's verdict on one write, as the document's `status.serverDryRun` lists it."""
 
     def show_plan(self, plan: PlanT) -> None:
+        self.display.close()  # a new plan (after a conflict mid-wait) is not drawn over
         if self.output is OutputFormat.TABLE:
             self.print_plan(plan)
         elif self._document is None:
