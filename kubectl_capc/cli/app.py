@@ -20,6 +20,7 @@ from kubectl_capc.cli.options import (
     OptionalClusterArgument,
     OutputFormat,
     OutputOption,
+    SelectorOption,
     global_options,
 )
 from kubectl_capc.cli.printing import print_document, print_table
@@ -99,6 +100,7 @@ def context(opts: GlobalOptions) -> None:
 def describe(
     opts: GlobalOptions,
     cluster: OptionalClusterArgument = None,
+    selector: SelectorOption = None,
     zones: Annotated[
         bool,
         typer.Option(
@@ -111,7 +113,14 @@ def describe(
     from kubectl_capc.ops.describe import run
 
     output = "tree" if opts.output is OutputFormat.TABLE else opts.output.value
-    text, notes = run(opts.target, cluster, all_namespaces=opts.all_namespaces, output=output, zones=zones)
+    text, notes = run(
+        opts.target,
+        cluster,
+        all_namespaces=opts.all_namespaces,
+        output=output,
+        zones=zones,
+        label_selector=selector,
+    )
     for note in notes:
         typer.echo(note, err=True)
     typer.echo(text, nl=False)

@@ -52,6 +52,7 @@ __all__ = [
     "PollIntervalOption",
     "PrebuiltBaseUrlOption",
     "ProgressOption",
+    "SelectorOption",
     "TimeoutOption",
     "YesOption",
     "apply_options",
@@ -158,6 +159,15 @@ OutputOption = Annotated[
 ClusterArgument = Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster.")]
 OptionalClusterArgument = Annotated[
     str | None, typer.Argument(metavar="CLUSTER", help="Cluster name; default: all in the namespace.")
+]
+SelectorOption = Annotated[
+    str | None,
+    typer.Option(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="Only the Clusters whose labels match, e.g. env=prod,tier!=dev (with -A: in every namespace).",
+    ),
 ]
 DryRunOption = Annotated[
     bool,
