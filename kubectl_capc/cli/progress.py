@@ -139,7 +139,7 @@ class ProgressDisplay:
         now: Callable[[], datetime] = _utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stream = stream
+        self._stream = stream if stream is not None or console is None else console.file
         self._console = console
         self._now = now
         self._monotonic = monotonic
@@ -215,8 +215,7 @@ class ProgressDisplay:
                     upload.printed_step = step
                     self._stamped(upload.text())
             if update.done:
-                if self.live and self._live is not None:
-                    self._above(upload.text())
+                self._result(upload.text())
                 self._upload = None
             self._refresh(now=update.done)  # otherwise drawn by the display's own 4 refreshes a second
 
@@ -276,18 +275,21 @@ class ProgressDisplay:
 
     # -- the live display -------------------------------------------------------------------------
 
+    def _result(self, text: str) -> None:
+        """How something shown live ended: a line that stays (plain output has printed it already)."""
+        if self.live:
+            self.note(text)
+
     def _finish_rollout(self) -> None:
         """A wait that ended: its owners' final lines stay above the live display."""
-        if self._live is not None:
-            for owner in self._owners.values():
-                self._above(f"  {owner_text(owner)}")
+        for owner in self._owners.values():
+            self._result(f"  {owner_text(owner)}")
         self._owners.clear()
         self._rollout = None
 
     def _finish_copies(self) -> None:
-        if self._live is not None:
-            for zone in self._zones.values():
-                self._above(f"  {zone_text(zone)}")
+        for zone in self._zones.values():
+            self._result(f"  {zone_text(zone)}")
         self._zones.clear()
         self._copies = None
 

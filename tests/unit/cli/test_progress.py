@@ -204,3 +204,11 @@ def test_a_zone_s_percentage_comes_from_cloudstack_s_status(
     ready: bool, status: str, percent: int | None
 ) -> None:
     assert ZoneCopy("zone1", "t", ready, status).percent == percent
+
+
+def test_live_mode_keeps_the_result_of_a_wait_that_was_over_at_its_first_update() -> None:
+    display, screen = live()
+    display.upload(UploadUpdate(512, 512))  # a file sent in one chunk
+    display.copies(CopyUpdate((ZoneCopy("zone1", "t", True, "Download Complete"),), 1.0))
+    drawn = visible(screen.getvalue())
+    assert "uploaded 512 B of 512 B (100%)" in drawn and "zone zone1: t ready" in drawn
