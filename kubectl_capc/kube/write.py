@@ -465,7 +465,7 @@ class KubeWriter:
             if on_progress is not None:
                 item = OwnerProgress(
                     step.kind, step.name, step.version, desired, decision.up_to_date, decision.ready,
-                    decision.ready, True, decision.done,
+                    decision.ready, True, decision.done, replacing_machine(parsed, step.name, step.version),
                 )  # fmt: skip
                 on_progress((item,), time.monotonic() - started)
             return decision
