@@ -13,10 +13,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubectl_capc.domain.checks.facts import Access
+from kubectl_capc.domain.checks.permissions import PERMISSION_MISSING
 from kubectl_capc.domain.errors import PlanError, UsageError
-from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates
-from kubectl_capc.domain.plan import EnsureImage, ImageSource, ZoneState
-from kubectl_capc.domain.versions import KubeVersion
+from kubectl_capc.domain.model import CLUSTER_GROUP, ClusterInventory, ZoneTemplates
+from kubectl_capc.domain.plan import (
+    EnsureImage,
+    ImageSource,
+    OnDeleteMode,
+    RollOnDelete,
+    UpgradePlan,
+    ZoneState,
+)
 from kubectl_capc.kube.write import KubeWriter
 from kubectl_capc.ops.options import ImageOptions
 from kubectl_capc.ops.progress import ImageProgress, NoteProgress, PipelineReporter
@@ -86,14 +94,34 @@ class KubeClusterIO(ClusterAccess):
         self._targets: tuple[Any, ...] | None = None
         self._inventory: ClusterInventory | None = None
 
-    def preflight(self, target: KubeVersion) -> list[str]:
-        """CAPC-R001 for the cluster last read: room in CloudStack for the rollout's surge machines."""
+    def preflight(self, plan: UpgradePlan) -> list[str]:
+        """CAPC-R001 for the cluster last read (room in CloudStack for the rollout's surge machines), and
+        CAPC-P001 for the Machine deletions and watches of `--on-delete=replace`, which the minimal Role
+        leaves out: refused before the first write rather than after the deployment's patch."""
         from kubectl_capc.ops.capacity import rollout_capacity
 
+        problems = self._replace_permissions(plan)
         inventory = self._inventory
         if inventory is None or self._targets is None:
+            return problems
+        capacity = rollout_capacity(inventory, self._targets, plan.target)
+        return [*problems, *(f"{f.check_id}: {f.message}" for f in capacity)]
+
+    def _replace_permissions(self, plan: UpgradePlan) -> list[str]:
+        from kubectl_capc.kube.read import access_review
+
+        replaces = any(
+            isinstance(step, RollOnDelete) and step.mode is OnDeleteMode.REPLACE for _, step in plan.steps()
+        )
+        if not replaces:
             return []
-        return [f"{f.check_id}: {f.message}" for f in rollout_capacity(inventory, self._targets, target)]
+        needed = [Access(verb, CLUSTER_GROUP, "machines", self.namespace) for verb in ("delete", "watch")]
+        return [
+            f"{PERMISSION_MISSING.id}: you cannot {access}, which --on-delete=replace needs to "
+            "replace the Machines of OnDelete MachineDeployments (docs/rbac.md)"
+            for access in needed
+            if not access_review(self.api_client, access)
+        ]
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]:
         inventory = self.read_inventory()

@@ -41,7 +41,6 @@ from kubectl_capc.domain.planner import PlanRequest, plan_upgrade
 from kubectl_capc.domain.preview import ObjectPreview, clean, merge_patch
 from kubectl_capc.domain.progress import RolloutUpdate
 from kubectl_capc.domain.records import ACTION_UPGRADE, Rotation, rotation_annotations
-from kubectl_capc.domain.versions import KubeVersion
 from kubectl_capc.kube.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.kube.write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
 from kubectl_capc.ops.lock import held_for_run
@@ -121,9 +120,9 @@ class ClusterIO(WriterIO, Protocol):
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]: ...
 
-    def preflight(self, target: KubeVersion) -> list[str]:
-        """Problems of the cluster last read that keep an upgrade to `target` from starting (CloudStack
-        capacity for the surge machines)."""
+    def preflight(self, plan: UpgradePlan) -> list[str]:
+        """Problems of the cluster last read that keep `plan` from starting: CloudStack capacity for the
+        surge machines, and the permissions its Machine deletions need."""
         ...
 
     def ensure_image(self, step: EnsureImage, inventory: ClusterInventory, timeout: float | None) -> None:
@@ -421,7 +420,7 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         )
 
     def _blockers(self, plan: UpgradePlan) -> list[str]:
-        return [str(blocker) for blocker in plan.blockers] + self.io.preflight(plan.target)
+        return [str(blocker) for blocker in plan.blockers] + self.io.preflight(plan)
 
     def _nothing_to_do(self, plan: UpgradePlan) -> None:
         self.console.note(f"{self._finished(plan)}: nothing to do")
