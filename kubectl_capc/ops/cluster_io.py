@@ -27,6 +27,7 @@ from kubectl_capc.domain.plan import (
 )
 from kubectl_capc.kube.write import KubeWriter
 from kubectl_capc.ops.options import ImageOptions
+from kubectl_capc.ops.progress import ImageProgress, NoteProgress, PipelineReporter
 from kubectl_capc.ops.upgrade import Console
 
 if TYPE_CHECKING:
@@ -35,29 +36,6 @@ if TYPE_CHECKING:
     from kubectl_capc.ops.image_targets import ZoneTarget
 
 __all__ = ["ClusterAccess", "KubeClusterIO", "wait_for_copies"]
-
-
-class _PipelineReporter:
-    """The image pipeline's progress, passed on to the console as notes."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._last = ""
-
-    def step(self, message: str) -> None:
-        self.console.note(message)
-
-    def zones(self, rows: Sequence[Any]) -> None:
-        text = ", ".join(
-            f"{row.zone_name}: {'ready' if row.ready else row.status or 'waiting'}" for row in rows
-        )
-        if text != self._last:
-            self._last = text
-            self.console.note(text)
-
-    def upload(self, sent: int, total: int) -> None:
-        if total and sent == total:
-            self.console.note(f"uploaded {total} bytes")
 
 
 class ClusterAccess:
@@ -104,12 +82,15 @@ class KubeClusterIO(ClusterAccess):
         console: Console,
         *,
         make_client: Callable[[Any], Any] | None = None,
+        progress: ImageProgress | None = None,
     ) -> None:
-        """`make_client` builds a CloudStack client from credentials (default: `CloudStackClient`)."""
+        """`make_client` builds a CloudStack client from credentials (default: `CloudStackClient`);
+        `progress` shows the image pipeline's progress (default: as notes on `console`)."""
         super().__init__(api_client, namespace, cluster)
         self.make_client = make_client
         self.images = images
         self.console = console
+        self.progress = progress
         self._targets: tuple[Any, ...] | None = None
         self._inventory: ClusterInventory | None = None
 
@@ -174,8 +155,9 @@ class KubeClusterIO(ClusterAccess):
         an image source other than `existing`, register or build what is missing (and, once it is
         ready everywhere, tag it if an earlier run was stopped before it could)."""
         targets = self._zone_targets(inventory)
+        reporter = PipelineReporter(self.progress or NoteProgress(self.console.note), timeout=timeout)
         if self.images.source is ImageSource.EXISTING:
-            wait_for_copies(step, targets, timeout, _PipelineReporter(self.console).zones)
+            wait_for_copies(step, targets, timeout, reporter.zones)
             return
         from kubectl_capc.domain.images import Hypervisor
         from kubectl_capc.ops.image_register import (
@@ -199,7 +181,7 @@ class KubeClusterIO(ClusterAccess):
             tags=template_tags(spec, step.version),
             replace_failed=False,
             timeout=timeout if timeout is not None else float("inf"),
-            reporter=_PipelineReporter(self.console),
+            reporter=reporter,
             upload_tls=self.images.upload_tls(),
         )
 

@@ -35,11 +35,11 @@ from kubectl_capc.domain.model import (
 )
 from kubectl_capc.domain.plan import MACHINE_DEPLOYMENT_KIND, PatchObject, Step, WaitRollout
 from kubectl_capc.domain.preview import ObjectPreview
+from kubectl_capc.domain.progress import RolloutUpdate
 from kubectl_capc.domain.records import ACTION_ROLLBACK, Rotation, read_history
 from kubectl_capc.domain.versions import KubeVersion, parse_version
-from kubectl_capc.kube.write import OwnerProgress
 from kubectl_capc.ops.cluster_io import ClusterAccess
-from kubectl_capc.ops.upgrade import PlanConsole, PlanRun, WriterIO
+from kubectl_capc.ops.upgrade import PlanConsole, PlanRun, WriterIO, reporting
 
 __all__ = [
     "KIND",
@@ -521,7 +521,7 @@ class RollbackConsole(PlanConsole, Protocol):
     def step(self, step: Step, state: str) -> None:
         """`state` is "start" or "done"."""
 
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None: ...
+    def progress(self, update: RolloutUpdate) -> None: ...
 
 
 class RollbackIO(WriterIO, Protocol):
@@ -573,8 +573,9 @@ class Rollback(PlanRun[RollbackPlan, RollbackIO, RollbackConsole]):
             if isinstance(step, GoBack):
                 self._patch(step)
             else:
+                timeout = self.options.timeouts.for_wait(step)
                 self.io.writer.wait(
-                    step, timeout=self.options.timeouts.for_wait(step), on_progress=self.console.progress
+                    step, timeout=timeout, on_progress=reporting(self.console.progress, timeout)
                 )
             self.console.step(step, "done")
             if isinstance(step, WaitRollout):

@@ -60,7 +60,7 @@ class RecordingConsole:
     def before_step(self, step: Step) -> None:
         """Hook for a concurrent change, made by another client just before `step` is sent."""
 
-    def progress(self, progress: Sequence[Any], elapsed: float) -> None:
+    def progress(self, update: Any) -> None:
         pass
 
     def note(self, message: str) -> None:
