@@ -24,7 +24,7 @@ from kubectl_capc.cli.options import (
 from kubectl_capc.domain.errors import ExitCode
 
 if TYPE_CHECKING:
-    from kubectl_capc.ops.cleanup import CleanupPlan
+    from kubectl_capc.domain.cleanup import CleanupPlan
 
 __all__ = ["cleanup"]
 

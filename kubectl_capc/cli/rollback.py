@@ -30,7 +30,7 @@ from kubectl_capc.cli.terminal import PlanTerminal
 if TYPE_CHECKING:
     from kubectl_capc.domain.plan import Step
     from kubectl_capc.domain.preview import ObjectPreview
-    from kubectl_capc.ops.rollback import RollbackPlan
+    from kubectl_capc.domain.rollback import RollbackPlan
 
 __all__ = ["RollbackTerminal", "rollback"]
 

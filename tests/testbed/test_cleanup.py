@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kubectl_capc.domain.cleanup import CLONED_FROM_NAME, CleanupPlan
 from kubectl_capc.domain.records import PREFIX
-from kubectl_capc.ops.cleanup import CLONED_FROM_NAME, CleanupOptions, CleanupPlan, KubeCleanupIO, run_cleanup
+from kubectl_capc.ops.cleanup import CleanupOptions, KubeCleanupIO, run_cleanup
 from tests.support.fixtures_capc import to_v1beta2
 from tests.support.upgrade_support import (
     CAPC,

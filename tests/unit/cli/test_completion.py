@@ -4,6 +4,7 @@ offers (read from the Typer app), `--to` versions, and the time budget of server
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -246,9 +247,11 @@ def test_static_completion_does_not_import_the_kubernetes_client() -> None:
 def test_a_broken_kubeconfig_offers_nothing_at_once_and_prints_no_error(tmp_path: Path) -> None:
     broken = tmp_path / "config"
     broken.write_text("clusters: [\n  token: s3cret\n")
-    started = time.monotonic()
-    done = run_completion("__complete", "validate", "--kubeconfig", str(broken), "")
-    assert time.monotonic() - started < 2
+    from kubectl_capc.cli.completion import BUDGET_ENV
+
+    started = time.monotonic()  # with a budget of 30 s, "at once" is far below it however busy the machine
+    done = run_completion("__complete", "validate", "--kubeconfig", str(broken), "", env={BUDGET_ENV: "30s"})
+    assert time.monotonic() - started < 10
     assert (done.returncode, done.stdout, done.stderr) == (0, ":4\n", "")
 
 
@@ -264,7 +267,11 @@ def test_a_line_the_cli_would_reject_still_answers() -> None:
 
 @pytest.mark.parametrize("words", [[""], ["validate", "--"]])
 def test_the_completion_module_runs_well_within_the_budget(words: list[str]) -> None:
-    started = time.monotonic()
+    """Answers that need no server cost a fraction of the 1 s budget. Counted in CPU seconds of the
+    process (start-up included), which a busy machine does not inflate as it does wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = run_completion("__complete", *words)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert done.returncode == 0
-    assert time.monotonic() - started < 1.0
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 0.6, cpu

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from kubectl_capc.domain.cleanup import CLONED_FROM_NAME, plan_cleanup, template_references
 from kubectl_capc.domain.errors import PlanError
 from kubectl_capc.domain.records import ACTION_UPGRADE
-from kubectl_capc.ops.cleanup import CLONED_FROM_NAME, plan_cleanup, template_references
 from tests.support.fixtures_capc import to_v1beta2
 from tests.support.planner_scenes import cluster, inventory, named, of_kind
 from tests.unit.domain.test_rollback_plan import record

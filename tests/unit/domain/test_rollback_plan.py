@@ -15,7 +15,7 @@ from kubectl_capc.domain.records import (
     read_history,
     rotation_annotations,
 )
-from kubectl_capc.ops.rollback import GoBack, RollbackPlan, plan_rollback
+from kubectl_capc.domain.rollback import GoBack, RollbackPlan, plan_rollback
 from tests.support.planner_scenes import (
     cluster,
     execute,
