@@ -177,9 +177,10 @@ def test_to_offers_the_template_versions_in_the_clusters_zones_and_the_known_min
         name,
         "-n",
         namespace,
-        "--to=v1.29.",
+        f"--to={parse_version(version).minor_line}.",
     )
-    assert typed == ["--to=v1.29.3"]
+    # This test's own minor: the shared double may hold other tests' v1.29 patches.
+    assert typed == [f"--to={version}"]
 
 
 def _order(value: str) -> tuple[int, float]:
