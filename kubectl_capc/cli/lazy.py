@@ -59,7 +59,9 @@ class LazyCommand:
 class _Commands(MutableMapping[str, Any]):
     """The group's commands by name, in table order; a lazy one is built on first access."""
 
-    def __init__(self, loaded: Mapping[str, Any], lazy: Mapping[str, LazyCommand], parent: typer.Typer) -> None:
+    def __init__(
+        self, loaded: Mapping[str, Any], lazy: Mapping[str, LazyCommand], parent: typer.Typer
+    ) -> None:
         self._order = [*lazy, *(name for name in loaded if name not in lazy)]
         self._loaded = dict(loaded)
         self._lazy = dict(lazy)
@@ -192,11 +194,16 @@ def _fast_param(descriptor: Any) -> Any:
     )
 
 
-try:
-    from typer._coercion import RuntimeParam as _RuntimeParam
-except ImportError:  # another typer release: its own converter stays
-    _RuntimeParam = None
-else:
+def _typer_runtime_param() -> Any:
+    try:
+        from typer._coercion import RuntimeParam
+    except ImportError:  # another typer release: its own converter stays
+        return None
+    return RuntimeParam
+
+
+_RuntimeParam: Any = _typer_runtime_param()
+if _RuntimeParam is not None:
 
     @dataclass(frozen=True)
     class _FastParam(_RuntimeParam):  # type: ignore[misc]
