@@ -1,0 +1,54 @@
+"""`validate` stays light to start: on the test bed, a run that reads a cluster, its credentials, the
+permissions and CloudStack imports none of the kubernetes client's generated API and model modules
+(every request is plain JSON through one ApiClient) and neither aiohttp nor pygments (which `cs` loads
+when they are installed, and the plugin does not use)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.upgrade_support import create_cluster
+from tests.testenv.bed import TestBed
+
+REPO = Path(__file__).resolve().parents[2]
+GENERATED = ("kubernetes.client.api.", "kubernetes.client.models.")
+
+
+def imported_modules(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "kubectl_capc", *argv],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env={name: value for name, value in os.environ.items() if name != "TYPER_USE_RICH"},
+    )  # fmt: skip
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return done, modules
+
+
+def test_validate_imports_no_typed_api_model_or_asyncio_client(
+    testenv_v1beta2: TestBed, namespace: str
+) -> None:
+    bed = testenv_v1beta2
+    create_cluster(bed, namespace, "c1", md_count=1)
+
+    done, modules = imported_modules(
+        ["validate", "c1", "-n", namespace, "-o", "json", "--kubeconfig", str(bed.kubeconfig)]
+    )
+
+    report = json.loads(done.stdout)
+    assert report["summary"]["clusters"] == 1, done.stderr[-2000:]
+    found = {f["id"] for c in report["clusters"] for f in c["findings"]}
+    assert not any(check.startswith("CAPC-E") for check in found), report
+    assert {"kubernetes.client.api_client", "cs.client"} <= modules  # the measurement itself works
+    typed = sorted(
+        m for m in modules if m.startswith(("kubernetes.client.api.", "kubernetes.client.models."))
+    )
+    assert typed == []
+    assert not modules & {"aiohttp", "pygments"}
