@@ -127,25 +127,27 @@ class LazyGroup(typer.core.TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)
 
-    def format_commands(self, ctx: Any, formatter: Any) -> None:
-        """As typer's, but a command not loaded yet is listed with its summary from the table."""
+    def short_helps(self, limit: int) -> dict[str, str]:
+        """Each visible command's one-line help, as click shows it; a command not loaded yet is
+        described from its summary in the table, without importing it."""
         commands = self.commands
         assert isinstance(commands, _Commands)
-        if all(commands.is_loaded(name) for name in commands):
-            super().format_commands(ctx, formatter)
+        helps = {}
+        for name in commands:
+            if not commands.is_loaded(name):
+                helps[name] = _short_help(self.table[name].summary, limit)
+            elif not commands[name].hidden:
+                helps[name] = commands[name].get_short_help_str(limit)
+        return helps
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """As typer's, but a command not loaded yet is listed with its summary from the table."""
+        names = self.short_helps(limit=80)
+        if not names:
             return
-        listed = [name for name in commands if not commands.is_loaded(name) or not commands[name].hidden]
-        if not listed:
-            return
-        limit = formatter.width - 6 - max(len(name) for name in listed)
-        rows = []
-        for name in listed:
-            if commands.is_loaded(name):
-                rows.append((name, commands[name].get_short_help_str(limit)))
-            else:
-                rows.append((name, _short_help(self.table[name].summary, limit)))
+        limit = formatter.width - 6 - max(len(name) for name in names)
         with formatter.section("Commands"):
-            formatter.write_dl(rows)
+            formatter.write_dl(list(self.short_helps(limit).items()))
 
 
 def _short_help(text: str, limit: int) -> str:
