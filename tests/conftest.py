@@ -12,6 +12,7 @@ import functools
 import os
 import types
 
+import hypothesis
 import pytest
 
 # The plugin renders plain help (kubectl_capc sets this before typer is imported); a test module that
@@ -19,6 +20,11 @@ import pytest
 os.environ.setdefault("TYPER_USE_RICH", "0")
 
 pytest_plugins = ["tests.testenv.fixtures", "tests.csdouble.fixtures"]
+
+# Property tests assert behaviour, not speed: on a busy machine one example may take longer than
+# hypothesis' default 200 ms deadline (speed is measured by bench/).
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 # Fixtures that start or build something outside the Python process.
 TESTBED_FIXTURES = frozenset(

@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-from kubectl_capc.cli.options import GlobalOptions, OptionalClusterArgument, OutputFormat, global_options
+from kubectl_capc.cli.options import (
+    GlobalOptions,
+    OptionalClusterArgument,
+    OutputFormat,
+    SelectorOption,
+    global_options,
+)
 
 __all__ = ["describe"]
 
@@ -15,6 +21,7 @@ __all__ = ["describe"]
 def describe(
     opts: GlobalOptions,
     cluster: OptionalClusterArgument = None,
+    selector: SelectorOption = None,
     zones: Annotated[
         bool,
         typer.Option(
@@ -27,7 +34,14 @@ def describe(
     from kubectl_capc.ops.describe import run
 
     output = "tree" if opts.output is OutputFormat.TABLE else opts.output.value
-    text, notes = run(opts.target, cluster, all_namespaces=opts.all_namespaces, output=output, zones=zones)
+    text, notes = run(
+        opts.target,
+        cluster,
+        all_namespaces=opts.all_namespaces,
+        output=output,
+        zones=zones,
+        label_selector=selector,
+    )
     for note in notes:
         typer.echo(note, err=True)
     typer.echo(text, nl=False)

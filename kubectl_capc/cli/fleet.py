@@ -121,6 +121,8 @@ def run_fleet(
 # What a member's state line says for each kind of change; other changes (notes, finished steps) are
 # only logged.
 _SHOWN = {
+    "checking": "",
+    "checked": "",
     "running": "running",
     "start": "",
     "succeeded": "succeeded",

@@ -8,11 +8,15 @@ clusters are shown), or the typed `UpgradeHistory` (`UpgradeHistoryList` for sev
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from kubectl_capc.cli.options import GlobalOptions, OptionalClusterArgument, OutputFormat, global_options
+from kubectl_capc.cli.options import (
+    GlobalOptions,
+    OptionalClusterArgument,
+    OutputFormat,
+    SelectorOption,
+    global_options,
+)
 from kubectl_capc.domain.errors import UsageError
 
 __all__ = ["history"]
@@ -24,10 +28,7 @@ _HEADERS = ("TIME", "ACTION", "OBJECT", "VERSION", "TEMPLATE", "IMAGE")
 def history(
     opts: GlobalOptions,
     cluster: OptionalClusterArgument = None,
-    selector: Annotated[
-        str | None,
-        typer.Option("-l", "--selector", metavar="SELECTOR", help="The Clusters with these labels."),
-    ] = None,
+    selector: SelectorOption = None,
 ) -> None:
     """Show the upgrades and rollbacks recorded on a cluster's control plane and MachineDeployments,
     newest first; without CLUSTER, of every cluster in the namespace (-A: in all), or those -l selects."""

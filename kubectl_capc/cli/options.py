@@ -49,6 +49,7 @@ __all__ = [
     "OutputOption",
     "PollIntervalOption",
     "PrebuiltBaseUrlOption",
+    "SelectorOption",
     "TimeoutOption",
     "YesOption",
     "apply_options",
@@ -157,6 +158,15 @@ OutputOption = Annotated[
 ClusterArgument = Annotated[str, typer.Argument(metavar="CLUSTER", help="The workload cluster.")]
 OptionalClusterArgument = Annotated[
     str | None, typer.Argument(metavar="CLUSTER", help="Cluster name; default: all in the namespace.")
+]
+SelectorOption = Annotated[
+    str | None,
+    typer.Option(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="Only the Clusters whose labels match, e.g. env=prod,tier!=dev (with -A: in every namespace).",
+    ),
 ]
 DryRunOption = Annotated[
     bool,

@@ -19,6 +19,7 @@ from kubectl_capc.cli.options import (
     GlobalOptions,
     OptionalClusterArgument,
     OutputFormat,
+    SelectorOption,
     global_options,
     positive_seconds,
 )
@@ -36,15 +37,7 @@ _CLEAR = "\x1b[H\x1b[2J"
 def status(
     opts: GlobalOptions,
     cluster: OptionalClusterArgument = None,
-    selector: Annotated[
-        str | None,
-        typer.Option(
-            "-l",
-            "--selector",
-            metavar="SELECTOR",
-            help="Only clusters whose labels match, e.g. env=prod (with -A: in every namespace).",
-        ),
-    ] = None,
+    selector: SelectorOption = None,
     watch: Annotated[
         bool,
         typer.Option(

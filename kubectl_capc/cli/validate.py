@@ -1,4 +1,4 @@
-"""`kubectl capc validate [CLUSTER | -A] [--to VERSION] [--strict]`: is the cluster ready to upgrade?
+"""`kubectl capc validate [CLUSTER | -A | -l SELECTOR] [--to VERSION] [--strict]`: can it be upgraded?
 
 Prints a table of findings (check ID, severity, object, message, fix) and a summary line, or the typed
 `ValidationReport` with `-o json|yaml`. Exits 0 without errors, 1 with errors (or, with `--strict`,
@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from kubectl_capc.cli.options import GlobalOptions, OptionalClusterArgument, OutputFormat, global_options
+from kubectl_capc.cli.options import (
+    GlobalOptions,
+    OptionalClusterArgument,
+    OutputFormat,
+    SelectorOption,
+    global_options,
+)
 from kubectl_capc.domain.errors import UsageError
 
 __all__ = ["validate"]
@@ -21,6 +27,7 @@ __all__ = ["validate"]
 def validate(
     opts: GlobalOptions,
     cluster: OptionalClusterArgument = None,
+    selector: SelectorOption = None,
     to: Annotated[
         str | None,
         typer.Option(
@@ -39,17 +46,20 @@ def validate(
     from kubectl_capc.ops.validate import TABLE_HEADERS, build_report, gather_facts, parse_to
 
     target = parse_to(to) if to is not None else None
-    if cluster is not None and opts.all_namespaces:
-        raise UsageError("a cluster name cannot be combined with -A", hint="drop -A or drop the cluster name")
+    if cluster is not None and (opts.all_namespaces or selector is not None):
+        raise UsageError(
+            "a cluster name cannot be combined with -A or -l", hint="drop -A and -l, or drop the cluster name"
+        )
     namespace = None if opts.all_namespaces else opts.target.resolve_context().namespace
     api = api_client(opts.target)
-    inventories = read_inventories(api, namespace=namespace, cluster=cluster)
+    inventories = read_inventories(api, namespace=namespace, cluster=cluster, label_selector=selector)
     gathered = gather_facts(api, inventories, target, request_timeout=opts.request_timeout)
     report = build_report(inventories, gathered.facts, target, strict=strict, secrets=gathered.secrets)
     if opts.output is not OutputFormat.TABLE:
         print_document(report.to_document(), opts.output)
     elif not inventories:
-        typer.echo("No clusters found" + (f" in namespace {namespace}." if namespace else "."), err=True)
+        where = f" in namespace {namespace}" if namespace else ""
+        typer.echo(f"No clusters found{where}{f' matching {selector}' if selector else ''}.", err=True)
     else:
         listing = cluster is None
         rows = report.rows(with_cluster=listing)

@@ -47,8 +47,9 @@ _log = logging.getLogger(__name__)
 
 EXPIRED, BROKEN = "EXPIRED", "BROKEN"
 """How a WATCH ended besides its events: 410 Gone (list again), or the stream broke (watch again)."""
-_IDLE_REPORT = 60.0
-"""A waiter reports its progress at least this often (seconds), so the elapsed time moves on."""
+_IDLE_REPORT = 5.0
+"""A waiter reports its progress at least this often (seconds), so the elapsed time moves on and its
+caller can stop it within seconds (a second Ctrl-C, a lost lock); it costs no request."""
 
 
 class FeedSource(Protocol):

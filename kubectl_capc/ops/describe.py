@@ -509,25 +509,35 @@ def lookup_zone_templates(
 
 
 def run(
-    target: KubeTarget, cluster: str | None, *, all_namespaces: bool, output: str, zones: bool = True
+    target: KubeTarget,
+    cluster: str | None,
+    *,
+    all_namespaces: bool,
+    output: str,
+    zones: bool = True,
+    label_selector: str | None = None,
 ) -> tuple[str, list[str]]:
     """Read and render for `kubectl capc describe` (`output`: tree, json or yaml); returns (stdout text,
     notes for stderr).
 
-    Without a name every cluster in the namespace (or, with `-A`, in all namespaces) is described.
+    Without a name every cluster in the namespace (or, with `-A`, in all namespaces) is described, or
+    those `label_selector` (`-l`) selects.
     `zones` adds per-failure-domain template availability, read from CloudStack with each failure
     domain's credentials Secret.
     """
     from kubectl_capc.kube.client import api_client
     from kubectl_capc.kube.read import read_inventories
 
-    if cluster is not None and all_namespaces:
-        raise UsageError("a cluster name cannot be combined with -A", hint="drop -A or drop the cluster name")
+    if cluster is not None and (all_namespaces or label_selector is not None):
+        raise UsageError(
+            "a cluster name cannot be combined with -A or -l", hint="drop -A and -l, or drop the cluster name"
+        )
     namespace = None if all_namespaces else target.resolve_context().namespace
     api = api_client(target)
-    inventories = read_inventories(api, namespace=namespace, cluster=cluster)
+    inventories = read_inventories(api, namespace=namespace, cluster=cluster, label_selector=label_selector)
     if not inventories:
-        notes = ["No clusters found" + (f" in namespace {namespace}." if namespace else ".")]
+        where = f" in namespace {namespace}" if namespace else ""
+        notes = [f"No clusters found{where}{f' matching {label_selector}' if label_selector else ''}."]
         return ("" if output == "tree" else render(inventories, output, as_list=True)), notes
     zone_templates, notes = lookup_zone_templates(api, inventories) if zones else (None, [])
     return render(inventories, output, zone_templates, as_list=cluster is None), notes

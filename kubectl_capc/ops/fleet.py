@@ -51,6 +51,7 @@ from kubectl_capc.ops.upgrade import Upgrade, require_confirmation
 
 if TYPE_CHECKING:
     from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+    from kubectl_capc.kube.lease import ClusterLease
     from kubectl_capc.kube.watches import WatchHub
     from kubectl_capc.ops.image_targets import ZoneTarget
 
@@ -169,6 +170,13 @@ class _MemberIO(KubeClusterIO):
         super().__init__(*args, **kwargs)
         self._hub = hub
         self._ready = ready
+        self.held_lease: ClusterLease | None = None
+        """The lock of the member's run: its renewal cannot interrupt a worker thread, so the member's
+        console asks it at each step and progress report."""
+
+    def lease(self) -> ClusterLease:
+        self.held_lease = super().lease()
+        return self.held_lease
 
     def read_inventory(self) -> ClusterInventory:
         inventory = super().read_inventory()
@@ -194,10 +202,19 @@ class _Halted(Exception):
 class _MemberConsole:
     """The `ops.upgrade.Console` of one member: its steps become fleet progress lines."""
 
-    def __init__(self, fleet: FleetConsole, key: ClusterKey, halt: threading.Event) -> None:
+    def __init__(self, fleet: FleetConsole, key: ClusterKey, halt: threading.Event, io: _MemberIO) -> None:
         self.fleet = fleet
         self.key = key
         self.halt = halt
+        self.io = io
+
+    def _go_on(self) -> None:
+        """Stop the member between two writes after the second Ctrl-C, or once its lock is lost."""
+        if self.halt.is_set():
+            raise _Halted(STOPPED)
+        lease = self.io.held_lease
+        if lease is not None and lease.lost is not None:
+            raise lease.lost
 
     def show_plan(self, plan: Any) -> None:
         pass  # the fleet plan has shown it
@@ -214,13 +231,12 @@ class _MemberConsole:
         self.fleet.member(self.key, "note", message)
 
     def step(self, hop: PlanHop, step: Step, state: str) -> None:
-        if state == "start" and self.halt.is_set():
-            raise _Halted(STOPPED)
+        if state == "start":
+            self._go_on()
         self.fleet.member(self.key, state, f"hop {hop.number} {step.action} {step.subject}")
 
     def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None:
-        if self.halt.is_set():
-            raise _Halted(STOPPED)
+        self._go_on()
 
 
 @dataclass
@@ -326,30 +342,54 @@ class FleetRun:
     def run(self) -> FleetReport | None:
         """Plan, show, confirm, make images ready, run; None for a dry run (nothing was changed)."""
         plan = self.plan()
-        self.console.show_fleet_plan(plan)
-        if plan.refused:
-            refused = plan.in_verdict(MemberVerdict.REFUSED)
-            raise PlanError(
-                f"{len(refused)} cluster(s) cannot be upgraded: "
-                + "; ".join(f"{m.key}: {'; '.join(m.reasons)}" for m in refused),
-                hint="nothing was changed; fix them, or pass --skip-failing to upgrade the others",
-            )
-        if self.options.apply.dry_run:
-            return None
-        if plan.order:
-            apply = self.options.apply
-            require_confirmation(
-                f"Upgrade {len(plan.order)} cluster(s) to {plan.target}?",
-                yes=apply.yes,
-                interactive=apply.interactive,
-                ask=self.console.confirm,
-            )
-            self.prepare_images(plan)
         try:
+            self.console.show_fleet_plan(plan)
+            if plan.refused:
+                refused = plan.in_verdict(MemberVerdict.REFUSED)
+                raise PlanError(
+                    f"{len(refused)} cluster(s) cannot be upgraded: "
+                    + "; ".join(f"{m.key}: {'; '.join(m.reasons)}" for m in refused),
+                    hint="nothing was changed; fix them, or pass --skip-failing to upgrade the others",
+                )
+            if self.options.apply.dry_run:
+                self.check_with_server(plan)
+                return None
+            if plan.order:
+                apply = self.options.apply
+                require_confirmation(
+                    f"Upgrade {len(plan.order)} cluster(s) to {plan.target}?",
+                    yes=apply.yes,
+                    interactive=apply.interactive,
+                    ask=self.console.confirm,
+                )
+                self.prepare_images(plan)
             return self.execute(plan)
         finally:
             if self.hub is not None:
                 self.hub.close()
+
+    def check_with_server(self, plan: FleetPlan) -> None:
+        """`--dry-run`: every cluster's writes go to the API server with dryRun=All, as one cluster's dry
+        run sends them (its lock is only read); the writes it rejects refuse the run, by cluster."""
+        options = replace(self.options.apply, yes=True, dry_run=True, interactive=False)
+        rejected = []
+        for key in plan.order:
+            member = self._members[key]
+            console = _MemberConsole(self.console, key, self._halt, member.io)
+            member.io.console = console
+            self.console.member(key, "checking", "server-side dry run")
+            try:
+                Upgrade(member.io, self.request, options, console).run()
+            except CapcError as err:
+                rejected.append(f"{key}: {err}")
+                self.console.member(key, "failed", str(err))
+            else:
+                self.console.member(key, "checked", "the API server accepts every write (dryRun=All)")
+        if rejected:
+            raise PlanError(
+                f"{len(rejected)} cluster(s) cannot be upgraded: " + "; ".join(rejected),
+                hint="nothing was changed; fix them, or leave them out of the selection",
+            )
 
     def prepare_images(self, plan: FleetPlan) -> None:
         """Make every shared image ready once, over the union of its clusters' zones."""
@@ -461,7 +501,7 @@ class FleetRun:
         """One member's plan-run; the reason it failed, or None."""
         member = self._members[key]
         options = replace(self.options.apply, yes=True, dry_run=False, interactive=False)
-        console = _MemberConsole(self.console, key, self._halt)
+        console = _MemberConsole(self.console, key, self._halt, member.io)
         member.io.console = console
         try:
             Upgrade(member.io, self.request, options, console).run()

@@ -211,18 +211,24 @@ def test_a_server_that_does_not_answer_gets_nothing_offered_by_the_deadline(
             contexts={"silent": {"cluster": "silent", "user": "admin"}},
         ),
     )
-    for words in (["validate", ""], ["validate", "-n", ""], ["image-upgrade", "c1", "--to", "v1.4"]):
+
+    def timed(*words: str, budget: str) -> tuple[float, list[str], str, subprocess.CompletedProcess[str]]:
         started = time.monotonic()
-        values, directive, done = complete(kubectl_binary, plugin_dir, kubeconfig, *words, budget="0.3s")
-        assert time.monotonic() - started < 1.0, words
+        values, directive, done = complete(kubectl_binary, plugin_dir, kubeconfig, *words, budget=budget)
+        return time.monotonic() - started, values, directive, done
+
+    # What kubectl and Python take to start on this machine now, asking no server: the waits below are
+    # measured above it, so a busy machine does not make them look late.
+    start_up = min(timed("", budget="0.3s")[0] for _ in range(2))
+    for words in (["validate", ""], ["validate", "-n", ""], ["image-upgrade", "c1", "--to", "v1.4"]):
+        seconds, values, directive, done = timed(*words, budget="0.3s")
+        assert seconds - start_up < 0.3 + 0.4, words
         assert values == [] and directive in (":4", ":36"), words
         assert stderr_of_plugin(done) == ""
         assert "s3cret-token" not in done.stdout + done.stderr
-    # The built-in budget, plus start-up of kubectl and Python on a machine that may be busy.
-    started = time.monotonic()
-    values, directive, _ = complete(kubectl_binary, plugin_dir, kubeconfig, "describe", "", budget="")
+    seconds, values, directive, _ = timed("describe", "", budget="")  # the built-in budget
     assert (values, directive) == ([], ":4")
-    assert BUDGET_SECONDS <= time.monotonic() - started < BUDGET_SECONDS + 0.4
+    assert seconds >= BUDGET_SECONDS and seconds - start_up < BUDGET_SECONDS + 0.4
 
 
 def test_completion_leaves_no_file_behind_even_when_a_lookup_is_cut_off(

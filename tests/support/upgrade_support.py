@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,74 @@ def ensure_cloudstack_template(bed: TestBed, name: str, zones: Mapping[str, str]
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
+
+
+@contextmanager
+def templates_need_a_cost_center(bed: TestBed, namespace: str, *, prefix: str = "") -> Iterator[None]:
+    """A site policy, enforced while the block runs: new CloudStackMachineTemplates in `namespace` whose
+    names start with `prefix` need the label example.com/cost-center."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    admission = client.AdmissionregistrationV1Api(bed.api_client())
+    name = f"cost-center-{uuid.uuid4().hex[:8]}"
+    admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["infrastructure.cluster.x-k8s.io"],
+                            "apiVersions": ["*"],
+                            "operations": ["CREATE"],
+                            "resources": ["cloudstackmachinetemplates"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": f"!object.metadata.name.startsWith('{prefix}') || "
+                        "'example.com/cost-center' in object.metadata.?labels.orValue({})",
+                        "message": "CloudStackMachineTemplates need the label example.com/cost-center",
+                    }
+                ],
+            },
+        }
+    )
+    admission.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        }
+    )
+    probe = {
+        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3",
+        "kind": "CloudStackMachineTemplate",
+        "metadata": {"name": f"{prefix}probe", "namespace": namespace},
+        "spec": {"template": {"spec": {"offering": {"name": "o"}, "template": {"name": "t"}}}},
+    }
+
+    def enforced() -> bool:
+        try:
+            custom(bed).create_namespaced_custom_object(
+                "infrastructure.cluster.x-k8s.io", "v1beta3", namespace, "cloudstackmachinetemplates", probe,
+                dry_run="All",
+            )  # fmt: skip
+        except ApiException as err:
+            return "cost-center" in str(err.body)
+        return False
+
+    wait_for("the policy to be enforced", enforced)
+    try:
+        yield
+    finally:
+        admission.delete_validating_admission_policy_binding(name)
+        admission.delete_validating_admission_policy(name)

@@ -184,6 +184,22 @@ def test_all_namespaces_is_one_list_per_kind(testenv: TestBed, namespace: str) -
         assert cli_result.returncode == 0, cli_result.stderr
         assert f"Cluster/{namespace}/c2  CAPI {testenv.capi}" in cli_result.stdout
         assert f"Cluster/{other}/c0  CAPI {testenv.capi}" in cli_result.stdout
+
+        # -l narrows the same Cluster LIST, here or in every namespace.
+        from tests.support.upgrade_support import patch
+
+        team = uuid.uuid4().hex[:8]
+        patch(testenv, other, "Cluster", "c1", {"metadata": {"labels": {"team": team}}})
+        picked = cli(testenv, "describe", "-A", "-l", f"team={team}", "-o", "json")
+        assert picked.returncode == 0, picked.stderr
+        items = json.loads(picked.stdout)["items"]
+        assert [(c["metadata"]["namespace"], c["metadata"]["name"]) for c in items] == [(other, "c1")]
+        here = cli(testenv, "describe", "-n", namespace, "-l", f"team={team}")
+        assert (here.returncode, here.stdout) == (0, "")
+        assert f"No clusters found in namespace {namespace} matching team={team}." in here.stderr
+        named = cli(testenv, "describe", "c1", "-n", other, "-l", f"team={team}")
+        assert named.returncode == 2
+        assert "a cluster name cannot be combined with -A or -l" in named.stderr
     finally:
         client.CoreV1Api(testenv.api_client()).delete_namespace(other)
 

@@ -23,6 +23,7 @@ from tests.support.upgrade_support import (
     cli,
     get,
     resource_versions,
+    templates_need_a_cost_center,
     version_and_template,
     wait_settled,
 )
@@ -127,6 +128,22 @@ def test_named_clusters_with_a_canary_then_a_rerun_is_a_no_op(testenv: TestBed, 
     assert [c["verdict"] for c in json.loads(done_.stdout)["status"]["clusters"]] == ["done", "done"]
 
 
+def test_a_dry_run_sends_each_clusters_writes_to_the_server(testenv: TestBed, namespace: str) -> None:
+    for name in ("a", "b"):
+        make_cluster(testenv, namespace, name)
+    before = resource_versions(testenv, namespace)
+
+    with templates_need_a_cost_center(testenv, namespace, prefix="b-"):
+        checked = cli(testenv, "image-upgrade", "a", "b", "-n", namespace, "--to", TARGET, "--dry-run")
+
+    assert checked.returncode == ExitCode.PLAN, checked.stderr
+    assert f"{namespace}/a: the API server accepts every write (dryRun=All)" in checked.stderr
+    (refusal,) = [line for line in checked.stderr.splitlines() if line.startswith("error: ")]
+    assert refusal.startswith(f"error: 1 cluster(s) cannot be upgraded: {namespace}/b: ")
+    assert "need the label example.com/cost-center" in refusal and f"{namespace}/a" not in refusal
+    assert resource_versions(testenv, namespace) == before
+
+
 def test_a_label_selector_across_namespaces(testenv: TestBed, namespace: str, other_namespace: str) -> None:
     fleet = uuid.uuid4().hex[:8]
     make_cluster(testenv, namespace, "p1", labels={"fleet": fleet, "env": "prod"})
@@ -144,6 +161,8 @@ def test_a_label_selector_across_namespaces(testenv: TestBed, namespace: str, ot
     (image,) = plan["status"]["images"]
     assert (image["image"], image["ready"]) == ("ubuntu-2204-kube-v1.29.3", True)
     assert at_versions(testenv, namespace, "p1") == ["v1.28.5"]
+    for key in plan["status"]["order"]:  # each cluster's writes were sent with dryRun=All
+        assert f"{key}: the API server accepts every write (dryRun=All)" in planned.stderr
 
     done = cli(
         testenv, "image-upgrade", "-A", "-l", selector, "--to", TARGET, "--max-concurrent", "2", "--yes"

@@ -13,13 +13,15 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kubectl_capc.domain.errors import ExitCode
 from kubectl_capc.kube.lease import my_identity
 from tests.support.lease_support import lease_writes, put_lease, read_lease
 from tests.support.rbac_support import capc
@@ -40,18 +42,20 @@ def identity_of(pid: int) -> str:
     return my_identity().rpartition("/")[0] + f"/{pid}"
 
 
-def stalled_cluster(bed: TestBed, namespace: str) -> None:
+def stalled_cluster(bed: TestBed, namespace: str, **kwargs: Any) -> None:
     """v1.28.5, one machine each; the control plane's next rollout never finishes."""
     ensure_cloudstack_template(bed, "ubuntu-2204-kube-v1.28.9")
-    create_cluster(bed, namespace, annotate={CP: {FAIL_ANNOTATION: "ImagePullFailed"}}, **SMALL)
+    create_cluster(bed, namespace, annotate={CP: {FAIL_ANNOTATION: "ImagePullFailed"}}, **SMALL, **kwargs)
 
 
 @contextmanager
-def waiting_upgrade(bed: TestBed, namespace: str, points: Path) -> Iterator[subprocess.Popen[str]]:
-    """`image-upgrade c1 --to v1.28.9 --yes` in a process of its own, once it waits for the control
-    plane (so it holds the Lease); killed at the end if it still runs."""
+def waiting_upgrade(
+    bed: TestBed, namespace: str, points: Path, selection: Sequence[str] = ("c1",)
+) -> Iterator[subprocess.Popen[str]]:
+    """`image-upgrade c1 --to v1.28.9 --yes` (or of the clusters `selection` names) in a process of its
+    own, once it waits for the control plane (so it holds the Lease); killed at the end if it still runs."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "kubectl_capc", "image-upgrade", "c1", "--to", "v1.28.9", "--yes",
+        [sys.executable, "-m", "kubectl_capc", "image-upgrade", *selection, "--to", "v1.28.9", "--yes",
          "-n", namespace, "--kubeconfig", str(bed.kubeconfig)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, cwd=REPO,
         env={**os.environ, "KUBECTL_CAPC_TEST_POINTS": str(points)},
@@ -175,5 +179,26 @@ def test_a_run_whose_lock_is_taken_stops_at_once_naming_the_new_holder(
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"error: cluster {namespace}/c1: the upgrade lock"), err
     assert "was taken by bob@build-7/4121" in last and "during this run" in last
+    assert "Traceback" not in err
+    assert read_lease(bed, namespace)["spec"]["holderIdentity"] == "bob@build-7/4121"  # type: ignore[index]
+
+
+def test_a_fleet_member_whose_lock_is_taken_stops_at_once_and_the_fleet_reports_it(
+    testenv_v1beta2: TestBed, namespace: str, tmp_path: Path
+) -> None:
+    from tests.support.upgrade_support import patch
+
+    bed = testenv_v1beta2
+    # Offerings the CloudStack double has, so that the fleet's preflight passes.
+    offerings = {"control_plane_offering": "Large Instance", "worker_offering": "Medium Instance"}
+    stalled_cluster(bed, namespace, **offerings)
+    patch(bed, namespace, "Cluster", "c1", {"metadata": {"labels": {"fleet": namespace}}})
+    selection = ("-l", f"fleet={namespace}")  # a fleet of one: its member runs in a worker thread
+    with waiting_upgrade(bed, namespace, tmp_path / "points", selection) as fleet:
+        put_lease(bed, namespace, "bob@build-7/4121", datetime.now(timezone.utc))
+        _, err = fleet.communicate(timeout=60)  # noticed at the next renewal, not at the rollout's timeout
+    assert fleet.returncode == ExitCode.FLEET_INCOMPLETE, err
+    (failed,) = [line for line in err.splitlines() if line.startswith(f"{namespace}/c1: failed: ")]
+    assert "the upgrade lock" in failed and "was taken by bob@build-7/4121" in failed, err
     assert "Traceback" not in err
     assert read_lease(bed, namespace)["spec"]["holderIdentity"] == "bob@build-7/4121"  # type: ignore[index]

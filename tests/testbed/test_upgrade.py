@@ -8,7 +8,6 @@ answers the template listings.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -23,15 +22,14 @@ from kubectl_capc.domain.records import (
 from tests.support.upgrade_support import (
     cli,
     create_cluster,
-    custom,
     ensure_cloudstack_template,
     get,
     history,
     names,
     patch,
     resource_versions,
+    templates_need_a_cost_center,
     version_and_template,
-    wait_for,
 )
 from tests.testenv.bed import TestBed
 
@@ -143,68 +141,8 @@ def test_two_hops(testenv: TestBed, namespace: str) -> None:
 @pytest.fixture
 def cost_center_policy(testenv: TestBed, namespace: str) -> Iterator[None]:
     """A site policy added after the cluster was made: new templates need a cost-center label."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    admission = client.AdmissionregistrationV1Api(testenv.api_client())
-    name = f"cost-center-{uuid.uuid4().hex[:8]}"
-    admission.create_validating_admission_policy(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["infrastructure.cluster.x-k8s.io"],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE"],
-                            "resources": ["cloudstackmachinetemplates"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "'example.com/cost-center' in object.metadata.?labels.orValue({})",
-                        "message": "CloudStackMachineTemplates need the label example.com/cost-center",
-                    }
-                ],
-            },
-        }
-    )
-    admission.create_validating_admission_policy_binding(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        }
-    )
-    probe = {
-        "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3",
-        "kind": "CloudStackMachineTemplate",
-        "metadata": {"name": "probe", "namespace": namespace},
-        "spec": {"template": {"spec": {"offering": {"name": "o"}, "template": {"name": "t"}}}},
-    }
-
-    def enforced() -> bool:
-        try:
-            custom(testenv).create_namespaced_custom_object(
-                "infrastructure.cluster.x-k8s.io", "v1beta3", namespace, "cloudstackmachinetemplates", probe,
-                dry_run="All",
-            )  # fmt: skip
-        except ApiException as err:
-            return "cost-center" in str(err.body)
-        return False
-
-    wait_for("the policy to be enforced", enforced)
-    yield
-    admission.delete_validating_admission_policy_binding(name)
-    admission.delete_validating_admission_policy(name)
+    with templates_need_a_cost_center(testenv, namespace):
+        yield
 
 
 def test_admission_rejection_surfaces_in_preview(

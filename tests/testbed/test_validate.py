@@ -463,6 +463,30 @@ def test_all_namespaces(scene_bed: SceneBed, capsys: pytest.CaptureFixture[str])
     assert lines[-1].startswith(f"{document['summary']['clusters']} clusters validated: ")
 
 
+def test_a_label_selector_picks_the_clusters_validated(
+    scene_bed: SceneBed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.upgrade_support import patch
+
+    namespace, team = scene_bed.namespace, uuid.uuid4().hex[:8]
+    patch(scene_bed.bed, namespace, "Cluster", "healthy", {"metadata": {"labels": {"team": team}}})
+    try:
+        for scope in (("-A",), ("-n", namespace)):
+            args = ("validate", *scope, "-l", f"team={team}", "-o", "yaml")
+            code, out, err = run_cli(scene_bed.bed, capsys, *args)
+            assert code == 0, err
+            clusters = yaml.safe_load(out)["clusters"]
+            assert [(c["namespace"], c["name"]) for c in clusters] == [(namespace, "healthy")]
+        code, out, err = run_cli(scene_bed.bed, capsys, "validate", "-A", "-l", f"team={team},team!={team}")
+        assert (code, out) == (0, "")
+        assert f"No clusters found matching team={team},team!={team}." in err
+        code, out, err = run_cli(scene_bed.bed, capsys, "validate", "healthy", "-n", namespace, "-l", "team")
+        assert (code, out) == (2, "")
+        assert "a cluster name cannot be combined with -A or -l" in err
+    finally:
+        patch(scene_bed.bed, namespace, "Cluster", "healthy", {"metadata": {"labels": {"team": None}}})
+
+
 def test_secrets_never_appear_in_any_output(scene_bed: SceneBed, capsys: pytest.CaptureFixture[str]) -> None:
     double = scene_bed.bed.cloudstack
     secrets = [

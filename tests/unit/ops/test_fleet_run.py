@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +21,9 @@ from kubectl_capc.ops.options import ImageOptions
 from tests.unit.domain.test_fleet import plan
 
 pytestmark = pytest.mark.timeout(30)
+
+NO_LOCK = SimpleNamespace(held_lease=None)
+"""A member's I/O, as its console sees it, before the run took its lock."""
 
 
 class Console:
@@ -105,7 +109,7 @@ def test_a_second_ctrl_c_stops_the_running_members_at_their_next_step() -> None:
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
         os.kill(os.getpid(), signal.SIGINT)
-        step = fleet._MemberConsole(runner.console, key, runner._halt)
+        step = fleet._MemberConsole(runner.console, key, runner._halt, NO_LOCK)  # type: ignore[arg-type]
         deadline = time.monotonic() + 5
         try:
             while time.monotonic() < deadline:
@@ -122,3 +126,18 @@ def test_a_second_ctrl_c_stops_the_running_members_at_their_next_step() -> None:
     (report,) = console.reports
     outcomes = {r.key.name: (r.outcome.value, r.reason) for r in report.results}
     assert outcomes == {"a": ("failed", fleet.STOPPED), "b": ("not-started", "the fleet run stopped first")}
+
+
+def test_a_member_whose_lock_was_lost_stops_at_its_next_step_or_progress_report() -> None:
+    from kubectl_capc.kube.lease import LeaseLost
+
+    lost = LeaseLost("cluster default/a: the upgrade lock was taken by bob@host/1 during this run")
+    io = SimpleNamespace(held_lease=SimpleNamespace(lost=None))
+    member = fleet._MemberConsole(Console(), ClusterKey("default", "a"), threading.Event(), io)  # type: ignore[arg-type]
+    member.progress((), 1.0)  # held: the wait goes on
+    io.held_lease.lost = lost
+    with pytest.raises(LeaseLost) as raised:
+        member.progress((), 2.0)
+    assert raised.value is lost
+    with pytest.raises(LeaseLost):
+        member.step(plan("a").hops[0], plan("a").hops[0].steps[0], "start")
