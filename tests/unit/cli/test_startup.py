@@ -108,3 +108,30 @@ def test_startup_benchmark_refuses_a_kubectl_that_does_not_exist(tmp_path: Path)
     done = run_startup_bench("--kubectl", str(tmp_path / "missing"))
     assert done.returncode != 0
     assert f"error: no kubectl at {tmp_path / 'missing'}" in done.stderr
+
+
+def test_version_reads_the_metadata_importlib_metadata_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import metadata
+
+    from kubectl_capc.cli.version import _installed_version
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory, name, text in (
+        (first, "Demo_Dist-2.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-dist\nVersion: 2.0\n"),
+        (second, "demo_dist-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-dist\nVersion: 1.0\n"),
+        (second, "old.style.egg-info/PKG-INFO", "Metadata-Version: 1.0\nName: old.style\nVersion: 0.3\n"),
+        (first, "noversion-1.dist-info/METADATA", "Metadata-Version: 2.1\nName: noversion\n\nVersion: 9\n"),
+    ):
+        (directory / name).parent.mkdir(parents=True)
+        (directory / name).write_text(text)
+    monkeypatch.setattr(sys, "path", [str(first), str(second), *sys.path])
+    for distribution in ("demo-dist", "DEMO.dist", "old-style", "kubernetes", "typer", "no-such-dist"):
+        try:
+            expected = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            expected = "not installed"
+        assert _installed_version(distribution) == expected, distribution
+    assert _installed_version("demo-dist") == "2.0"  # the first on sys.path, as importlib finds it
+    assert _installed_version("noversion") == "not installed"  # no Version header
