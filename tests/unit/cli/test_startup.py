@@ -118,11 +118,12 @@ def test_version_reads_the_metadata_importlib_metadata_finds(
     from kubectl_capc.cli.version import _installed_version
 
     first, second = tmp_path / "first", tmp_path / "second"
+    header = "Metadata-Version: 2.1\nName: {}\n"
     for directory, name, text in (
-        (first, "Demo_Dist-2.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-dist\nVersion: 2.0\n"),
-        (second, "demo_dist-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo-dist\nVersion: 1.0\n"),
-        (second, "old.style.egg-info/PKG-INFO", "Metadata-Version: 1.0\nName: old.style\nVersion: 0.3\n"),
-        (first, "noversion-1.dist-info/METADATA", "Metadata-Version: 2.1\nName: noversion\n\nVersion: 9\n"),
+        (first, "Demo_Dist-2.0.dist-info/METADATA", header.format("demo-dist") + "Version: 2.0\n"),
+        (second, "demo_dist-1.0.dist-info/METADATA", header.format("demo_dist") + "Version: 1.0\n"),
+        (second, "old.style.egg-info/PKG-INFO", header.format("old.style") + "Version: 0.3\n"),
+        (first, "noversion-1.dist-info/METADATA", header.format("noversion") + "\nVersion: 9\n"),
     ):
         (directory / name).parent.mkdir(parents=True)
         (directory / name).write_text(text)
