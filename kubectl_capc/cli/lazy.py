@@ -30,7 +30,7 @@ __all__ = ["LazyCommand", "LazyGroup", "fast_coercion"]
 @dataclass(frozen=True)
 class LazyCommand:
     """A command of a `LazyGroup`: `attribute` of `module` is a command function or a `typer.Typer`;
-    `summary` is the first paragraph of its help, what the group's help lists before it is loaded."""
+    `summary` is the first sentence of its help, what the group's help lists before it is loaded."""
 
     module: str
     attribute: str
