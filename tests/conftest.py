@@ -28,7 +28,7 @@ hypothesis.settings.load_profile("suite")
 
 # Fixtures that start or build something outside the Python process.
 TESTBED_FIXTURES = frozenset(
-    {"testenv", "testenv_v1beta1", "testenv_v1beta2", "namespace", "kubectl_binary", "csgo", "krew"}
+    {"testenv", "testenv_v1beta1", "testenv_v1beta2", "namespace", "kubectl_binary", "csgo", "krew", "wbed"}
 )
 # Modules that drive Go-built or packaged programs from their own helpers rather than through fixtures.
 TESTBED_IMPORTS = ("tests.csgo", "tests.support.csgo_support", "tests.krewtools")

@@ -3,13 +3,12 @@
 stdout: the fleet plan as a table (one row per cluster, then the node images the fleet shares) and the
 final summary, or with `-o json|yaml` one typed document: `FleetUpgradePlan` for `--dry-run` and for a
 refused run, `FleetUpgradeReport` once the run has ended. stderr: one line each time a cluster changes
-state, or, on a terminal, a table of the clusters redrawn in place; notes and questions.
+state, or, on a terminal, a live table of the clusters (`--progress`, drawn by `cli.progress`); notes
+and questions.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -20,8 +19,10 @@ from kubectl_capc.cli.options import GlobalOptions, OutputFormat
 from kubectl_capc.domain.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
+    from kubectl_capc.cli.progress import ProgressDisplay
     from kubectl_capc.domain.fleet import ClusterKey, FleetPlan, FleetReport
     from kubectl_capc.domain.planner import PlanRequest
+    from kubectl_capc.domain.progress import CopyUpdate, UploadUpdate
     from kubectl_capc.ops.options import ApplyOptions, ImageOptions
 
 __all__ = ["FleetFlags", "FleetTerminal", "run_fleet"]
@@ -77,6 +78,7 @@ def run_fleet(
     images: ImageOptions,
     options: ApplyOptions,
     poll_seconds: float,
+    progress: str = "auto",
 ) -> NoReturn:
     """Plan and run the fleet; exits 0 when every cluster is at the target, 8 when some are not, 1 for
     a dry run with changes pending."""
@@ -100,10 +102,10 @@ def run_fleet(
         timeout = opts.request_timeout or CLOUDSTACK_REQUEST_TIMEOUT
         return CloudStackClient(credentials, request_timeout=timeout, poll_interval=poll_seconds)
 
-    console = FleetTerminal(opts.output)
+    console = FleetTerminal(opts.output, progress=progress)
     run = FleetRun(
         api_client(opts.target), selection, request, images, FleetOptions(policy, options),
-        console=console, make_client=cloudstack,
+        console=console, make_client=cloudstack, progress=console,
     )  # fmt: skip
     try:
         report = run.run()
@@ -132,15 +134,15 @@ _SHOWN = {
 
 
 class FleetTerminal:
-    """The `FleetConsole` of the CLI; thread-safe, since members report from their own threads."""
+    """The `FleetConsole` of the CLI; thread-safe, since members report from their own threads. The
+    clusters' states are the `cli.progress` display's fleet table (or its plain lines)."""
 
-    def __init__(self, output: OutputFormat, *, live: bool | None = None) -> None:
+    def __init__(self, output: OutputFormat, *, progress: str | ProgressDisplay = "auto") -> None:
         self.output = output
-        self.live = sys.stderr.isatty() if live is None else live
-        self._lock = threading.RLock()
+        from kubectl_capc.cli.progress import ProgressDisplay
+
+        self.display = progress if isinstance(progress, ProgressDisplay) else ProgressDisplay(progress)
         self._document: dict[str, Any] | None = None
-        self._rows: dict[ClusterKey, str] = {}
-        self._drawn = 0
 
     # -- the plan and the report (stdout) ---------------------------------------------------------
 
@@ -179,8 +181,7 @@ class FleetTerminal:
     def show_report(self, plan: FleetPlan, report: FleetReport) -> None:
         from kubectl_capc.cli.printing import print_table
 
-        with self._lock:
-            self._end_live()
+        self.display.close()
         if self.output is not OutputFormat.TABLE:
             self._document = report.to_document(plan.target)
             return
@@ -190,8 +191,7 @@ class FleetTerminal:
 
     def flush(self) -> None:
         """Print the typed document (json/yaml) once, however the run ended."""
-        with self._lock:
-            self._end_live()
+        self.display.close()
         if self._document is not None:
             from kubectl_capc.cli.printing import print_document
 
@@ -201,13 +201,17 @@ class FleetTerminal:
     # -- progress (stderr) ------------------------------------------------------------------------
 
     def confirm(self, question: str) -> bool:
+        self.display.close()
         return typer.confirm(question, default=False, err=True)
 
     def note(self, message: str) -> None:
-        with self._lock:
-            self._erase()
-            typer.echo(message, err=True)
-            self._draw()
+        self.display.note(message)
+
+    def upload(self, update: UploadUpdate) -> None:
+        self.display.upload(update)
+
+    def copies(self, update: CopyUpdate) -> None:
+        self.display.copies(update)
 
     def member(self, key: ClusterKey, state: str, detail: str = "") -> None:
         if state not in _SHOWN:
@@ -215,31 +219,4 @@ class FleetTerminal:
         text = _SHOWN[state] or detail
         if _SHOWN[state] and detail:
             text = f"{text}: {detail}"
-        with self._lock:
-            if self._rows.get(key) == text:
-                return
-            self._rows[key] = text
-            if self.live:
-                self._erase()
-                self._draw()
-            else:
-                typer.echo(f"{key}: {text}", err=True)
-
-    def _draw(self) -> None:
-        if not self.live or not self._rows:
-            return
-        width = max(len(str(key)) for key in self._rows)
-        lines = [f"  {str(key).ljust(width)}  {text}" for key, text in sorted(self._rows.items())]
-        sys.stderr.write("".join(f"\033[K{line}\n" for line in lines))
-        sys.stderr.flush()
-        self._drawn = len(lines)
-
-    def _erase(self) -> None:
-        if self.live and self._drawn:
-            sys.stderr.write(f"\033[{self._drawn}F\033[J")
-            sys.stderr.flush()
-            self._drawn = 0
-
-    def _end_live(self) -> None:
-        """Leave the last drawn table where it is."""
-        self._drawn = 0
+        self.display.cluster(str(key), text)

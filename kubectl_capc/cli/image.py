@@ -1,13 +1,12 @@
 """`kubectl capc image list|register|build`: find, register and build CloudStack node-image templates.
 
-Progress (zone download status, upload rate, build status) goes to stderr; stdout carries only the
-result table or the `-o json|yaml` document.
+Progress (each zone's download or copy, the upload's bytes, rate and ETA, the build's status) goes to
+stderr as `--progress` says (`kubectl_capc.cli.progress`); stdout carries only the result table or the
+`-o json|yaml` document.
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,6 +19,7 @@ from kubectl_capc.cli.options import (
     OutputFormat,
     PollIntervalOption,
     PrebuiltBaseUrlOption,
+    ProgressOption,
     UploadCaFileOption,
     UploadInsecureOption,
     check_upload_tls,
@@ -32,12 +32,14 @@ from kubectl_capc.domain.images import DEFAULT_PREBUILT_BASE_URL, Hypervisor, de
 from kubectl_capc.domain.versions import KubeVersion, TargetVersion, parse_target
 
 if TYPE_CHECKING:
+    from kubectl_capc.cli.progress import ProgressDisplay
     from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Template
     from kubectl_capc.domain.model import ClusterInventory
+    from kubectl_capc.domain.progress import CopyUpdate, UploadUpdate
     from kubectl_capc.ops.image_register import ZoneOutcome
     from kubectl_capc.ops.image_targets import ZoneTarget
 
-__all__ = ["TerminalReporter", "image_app"]
+__all__ = ["image_app"]
 
 DEFAULT_TIMEOUT = "1h"
 
@@ -230,12 +232,14 @@ def register(
     poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
     upload_ca_file: UploadCaFileOption = None,
     upload_insecure: UploadInsecureOption = False,
+    progress: ProgressOption = "auto",
 ) -> None:
     """Register the template for VERSION in every failure-domain zone of a cluster and wait until it is ready.
 
     Re-running is safe: a ready template of that name is reused and one still downloading is waited for.
     """
     from kubectl_capc.cli.printing import print_document, print_table
+    from kubectl_capc.cli.progress import ProgressDisplay
     from kubectl_capc.cloudstack.client import UploadTLS
     from kubectl_capc.ops.image_register import (
         ImageSource,
@@ -245,6 +249,7 @@ def register(
         template_tags,
     )
     from kubectl_capc.ops.image_targets import current_template
+    from kubectl_capc.ops.progress import PipelineReporter
 
     chosen = [flag for flag, given in (("--url", url), ("--file", file), ("--prebuilt", prebuilt)) if given]
     if len(chosen) != 1:
@@ -278,16 +283,20 @@ def register(
             Hypervisor.parse(current.hypervisor),
         )
     spec = template_spec_for(current, target_version, source, name=name, public=public)
-    outcomes = register_image(
-        targets,
-        spec,
-        source,
-        tags=template_tags(spec, target_version),
-        replace_failed=replace_failed,
-        timeout=wait_seconds,
-        reporter=TerminalReporter(),
-        upload_tls=UploadTLS(upload_ca_file, upload_insecure),
-    )
+    display = ProgressDisplay(progress)
+    try:
+        outcomes = register_image(
+            targets,
+            spec,
+            source,
+            tags=template_tags(spec, target_version),
+            replace_failed=replace_failed,
+            timeout=wait_seconds,
+            reporter=PipelineReporter(_DisplayProgress(display), timeout=wait_seconds),
+            upload_tls=UploadTLS(upload_ca_file, upload_insecure),
+        )
+    finally:
+        display.close()
     if opts.output is OutputFormat.TABLE:
         print_table(
             ("FAILURE DOMAIN", "ZONE", "TEMPLATE", "ID", "ACTION"),
@@ -347,12 +356,14 @@ def build(
             "--cache-dir", metavar="DIR", help="Where images are kept; default ~/.cache/kubectl-capc/images."
         ),
     ] = None,
+    progress: ProgressOption = "auto",
 ) -> None:
     """Build a node image with image-builder (make build-qemu-OS), convert it for the hypervisor, checksum it.
 
     Results are cached by OS, version, hypervisor and image-builder commit: a re-run does not rebuild.
     """
     from kubectl_capc.cli.printing import print_document, print_table
+    from kubectl_capc.cli.progress import ProgressDisplay, size
     from kubectl_capc.imagebuilder.build import BuildRequest, build_image, default_cache_dir
 
     request = BuildRequest(
@@ -362,8 +373,11 @@ def build(
         image_builder_dir=image_builder_dir,
         cache_dir=cache_dir or default_cache_dir(),
     )
-    reporter = TerminalReporter()
-    result = build_image(request, step=reporter.step, status=reporter.status)
+    display = ProgressDisplay(progress)
+    try:
+        result = build_image(request, step=display.note, status=display.status)
+    finally:
+        display.close()
     if opts.output is OutputFormat.TABLE:
         print_table(
             ("IMAGE", "FORMAT", "SIZE", "SHA256", "CACHED"),
@@ -371,7 +385,7 @@ def build(
                 (
                     str(result.image),
                     result.image_format.value,
-                    _bytes(result.size),
+                    size(result.size),
                     result.sha256,
                     _yes(result.cached),
                 )
@@ -413,63 +427,17 @@ def _cluster_targets(
     return inventory, zone_targets(api, inventory, lambda creds: _client(creds, poll_interval=poll_interval))
 
 
-def _bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+class _DisplayProgress:
+    """The image pipeline's `ImageProgress` on the progress display."""
 
+    def __init__(self, display: ProgressDisplay) -> None:
+        self.display = display
 
-class TerminalReporter:
-    """Progress on stderr: one line per zone status change, an upload line with bytes and rate, and
-    build status; on a terminal the upload and build lines are rewritten in place."""
+    def note(self, message: str) -> None:
+        self.display.note(message)
 
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._statuses: dict[tuple[str, str], str] = {}
-        self._upload_started = 0.0
-        self._last_upload_line = 0.0
-        self._last_status_line = 0.0
+    def upload(self, update: UploadUpdate) -> None:
+        self.display.upload(update)
 
-    def step(self, message: str) -> None:
-        self._write(message, final=True)
-
-    def zones(self, rows: Sequence[Template]) -> None:
-        for row in rows:
-            status = "ready" if row.ready else (row.status or "waiting")
-            key = (row.id, row.zone_id)
-            if self._statuses.get(key) != status:
-                self._statuses[key] = status
-                self._write(f"zone {row.zone_name}: {row.name} {status}", final=True)
-
-    def upload(self, sent: int, total: int) -> None:
-        now = time.monotonic()
-        if not self._upload_started:
-            self._upload_started = now
-        done = sent >= total
-        interval = 0.5 if self.live else 5.0
-        if not done and now - self._last_upload_line < interval:
-            return
-        self._last_upload_line = now
-        rate = sent / max(now - self._upload_started, 1e-6)
-        percent = 100 * sent // total if total else 100
-        line = f"uploaded {_bytes(sent)} of {_bytes(total)} ({percent}%) at {_bytes(int(rate))}/s"
-        self._write(line, final=done or not self.live)
-
-    def status(self, text: str) -> None:
-        """A live status line: rewritten on a terminal, otherwise printed at most once a minute."""
-        now = time.monotonic()
-        if not self.live and now - self._last_status_line < 60:
-            return
-        self._last_status_line = now
-        self._write(text[:150], final=not self.live)
-
-    def _write(self, text: str, *, final: bool) -> None:
-        if self.live:
-            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+    def copies(self, update: CopyUpdate) -> None:
+        self.display.copies(update)

@@ -8,7 +8,8 @@ carries the options itself: `@global_options()` adds them to a command function 
 Short options also accept pflag's `-n=ns` / `-v=4` spelling, which kubectl users type out of habit.
 
 The arguments and options that several commands take (`CLUSTER`, `--dry-run`, `--yes`, `--no-wait`,
-`--timeout`, `--poll-interval`, `--prebuilt-base-url`, `--upload-ca-file`, `--upload-insecure`) are
+`--timeout`, `--poll-interval`, `--prebuilt-base-url`, `--upload-ca-file`, `--upload-insecure`,
+`--progress`) are
 declared here once, as `Annotated` types,
 with the functions that turn their values into what the commands use, so they read and behave the
 same everywhere.
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_POLL_INTERVAL",
+    "PROGRESS_MODES",
     "BreakLockOption",
     "ClusterArgument",
     "DryRunOption",
@@ -49,6 +51,7 @@ __all__ = [
     "OutputOption",
     "PollIntervalOption",
     "PrebuiltBaseUrlOption",
+    "ProgressOption",
     "SelectorOption",
     "TimeoutOption",
     "YesOption",
@@ -256,6 +259,27 @@ UploadInsecureOption = Annotated[
     ),
 ]
 """`--upload-ca-file` / `--upload-insecure` of the commands that may upload (read by `check_upload_tls`)."""
+PROGRESS_MODES = ("auto", "plain", "none")
+"""The values of cli.progress.ProgressMode, spelled out so that `--help` need not import the renderer."""
+
+
+def _progress_mode(value: str) -> str:
+    text = drop_equals(value).lower()
+    if text not in PROGRESS_MODES:
+        raise typer.BadParameter(f"{text!r} is not a progress mode; use one of {'|'.join(PROGRESS_MODES)}")
+    return text
+
+
+ProgressOption = Annotated[
+    str,
+    typer.Option(
+        "--progress",
+        metavar="|".join(PROGRESS_MODES),
+        parser=_progress_mode,
+        help="Progress on stderr: live on a terminal (auto), timestamped lines (plain), or none.",
+    ),
+]
+"""`--progress` of the commands that wait (a `cli.progress.ProgressMode` value)."""
 
 
 def check_upload_tls(ca_file: Path | None, insecure: bool, *, uploads: bool, needs: str) -> None:

@@ -19,6 +19,7 @@ from kubectl_capc.cli.options import (
     DryRunOption,
     GlobalOptions,
     NoWaitOption,
+    ProgressOption,
     TimeoutOption,
     YesOption,
     apply_options,
@@ -44,6 +45,7 @@ def rollback(
     no_wait: NoWaitOption = False,
     timeout: TimeoutOption = None,
     break_lock: BreakLockOption = False,
+    progress: ProgressOption = "auto",
 ) -> None:
     """Roll back the last upgrade recorded on a cluster's MachineDeployments, and on its control plane
     where Kubernetes allows it: after an image-only or same-minor change, or before its minor upgrade
@@ -52,7 +54,7 @@ def rollback(
     from kubectl_capc.ops.rollback import KubeRollbackIO, Rollback
 
     options = apply_options(dry_run=dry_run, yes=yes, no_wait=no_wait, timeout=timeout, break_lock=break_lock)
-    console = RollbackTerminal(opts.output)
+    console = RollbackTerminal(opts.output, progress=progress)
     io = KubeRollbackIO(api_client(opts.target), opts.target.resolve_context().namespace, cluster)
     console.exit_with(Rollback(io, options, console).run)
 

@@ -1,8 +1,9 @@
 """The terminal of the commands that change a cluster by plan (`image-upgrade`, `rollback`).
 
-The plan and the server-checked diff of each write go to stdout; steps, progress, notes and questions
-go to stderr, so stdout stays what a script reads. With `-o json|yaml`, stdout carries only the plan's
-typed document, with the server's verdict on each write, printed once whatever point the run stopped at.
+The plan and the server-checked diff of each write go to stdout; steps, progress (drawn by
+`kubectl_capc.cli.progress` as `--progress` says), notes and questions go to stderr, so stdout stays
+what a script reads. With `-o json|yaml`, stdout carries only the plan's typed document, with the
+server's verdict on each write, printed once whatever point the run stopped at.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from kubectl_capc.cli.options import OutputFormat
 from kubectl_capc.domain.errors import ExitCode
 
 if TYPE_CHECKING:
+    from kubectl_capc.cli.progress import ProgressDisplay
     from kubectl_capc.domain.plan import Step
     from kubectl_capc.domain.preview import ObjectPreview
-    from kubectl_capc.kube.write import OwnerProgress
+    from kubectl_capc.domain.progress import CopyUpdate, RolloutUpdate, UploadUpdate
 
 __all__ = ["PlanTerminal"]
 
@@ -37,13 +39,21 @@ class PlanTerminal(ABC, Generic[PlanT]):
     """Shows one command's plan, previews, steps and progress; each command says how its plan and
     previews look as text and what the document says about each write."""
 
-    def __init__(self, output: OutputFormat, *, color: bool | None = None) -> None:
-        """`color` None: colour the diffs when stdout is a terminal and NO_COLOR is not set."""
+    def __init__(
+        self,
+        output: OutputFormat,
+        *,
+        color: bool | None = None,
+        progress: str | ProgressDisplay = "auto",
+    ) -> None:
+        """`color` None: colour the diffs when stdout is a terminal and NO_COLOR is not set;
+        `progress`: the `--progress` mode, or the display to use."""
         self.output = output
         self.color = sys.stdout.isatty() and "NO_COLOR" not in os.environ if color is None else color
         self._document: dict[str, Any] | None = None
-        self._last_progress = ""
-        self._live = sys.stderr.isatty()
+        from kubectl_capc.cli.progress import ProgressDisplay
+
+        self.display = progress if isinstance(progress, ProgressDisplay) else ProgressDisplay(progress)
         self.current_step: str | None = None
         """The step under way (`Action Kind/name`), for the message shown when the run is interrupted."""
 
@@ -60,6 +70,7 @@ class PlanTerminal(ABC, Generic[PlanT]):
         """The server's verdict on one write, as the document's `status.serverDryRun` lists it."""
 
     def show_plan(self, plan: PlanT) -> None:
+        self.display.close()  # a new plan (after a conflict mid-wait) is not drawn over
         if self.output is OutputFormat.TABLE:
             self.print_plan(plan)
         elif self._document is None:
@@ -72,22 +83,20 @@ class PlanTerminal(ABC, Generic[PlanT]):
             self._document["status"]["serverDryRun"] = [self.verdict(p) for p in previews]
 
     def confirm(self, question: str) -> bool:
+        self.display.close()
         return typer.confirm(question, default=False, err=True)
 
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None:
-        minutes, seconds = divmod(int(elapsed), 60)
-        text = "; ".join(str(item) for item in progress)
-        if self._live:
-            sys.stderr.write(f"\r\033[K  {text} ({minutes}:{seconds:02d})")
-            sys.stderr.flush()
-            self._last_progress = text
-        elif text != self._last_progress:
-            typer.echo(f"  {text} ({minutes}:{seconds:02d})", err=True)
-            self._last_progress = text
+    def progress(self, update: RolloutUpdate) -> None:
+        self.display.rollout(update)
+
+    def upload(self, update: UploadUpdate) -> None:
+        self.display.upload(update)
+
+    def copies(self, update: CopyUpdate) -> None:
+        self.display.copies(update)
 
     def note(self, message: str) -> None:
-        self._end_progress()
-        typer.echo(message, err=True)
+        self.display.note(message)
 
     def announce(self, label: str, step: Step, state: str) -> None:
         """`[label] Action Kind/name: ...` with what the step does (`state` "start"), or "done"."""
@@ -112,22 +121,16 @@ class PlanTerminal(ABC, Generic[PlanT]):
         from kubectl_capc.domain.interrupts import StoppedAfterWrite
 
         if isinstance(stop, StoppedAfterWrite):
-            where = f" after {stop.write} had finished"
+            where = f" after {stop.done}"
         else:
             where = f" during {self.current_step}" if self.current_step else ""
         self.note(f"interrupted{where}: run the same command again to continue where it stopped")
 
     def flush(self) -> None:
         """Print the typed plan document (json/yaml) once, whatever point the run stopped at."""
-        self._end_progress()
+        self.display.close()
         if self._document is not None:
             from kubectl_capc.cli.printing import print_document
 
             print_document(self._document, self.output)
             self._document = None
-
-    def _end_progress(self) -> None:
-        if self._live and self._last_progress:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-        self._last_progress = "" if self._live else self._last_progress

@@ -24,6 +24,7 @@ from kubectl_capc.cli.options import (
     OutputFormat,
     PollIntervalOption,
     PrebuiltBaseUrlOption,
+    ProgressOption,
     TimeoutOption,
     UploadCaFileOption,
     UploadInsecureOption,
@@ -169,6 +170,7 @@ def image_upgrade(
     poll_interval: PollIntervalOption = DEFAULT_POLL_INTERVAL,
     on_delete: OnDeleteOption = "leave",
     break_lock: BreakLockOption = False,
+    progress: ProgressOption = "auto",
     filenames: Annotated[
         list[Path] | None,
         typer.Option(
@@ -270,11 +272,12 @@ def image_upgrade(
         from kubectl_capc.cli.fleet import run_fleet
 
         run_fleet(
-            opts, names, fleet, request=request, images=images, options=options, poll_seconds=poll_seconds
-        )
+            opts, names, fleet, request=request, images=images, options=options, poll_seconds=poll_seconds,
+            progress=progress,
+        )  # fmt: skip
     fleet.refuse_for_one_cluster()  # one name: exactly the one-cluster upgrade
     (cluster_name,) = names
-    console = UpgradeTerminal(opts.output)
+    console = UpgradeTerminal(opts.output, progress=progress)
     if filenames or output_dir or server_dry_run:
         from kubectl_capc.ops import gitops
 
@@ -300,8 +303,9 @@ def image_upgrade(
         return CloudStackClient(credentials, request_timeout=timeout, poll_interval=poll_seconds)
 
     io = KubeClusterIO(
-        api_client(opts.target), namespace, cluster_name, images, console, make_client=cloudstack
-    )
+        api_client(opts.target), namespace, cluster_name, images, console, make_client=cloudstack,
+        progress=console,
+    )  # fmt: skip
     console.exit_with(Upgrade(io, request, options, console).run)
 
 

@@ -44,7 +44,7 @@ from kubectl_capc.domain.checks.capacity import (
 )
 from kubectl_capc.domain.errors import CapcError, ConfigError, ExitCode, one_line
 from kubectl_capc.domain.images import failed_while_waiting
-from kubectl_capc.domain.interrupts import writing
+from kubectl_capc.domain.interrupts import StoppedAfterWrite, writing
 from kubectl_capc.domain.model import CloudStackTemplateRow
 
 __all__ = [
@@ -842,15 +842,37 @@ class CloudStackClient:
         deadline, started = now + timeout, now if started is None else started
         names = {zone.id: zone.name for zone in zones}
         what = f"copy template {template_id} to zone {', '.join(names.values())}"
+        going_on = "CloudStack goes on copying; the next run waits for the copy instead of copying again"
         answer = self._write(
             what,
             lambda: self._api.copyTemplate(
                 id=template_id, sourcezoneid=source_zone_id, destzoneids=list(names), fetch_result=False
             ),
+            going_on=going_on,
         )
         job_id = str(answer.get("jobid") or "")
         if not job_id:  # answered at once, without a job
             return
+        try:
+            self._follow_copy(
+                job_id, template_id, names, what, deadline=deadline, started=started, on_progress=on_progress
+            )
+        except StoppedAfterWrite:
+            raise
+        except KeyboardInterrupt:
+            raise StoppedAfterWrite(what, going_on) from None  # the job runs on without us
+
+    def _follow_copy(
+        self,
+        job_id: str,
+        template_id: str,
+        names: Mapping[str, str],
+        what: str,
+        *,
+        deadline: float,
+        started: float,
+        on_progress: ProgressCallback | None,
+    ) -> None:
         rows: list[Template] = []
         while True:
             job = self._call(f"follow the job of {what}", lambda: self._api.queryAsyncJobResult(jobid=job_id))
@@ -969,9 +991,10 @@ class CloudStackClient:
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _write(self, what: str, request: Callable[[], T]) -> T:
-        """A command that changes something: Ctrl-C waits for it, and it is retried only when safe."""
-        with writing(what):
+    def _write(self, what: str, request: Callable[[], T], *, going_on: str = "") -> T:
+        """A command that changes something: Ctrl-C waits for it, and it is retried only when safe.
+        `going_on`: what the command starts that CloudStack carries on with after a Ctrl-C."""
+        with writing(what, going_on):
             return self._call(what, request, write=True)
 
     def _call(self, what: str, request: Callable[[], T], *, write: bool = False) -> T:

@@ -24,19 +24,29 @@ _active = threading.local()
 
 
 class StoppedAfterWrite(KeyboardInterrupt):
-    """Ctrl-C that waited for a write to finish; `write` names it."""
+    """Ctrl-C that waited for a write to finish; `write` names it, `going_on` what the write started
+    that goes on without the command (CloudStack's async job), if anything."""
 
-    def __init__(self, write: str) -> None:
+    def __init__(self, write: str, going_on: str = "") -> None:
         super().__init__(write)
         self.write = write
+        self.going_on = going_on
+
+    @property
+    def done(self) -> str:
+        """Where the run stopped, after "interrupted after ..."."""
+        if self.going_on:
+            return f"{self.write} was sent ({self.going_on})"
+        return f"{self.write} had finished"
 
 
 @contextmanager
-def writing(what: str) -> Iterator[None]:
+def writing(what: str, going_on: str = "") -> Iterator[None]:
     """Run one write (`what` names it in the note shown on Ctrl-C) with Ctrl-C deferred until it ends.
 
-    Only the main thread can handle signals; elsewhere, and inside an enclosing `writing()`, this
-    only runs the body.
+    `going_on` says what the write starts that carries on after the command stops (a copy that
+    CloudStack goes on with, and that the next run finds); the note on Ctrl-C says so. Only the main
+    thread can handle signals; elsewhere, and inside an enclosing `writing()`, this only runs the body.
     """
     if threading.current_thread() is not threading.main_thread() or getattr(_active, "on", False):
         yield
@@ -59,4 +69,4 @@ def writing(what: str) -> Iterator[None]:
         _active.on = False
         signal.signal(signal.SIGINT, previous)
     if pending:
-        raise StoppedAfterWrite(what)
+        raise StoppedAfterWrite(what, going_on)

@@ -429,7 +429,14 @@ def parse_control_plane(obj: Obj, index: _TemplateIndex, problems: list[Problem]
         conditions=parse_conditions(obj),
         annotations=FrozenDict(_annotations(obj)),
         labels=FrozenDict(_labels(obj)),
+        max_surge=_int_or_percent(_control_plane_rolling_update(obj), "maxSurge", 1),
     )
+
+
+def _control_plane_rolling_update(obj: Obj) -> Obj:
+    if capi_version_of(obj) == "v1beta2":
+        return _map(obj, "spec", "rollout", "strategy", "rollingUpdate")
+    return _map(obj, "spec", "rolloutStrategy", "rollingUpdate")
 
 
 def _int_or_percent(obj: Obj, key: str, default: int) -> int | str:

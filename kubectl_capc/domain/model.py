@@ -421,6 +421,9 @@ class ControlPlane(_RolloutOwner):
     conditions: tuple[Condition, ...]
     annotations: FrozenDict = field(default_factory=FrozenDict)
     labels: FrozenDict = field(default_factory=FrozenDict)
+    max_surge: int | str = 1
+    """The rolling update's maxSurge as written (v1beta1 `spec.rolloutStrategy`, v1beta2
+    `spec.rollout.strategy`); Cluster API allows 0 or 1 and defaults to 1."""
 
     @property
     def versions_reported(self) -> tuple[str, ...]:

@@ -7,13 +7,18 @@ requests: one paginated LIST each of Nodes and PodDisruptionBudgets and one `GET
 server's `apiserver_requested_deprecated_apis` gauge, concurrently; then, only when some budget allows
 no disruption (the one check that needs them), one paginated LIST of the Pods a drain would evict
 (scheduled, not Pending/Succeeded/Failed), which are most of the bytes a big cluster sends. Objects are
-read as plain JSON (the typed models would cost seconds of CPU for ten thousand pods). However large
-the cluster, that is 1 Secret GET + 2 or 3 LISTs + 1 GET, plus one request per further page of
-`PAGE_SIZE` objects.
+read as plain JSON (the typed models would cost seconds of CPU for ten thousand pods). With `removed`
+(the built-in API versions an upgrade removes, `removed_between`), also, per API group, one discovery
+GET for its versions and one metadata-only LIST per resource (as PartialObjectMetadata: the versions
+its writers used are in managedFields and kubectl's last-applied-configuration), in the preferred
+version, else the first other served one that is not being removed. However
+large the cluster, that is 1 Secret GET + 2 or 3 LISTs + 1 GET (+ those of `removed`), plus one
+request per further page of `PAGE_SIZE` objects.
 
 Nothing here raises for the workload cluster: a missing or unreadable Secret, a kubeconfig that cannot
 be used, or an API server that does not answer gives `WorkloadFacts.unreachable` (what went wrong), a
-refused or malformed `/metrics` gives `deprecated_apis` None with `metrics_error`.
+refused or malformed `/metrics` gives `deprecated_apis` None with `metrics_error`, a refused LIST of
+the resources of `removed` gives `written` None with `written_error`.
 
 `read_machines` reads the Machines of one cluster, a namespace or all namespaces with one LIST (plus
 pages) into `kubectl_capc.domain.machines.Machine`, from either CAPI shape (`machine_from_object`).
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import os
@@ -38,7 +44,9 @@ from kubectl_capc.domain.checks.workload import (
     Node,
     Pod,
     PodDisruptionBudget,
+    RemovedApi,
     WorkloadFacts,
+    WrittenObject,
     parse_deprecated_api_metrics,
 )
 from kubectl_capc.domain.machines import Machine
@@ -63,6 +71,7 @@ __all__ = [
     "pod_from_object",
     "read_machines",
     "read_workload",
+    "written_from_object",
 ]
 
 _log = logging.getLogger(__name__)
@@ -74,6 +83,9 @@ DEFAULT_TIMEOUT = 10.0
 EVICTABLE_PODS = "spec.nodeName!=,status.phase!=Pending,status.phase!=Succeeded,status.phase!=Failed"
 """The field selector of the Pod LIST: only pods a drain evicts under their budget."""
 _MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+"""The Accept header of the removed resources' LISTs: object metadata only, whatever the resource."""
 
 
 def kubeconfig_secret(namespace: str, cluster: str) -> SecretRef:
@@ -91,6 +103,10 @@ class WorkloadRead:
 
 class _Unusable(Exception):
     """The workload cluster cannot be read; the message says why (no secret values in it)."""
+
+
+class _NotServed(Exception):
+    """The server does not serve the resource listed in that version (HTTP 404)."""
 
 
 # -- the Machines ----------------------------------------------------------------------------------
@@ -193,6 +209,31 @@ def pdb_from_object(obj: Mapping[str, Any]) -> PodDisruptionBudget:
     )
 
 
+def written_from_object(group: str, resource: str, obj: Mapping[str, Any]) -> WrittenObject:
+    """An object's metadata as `WrittenObject`: the apiVersion of each field manager's newest
+    managedFields entry (a manager that wrote in another version since keeps its older entry too), and
+    that of kubectl's last-applied-configuration (nothing else of that annotation is kept)."""
+    metadata = obj.get("metadata") or {}
+    newest: dict[str, tuple[str, str]] = {}
+    for entry in _list_at(obj, "metadata", "managedFields"):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("apiVersion"), str):
+            continue
+        manager, when = str(entry.get("manager") or "unknown manager"), str(entry.get("time") or "")
+        if manager not in newest or when >= newest[manager][0]:
+            newest[manager] = (when, entry["apiVersion"])
+    writers = {(manager, version) for manager, (_, version) in newest.items()}
+    applied = (metadata.get("annotations") or {}).get(_LAST_APPLIED)
+    if isinstance(applied, str):
+        try:
+            document = json.loads(applied)
+        except ValueError:
+            document = None
+        if isinstance(document, Mapping) and isinstance(document.get("apiVersion"), str):
+            writers.add(("last-applied-configuration", document["apiVersion"]))
+    return WrittenObject(group, resource, _s(obj, "metadata", "namespace"), _s(obj, "metadata", "name"),
+                         tuple(sorted(writers)))  # fmt: skip
+
+
 def blocks_evictions(pdb: PodDisruptionBudget) -> bool:
     """Whether the budget refuses every eviction of a pod it selects (the only case Pods are read for)."""
     return pdb.selector is not None and pdb.disruptions_allowed <= 0
@@ -202,9 +243,15 @@ def blocks_evictions(pdb: PodDisruptionBudget) -> bool:
 
 
 def read_workload(
-    api_client: Any, namespace: str, cluster: str, *, request_timeout: float | None = None
+    api_client: Any,
+    namespace: str,
+    cluster: str,
+    *,
+    request_timeout: float | None = None,
+    removed: Sequence[RemovedApi] = (),
 ) -> WorkloadRead:
     """What the workload cluster of `namespace/cluster` says; never raises for the workload cluster.
+    `removed`: the API versions whose resources' objects are read (`WorkloadFacts.written`).
 
     Raises only when the management API server itself cannot be reached for the Secret.
     """
@@ -228,7 +275,7 @@ def read_workload(
         workload = _Workload(_workload_client(text, f"Secret {ref}", request_timeout or DEFAULT_TIMEOUT))
     except _Unusable as err:
         return WorkloadRead(WorkloadFacts(unreachable=str(err)))
-    facts = workload.read()
+    facts = workload.read(removed)
     seconds = time.monotonic() - started
     _log.info(
         "workload cluster %s/%s: %d node(s), %d pod(s), %d PodDisruptionBudget(s) in %d request(s), %.2fs",
@@ -244,11 +291,13 @@ class _Workload:
         self.client = client
         self.requests = 0
 
-    def read(self) -> WorkloadFacts:
-        """Nodes, budgets and the metric at once; then the Pods, but only when some budget allows no
-        disruption: no other check reads them, and they are most of what a big cluster sends."""
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="workload") as pool:
+    def read(self, removed: Sequence[RemovedApi] = ()) -> WorkloadFacts:
+        """Nodes, budgets, the metric and the objects of `removed` at once; then the Pods, but only when
+        some budget allows no disruption: no other check reads them, and they are most of what a big
+        cluster sends."""
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="workload") as pool:
             metrics = pool.submit(self._metrics)
+            written = pool.submit(self._written, removed)
             nodes = pool.submit(self._list, "/api/v1/nodes", "", node_from_object)
             budgets = pool.submit(self._list, "/apis/policy/v1/poddisruptionbudgets", "", pdb_from_object)
             try:
@@ -262,9 +311,59 @@ class _Workload:
             except _Unusable as err:
                 return WorkloadFacts(unreachable=str(err))
             deprecated, metrics_error = metrics.result()
-        return WorkloadFacts(tuple(listed_nodes), tuple(pods), tuple(pdbs), deprecated, metrics_error)
+            objects, written_error = written.result()
+        return WorkloadFacts(
+            tuple(listed_nodes), tuple(pods), tuple(pdbs), deprecated, metrics_error, objects, written_error
+        )
 
-    def _list(self, path: str, field_selector: str, parse: Callable[[Mapping[str, Any]], Any]) -> list[Any]:
+    def _written(self, removed: Sequence[RemovedApi]) -> tuple[tuple[WrittenObject, ...] | None, str]:
+        """The metadata of every object of the resources of `removed`, listed in the group's preferred
+        version, else the first other one it is served in that is not one of `removed` (which the
+        metric would count); a group or resource served in no such version is not read."""
+        resources = list(dict.fromkeys((api.group, api.resource) for api in removed))
+        skipped = {(api.group, api.resource, api.version) for api in removed}
+        objects: list[WrittenObject] = []
+        try:
+            served = {group: self._served(group) for group in dict.fromkeys(g for g, _ in resources)}
+            for group, resource in resources:
+                parse = functools.partial(written_from_object, group, resource)
+                for version in served[group]:
+                    if version != served[group][0] and (group, resource, version) in skipped:
+                        continue
+                    try:
+                        objects += self._list(f"/apis/{group}/{version}/{resource}", "", parse,
+                                              accept=_METADATA_ONLY, missing_ok=True)  # fmt: skip
+                    except _NotServed:
+                        continue
+                    break
+        except _Unusable as err:
+            return None, str(err)
+        return tuple(objects), ""
+
+    def _served(self, group: str) -> list[str]:
+        """The group's versions from discovery, the preferred one first; none when it is not served."""
+        status, body = self._get(f"/apis/{group}", "application/json")
+        if status == 404:
+            return []
+        if status != 200:
+            raise _Unusable(f"GET /apis/{group}: HTTP {status} {_status_message(body)}")
+        try:
+            document = json.loads(body)
+            preferred = str((document.get("preferredVersion") or {}).get("version") or "")
+            versions = [str(v.get("version") or "") for v in document.get("versions") or []]
+        except (ValueError, AttributeError):
+            raise _Unusable(f"GET /apis/{group}: the answer is not an API group") from None
+        return [v for v in dict.fromkeys([preferred, *versions]) if v]
+
+    def _list(
+        self,
+        path: str,
+        field_selector: str,
+        parse: Callable[[Mapping[str, Any]], Any],
+        *,
+        accept: str = "application/json",
+        missing_ok: bool = False,
+    ) -> list[Any]:
         items: list[Any] = []
         token = ""
         while True:
@@ -273,7 +372,9 @@ class _Workload:
                 query["fieldSelector"] = field_selector
             if token:
                 query["continue"] = token
-            status, body = self._get(f"{path}?{urllib.parse.urlencode(query)}", "application/json")
+            status, body = self._get(f"{path}?{urllib.parse.urlencode(query)}", accept)
+            if status == 404 and missing_ok and not token:
+                raise _NotServed(path)
             if status != 200:
                 raise _Unusable(f"list {path}: HTTP {status} {_status_message(body)}")
             try:

@@ -29,10 +29,10 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, Protocol
 
-from kubectl_capc.domain.errors import KubeApiError, PlanError, RolloutError, one_line
+from kubectl_capc.domain.errors import CapcError, KubeApiError, PlanError, RolloutError, one_line
 from kubectl_capc.domain.interrupts import writing
 from kubectl_capc.domain.inventory import parse_machine, parse_rollout_owner
 from kubectl_capc.domain.model import (
@@ -43,10 +43,12 @@ from kubectl_capc.domain.model import (
     INFRASTRUCTURE_GROUP,
     KUBEADM_CONTROL_PLANE_KIND,
     CapiVersion,
+    Machine,
     normalize_version,
 )
 from kubectl_capc.domain.ondelete import Decision, next_step
 from kubectl_capc.domain.plan import PatchObject, RollOnDelete, WaitRollout
+from kubectl_capc.domain.progress import MachinePhase, OwnerProgress
 from kubectl_capc.kube.client import RETRIES, request_was_sent, transport_failure
 from kubectl_capc.kube.errors import forbidden_error, server_message, unreachable_error
 from kubectl_capc.kube.resources import CAPC_VERSION, RESOURCES
@@ -119,28 +121,6 @@ def patch_body(
     if step.resource_version:
         metadata["resourceVersion"] = step.resource_version
     return {"metadata": metadata, "spec": spec}
-
-
-@dataclass(frozen=True)
-class OwnerProgress:
-    """Where one KubeadmControlPlane or MachineDeployment stands in its rollout."""
-
-    kind: str
-    name: str
-    version: str
-    desired: int
-    up_to_date: int
-    ready: int
-    available: int
-    observed: bool
-    done: bool
-
-    def __str__(self) -> str:
-        if self.done:
-            return f"{self.name}: done, {self.ready}/{self.desired} ready at {self.version}"
-        if not self.observed:
-            return f"{self.name}: waiting for the controller to pick up the change"
-        return f"{self.name}: {self.up_to_date}/{self.desired} up to date, {self.ready} ready"
 
 
 ProgressCallback = Callable[[tuple[OwnerProgress, ...], float], None]
@@ -306,13 +286,15 @@ class KubeWriter:
         deadline = None if timeout is None else started + timeout
         latest: dict[str, dict[str, Any]] = {}
         wanted = set(step.names)
+        phases = _Phases(self, step)
 
-        def report() -> tuple[OwnerProgress, ...]:
+        def report(changed: bool = True) -> tuple[OwnerProgress, ...]:
             progress = tuple(progress_of(latest[name], step.version) for name in step.names if name in latest)
             for item in progress:
                 if normalize_version(item.version) != normalize_version(step.version):
                     raise Conflict(f"{step.kind}/{item.name} was changed to {item.version} during the wait")
             if on_progress is not None:
+                progress = phases.add(progress, latest, refresh=changed)
                 on_progress(progress, time.monotonic() - started)
             return progress
 
@@ -347,7 +329,7 @@ class KubeWriter:
                     breaks = 0
                     resource_version = str(obj["metadata"].get("resourceVersion", resource_version))
                     if event_type == "BOOKMARK":  # about once a minute: moves the elapsed time on
-                        progress = report()
+                        progress = report(changed=False)
                         continue
                     name = obj["metadata"].get("name")
                     if name not in wanted:
@@ -363,7 +345,7 @@ class KubeWriter:
                     pause = RETRIES.delay(breaks)
                     time.sleep(pause if remaining is None else max(0.0, min(pause, remaining)))
                 elif ended == _TIMED_OUT:
-                    progress = report()
+                    progress = report(changed=False)
 
     def _list_wanted(self, step: WaitRollout) -> dict[str, Any]:
         if len(step.names) == 1:
@@ -483,7 +465,7 @@ class KubeWriter:
             if on_progress is not None:
                 item = OwnerProgress(
                     step.kind, step.name, step.version, desired, decision.up_to_date, decision.ready,
-                    decision.ready, True, decision.done,
+                    decision.ready, True, decision.done, replacing_machine(parsed, step.name, step.version),
                 )  # fmt: skip
                 on_progress((item,), time.monotonic() - started)
             return decision
@@ -800,3 +782,63 @@ def server_dry_run(api_client: Any, objects: Sequence[Mapping[str, Any]]) -> lis
             raise unreachable_error(f"server dry run of {subject}", err) from None
         verdicts.append((subject, ""))
     return verdicts
+
+
+class _Phases:
+    """The Machine each unfinished owner of a wait is replacing, for its progress line: the owners'
+    Machines are listed (one LIST, by label) each time an owner changed while its rollout is under way,
+    never on a bookmark or while nothing changes, so an idle wait makes no more requests than before.
+    A failed LIST only leaves the phase out."""
+
+    def __init__(self, writer: KubeWriter, step: WaitRollout) -> None:
+        self._writer = writer
+        self._label = CONTROL_PLANE_NAME_LABEL if step.is_control_plane else DEPLOYMENT_NAME_LABEL
+        self._version = step.version
+        self._machines: list[Machine] = []
+
+    def add(
+        self, progress: tuple[OwnerProgress, ...], owners: Mapping[str, Mapping[str, Any]], *, refresh: bool
+    ) -> tuple[OwnerProgress, ...]:
+        pending = [item for item in progress if item.observed and not item.done]
+        if not pending:
+            return progress
+        if refresh:
+            self._machines = self._list(pending, owners)
+        found = {item.name: replacing_machine(self._machines, item.name, self._version) for item in pending}
+        return tuple(
+            replace(item, replacing=found[item.name]) if found.get(item.name) is not None else item
+            for item in progress
+        )
+
+    def _list(self, pending: Sequence[OwnerProgress], owners: Mapping[str, Mapping[str, Any]]) -> list[Any]:
+        names = sorted(item.name for item in pending)
+        clusters = {str((owners[n].get("spec") or {}).get("clusterName", "")) for n in names if n in owners}
+        if len(names) == 1:
+            selector = f"{self._label}={names[0]}"
+        elif len(clusters) == 1 and "" not in clusters:
+            selector = f"{CLUSTER_NAME_LABEL}={clusters.pop()}"
+        else:
+            selector = self._label
+        try:
+            items = self._writer.list_objects("Machine", label_selector=selector).get("items") or []
+        except CapcError as err:
+            _log.info("listing Machines for the progress line failed: %s", one_line(err.message))
+            return []
+        return [parse_machine(item) for item in items]
+
+
+def replacing_machine(machines: Iterable[Machine], owner: str, version: str) -> MachinePhase | None:
+    """The Machine `owner` is replacing now: one at `version` that is not ready yet (the newest by
+    name when there are several), else an old one being deleted; None when neither is there."""
+    mine = [m for m in machines if m.owner == owner]
+    want = normalize_version(version)
+    coming = sorted(
+        (m for m in mine if normalize_version(m.version) == want and not m.ready), key=lambda m: m.name
+    )
+    if coming:
+        machine = coming[-1]
+        return MachinePhase(machine.name, "Deleting" if machine.deleting else machine.phase or "Pending")
+    going = sorted((m for m in mine if m.deleting), key=lambda m: m.name)
+    if going:
+        return MachinePhase(going[0].name, "Deleting")
+    return None

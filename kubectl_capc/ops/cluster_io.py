@@ -13,12 +13,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kubectl_capc.domain.checks.facts import Access
+from kubectl_capc.domain.checks.permissions import PERMISSION_MISSING
 from kubectl_capc.domain.errors import PlanError, UsageError
-from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates
-from kubectl_capc.domain.plan import EnsureImage, ImageSource, ZoneState
-from kubectl_capc.domain.versions import KubeVersion
+from kubectl_capc.domain.model import CLUSTER_GROUP, ClusterInventory, ZoneTemplates
+from kubectl_capc.domain.plan import (
+    EnsureImage,
+    ImageSource,
+    OnDeleteMode,
+    RollOnDelete,
+    UpgradePlan,
+    ZoneState,
+)
 from kubectl_capc.kube.write import KubeWriter
 from kubectl_capc.ops.options import ImageOptions
+from kubectl_capc.ops.progress import ImageProgress, NoteProgress, PipelineReporter
 from kubectl_capc.ops.upgrade import Console
 
 if TYPE_CHECKING:
@@ -27,29 +36,6 @@ if TYPE_CHECKING:
     from kubectl_capc.ops.image_targets import ZoneTarget
 
 __all__ = ["ClusterAccess", "KubeClusterIO", "wait_for_copies"]
-
-
-class _PipelineReporter:
-    """The image pipeline's progress, passed on to the console as notes."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._last = ""
-
-    def step(self, message: str) -> None:
-        self.console.note(message)
-
-    def zones(self, rows: Sequence[Any]) -> None:
-        text = ", ".join(
-            f"{row.zone_name}: {'ready' if row.ready else row.status or 'waiting'}" for row in rows
-        )
-        if text != self._last:
-            self._last = text
-            self.console.note(text)
-
-    def upload(self, sent: int, total: int) -> None:
-        if total and sent == total:
-            self.console.note(f"uploaded {total} bytes")
 
 
 class ClusterAccess:
@@ -96,23 +82,46 @@ class KubeClusterIO(ClusterAccess):
         console: Console,
         *,
         make_client: Callable[[Any], Any] | None = None,
+        progress: ImageProgress | None = None,
     ) -> None:
-        """`make_client` builds a CloudStack client from credentials (default: `CloudStackClient`)."""
+        """`make_client` builds a CloudStack client from credentials (default: `CloudStackClient`);
+        `progress` shows the image pipeline's progress (default: as notes on `console`)."""
         super().__init__(api_client, namespace, cluster)
         self.make_client = make_client
         self.images = images
         self.console = console
+        self.progress = progress
         self._targets: tuple[Any, ...] | None = None
         self._inventory: ClusterInventory | None = None
 
-    def preflight(self, target: KubeVersion) -> list[str]:
-        """CAPC-R001 for the cluster last read: room in CloudStack for the rollout's surge machines."""
+    def preflight(self, plan: UpgradePlan) -> list[str]:
+        """CAPC-R001 for the cluster last read (room in CloudStack for the rollout's surge machines), and
+        CAPC-P001 for the Machine deletions and watches of `--on-delete=replace`, which the minimal Role
+        leaves out: refused before the first write rather than after the deployment's patch."""
         from kubectl_capc.ops.capacity import rollout_capacity
 
+        problems = self._replace_permissions(plan)
         inventory = self._inventory
         if inventory is None or self._targets is None:
+            return problems
+        capacity = rollout_capacity(inventory, self._targets, plan.target)
+        return [*problems, *(f"{f.check_id}: {f.message}" for f in capacity)]
+
+    def _replace_permissions(self, plan: UpgradePlan) -> list[str]:
+        from kubectl_capc.kube.read import access_review
+
+        replaces = any(
+            isinstance(step, RollOnDelete) and step.mode is OnDeleteMode.REPLACE for _, step in plan.steps()
+        )
+        if not replaces:
             return []
-        return [f"{f.check_id}: {f.message}" for f in rollout_capacity(inventory, self._targets, target)]
+        needed = [Access(verb, CLUSTER_GROUP, "machines", self.namespace) for verb in ("delete", "watch")]
+        return [
+            f"{PERMISSION_MISSING.id}: you cannot {access}, which --on-delete=replace needs to "
+            "replace the Machines of OnDelete MachineDeployments (docs/rbac.md)"
+            for access in needed
+            if not access_review(self.api_client, access)
+        ]
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]:
         inventory = self.read_inventory()
@@ -146,8 +155,9 @@ class KubeClusterIO(ClusterAccess):
         an image source other than `existing`, register or build what is missing (and, once it is
         ready everywhere, tag it if an earlier run was stopped before it could)."""
         targets = self._zone_targets(inventory)
+        reporter = PipelineReporter(self.progress or NoteProgress(self.console.note), timeout=timeout)
         if self.images.source is ImageSource.EXISTING:
-            wait_for_copies(step, targets, timeout, _PipelineReporter(self.console).zones)
+            wait_for_copies(step, targets, timeout, reporter.zones)
             return
         from kubectl_capc.domain.images import Hypervisor
         from kubectl_capc.ops.image_register import (
@@ -171,7 +181,7 @@ class KubeClusterIO(ClusterAccess):
             tags=template_tags(spec, step.version),
             replace_failed=False,
             timeout=timeout if timeout is not None else float("inf"),
-            reporter=_PipelineReporter(self.console),
+            reporter=reporter,
             upload_tls=self.images.upload_tls(),
         )
 

@@ -44,9 +44,10 @@ from kubectl_capc.domain.model import ClusterInventory
 from kubectl_capc.domain.plan import EnsureImage, ImageSource, PlanHop, Step
 from kubectl_capc.domain.planner import PlanRequest, plan_upgrade
 from kubectl_capc.domain.preview import ObjectPreview
-from kubectl_capc.kube.write import OwnerProgress
+from kubectl_capc.domain.progress import RolloutUpdate
 from kubectl_capc.ops.cluster_io import KubeClusterIO
 from kubectl_capc.ops.options import ApplyOptions, ImageOptions
+from kubectl_capc.ops.progress import ImageProgress, NoteProgress, PipelineReporter
 from kubectl_capc.ops.upgrade import Upgrade, require_confirmation
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ class _MemberConsole:
             self._go_on()
         self.fleet.member(self.key, state, f"hop {hop.number} {step.action} {step.subject}")
 
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None:
+    def progress(self, update: RolloutUpdate) -> None:
         self._go_on()
 
 
@@ -262,13 +263,16 @@ class FleetRun:
         *,
         console: FleetConsole,
         make_client: Callable[[Credentials], CloudStackClient] | None = None,
+        progress: ImageProgress | None = None,
     ) -> None:
+        """`progress` shows the progress of making the node images ready (default: as notes)."""
         self.api_client = api_client
         self.selection = selection
         self.request = request
         self.images = images
         self.options = options
         self.console = console
+        self.image_progress: ImageProgress = progress or NoteProgress(console.note)
         self.clients = SharedClients(make_client)
         self.ready_images: set[str] = set()
         self.hub: WatchHub | None = None
@@ -299,6 +303,7 @@ class FleetRun:
             io = _MemberIO(
                 self.api_client, inventory.namespace, inventory.name, self.images, _Quiet(),
                 make_client=self.clients, hub=self.hub, ready=self.ready_images,
+                progress=self.image_progress,
             )  # fmt: skip
             member = self._plan_one(key, inventory, io, problems.get(key, ()))
             self._members[key] = _Member(key, inventory, io, member)
@@ -417,7 +422,6 @@ class FleetRun:
 
     def _register_shared(self, shared: SharedImage, users: Sequence[_Member]) -> None:
         from kubectl_capc.domain.images import Hypervisor
-        from kubectl_capc.ops.cluster_io import _PipelineReporter
         from kubectl_capc.ops.image_register import (
             complete_tags,
             register_image,
@@ -445,7 +449,7 @@ class FleetRun:
             tags=template_tags(spec, step.version),
             replace_failed=False,
             timeout=timeout if timeout is not None else float("inf"),
-            reporter=_PipelineReporter(_NoteConsole(self.console)),  # type: ignore[arg-type]
+            reporter=PipelineReporter(self.image_progress, timeout=timeout),
             upload_tls=self.images.upload_tls(),
         )
 
@@ -561,14 +565,4 @@ class _Quiet:
 
     def step(self, hop: PlanHop, step: Step, state: str) -> None: ...
 
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None: ...
-
-
-class _NoteConsole:
-    """The image pipeline's notes, on the fleet console."""
-
-    def __init__(self, console: FleetConsole) -> None:
-        self._console = console
-
-    def note(self, message: str) -> None:
-        self._console.note(message)
+    def progress(self, update: RolloutUpdate) -> None: ...

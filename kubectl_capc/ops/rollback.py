@@ -17,7 +17,7 @@ command again after an interruption only does (or waits for) what is left.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
@@ -35,11 +35,11 @@ from kubectl_capc.domain.model import (
 )
 from kubectl_capc.domain.plan import MACHINE_DEPLOYMENT_KIND, PatchObject, Step, WaitRollout
 from kubectl_capc.domain.preview import ObjectPreview
+from kubectl_capc.domain.progress import RolloutUpdate
 from kubectl_capc.domain.records import ACTION_ROLLBACK, Rotation, read_history
 from kubectl_capc.domain.versions import KubeVersion, parse_version
-from kubectl_capc.kube.write import OwnerProgress
 from kubectl_capc.ops.cluster_io import ClusterAccess
-from kubectl_capc.ops.upgrade import PlanConsole, PlanRun, WriterIO
+from kubectl_capc.ops.upgrade import PlanConsole, PlanRun, WriterIO, reporting
 
 __all__ = [
     "KIND",
@@ -225,12 +225,19 @@ def plan_rollback(inventory: ClusterInventory) -> RollbackPlan:
     worker_moves, worker_refusals = _decide_workers(workers, candidates, _target(cp_move) or current_cp)
     if cp_move is not None:
         blocker = _worker_newer_than(control_plane.subject, workers, worker_moves, _target(cp_move))
+        blocker = blocker or _on_delete_machines_newer_than(
+            control_plane.subject, inventory, _target(cp_move)
+        )
         if blocker is not None:
             decisions.refusals[control_plane.subject] = blocker
             cp_move = None
             worker_moves, worker_refusals = _decide_workers(workers, candidates, current_cp)
     decisions.refusals.update(worker_refusals)
-    steps = _ordered_steps(control_plane, cp_move, worker_moves, decisions.waits)
+    on_delete = frozenset(md.name for md in inventory.machine_deployments if md.strategy.on_delete)
+    decisions.notes += [
+        _on_delete_note(inventory, move) for move in worker_moves.values() if move.name in on_delete
+    ]
+    steps = _ordered_steps(control_plane, cp_move, worker_moves, decisions.waits, on_delete)
     return RollbackPlan(
         namespace=inventory.namespace,
         cluster=inventory.name,
@@ -420,17 +427,74 @@ def _worker_newer_than(
     return None
 
 
+def _on_delete_machines_newer_than(
+    subject: str, inventory: ClusterInventory, control_plane: KubeVersion | None
+) -> Refusal | None:
+    """A refusal for the control plane while Machines of an OnDelete MachineDeployment, which keep their
+    version until they are deleted, run a newer one than it would."""
+    if control_plane is None:
+        return None
+    for md in inventory.machine_deployments:
+        if not md.strategy.on_delete:
+            continue
+        newer = [
+            m.name
+            for m in inventory.machines_of(md)
+            if not m.deleting and (v := _parsed(m.version)) is not None and v > control_plane
+        ]
+        if newer:
+            return Refusal(
+                subject,
+                f"going back to {control_plane} would leave Machines {' '.join(sorted(newer))} of "
+                f"{MACHINE_DEPLOYMENT_KIND}/{md.name} (OnDelete: replaced only once deleted) newer than the "
+                "control plane: a kubelet must not be newer than the API server",
+                f"delete them one at a time (`kubectl delete machine -n {inventory.namespace} NAME`) once "
+                "their deployment has gone back, then run rollback again",
+            )
+    return None
+
+
+def _on_delete_note(inventory: ClusterInventory, move: GoBack) -> str:
+    md = next(md for md in inventory.machine_deployments if md.name == move.name)
+    target = normalize_version(move.version_to)
+    behind = sorted(
+        m.name for m in inventory.machines_of(md) if not m.deleting and normalize_version(m.version) != target
+    )
+    note = (
+        f"{MACHINE_DEPLOYMENT_KIND}/{move.name} has the OnDelete strategy: it is patched and not waited "
+        "for, since Cluster API replaces a Machine only once it is deleted"
+    )
+    if not behind:
+        return note
+    return (
+        f"{note}; {' '.join(behind)} keep running their version: roll them one at a time with "
+        f"`kubectl delete machine -n {inventory.namespace} NAME`"
+    )
+
+
+def _parsed(version: str) -> KubeVersion | None:
+    try:
+        return parse_version(version)
+    except ValueError:
+        return None
+
+
 def _ordered_steps(
     control_plane: _Owner,
     cp_move: GoBack | None,
     worker_moves: Mapping[str, GoBack],
     waits: Sequence[_Owner],
+    on_delete: Collection[str],
 ) -> tuple[GoBack | WaitRollout, ...]:
     """Rollouts already going back first; then MachineDeployments before the control plane, so no kubelet
     is ever newer than the API server, unless the control plane's own rollout is unfinished: then it
-    goes first, as MachineSets create no machines while the control plane is upgrading."""
+    goes first, as MachineSets create no machines while the control plane is upgrading. Deployments
+    named in `on_delete` (the OnDelete strategy) are patched and not waited for: Cluster API replaces
+    their Machines only once they are deleted."""
     steps: list[GoBack | WaitRollout] = []
     for owner in waits:
+        if owner.kind == MACHINE_DEPLOYMENT_KIND and owner.obj.name in on_delete:
+            continue
         steps.append(
             WaitRollout(owner.kind, (owner.obj.name,), owner.obj.version, "the rollback is still rolling out")
         )
@@ -439,7 +503,9 @@ def _ordered_steps(
         cp_steps = [cp_move, WaitRollout(cp_move.kind, (cp_move.name,), cp_move.version_to)]
     worker_steps: list[GoBack | WaitRollout] = []
     for move in (worker_moves[name] for name in sorted(worker_moves)):
-        worker_steps += [move, WaitRollout(move.kind, (move.name,), move.version_to)]
+        worker_steps.append(move)
+        if move.name not in on_delete:
+            worker_steps.append(WaitRollout(move.kind, (move.name,), move.version_to))
     control_plane_first = cp_move is not None and control_plane.obj.rollout_in_progress()
     if control_plane_first:
         return (*steps, *cp_steps, *worker_steps)
@@ -455,7 +521,7 @@ class RollbackConsole(PlanConsole, Protocol):
     def step(self, step: Step, state: str) -> None:
         """`state` is "start" or "done"."""
 
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None: ...
+    def progress(self, update: RolloutUpdate) -> None: ...
 
 
 class RollbackIO(WriterIO, Protocol):
@@ -507,8 +573,9 @@ class Rollback(PlanRun[RollbackPlan, RollbackIO, RollbackConsole]):
             if isinstance(step, GoBack):
                 self._patch(step)
             else:
+                timeout = self.options.timeouts.for_wait(step)
                 self.io.writer.wait(
-                    step, timeout=self.options.timeouts.for_wait(step), on_progress=self.console.progress
+                    step, timeout=timeout, on_progress=reporting(self.console.progress, timeout)
                 )
             self.console.step(step, "done")
             if isinstance(step, WaitRollout):

@@ -39,8 +39,8 @@ from kubectl_capc.domain.plan import (
 )
 from kubectl_capc.domain.planner import PlanRequest, plan_upgrade
 from kubectl_capc.domain.preview import ObjectPreview, clean, merge_patch
+from kubectl_capc.domain.progress import RolloutUpdate
 from kubectl_capc.domain.records import ACTION_UPGRADE, Rotation, rotation_annotations
-from kubectl_capc.domain.versions import KubeVersion
 from kubectl_capc.kube.conflicts import ConflictBudget, replan_on_conflict
 from kubectl_capc.kube.write import Conflict, KubeWriter, OwnerProgress, Rejected, patch_body
 from kubectl_capc.ops.lock import held_for_run
@@ -57,6 +57,7 @@ __all__ = [
     "RunPlan",
     "Upgrade",
     "WriterIO",
+    "reporting",
     "require_confirmation",
 ]
 
@@ -110,7 +111,8 @@ class Console(PlanConsole, Protocol):
     def step(self, hop: PlanHop, step: Step, state: str) -> None:
         """`state` is "start" or "done"."""
 
-    def progress(self, progress: Sequence[OwnerProgress], elapsed: float) -> None: ...
+    def progress(self, update: RolloutUpdate) -> None:
+        """How a wait for rollouts stands (called on every change, and about once a minute)."""
 
 
 class ClusterIO(WriterIO, Protocol):
@@ -118,9 +120,9 @@ class ClusterIO(WriterIO, Protocol):
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]: ...
 
-    def preflight(self, target: KubeVersion) -> list[str]:
-        """Problems of the cluster last read that keep an upgrade to `target` from starting (CloudStack
-        capacity for the surge machines)."""
+    def preflight(self, plan: UpgradePlan) -> list[str]:
+        """Problems of the cluster last read that keep `plan` from starting: CloudStack capacity for the
+        surge machines, and the permissions its Machine deletions need."""
         ...
 
     def ensure_image(self, step: EnsureImage, inventory: ClusterInventory, timeout: float | None) -> None:
@@ -146,6 +148,17 @@ def require_confirmation(
         )
     if not ask(question):
         raise UsageError(f"not {done}: the plan was not confirmed")
+
+
+def reporting(
+    show: Callable[[RolloutUpdate], None], timeout: float | None
+) -> Callable[[Sequence[OwnerProgress], float], None]:
+    """The writer's progress callback for a wait limited to `timeout` seconds, as `RolloutUpdate`s."""
+
+    def report(progress: Sequence[OwnerProgress], elapsed: float) -> None:
+        show(RolloutUpdate(tuple(progress), elapsed, timeout))
+
+    return report
 
 
 # -- the loop image-upgrade and rollback share -----------------------------------------------------
@@ -407,7 +420,7 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         )
 
     def _blockers(self, plan: UpgradePlan) -> list[str]:
-        return [str(blocker) for blocker in plan.blockers] + self.io.preflight(plan.target)
+        return [str(blocker) for blocker in plan.blockers] + self.io.preflight(plan)
 
     def _nothing_to_do(self, plan: UpgradePlan) -> None:
         self.console.note(f"{self._finished(plan)}: nothing to do")
@@ -432,13 +445,15 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
         return done
 
     def _wait(self, plan: UpgradePlan, hop: PlanHop, step: WaitRollout) -> None:
-        def progress(items: Sequence[OwnerProgress], elapsed: float) -> None:
-            if not all(item.done for item in items):
+        timeout = self.options.timeouts.for_wait(step)
+
+        def progress(update: RolloutUpdate) -> None:
+            if not update.done:
                 testpoints.reached(f"{hop.version} waiting {step.action} {step.subject}")
-            self.console.progress(items, elapsed)
+            self.console.progress(update)
 
         try:
-            self.io.writer.wait(step, timeout=self.options.timeouts.for_wait(step), on_progress=progress)
+            self.io.writer.wait(step, timeout=timeout, on_progress=reporting(progress, timeout))
         except RolloutError as err:
             back = f"or go back with `kubectl capc rollback {plan.cluster} -n {plan.namespace}`"
             raise RolloutError(err.message, hint=f"{err.hint}; {back}" if err.hint else back) from None
@@ -455,7 +470,7 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
             self.io.writer.replace_on_delete(
                 step,
                 timeout=self.options.timeouts.machine_deployment,
-                on_progress=self.console.progress,
+                on_progress=reporting(self.console.progress, self.options.timeouts.machine_deployment),
                 on_delete=deleting,
             )
         except RolloutError as err:

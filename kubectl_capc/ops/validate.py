@@ -37,11 +37,11 @@ from kubectl_capc.domain.checks.facts import (
 )
 from kubectl_capc.domain.checks.permissions import required_access
 from kubectl_capc.domain.checks.upgrade import INVALID_TARGET
-from kubectl_capc.domain.checks.workload import WorkloadReading
+from kubectl_capc.domain.checks.workload import RemovedApi, WorkloadReading, removed_between
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.errors import ConfigError, ExitCode, UsageError
 from kubectl_capc.domain.model import ClusterInventory, FailureDomain, SecretRef
-from kubectl_capc.domain.versions import TargetVersion, parse_target
+from kubectl_capc.domain.versions import TargetVersion, parse_target, parse_version
 
 if TYPE_CHECKING:
     from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Template, Zone
@@ -289,7 +289,7 @@ def gather_facts(
     secret_values = frozenset(value for _, _, values in read.values() for value in values)
 
     workloads_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workload")
-    workloads = workloads_pool.submit(read_workloads, api_client, inventories, request_timeout)
+    workloads = workloads_pool.submit(read_workloads, api_client, inventories, request_timeout, target)
     workloads_pool.shutdown(wait=False)
     tenants = list(dict.fromkeys(Tenant.of(fd) for fd in domains if fd.credentials in credentials))
     connected = _parallel(lambda t: _connect(t, credentials[t.secret], factory), tenants)
@@ -310,10 +310,14 @@ def gather_facts(
 
 
 def read_workloads(
-    api_client: Any, inventories: Sequence[ClusterInventory], request_timeout: float | None = None
+    api_client: Any,
+    inventories: Sequence[ClusterInventory],
+    request_timeout: float | None = None,
+    target: TargetVersion | None = None,
 ) -> dict[tuple[str, str], WorkloadReading]:
     """Each cluster's workload cluster, read concurrently, and the Machines of all of them with one LIST
-    (of the one cluster, its namespace, or all namespaces)."""
+    (of the one cluster, its namespace, or all namespaces). With a target, each also reads the objects
+    of the built-in API versions removed between its control plane's version and the target."""
     from kubectl_capc.kube.workload import read_machines, read_workload
 
     if not inventories:
@@ -323,8 +327,23 @@ def read_workloads(
     cluster = inventories[0].name if len(inventories) == 1 else None
     machines = read_machines(api_client, inventories[0].capi_version, namespace=namespace, cluster=cluster)
     keys = [(inventory.namespace, inventory.name) for inventory in inventories]
-    read = _parallel(lambda key: read_workload(api_client, *key, request_timeout=request_timeout), keys)
+    removed = {(i.namespace, i.name): _removed_apis(i, target) for i in inventories}
+    read = _parallel(
+        lambda key: read_workload(api_client, *key, request_timeout=request_timeout, removed=removed[key]),
+        keys,
+    )
     return {key: WorkloadReading(read[key].facts, machines.get(key, ())) for key in keys}
+
+
+def _removed_apis(inventory: ClusterInventory, target: TargetVersion | None) -> tuple[RemovedApi, ...]:
+    control_plane = inventory.control_plane
+    if target is None or control_plane is None:
+        return ()
+    try:
+        current = parse_version(control_plane.version)
+    except ValueError:
+        return ()
+    return removed_between(current, (target.major, target.minor))
 
 
 def ask_in_rounds(

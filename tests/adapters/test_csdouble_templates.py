@@ -387,6 +387,11 @@ def test_copy_template_is_async_and_adds_the_zone(cloudstack: CloudStackDouble, 
     row = register(cloudstack_api, cloudstack)[0]
     poll_until_ready(cloudstack_api, row["id"])
     job = cloudstack_api.copyTemplate(id=row["id"], destzoneid=zone(cloudstack, "zone2"))
+    # The job begins at once: the copy is in zone2 before anyone asks about the job.
+    assert cloudstack.state.template_status(row["id"]) == {
+        "zone1": "Download Complete",
+        "zone2": "0% Downloaded",
+    }
     first = cloudstack_api.queryAsyncJobResult(jobid=job["jobid"])
     assert (first["jobstatus"], "jobresult" in first) == (0, False)
     progress = []
@@ -399,12 +404,27 @@ def test_copy_template_is_async_and_adds_the_zone(cloudstack: CloudStackDouble, 
         )
         progress.append(rows["template"][0]["status"])
     # The copy downloads into zone2 while the job is pending (one step per job poll and per listing).
-    assert progress == ["20% Downloaded", "60% Downloaded", "Download Complete"]
+    assert progress == ["40% Downloaded", "80% Downloaded"]
     assert done["jobstatus"] == 1 and done["jobresultcode"] == 0
     assert done["cmd"] == "org.apache.cloudstack.api.command.user.template.CopyTemplateCmd"
     copied = done["jobresult"]["template"]
     assert (copied["zonename"], copied["isready"]) == ("zone2", True)
     assert {r["zonename"] for r in poll_until_ready(cloudstack_api, row["id"])} == {"zone1", "zone2"}
+
+
+def test_a_copy_nobody_follows_goes_on(cloudstack: CloudStackDouble, cloudstack_api: Any) -> None:
+    """A client that stops after copyTemplate (Ctrl-C) leaves the job running, as in CloudStack: the
+    copy is listed in its zone, moves on with the listings, and ends ready without a job poll."""
+    row = register(cloudstack_api, cloudstack)[0]
+    poll_until_ready(cloudstack_api, row["id"])
+    cloudstack_api.copyTemplate(id=row["id"], destzoneid=zone(cloudstack, "zone2"))
+    zone2 = zone(cloudstack, "zone2")
+    listed = cloudstack_api.listTemplates(templatefilter="self", id=row["id"], zoneid=zone2)
+    assert [(t["zonename"], t["isready"], t["status"]) for t in listed["template"]] == [
+        ("zone2", False, "20% Downloaded")
+    ]
+    assert {r["zonename"] for r in poll_until_ready(cloudstack_api, row["id"])} == {"zone1", "zone2"}
+    assert [c.command for c in cloudstack.state.calls].count("queryAsyncJobResult") == 0
 
 
 def test_copy_of_a_template_still_downloading_fails_the_job(

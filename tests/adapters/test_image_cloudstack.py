@@ -299,6 +299,26 @@ def test_a_copy_takes_time_and_reports_each_poll_of_the_destination(cloudstack: 
     assert len(calls(cloudstack, "queryAsyncJobResult")) >= 3
 
 
+def test_ctrl_c_while_a_copy_is_followed_says_cloudstack_goes_on(cloudstack: CloudStackDouble) -> None:
+    from kubectl_capc.domain.interrupts import StoppedAfterWrite
+
+    client = client_for(cloudstack)
+    template_id = ready_in_zone1(cloudstack, "followed-copy")
+    zone1, zone2 = client.zones()
+
+    def ctrl_c(rows: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(StoppedAfterWrite) as stopped:
+        client.copy_template(template_id, zone1.id, [zone2], timeout=10, on_progress=ctrl_c)
+    assert stopped.value.done == (
+        f"copy template {template_id} to zone zone2 was sent (CloudStack goes on copying; the next run "
+        "waits for the copy instead of copying again)"
+    )
+    assert [r.zone_name for r in client.templates(template_id=template_id)] == ["zone1", "zone2"]
+    assert len(calls(cloudstack, "copyTemplate")) == 1
+
+
 def test_a_stalled_copy_ends_with_the_budget_naming_the_zone_and_its_progress(
     cloudstack: CloudStackDouble,
 ) -> None:

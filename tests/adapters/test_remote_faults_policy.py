@@ -195,6 +195,18 @@ def test_ctrl_c_during_a_write_waits_for_it_and_then_stops() -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_ctrl_c_during_a_write_that_starts_a_job_says_the_job_goes_on() -> None:
+    with (
+        pytest.raises(interrupts.StoppedAfterWrite) as stopped,
+        interrupts.writing("copy template t1 to zone zone2", "CloudStack goes on copying"),
+    ):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert stopped.value.done == "copy template t1 to zone zone2 was sent (CloudStack goes on copying)"
+    plain = interrupts.StoppedAfterWrite("patch KubeadmControlPlane/c1")
+    assert plain.done == "patch KubeadmControlPlane/c1 had finished"
+
+
 def test_a_second_ctrl_c_stops_a_write_at_once() -> None:
     with pytest.raises(KeyboardInterrupt) as stopped, interrupts.writing("copy template t1"):
         os.kill(os.getpid(), signal.SIGINT)

@@ -13,7 +13,10 @@ test-only hook of `kubectl_capc.domain.testpoints`. For every point:
 - the re-run ends exactly where an uninterrupted run ends: the same objects, versions, references and
   recorded history (timestamps aside), one ready CloudStack template per zone, with the same tags;
 - with SIGINT (Ctrl-C), the process exits 130 with one line that says how to continue, and a write in
-  flight is finished first (the point "writing ..." is inside a write).
+  flight is finished first (the point "writing ..." is inside a write); a copyTemplate is an async job
+  that CloudStack goes on with, so Ctrl-C there (or while the copy is followed) stops once the request
+  is sent, says that the copy goes on, and the re-run waits for that copy: no zone is ever sent a
+  second copy of one template.
 
 The matrix (kill point -> outcome) is printed after each test. The tests are spread over
 tests/testbed/test_fault_matrix_*.py, so that the suite's workers share them out.
@@ -37,6 +40,7 @@ from tests.support.fault_support import (
     IMAGE_URL,
     READY_EVERYWHERE,
     Run,
+    admin,
     end_state,
     fresh_version,
     half_written,
@@ -176,6 +180,9 @@ def stop_and_resume(bed: TestBed, scenario: Scenario, reference: Reference, poin
         if scenario.creates_image:
             if templates_per_zone(bed, image_name(target)) != READY_EVERYWHERE:
                 row.problems.append(f"CloudStack: {templates_per_zone(bed, image_name(target))}")
+            twice = {copy: n for copy, n in copies_sent(bed, image_name(target)).items() if n > 1}
+            if twice:
+                row.problems.append(f"copied to a zone more than once: {twice}")
             tags = {
                 k: v.replace(target, reference.target)
                 for k, v in template_tags(bed, image_name(target)).items()
@@ -200,9 +207,28 @@ def stop_problems(run: Run, point: str, signal: str) -> list[str]:
         problems.append(f"last line does not say how to continue: {last!r}")
     if "Traceback" in run.stderr:
         problems.append("a traceback was printed")
-    if point.startswith("writing ") and ("stopping after" not in run.stderr or "had finished" not in last):
+    if point.startswith(("writing copy ", "copying template ")):
+        if "was sent (CloudStack goes on copying" not in last:
+            problems.append(f"the copy was not reported as sent and going on in CloudStack: {last!r}")
+        if point.startswith("writing ") and "stopping after" not in run.stderr:
+            problems.append("the copy request in flight was not reported as finished first")
+    elif point.startswith("writing ") and ("stopping after" not in run.stderr or "had finished" not in last):
         problems.append("the write in flight was not reported as finished first")
     return problems
+
+
+def copies_sent(bed: TestBed, name: str) -> dict[str, int]:
+    """`template id -> zone id` (as "id>zone") -> copyTemplate requests the double received for the live
+    templates named `name`."""
+    ids = {t["id"] for t in admin(bed, "templates") if t["name"] == name and not t["removed"]}
+    sent: dict[str, int] = {}
+    for call in admin(bed, "calls"):
+        params = call["params"]
+        if call["command"] == "copyTemplate" and params.get("id") in ids:
+            for zone in str(params.get("destzoneids") or params.get("destzoneid") or "").split(","):
+                key = f"{params['id']}>{zone}"
+                sent[key] = sent.get(key, 0) + 1
+    return sent
 
 
 def write_landed(bed: TestBed, point: str, state: dict[str, Any], target: str) -> list[str]:
@@ -215,7 +241,7 @@ def write_landed(bed: TestBed, point: str, state: dict[str, Any], target: str) -
         "create": rest in state,
         "patch": HISTORY in (state.get(rest) or {}).get("annotations", {}),
         "prepare": list(zones) == ["zone1"],
-        "copy": list(zones) == ["zone1", "zone2"],
+        "copy": list(zones) == ["zone1", "zone2"],  # listed there at once: in progress or done
     }.get(verb)
     return [] if landed else [f"the interrupted write did not land ({zones})"]
 

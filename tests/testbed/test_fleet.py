@@ -10,6 +10,7 @@ image for all clusters.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -33,6 +34,7 @@ from tests.testenv.rollout_model import FAIL_ANNOTATION
 pytestmark = pytest.mark.timeout(600)
 
 TARGET = "v1.29.3"
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
 
 
 def make_cluster(
@@ -72,9 +74,12 @@ def outcomes(document: dict[str, object]) -> dict[str, str]:
 
 
 def line_index(text: str, line: str) -> int:
-    lines = text.splitlines()
+    """Where the plain progress line `TIMESTAMP line` is in `text` (stderr, not a terminal)."""
+    lines = [STAMP.sub("", entry, count=1) for entry in text.splitlines()]
     assert line in lines, f"{line!r} not in:\n{text}"
-    return lines.index(line)
+    index = lines.index(line)
+    assert STAMP.match(text.splitlines()[index]), text.splitlines()[index]
+    return index
 
 
 @pytest.fixture

@@ -291,7 +291,7 @@ def test_a_run_killed_during_the_upload_is_finished_by_a_rerun_with_replace(
     )
     assert process.stderr is not None
     for line in process.stderr:
-        if line.startswith("uploaded "):
+        if " uploaded " in line:  # `TIMESTAMP uploaded 1.0 MiB of ...`: the upload has begun
             break
     process.send_signal(signal.SIGKILL)
     process.wait()

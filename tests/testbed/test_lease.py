@@ -198,7 +198,11 @@ def test_a_fleet_member_whose_lock_is_taken_stops_at_once_and_the_fleet_reports_
         put_lease(bed, namespace, "bob@build-7/4121", datetime.now(timezone.utc))
         _, err = fleet.communicate(timeout=60)  # noticed at the next renewal, not at the rollout's timeout
     assert fleet.returncode == ExitCode.FLEET_INCOMPLETE, err
-    (failed,) = [line for line in err.splitlines() if line.startswith(f"{namespace}/c1: failed: ")]
+    # A plain state line: `2026-12-07T02:03:04Z NAMESPACE/c1: failed: ...`
+    (failed,) = [
+        line for line in err.splitlines() if line.split(" ", 1)[-1].startswith(f"{namespace}/c1: failed: ")
+    ]
+    assert failed.split(" ", 1)[0].endswith("Z"), failed
     assert "the upgrade lock" in failed and "was taken by bob@build-7/4121" in failed, err
     assert "Traceback" not in err
     assert read_lease(bed, namespace)["spec"]["holderIdentity"] == "bob@build-7/4121"  # type: ignore[index]

@@ -15,11 +15,15 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from kubectl_capc.domain.errors import ExitCode
 from tests.support.lease_support import put_lease, read_lease
 from tests.support.rbac_support import (
+    RBAC_YAML,
     Permission,
     apply_documented_role,
     capc,
@@ -33,7 +37,15 @@ from tests.support.rbac_support import (
     used_permissions,
     write_manifests,
 )
-from tests.support.upgrade_support import cli, ensure_cloudstack_template, get, patch, version_and_template
+from tests.support.upgrade_support import (
+    cli,
+    ensure_cloudstack_template,
+    get,
+    patch,
+    resource_versions,
+    version_and_template,
+    wait_for,
+)
 from tests.testenv.bed import TestBed
 from tests.testenv.rollout_model import FAIL_ANNOTATION
 
@@ -139,4 +151,51 @@ def test_read_verbs_and_the_secret_are_enough_for_the_commands_that_only_read(
     assert sorted(f["message"] for f in findings if f["id"] == "CAPC-P001") == sorted(
         f"you cannot {p} in namespace {namespace}" for p in UPGRADE_WRITES
     )
+    assert denied_requests(bed, account.username) == []
+
+
+def _replace_rules() -> list[dict[str, Any]]:
+    """The rule docs/rbac.md gives for `--on-delete=replace`: the YAML block after its mention."""
+    text = (RBAC_YAML.parent / "rbac.md").read_text()
+    block = (
+        text[text.index("`image-upgrade --on-delete=replace`") :].split("```yaml\n", 1)[1].split("```", 1)[0]
+    )
+    rules: list[dict[str, Any]] = yaml.safe_load(block)
+    return rules
+
+
+def test_on_delete_replace_is_refused_before_any_write_until_the_documented_rule_is_granted(
+    testenv: TestBed, namespace: str, tmp_path: Path, capsys: Capsys
+) -> None:
+    from kubernetes import client
+
+    bed = testenv
+    credentials_secret(bed, namespace)
+    small_cluster(bed, namespace)
+    strategy = {"strategy": {"type": "OnDelete"}}
+    patch(bed, namespace, "MachineDeployment", "c1-md-0",
+          {"spec": {"rollout": strategy} if bed.capi == "v1beta2" else strategy})  # fmt: skip
+    account = login(bed, namespace, "upgrader", apply_documented_role(bed, namespace), tmp_path)
+    upgrade = ("image-upgrade", "c1", "-n", namespace, "--to", "v1.29.3", "--yes", "--on-delete=replace")
+    before = resource_versions(bed, namespace)
+
+    refused = capc(capsys, account.kubeconfig, *upgrade)
+
+    assert refused.code == ExitCode.PLAN, refused.err
+    assert "CAPC-P001: you cannot delete machines" in refused.err and "--on-delete=replace" in refused.err
+    assert "you cannot watch machines" not in refused.err  # the Role has that one
+    assert resource_versions(bed, namespace) == before
+
+    extra = create_role(bed, namespace, "replacer", _replace_rules())
+    client.RbacAuthorizationV1Api(bed.api_client()).create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "replacer"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": extra.kind, "name": extra.name},
+            "subjects": [{"kind": "ServiceAccount", "name": "upgrader", "namespace": namespace}],
+        },
+    )
+    wait_for("the extra rule to be bound", lambda: capc(capsys, account.kubeconfig, *upgrade).code == 0)
+    md = get(bed, namespace, "MachineDeployment", "c1-md-0")
+    assert version_and_template(md) == ("v1.29.3", "c1-md-0-v1-29-3")
     assert denied_requests(bed, account.username) == []

@@ -186,7 +186,7 @@ class QuietConsole:
     def step(self, step: Any, state: str) -> None:
         pass
 
-    def progress(self, progress: Sequence[Any], elapsed: float) -> None:
+    def progress(self, update: Any) -> None:
         pass
 
     def note(self, message: str) -> None:

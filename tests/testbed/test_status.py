@@ -9,66 +9,43 @@ output, even at -v 9.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
+import signal
+import subprocess
+import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from kubectl_capc.domain.documents import API_VERSION
 from tests.support.fault_support import cloudstack_api
-from tests.support.fixtures_capc import Zone, create_objects, render_cluster
+from tests.support.fixtures_capc import Zone
 from tests.support.rbac_support import capc, credentials_secret
+from tests.support.workload_support import (
+    GROUP,
+    create_cluster,
+    deploy_with_budget,
+    faults,
+    kubeconfig_text,
+    list_machines,
+    list_workers,
+    ready_nodes,
+    secret_parts,
+    until,
+)
 from tests.testenv import bed
 
-VERSION = "v1.28.5"
-GROUP = "cluster.x-k8s.io"
+pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
+
 Capsys = pytest.CaptureFixture[str]
 
 
-@pytest.fixture(params=["v1beta1", "v1beta2"])
-def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
-    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
-    from kubernetes import client
-
-    name = f"s-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
-
-
-def _until(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:  # not there yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
-
-
-def _cluster(
-    wbed: bed.TestBed,
-    namespace: str,
-    name: str,
-    *,
-    workers: int = 2,
-    worker_offering: str = "Medium Instance",
-) -> None:
+def _cluster(wbed: bed.TestBed, namespace: str, name: str, **options: Any) -> Any:
+    """A cluster whose failure domain's credentials Secret is in its own namespace; its workload client."""
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -77,56 +54,7 @@ def _cluster(
         if exc.status != 409:
             raise
     zones = [Zone("zone1", "capc-net-zone1", secret_namespace=namespace)]
-    objects = render_cluster(
-        name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1, worker_replicas=workers,
-        with_machines=True, zones=zones, control_plane_offering="Large Instance",
-        worker_offering=worker_offering,
-    )  # fmt: skip
-    create_objects(wbed.api_client(), objects)
-
-
-def _kubeconfig_text(wbed: bed.TestBed, namespace: str, name: str) -> str:
-    from kubernetes import client
-
-    core = client.CoreV1Api(wbed.api_client())
-    secret = _until("kubeconfig Secret", lambda: core.read_namespaced_secret(f"{name}-kubeconfig", namespace))
-    return base64.b64decode(secret.data["value"]).decode()
-
-
-def _workload(wbed: bed.TestBed, namespace: str, name: str) -> Any:
-    from kubernetes import config
-
-    return config.new_client_from_config_dict(yaml.safe_load(_kubeconfig_text(wbed, namespace, name)))
-
-
-def _machines(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    custom = client.CustomObjectsApi(wbed.api_client())
-    return list(custom.list_namespaced_custom_object(GROUP, wbed.capi, namespace, "machines")["items"])
-
-
-def _workers(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
-    return [
-        m for m in _machines(wbed, namespace) if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
-    ]
-
-
-def _secret_parts(kubeconfig: str) -> list[str]:
-    """What of a kubeconfig must never be shown: its credentials and certificate data."""
-    document = yaml.safe_load(kubeconfig)
-    parts = [kubeconfig]
-    for user in document.get("users") or []:
-        parts += [
-            str(v)
-            for k, v in (user.get("user") or {}).items()
-            if k in ("token", "client-key-data", "client-certificate-data", "password")
-        ]
-    for cluster in document.get("clusters") or []:
-        data = (cluster.get("cluster") or {}).get("certificate-authority-data")
-        if data:
-            parts.append(str(data))
-    return [p for p in parts if len(p) > 8]
+    return create_cluster(wbed, namespace, name, zones=zones, **options)
 
 
 def test_a_drain_held_by_a_pod_disruption_budget_is_named(
@@ -134,11 +62,10 @@ def test_a_drain_held_by_a_pod_disruption_budget_is_named(
 ) -> None:
     from kubernetes import client
 
-    _cluster(wbed, wnamespace, "pdb")
-    workload = _workload(wbed, wnamespace, "pdb")
-    core, policy = client.CoreV1Api(workload), client.PolicyV1Api(workload)
-    _until("3 nodes", lambda: len(core.list_node().items) == 3)
-    pods = _deployment_with_budget(workload, 2)
+    workload = _cluster(wbed, wnamespace, "pdb")
+    policy = client.PolicyV1Api(workload)
+    ready_nodes(workload, 3)
+    pods = deploy_with_budget(workload, 2)
     victim = pods[0].spec.node_name
     custom = client.CustomObjectsApi(wbed.api_client())
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
@@ -147,7 +74,7 @@ def test_a_drain_held_by_a_pod_disruption_budget_is_named(
         machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
         return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
 
-    _until("drain blocked", blocked)
+    until("drain blocked", blocked)
 
     table = capc(capsys, wbed.kubeconfig, "status", "pdb", "-n", wnamespace)
     assert table.code == 1, table.err
@@ -169,29 +96,22 @@ def test_a_drain_held_by_a_pod_disruption_budget_is_named(
     (md,) = [o for o in document["owners"] if o["kind"] == "MachineDeployment"]
     (held,) = [m for m in md["machineStatus"] if m["cause"]]
     assert held["name"] == victim and "default/web" in held["cause"]
-    for part in _secret_parts(_kubeconfig_text(wbed, wnamespace, "pdb")):
+    for part in secret_parts(kubeconfig_text(wbed, wnamespace, "pdb")):
         assert part not in as_json.out + as_json.err + table.out + table.err
 
     policy.delete_namespaced_pod_disruption_budget("web", "default")
-    _until("Machine gone", lambda: victim not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)})
-
-
-def _faults(wbed: bed.TestBed, faults: dict[str, Any]) -> None:
-    request = urllib.request.Request(
-        wbed.admin_url("faults"), data=json.dumps(faults).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        assert answer.status == 200
+    until(
+        "Machine gone", lambda: victim not in {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
+    )
 
 
 def test_a_vm_in_error_and_a_machine_without_node(wbed: bed.TestBed, wnamespace: str, capsys: Capsys) -> None:
-    _faults(wbed, {"deploys": [{"zone": "zone1", "name": "err-md-0", "errortext": "no host has room"}]})
+    faults(wbed, {"deploys": [{"zone": "zone1", "name": "err-md-0", "errortext": "no host has room"}]})
     try:
         _cluster(wbed, wnamespace, "err", workers=1)
-        (worker,) = _until("worker Machine", lambda: _workers(wbed, wnamespace))
+        (worker,) = until("worker Machine", lambda: list_workers(wbed, wnamespace))
         name = worker["metadata"]["name"]
-        vms = _until(
+        vms = until(
             "VM in Error",
             lambda: [
                 vm
@@ -204,18 +124,18 @@ def test_a_vm_in_error_and_a_machine_without_node(wbed: bed.TestBed, wnamespace:
         )
         assert vms
     finally:
-        _faults(wbed, {})
+        faults(wbed, {})
     _cluster(wbed, wnamespace, "novm", workers=1, worker_offering="No Such Offering")
-    (novm,) = _until(
+    (novm,) = until(
         "worker Machine",
-        lambda: [m for m in _workers(wbed, wnamespace) if m["spec"]["clusterName"] == "novm"],
+        lambda: [m for m in list_workers(wbed, wnamespace) if m["spec"]["clusterName"] == "novm"],
     )
 
     def control_planes_joined() -> bool:
-        planes = [m for m in _machines(wbed, wnamespace) if m not in _workers(wbed, wnamespace)]
+        planes = [m for m in list_machines(wbed, wnamespace) if m not in list_workers(wbed, wnamespace)]
         return len(planes) == 2 and all((m.get("status") or {}).get("nodeRef") for m in planes)
 
-    _until("both control planes with a node", control_planes_joined)
+    until("both control planes with a node", control_planes_joined)
     time.sleep(2)  # past --join-timeout for the worker without a node
 
     run = capc(capsys, wbed.kubeconfig, "status", "-n", wnamespace, "--join-timeout", "1s", "-o", "json")
@@ -239,55 +159,17 @@ def test_a_vm_in_error_and_a_machine_without_node(wbed: bed.TestBed, wnamespace:
     assert f"{wnamespace}/err" in table.out and f"{wnamespace}/novm" in table.out
 
 
-def _deployment_with_budget(workload: Any, replicas: int) -> list[Any]:
-    """`replicas` pods of Deployment default/web under PodDisruptionBudget default/web (maxUnavailable 0)."""
-    from kubernetes import client
-
-    apps, core, policy = client.AppsV1Api(workload), client.CoreV1Api(workload), client.PolicyV1Api(workload)
-    labels = {"app": "web"}
-    container = {"name": "web", "image": "nginx"}
-    apps.create_namespaced_deployment(
-        "default",
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
-            },
-        },
-    )
-
-    def running() -> list[Any]:
-        pods = core.list_namespaced_pod("default", label_selector="app=web").items
-        return pods if len(pods) == replicas and all(p.status.phase == "Running" for p in pods) else []
-
-    pods = _until(f"{replicas} running pods", running)
-    budget = {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": labels}}}
-    policy.create_namespaced_pod_disruption_budget("default", budget)
-    _until(
-        "PDB observed",
-        lambda: (
-            policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == replicas
-        ),
-    )
-    return list(pods)
-
-
 def test_image_upgrades_stall_report_names_what_holds_the_new_machine(
     wbed: bed.TestBed, wnamespace: str
 ) -> None:
     """The replacement worker's VM is left in Error by CloudStack (and the rollout simulator keeps it
     Provisioning): the report says so for that Machine."""
-    from kubernetes import client
 
     from tests.support.upgrade_support import cli, patch
     from tests.testenv.rollout_model import FAIL_ANNOTATION
 
-    _cluster(wbed, wnamespace, "stall", workers=1)
-    workload = _workload(wbed, wnamespace, "stall")
-    _until("2 nodes", lambda: len(client.CoreV1Api(workload).list_node().items) == 2)
-    (old,) = [m["metadata"]["name"] for m in _workers(wbed, wnamespace)]
+    ready_nodes(_cluster(wbed, wnamespace, "stall", workers=1), 2)
+    (old,) = [m["metadata"]["name"] for m in list_workers(wbed, wnamespace)]
     patch(
         wbed,
         wnamespace,
@@ -295,18 +177,18 @@ def test_image_upgrades_stall_report_names_what_holds_the_new_machine(
         "stall-md-0",
         {"metadata": {"annotations": {FAIL_ANNOTATION: "x"}}},
     )
-    _faults(wbed, {"deploys": [{"zone": "zone1", "name": "stall-md-0", "errortext": "no host has room"}]})
+    faults(wbed, {"deploys": [{"zone": "zone1", "name": "stall-md-0", "errortext": "no host has room"}]})
     try:
         done = cli(
             wbed, "image-upgrade", "stall", "-n", wnamespace, "--to", "v1.29.3", "--yes",
             "--timeout", "machine-deployment=15s", timeout=300,
         )  # fmt: skip
     finally:
-        _faults(wbed, {})
+        faults(wbed, {})
 
     assert done.returncode == 6, done.stdout + done.stderr
     assert "MachineDeployment/stall-md-0 did not finish rolling out to v1.29.3 within 15s" in done.stderr
-    (new,) = [m["metadata"]["name"] for m in _workers(wbed, wnamespace) if m["metadata"]["name"] != old]
+    (new,) = [m["metadata"]["name"] for m in list_workers(wbed, wnamespace) if m["metadata"]["name"] != old]
     assert f"; held up: {new}: VM in Error state: no CloudStack error recorded" in done.stderr, done.stderr
     assert f"held up: {old}" not in done.stderr
 
@@ -361,3 +243,68 @@ def test_clusters_are_selected_by_label_in_one_namespace_or_all(
         ["MachineDeployment/c2-md-0", "v1.28.5"],
     ], table.out
     assert all(line.endswith(" 0 old") for line in table.out.splitlines()[1:]), table.out
+
+
+@contextlib.contextmanager
+def _watch(wbed: bed.TestBed, namespace: str, cluster: str) -> Iterator[subprocess.Popen[str]]:
+    """`status CLUSTER --watch` running; killed if it is still running when the block ends."""
+    command = [sys.executable, "-m", "kubectl_capc", "status", cluster, "-n", namespace, "--watch"]
+    with subprocess.Popen(
+        [*command, "--kubeconfig", str(wbed.kubeconfig)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as watching:  # fmt: skip
+        try:
+            yield watching
+        finally:
+            if watching.poll() is None:
+                watching.kill()
+
+
+def _line_with(watching: subprocess.Popen[str], text: str) -> list[str]:
+    """The lines `status --watch` prints up to the first one holding `text` (within its first report)."""
+    assert watching.stdout is not None
+    lines = [watching.stdout.readline()]
+    assert lines[0].startswith("OWNER"), lines[0]
+    while text not in lines[-1]:
+        lines.append(watching.stdout.readline())
+        assert lines[-1].strip() and len(lines) < 10, lines  # no second report before it
+    return lines
+
+
+def test_status_watch_follows_a_held_drain_live_until_it_is_done(wbed: bed.TestBed, wnamespace: str) -> None:
+    """While a PodDisruptionBudget holds a drain, `status --watch` shows it and goes on (Ctrl-C ends it
+    with 130); once the budget is gone and the machine with it, it prints again and ends by itself."""
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "watch")
+    ready_nodes(workload, 3)
+    pods = deploy_with_budget(workload, 2)
+    victim = pods[0].spec.node_name
+    custom = client.CustomObjectsApi(wbed.api_client())
+    custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+
+    def blocked() -> bool:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
+        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
+
+    until("drain blocked", blocked)
+    held = "drain blocked by PodDisruptionBudget default/web (2 healthy, needs 2)"
+
+    with _watch(wbed, wnamespace, "watch") as watching:
+        assert _line_with(watching, held)[-1].split()[0] == victim
+        time.sleep(2)
+        assert watching.poll() is None  # a held drain is not the end: it keeps following
+        watching.send_signal(signal.SIGINT)
+        _, err = watching.communicate(timeout=30)
+    assert watching.returncode == 130, err
+    assert "Traceback" not in err
+
+    with _watch(wbed, wnamespace, "watch") as watching:
+        _line_with(watching, held)
+        client.PolicyV1Api(workload).delete_namespaced_pod_disruption_budget("web", "default")
+        rest, err = watching.communicate(timeout=120)
+    assert watching.returncode == 0, err  # settled: nothing held up, nothing on an old version
+    assert victim not in {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
+    tables = rest.split("OWNER")
+    assert len(tables) >= 2, rest  # printed again as the machine went
+    assert victim not in tables[-1] and "drain blocked" not in tables[-1], rest

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.support.fault_support import cloudstack_api
-from tests.support.fixtures_capc import Zone, create_objects, render_cluster
+from tests.support.fixtures_capc import create_objects, render_cluster
+from tests.support.workload_support import (
+    GROUP,
+    VERSION,
+    ZONE1,
+    create_cluster,
+    deploy,
+    list_machines,
+    ready_nodes,
+    until,
+    workload_client,
+)
 from tests.testenv import bed
 from tests.testenv.workload_nodes import (
     CONTROL_PLANE_ROLE,
@@ -26,118 +33,25 @@ from tests.testenv.workload_nodes import (
     go_duration_seconds,
 )
 
-VERSION = "v1.28.5"  # a template the seeded double holds, ready in zone1
-SEEDED = {
-    "zones": [Zone("zone1", "capc-net-zone1")],
-    "control_plane_offering": "Large Instance",
-    "worker_offering": "Medium Instance",
-}
-GROUP = "cluster.x-k8s.io"
+pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
 
-
-@pytest.fixture(params=["v1beta1", "v1beta2"])
-def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
-    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
-    from kubernetes import client
-
-    name = f"w-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
-
-
-def _until(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:  # not there yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
+SEEDED = {"zones": [ZONE1], "control_plane_offering": "Large Instance", "worker_offering": "Medium Instance"}
 
 
 def _workload(wbed: bed.TestBed, namespace: str, cluster: str) -> Any:
-    """An ApiClient for the workload cluster, from the kubeconfig Secret CAPI would write."""
-    from kubernetes import client, config
+    """An ApiClient for the workload cluster; its Secret is typed and labelled as CAPI's."""
+    from kubernetes import client
 
-    core = client.CoreV1Api(wbed.api_client())
-    secret = _until(
-        "kubeconfig Secret", lambda: core.read_namespaced_secret(f"{cluster}-kubeconfig", namespace)
-    )
+    workload = workload_client(wbed, namespace, cluster)
+    secret = client.CoreV1Api(wbed.api_client()).read_namespaced_secret(f"{cluster}-kubeconfig", namespace)
     assert secret.type == "cluster.x-k8s.io/secret"
     assert secret.metadata.labels["cluster.x-k8s.io/cluster-name"] == cluster
-    text = base64.b64decode(secret.data["value"]).decode()
-    return config.new_client_from_config_dict(yaml.safe_load(text))
+    return workload
 
 
 def _cluster(wbed: bed.TestBed, namespace: str, name: str, workers: int = 2) -> Any:
-    objects = render_cluster(
-        name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1,
-        worker_replicas=workers, with_machines=True, **SEEDED,
-    )  # fmt: skip
-    create_objects(wbed.api_client(), objects)
+    create_cluster(wbed, namespace, name, workers=workers)
     return _workload(wbed, namespace, name)
-
-
-def _machines(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    custom = client.CustomObjectsApi(wbed.api_client())
-    return list(custom.list_namespaced_custom_object(GROUP, wbed.capi, namespace, "machines")["items"])
-
-
-def _ready_nodes(workload: Any, count: int) -> list[Any]:
-    """All `count` Nodes, once Ready and rid of the not-ready taint (node lifecycle lifts it)."""
-    from kubernetes import client
-
-    def ready() -> list[Any]:
-        nodes = client.CoreV1Api(workload).list_node().items
-        up = [
-            n
-            for n in nodes
-            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
-            and not any(t.key == "node.kubernetes.io/not-ready" for t in n.spec.taints or [])
-        ]
-        return nodes if len(up) == count == len(nodes) else []
-
-    return list(_until(f"{count} Ready nodes", ready))
-
-
-def _deploy(workload: Any, replicas: int, labels: dict[str, str]) -> None:
-    from kubernetes import client
-
-    apps = client.AppsV1Api(workload)
-    apps.create_namespaced_deployment(
-        "default",
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
-                },
-            },
-        },
-    )
-
-    def running() -> bool:
-        pods = client.CoreV1Api(workload).list_namespaced_pod("default", label_selector="app=web").items
-        return len(pods) == replicas and all(p.status.phase == "Running" for p in pods)
-
-    _until(f"{replicas} running pods", running)
 
 
 def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
@@ -149,8 +63,8 @@ def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
     version = client.VersionApi(workload).get_code()
     same = client.VersionApi(wbed.api_client()).get_code()
     assert (version.major, version.minor) == (same.major, same.minor)  # the bed's Kubernetes release
-    nodes = {n.metadata.name: n for n in _ready_nodes(workload, 3)}
-    machines = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+    nodes = {n.metadata.name: n for n in ready_nodes(workload, 3)}
+    machines = {m["metadata"]["name"]: m for m in list_machines(wbed, wnamespace)}
     assert set(nodes) == set(machines)
     for name, node in nodes.items():
         machine = machines[name]
@@ -166,11 +80,11 @@ def test_cluster_gets_a_workload_control_plane_with_ready_nodes_per_machine(
             assert taints == []
 
     def node_refs() -> bool:
-        fresh = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
+        fresh = {m["metadata"]["name"]: m for m in list_machines(wbed, wnamespace)}
         return all((m.get("status") or {}).get("nodeRef") for m in fresh.values()) and bool(fresh)
 
-    _until("nodeRefs", node_refs)
-    for machine in _machines(wbed, wnamespace):
+    until("nodeRefs", node_refs)
+    for machine in list_machines(wbed, wnamespace):
         ref, node = machine["status"]["nodeRef"], nodes[machine["metadata"]["name"]]
         if wbed.capi == "v1beta1":
             assert ref == {
@@ -192,12 +106,12 @@ def test_machines_get_cloudstack_machines_cloned_from_their_templates(
 
     objects = render_cluster(
         "infra", wnamespace, capi=wbed.capi, version="v1.28.5", control_plane_replicas=1, worker_replicas=1,
-        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")],
+        with_machines=True, zones=[ZONE1],
         control_plane_offering="Large Instance", worker_offering="Medium Instance",
     )  # fmt: skip
     create_objects(wbed.api_client(), objects)
     workload = _workload(wbed, wnamespace, "infra")
-    nodes = {n.metadata.name: n for n in _ready_nodes(workload, 2)}
+    nodes = {n.metadata.name: n for n in ready_nodes(workload, 2)}
     cs = cloudstack_api(wbed)
     custom = client.CustomObjectsApi(wbed.api_client())
     infra = "infrastructure.cluster.x-k8s.io"
@@ -208,8 +122,8 @@ def test_machines_get_cloudstack_machines_cloned_from_their_templates(
         ]
         return items if len(items) == 2 and all(i.get("status") for i in items) else []
 
-    machines = {m["metadata"]["name"]: m for m in _machines(wbed, wnamespace)}
-    for csm in _until("CloudStackMachines", cloned):
+    machines = {m["metadata"]["name"]: m for m in list_machines(wbed, wnamespace)}
+    for csm in until("CloudStackMachines", cloned):
         machine = machines[csm["metadata"]["name"]]
         template_name = csm["metadata"]["annotations"]["cluster.x-k8s.io/cloned-from-name"]
         template = custom.get_namespaced_custom_object(
@@ -241,20 +155,20 @@ def test_a_vm_cloudstack_refuses_leaves_its_machine_without_a_node(
 
     objects = render_cluster(
         "novm", wnamespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1, worker_replicas=1,
-        with_machines=True, zones=[Zone("zone1", "capc-net-zone1")], control_plane_offering="Large Instance",
+        with_machines=True, zones=[ZONE1], control_plane_offering="Large Instance",
         worker_offering="No Such Offering",
     )  # fmt: skip
     create_objects(wbed.api_client(), objects)
     workload = _workload(wbed, wnamespace, "novm")
-    (node,) = _ready_nodes(workload, 1)
+    (node,) = ready_nodes(workload, 1)
     assert node.metadata.name.startswith("novm-control-plane")
     custom = client.CustomObjectsApi(wbed.api_client())
     worker = next(
         m
-        for m in _machines(wbed, wnamespace)
+        for m in list_machines(wbed, wnamespace)
         if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
     )
-    csm = _until(
+    csm = until(
         "CloudStackMachine",
         lambda: custom.get_namespaced_custom_object(
             "infrastructure.cluster.x-k8s.io",
@@ -277,7 +191,7 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "gone", workers=0)
-    _ready_nodes(workload, 1)
+    ready_nodes(workload, 1)
     custom = client.CustomObjectsApi(wbed.api_client())
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "clusters", "gone")
     core = client.CoreV1Api(wbed.api_client())
@@ -287,7 +201,7 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
             wnamespace, label_selector="cluster.x-k8s.io/cluster-name=gone"
         ).items
 
-    _until("Secret deleted", secret_gone, timeout=60)
+    until("Secret deleted", secret_gone, timeout=60)
     endpoint = urllib.parse.urlsplit(workload.configuration.host)
 
     def refused() -> bool:
@@ -297,7 +211,7 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
             return True
         return False
 
-    _until("workload apiserver stopped", refused, timeout=30)
+    until("workload apiserver stopped", refused, timeout=30)
 
 
 def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
@@ -306,12 +220,12 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "pdb")
-    _ready_nodes(workload, 3)
-    _deploy(workload, 2, {"app": "web"})
+    ready_nodes(workload, 3)
+    deploy(workload, 2, {"app": "web"})
     pods = client.CoreV1Api(workload).list_namespaced_pod("default", label_selector="app=web").items
     workers = {
         m["metadata"]["name"]
-        for m in _machines(wbed, wnamespace)
+        for m in list_machines(wbed, wnamespace)
         if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
     }
     assert {p.spec.node_name for p in pods} <= workers
@@ -323,7 +237,7 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
             "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
         },
     )
-    _until(
+    until(
         "PDB observed",
         lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 2,
     )
@@ -340,7 +254,7 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
         status = machine.get("status") or {}
         return machine if (status.get("deletion") or {}).get("nodeDrainStartTime") else None
 
-    machine = _until("drain blocked", blocked)
+    machine = until("drain blocked", blocked)
     status = machine["status"]
     if wbed.capi == "v1beta1":
         drain = next(c for c in status["conditions"] if c["type"] == "DrainingSucceeded")
@@ -349,11 +263,19 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
         drain = next(c for c in status["conditions"] if c["type"] == "Deleting")
         assert (drain["status"], drain["reason"]) == ("True", "DrainingNode")
     started = status["deletion"]["nodeDrainStartTime"]
-    assert drain["message"].startswith(
-        f"Drain not completed yet (started at {started}):\n* Pods with eviction failed:"
-    )
-    assert "Cannot evict pod as it would violate the pod's disruption budget." in drain["message"]
-    assert "The disruption budget web needs 2 healthy pods and has 2 currently" in drain["message"]
+    refusal = "ot evict pod as it would violate the pod's disruption budget. "
+    refusal += "The disruption budget web needs 2 healthy pods and has 2 currently"
+    held = sorted(f"{p.metadata.namespace}/{p.metadata.name}" for p in pods if p.spec.node_name == victim)
+    if wbed.capi == "v1beta1":  # CAPI v1.10: the error, then its pods
+        assert drain["message"] == (
+            f"Drain not completed yet (started at {started}):\n* Pods with eviction failed:\n"
+            f"  * Cann{refusal}: {', '.join(held)}"
+        )
+    else:  # CAPI v1.11 and newer: the pods, then the error
+        kind = "Pods" if len(held) > 1 else "Pod"
+        assert drain["message"] == (
+            f"Drain not completed yet (started at {started}):\n* {kind} {', '.join(held)}: cann{refusal}"
+        )
     assert client.CoreV1Api(workload).read_node(victim).spec.unschedulable is True
     time.sleep(2)
     assert blocked() is not None  # still deleting: the PDB holds it
@@ -361,21 +283,89 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     policy.delete_namespaced_pod_disruption_budget("web", "default")
 
     def machine_gone() -> bool:
-        names = {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+        names = {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
         return victim not in names
 
-    _until("Machine deleted after the drain", machine_gone)
+    until("Machine deleted after the drain", machine_gone)
     assert victim not in {n.metadata.name for n in client.CoreV1Api(workload).list_node().items}
     vms = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True).get("virtualmachine") or []
     assert all(vm["state"] in ("Destroyed", "Expunging") for vm in vms)  # expunged: gone or on its way
+
+
+def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends(
+    wbed: bed.TestBed, wnamespace: str
+) -> None:
+    """Rolling out a MachineDeployment whose old Machine cannot be drained: as in CAPI, its status keeps
+    that Machine among the replicas (not up to date) until it is gone, so the rollout is not done."""
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "roll", workers=1)
+    ready_nodes(workload, 2)
+    deploy(workload, 1, {"app": "web"})
+    policy = client.PolicyV1Api(workload)
+    policy.create_namespaced_pod_disruption_budget(
+        "default",
+        {
+            "metadata": {"name": "web"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+        },
+    )
+    until(
+        "PDB observed",
+        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 1,
+    )
+    custom = client.CustomObjectsApi(wbed.api_client())
+    infra = "infrastructure.cluster.x-k8s.io"
+    template = custom.get_namespaced_custom_object(
+        infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", "roll-md-0"
+    )
+    clone = {"apiVersion": template["apiVersion"], "kind": template["kind"], "spec": template["spec"],
+             "metadata": {"name": "roll-md-0-next", "namespace": wnamespace}}  # fmt: skip
+    custom.create_namespaced_custom_object(infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", clone)
+    (old,) = [
+        m["metadata"]["name"]
+        for m in list_machines(wbed, wnamespace)
+        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
+    ]
+    repoint = {"spec": {"template": {"spec": {"infrastructureRef": {"name": "roll-md-0-next"}}}}}
+    custom.patch_namespaced_custom_object(
+        GROUP, wbed.capi, wnamespace, "machinedeployments", "roll-md-0", repoint
+    )
+    up_to_date = "updatedReplicas" if wbed.capi == "v1beta1" else "upToDateReplicas"
+
+    def status() -> dict[str, Any]:
+        md = custom.get_namespaced_custom_object(
+            GROUP, wbed.capi, wnamespace, "machinedeployments", "roll-md-0"
+        )
+        return dict(md.get("status") or {})
+
+    def old_draining() -> bool:
+        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", old)
+        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
+
+    until("the old Machine's drain blocked", old_draining)
+    until("the replacement up to date", lambda: status().get(up_to_date) == 1)
+    time.sleep(2)  # a few reconciles later: still the old Machine counted
+    held = status()
+    assert (held["replicas"], held[up_to_date]) == (2, 1), held
+    if wbed.capi == "v1beta2":
+        assert held["versions"] == [{"version": VERSION, "replicas": 2}]
+        scaling = next(c for c in held["conditions"] if c["type"] == "ScalingDown")
+        assert (scaling["status"], scaling["message"]) == ("True", "Scaling down from 2 to 1 replicas")
+
+    policy.delete_namespaced_pod_disruption_budget("web", "default")
+    until("the old Machine gone and counted no more", lambda: status().get("replicas") == 1)
+    done = status()
+    assert (done["replicas"], done[up_to_date]) == (1, 1), done
+    assert old not in {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
 
 
 def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: str) -> None:
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "timeout", workers=1)
-    _ready_nodes(workload, 2)
-    _deploy(workload, 1, {"app": "web"})
+    ready_nodes(workload, 2)
+    deploy(workload, 1, {"app": "web"})
     client.PolicyV1Api(workload).create_namespaced_pod_disruption_budget(
         "default",
         {
@@ -398,34 +388,58 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
 
     def machine_gone() -> bool:
-        return victim not in {m["metadata"]["name"] for m in _machines(wbed, wnamespace)}
+        return victim not in {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
 
     def blocked() -> bool:
         machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
         return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
 
-    _until("drain blocked by the PDB", blocked, timeout=30)
-    _until("Machine deleted once the drain timeout passed", machine_gone, timeout=30)
+    until("drain blocked by the PDB", blocked, timeout=30)
+    until("Machine deleted once the drain timeout passed", machine_gone, timeout=30)
     # nodeDrainStartTime has whole seconds, as metav1.Time: up to one second of the 4 s may be cut.
     assert time.monotonic() - started >= 3
 
 
-def test_drain_message_lists_pods_as_capi_does() -> None:
-    class Meta:
-        def __init__(self, name: str) -> None:
-            self.namespace, self.name = "default", name
+class _Meta:
+    def __init__(self, name: str) -> None:
+        self.namespace, self.name = "default", name
 
-    class Pod:
-        def __init__(self, name: str) -> None:
-            self.metadata = Meta(name)
 
-    pods = [Pod(f"p{i}") for i in range(5)]
-    message = drain_message("2026-01-01T00:00:00Z", pods[:1], {"refused": pods})
+class _Pod:
+    def __init__(self, name: str) -> None:
+        self.metadata = _Meta(name)
+
+
+PDB = "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget web needs 2"
+
+
+def test_drain_message_lists_pods_as_capi_1_10_does() -> None:
+    pods = [_Pod(f"p{i}") for i in reversed(range(7))]  # listed in ns/name order whatever the order here
+    failed = {f"error {i}": pods[:1] for i in range(6)} | {PDB: pods}
+    message = drain_message("v1beta1", "2026-01-01T00:00:00Z", pods, failed)
     assert message == (
         "Drain not completed yet (started at 2026-01-01T00:00:00Z):\n"
-        "* Pods with deletionTimestamp that still exist: default/p0\n"
+        "* Pods with deletionTimestamp that still exist: default/p0, default/p1, default/p2, default/p3, "
+        "default/p4, ... (2 more)\n"
         "* Pods with eviction failed:\n"
-        "  * refused: default/p0, default/p1, default/p2, ... (2 more)"
+        f"  * {PDB}: default/p0, default/p1, default/p2, ... (4 more)\n"
+        "  * error 0: default/p6\n  * error 1: default/p6\n  * error 2: default/p6\n  * error 3: default/p6\n"
+        "  * ... (2 more errors applying to 2 Pods)"
+    )
+
+
+def test_drain_message_lists_pods_as_capi_1_11_and_newer_do() -> None:
+    pods = [_Pod(f"p{i}") for i in reversed(range(5))]
+    failed = {f"error {i}": pods[:1] for i in range(5)} | {PDB: pods}
+    message = drain_message("v1beta2", "2026-01-01T00:00:00Z", pods[:1], failed)
+    pdb = PDB[0].lower() + PDB[1:]
+    assert message == (
+        "Drain not completed yet (started at 2026-01-01T00:00:00Z):\n"
+        "* Pod default/p4: deletionTimestamp set, but still not removed from the Node\n"
+        f"* Pods default/p0, default/p1, default/p2, ... (2 more): {pdb}\n"
+        "* Pod default/p4: failed to evict Pod, error 0\n* Pod default/p4: failed to evict Pod, error 1\n"
+        "* Pod default/p4: failed to evict Pod, error 2\n* Pod default/p4: failed to evict Pod, error 3\n"
+        "* 1 Pod with other issues"
     )
 
 
@@ -454,7 +468,7 @@ def test_cli_up_with_workload_clusters_then_down_leaves_nothing_running(tmp_path
             with_machines=True, **SEEDED,
         )  # fmt: skip
         create_objects(tb.api_client(), objects)
-        _ready_nodes(_workload(tb, "default", "cli"), 1)
+        ready_nodes(_workload(tb, "default", "cli"), 1)
         plane_pids = [
             int(p.read_text()) for p in (directory / "workload" / "default--cli" / "pids").glob("*.pid")
         ]

@@ -110,6 +110,60 @@ def test_by_default_the_run_succeeds_and_names_the_old_machines(testenv: TestBed
     assert again[0] == 0 and "nothing to do" in again[2] and old[0]["metadata"]["name"] in again[2]
 
 
+def test_rollback_patches_the_on_delete_deployment_back_without_waiting_for_it(
+    testenv: TestBed, namespace: str
+) -> None:
+    from tests.support.upgrade_support import ensure_cloudstack_template, wait_for
+
+    ensure_cloudstack_template(testenv, "ubuntu-2204-kube-v1.28.9")
+    create_on_delete_cluster(testenv, namespace)
+    # A patch release (a minor one cannot go back); leave: c1-md-0's Machines stay at v1.28.5.
+    done = cli(testenv, "image-upgrade", "c1", "-n", namespace, "--to", "v1.28.9", "--yes")
+    assert done.returncode == 0, done.stderr
+    newer = replace_by_hand(testenv, namespace, wait_for)  # now one runs v1.28.9
+
+    back = cli(testenv, "rollback", "c1", "-n", namespace, "--yes", "--timeout", "3m")
+
+    assert back.returncode == 0, back.stderr
+    said = back.stdout + back.stderr
+    assert f"MachineDeployment/{MD} has the OnDelete strategy: it is patched and not waited for" in said
+    assert f"{newer} keep running their version" in said
+    assert f"would leave Machines {newer} of MachineDeployment/{MD}" in said  # the control plane stays
+    for name in (MD, "c1-md-1"):
+        assert version_and_template(get(testenv, namespace, "MachineDeployment", name)) == ("v1.28.5", name)
+    kcp = get(testenv, namespace, "KubeadmControlPlane", "c1-control-plane")
+    assert version_and_template(kcp)[0] == "v1.28.9"
+
+    newer = replace_by_hand(testenv, namespace, wait_for)  # its replacement is back at v1.28.5
+    again = cli(testenv, "rollback", "c1", "-n", namespace, "--yes", "--timeout", "3m")
+    assert again.returncode == 0, again.stderr
+    kcp = get(testenv, namespace, "KubeadmControlPlane", "c1-control-plane")
+    assert version_and_template(kcp) == ("v1.28.5", "c1-control-plane")
+    assert versions(machines_of(testenv, namespace, MD)) == ["v1.28.5", "v1.28.5"]
+
+
+def replace_by_hand(bed: TestBed, namespace: str, wait_for: Any) -> str:
+    """`kubectl delete machine` of a c1-md-0 Machine not at the deployment's version, as an operator rolls
+    an OnDelete deployment; returns its replacement's name once it runs that version."""
+    md = get(bed, namespace, "MachineDeployment", MD)
+    wanted = md["spec"]["template"]["spec"]["version"]
+    before = machines_of(bed, namespace, MD)
+    gone = next(m["metadata"]["name"] for m in before if m["spec"]["version"] != wanted)
+    custom(bed).delete_namespaced_custom_object("cluster.x-k8s.io", bed.capi, namespace, "machines", gone)
+
+    def replaced() -> str | None:
+        now = machines_of(bed, namespace, MD)
+        names = {m["metadata"]["name"] for m in now}
+        fresh = [m for m in now if m["metadata"]["name"] not in {b["metadata"]["name"] for b in before}]
+        if gone in names or len(fresh) != 1 or fresh[0]["spec"]["version"] != wanted:
+            return None
+        running = (fresh[0].get("status") or {}).get("phase") == "Running"
+        return str(fresh[0]["metadata"]["name"]) if running else None
+
+    result: str = wait_for(f"a replacement of {gone}", replaced, timeout=120)
+    return result
+
+
 def test_replace_rolls_the_machines_one_at_a_time(testenv: TestBed, namespace: str) -> None:
     create_on_delete_cluster(testenv, namespace)
     mark = audit_mark(testenv)

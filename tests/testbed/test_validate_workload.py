@@ -11,104 +11,35 @@ import base64
 import json
 import socket
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import yaml
 
 from kubectl_capc.__main__ import main
-from tests.support.fixtures_capc import Zone, create_objects, render_cluster
+from tests.support.workload_support import (
+    GROUP,
+    KWOK_NODE_ANNOTATION,
+    VERSION,
+    create_cluster,
+    deploy_with_budget,
+    kubeconfig_text,
+    not_ready,
+    ready_nodes,
+    set_kubelet,
+    until,
+    worker_names,
+)
 from tests.testenv import bed
 
 pytestmark = pytest.mark.testbed  # its fixtures start beds through request.getfixturevalue
 
-VERSION = "v1.28.5"
-SEEDED = {
-    "zones": [Zone("zone1", "capc-net-zone1")],
-    "control_plane_offering": "Large Instance",
-    "worker_offering": "Medium Instance",
-}
-GROUP = "cluster.x-k8s.io"
-KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-
-
-@pytest.fixture(params=["v1beta1", "v1beta2"])
-def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
-    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
-    from kubernetes import client
-
-    name = f"wv-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
-    yield name
-    client.CoreV1Api(wbed.api_client()).delete_namespace(name)
-
-
-def _until(what: str, probe: Callable[[], Any], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except Exception as exc:  # not there yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what}: not after {timeout:.0f}s (last: {last!r})")
-
-
-def _kubeconfig_text(wbed: bed.TestBed, namespace: str, cluster: str) -> str:
-    from kubernetes import client
-
-    core = client.CoreV1Api(wbed.api_client())
-    secret = _until(
-        "kubeconfig Secret", lambda: core.read_namespaced_secret(f"{cluster}-kubeconfig", namespace)
-    )
-    return base64.b64decode(secret.data["value"]).decode()
-
 
 def _cluster(wbed: bed.TestBed, namespace: str, name: str, workers: int) -> Any:
     """Create a cluster; an ApiClient for its workload cluster once all its Nodes are Ready."""
-    from kubernetes import client, config
-
-    objects = render_cluster(
-        name, namespace, capi=wbed.capi, version=VERSION, control_plane_replicas=1,
-        worker_replicas=workers, with_machines=True, **SEEDED,
-    )  # fmt: skip
-    create_objects(wbed.api_client(), objects)
-    workload = config.new_client_from_config_dict(yaml.safe_load(_kubeconfig_text(wbed, namespace, name)))
-
-    def ready() -> bool:
-        nodes = client.CoreV1Api(workload).list_node().items
-        up = [
-            n
-            for n in nodes
-            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
-        ]
-        return len(up) == len(nodes) == workers + 1
-
-    _until(f"{workers + 1} Ready nodes", ready)
+    workload = create_cluster(wbed, namespace, name, workers=workers)
+    ready_nodes(workload, workers + 1)
     return workload
-
-
-def _workers(wbed: bed.TestBed, namespace: str) -> list[str]:
-    from kubernetes import client
-
-    machines = client.CustomObjectsApi(wbed.api_client()).list_namespaced_custom_object(
-        GROUP, wbed.capi, namespace, "machines"
-    )["items"]
-    return sorted(
-        m["metadata"]["name"]
-        for m in machines
-        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
-    )
 
 
 def _validate(
@@ -136,39 +67,7 @@ def test_a_budget_that_allows_no_disruption_fails_validate_naming_pods_and_nodes
     from kubernetes import client
 
     workload = _cluster(wbed, wnamespace, "pdb", workers=2)
-    apps, core, policy = client.AppsV1Api(workload), client.CoreV1Api(workload), client.PolicyV1Api(workload)
-    labels = {"app": "web"}
-    apps.create_namespaced_deployment(
-        "default",
-        {
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "web", "image": "nginx"}]},
-                },
-            },
-        },
-    )
-
-    def running() -> list[Any]:
-        pods = core.list_namespaced_pod("default", label_selector="app=web").items
-        return pods if len(pods) == 2 and all(p.status.phase == "Running" for p in pods) else []
-
-    pods = _until("2 running pods", running)
-    policy.create_namespaced_pod_disruption_budget(
-        "default",
-        {"metadata": {"name": "web"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": labels}}},
-    )
-    _until(
-        "budget observed",
-        lambda: (
-            (s := policy.read_namespaced_pod_disruption_budget("web", "default").status).expected_pods == 2
-            and s.disruptions_allowed == 0
-        ),
-    )
+    pods = deploy_with_budget(workload, 2)
 
     code, document, _ = _validate(wbed, capsys, "pdb", "-n", wnamespace, "--to", "v1.29")
     assert code == 1
@@ -203,20 +102,6 @@ def test_a_budget_that_allows_no_disruption_fails_validate_naming_pods_and_nodes
     assert _ids(_workload_findings(timed, "pdb")) == ["CAPC-W006"]
 
 
-def _kubelet(core: Any, name: str, version: str) -> None:
-    """Set the node's kubelet version; KWOK keeps a version the node already reports."""
-    core.patch_node_status(name, {"status": {"nodeInfo": {"kubeletVersion": version}}})
-
-
-def _not_ready(core: Any, name: str) -> None:
-    """Take the node from KWOK (so nothing renews it), then report it NotReady."""
-    core.patch_node(name, {"metadata": {"annotations": {KWOK_NODE_ANNOTATION: None}}})
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    condition = {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "lastHeartbeatTime": now,
-                 "lastTransitionTime": now}  # fmt: skip
-    core.patch_node_status(name, {"status": {"conditions": [condition]}})
-
-
 def test_not_ready_nodes_kubelet_skew_over_the_hops_and_a_node_without_machine(
     wbed: bed.TestBed, wnamespace: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -224,9 +109,9 @@ def test_not_ready_nodes_kubelet_skew_over_the_hops_and_a_node_without_machine(
 
     workload = _cluster(wbed, wnamespace, "nodes", workers=2)
     core = client.CoreV1Api(workload)
-    down, old = _workers(wbed, wnamespace)
-    _not_ready(core, down)
-    _kubelet(core, old, "v1.25.16")  # within the skew of v1.28, 4 minors behind v1.29
+    down, old = worker_names(wbed, wnamespace)
+    not_ready(core, down)
+    set_kubelet(core, old, "v1.25.16")  # within the skew of v1.28, 4 minors behind v1.29
     core.create_node(
         {
             "metadata": {"name": "stray", "annotations": {KWOK_NODE_ANNOTATION: "fake"}},
@@ -238,11 +123,11 @@ def test_not_ready_nodes_kubelet_skew_over_the_hops_and_a_node_without_machine(
         # KWOK's first status write for a new node may land after ours and set its own version: repeat.
         status = core.read_node("stray").status
         if status.node_info is None or status.node_info.kubelet_version != VERSION:
-            _kubelet(core, "stray", VERSION)
+            set_kubelet(core, "stray", VERSION)
             return False
         return any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
 
-    _until("stray node Ready at " + VERSION, stray_ready_at_version)
+    until("stray node Ready at " + VERSION, stray_ready_at_version)
 
     code, document, _ = _validate(wbed, capsys, "nodes", "-n", wnamespace)
     assert code == 1
@@ -275,7 +160,7 @@ def test_unreachable_workload_is_a_warning_and_the_kubeconfig_never_shows(
 
     _cluster(wbed, wnamespace, "reach", workers=0)
     _cluster(wbed, wnamespace, "away", workers=0)
-    text = _kubeconfig_text(wbed, wnamespace, "reach")
+    text = kubeconfig_text(wbed, wnamespace, "reach")
     document = yaml.safe_load(text)
     user, cluster = document["users"][0]["user"], document["clusters"][0]["cluster"]
     secrets = [
@@ -288,7 +173,7 @@ def test_unreachable_workload_is_a_warning_and_the_kubeconfig_never_shows(
     secrets += key_lines
 
     port = _closed_port()
-    away = yaml.safe_load(_kubeconfig_text(wbed, wnamespace, "away"))
+    away = yaml.safe_load(kubeconfig_text(wbed, wnamespace, "away"))
     away["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
     client.CoreV1Api(wbed.api_client()).patch_namespaced_secret(
         "away-kubeconfig",
@@ -319,3 +204,49 @@ def test_unreachable_workload_is_a_warning_and_the_kubeconfig_never_shows(
     for output in outputs:
         for secret in secrets:
             assert secret not in output
+
+
+def test_removed_apis_requested_and_objects_written_in_them_fail_validate(
+    wbed: bed.TestBed, wnamespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The workload API server serves resource.k8s.io/v1beta1 (removed in v1.38): a request to it shows
+    in the deprecated-API metric, an object written in it in its managedFields."""
+    from kubernetes import client
+
+    workload = _cluster(wbed, wnamespace, "apis", workers=0)
+    custom = client.CustomObjectsApi(workload)
+    group = "resource.k8s.io"
+
+    def device_class(name: str, version: str) -> None:
+        body = {"apiVersion": f"{group}/{version}", "kind": "DeviceClass",
+                "metadata": {"name": name, "labels": {"team": name}}, "spec": {}}  # fmt: skip
+        custom.create_cluster_custom_object(group, version, "deviceclasses", body)
+
+    def removed_api_findings(target: str) -> list[str]:
+        _, document, _ = _validate(wbed, capsys, "apis", "-n", wnamespace, "--to", target)
+        findings = _workload_findings(document, "apis")
+        assert all(f["severity"] == "error" for f in findings if f["id"] == "CAPC-W008")
+        return sorted(f["message"] for f in findings if f["id"] == "CAPC-W008" and group in f["message"])
+
+    assert removed_api_findings("v1.38") == []
+    device_class("gpu", "v1beta1")  # requested in the removed version, and written in it
+    device_class("tpu", "v1")
+
+    written, requested = removed_api_findings("v1.38")  # sorted: "1 object(s)..." first
+    assert requested == (
+        f"the workload still requests {group}/v1beta1 deviceclasses, removed in v1.38 (upgrade to v1.38.0)"
+    )
+    prefix = (
+        f"1 object(s) of deviceclasses were written as {group}/v1beta1, removed in v1.38 (upgrade to "
+        "v1.38.0): gpu ("
+    )
+    assert written.startswith(prefix) and written.endswith(f"); write them as {group}/v1"), written
+    assert "tpu" not in written
+    assert removed_api_findings("v1.37") == []  # the version outlives that target
+
+    # Written once more in the replacement by the same writer: the object is fine, the requests stay counted.
+    time.sleep(1.1)  # managedFields times are whole seconds
+    custom.patch_cluster_custom_object(
+        group, "v1", "deviceclasses", "gpu", {"metadata": {"labels": {"v": "1"}}}
+    )
+    assert removed_api_findings("v1.38") == [requested]

@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -204,6 +205,9 @@ class Simulator:
             if not self.machines.listed:
                 return  # which Machines exist is not known yet: write nothing that would count them
             self.machines.sync(resource, obj, rollout)
+            rollout.deleting = Counter(
+                str((m.get("spec") or {}).get("version") or "") for m in self.machines.deleting(resource, obj)
+            )
         status = render_status(resource, self.capi, obj, rollout, controls, now=datetime.now(timezone.utc))
         if status != obj.get("status") and self._rejected.get(key) != (meta["resourceVersion"], status):
             self._write(key, resource, obj, status)

@@ -3,9 +3,11 @@
 Once the simulator drives a rollout of a KubeadmControlPlane or MachineDeployment, that owner's Machines
 follow the machine-level model (`tests.testenv.rollout_model.Rollout`): one Machine per modelled
 machine, the replacement in flight included (phase Provisioning until it is ready, Running after), and
-the out-of-date one deleted when its replacement is done. Owners the simulator never rolled out keep
-whatever Machines a test made for them by hand; Machines that exist when a rollout starts (made by a
-test, or by an earlier simulator) count as the owner's machines, so nothing is duplicated.
+the out-of-date one deleted when its replacement is done; a deleted Machine that a finalizer keeps (its
+drain is blocked) still counts among its owner's replicas, as in CAPI. Owners the simulator never
+rolled out keep whatever Machines a test made for them by hand; Machines that exist when a rollout
+starts (made by a test, or by an earlier simulator) count as the owner's machines, so nothing is
+duplicated.
 
 Each Machine carries what CAPI puts on one: the cluster-name label plus `control-plane` and
 `control-plane-name` (control plane) or `deployment-name` (workers), an owner reference, spec.version,
@@ -262,6 +264,7 @@ class MachineKeeper:
         self.machines: dict[str, Machine] = {}  # by uid
         self.listed = False  # whether the first list has arrived: before it, `machines` proves nothing
         self._deleted: set[str] = set()  # deleted here; their watch events may still be on the way
+        self._deleting: dict[str, Machine] = {}  # deleted here but held by a finalizer (a drain), by uid
         self._clusters: dict[str, str] = {}  # control plane uid -> the Cluster whose controlPlaneRef names it
         self._reported: set[str] = set()
         self._closed: set[str] = set()  # namespaces being deleted: nothing more can be created there
@@ -269,13 +272,17 @@ class MachineKeeper:
     def apply(self, event_type: str, objects: list[Machine]) -> None:
         """A watch event (ADDED, MODIFIED, DELETED) or a fresh list (LISTED) of Machines."""
         if event_type == "LISTED":
-            self.machines, self._deleted, self.listed = {}, set(), True
+            self.machines, self._deleted, self._deleting, self.listed = {}, set(), {}, True
         for machine in objects:
             uid = machine["metadata"]["uid"]
             if event_type == "DELETED":
                 self.machines.pop(uid, None)
                 self._deleted.discard(uid)
-            elif uid not in self._deleted and not _older(machine, self.machines.get(uid)):
+                self._deleting.pop(uid, None)
+            elif uid in self._deleted:
+                if uid in self._deleting and machine["metadata"].get("deletionTimestamp"):
+                    self._deleting[uid] = machine
+            elif not _older(machine, self.machines.get(uid)):
                 self.machines[uid] = machine
 
     def owned(self, resource: Resource, owner: dict[str, Any]) -> list[Machine]:
@@ -284,6 +291,18 @@ class MachineKeeper:
             m
             for m in self.machines.values()
             if m["metadata"].get("namespace") == meta["namespace"]
+            and (m["metadata"].get("labels") or {}).get(label) == meta["name"]
+        ]
+
+    def deleting(self, resource: Resource, owner: dict[str, Any]) -> list[Machine]:
+        """The owner's Machines that are deleted but still there (their drain holds them)."""
+        meta, label = owner["metadata"], owner_label(resource)
+        candidates = [*self.machines.values(), *self._deleting.values()]
+        return [
+            m
+            for m in candidates
+            if m["metadata"].get("deletionTimestamp")
+            and m["metadata"].get("namespace") == meta["namespace"]
             and (m["metadata"].get("labels") or {}).get(label) == meta["name"]
         ]
 
@@ -357,6 +376,8 @@ class MachineKeeper:
         if answer is not _FAILED:
             self.machines.pop(meta["uid"], None)
             self._deleted.add(meta["uid"])
+            if isinstance(answer, dict) and (answer.get("metadata") or {}).get("deletionTimestamp"):
+                self._deleting[meta["uid"]] = answer  # a finalizer keeps it until its drain is done
 
     def _call(self, what: str, request: Callable[..., Any], *args: Any) -> Any:
         """One write: its answer, None when the object is gone, `_FAILED` when it was refused.

@@ -151,6 +151,9 @@ class Rollout:
     """New machines in flight while the stage is not STEADY."""
     retire: int = 1
     """Out-of-date machines the batch deletes once its new machines are ready."""
+    deleting: Counter[str] = field(default_factory=Counter)
+    """Versions of Machines deleted but still there (a drain in progress): CAPI counts them among the
+    replicas until they are gone, as neither up to date nor ready."""
 
     @classmethod
     def completed(cls, target: Target, desired: int) -> Rollout:
@@ -165,7 +168,7 @@ class Rollout:
 
     @property
     def replicas(self) -> int:
-        return len(self.machines) + self.surge
+        return len(self.machines) + self.surge + sum(self.deleting.values())
 
     @property
     def up_to_date(self) -> int:
@@ -181,13 +184,19 @@ class Rollout:
 
     @property
     def done(self) -> bool:
-        return self.stage is Stage.STEADY and not self.outdated and len(self.machines) == self.desired
+        return (
+            self.stage is Stage.STEADY
+            and not self.outdated
+            and len(self.machines) == self.desired
+            and not self.deleting
+        )
 
     def all_versions(self) -> Counter[str]:
         """Machine count per Kubernetes version, the replacement machine included."""
         counts = Counter(m.version for m in self.machines)
         if self.surge:
             counts[self.target.version] += 1
+        counts.update(self.deleting)
         return counts
 
     def lowest_version(self) -> str | None:

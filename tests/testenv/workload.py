@@ -44,6 +44,8 @@ CONTROLLERS = ",".join(
     for name in ("deployment", "replicaset", "disruption", "garbage-collector", "namespace", "node-lifecycle")
 )
 
+WORKLOAD_RUNTIME_CONFIG = "resource.k8s.io/v1beta1=true"
+
 
 @dataclass
 class Plane:
@@ -72,7 +74,10 @@ def start_plane(bed_dir: Path, namespace: str, name: str, uid: str, binaries: di
     directory.mkdir(parents=True, exist_ok=True)
     for stale in ("endpoint", "kubeconfig"):
         (directory / stale).unlink(missing_ok=True)
-    proc = bed._spawn(directory, "apiserver", [str(binaries["apiserver"]), "-dir", str(directory)], tied=True)
+    # A deprecated API version with a removal release (resource.k8s.io/v1beta1, gone in 1.38) is served,
+    # as an older workload serves the versions its next releases remove.
+    command = [str(binaries["apiserver"]), "-dir", str(directory), "-runtime-config", WORKLOAD_RUNTIME_CONFIG]
+    proc = bed._spawn(directory, "apiserver", command, tied=True)
     bed._wait(
         f"workload kube-apiserver of {namespace}/{name}",
         lambda: bed._readyz(directory),

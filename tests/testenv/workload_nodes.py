@@ -10,7 +10,8 @@ A deleted Machine is drained as CAPI's Machine controller does: cordon, then evi
 (DaemonSet and mirror pods aside) through the policy/v1 Eviction API. While evictions are refused or
 evicted pods still exist, the Machine stays deleting with `status.deletion.nodeDrainStartTime` and the
 blocked-drain conditions (v1beta1: `DrainingSucceeded` False/`Draining`; v1beta2: `Deleting`
-True/`DrainingNode`), with CAPI's "Drain not completed yet (started at …):" message. Once the drain
+True/`DrainingNode`), with CAPI's "Drain not completed yet (started at …):" message in the layout of
+the profile's release (`drain_message`). Once the drain
 completes, or the Machine's node drain timeout passes, the Node is deleted, the Machine's infrastructure
 released (`release`) and the finalizer removed.
 """
@@ -128,27 +129,59 @@ def node_ref(capi: str, node: dict[str, Any]) -> dict[str, str]:
     return {"name": node["metadata"]["name"]}
 
 
-def pod_list(pods: list[Any], limit: int = 3) -> str:
+def pod_list(pods: list[Any], limit: int) -> str:
     """`ns/name` of the first `limit` pods, then how many more, as CAPI lists them in messages."""
     names = [f"{p.metadata.namespace}/{p.metadata.name}" for p in pods]
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
-def drain_message(started: str, deleting: list[Any], failed: dict[str, list[Any]]) -> str:
-    """CAPI's condition message for a drain that has not completed."""
+PDB_REFUSAL = "Cannot evict pod as it would violate the pod's disruption budget."
+
+
+def drain_message(capi: str, started: str, deleting: list[Any], failed: dict[str, list[Any]]) -> str:
+    """CAPI's condition message for a drain that has not completed, in the layout of the profile's
+    release. Pods are listed in `ns/name` order, as CAPI sorts them before evicting.
+
+    CAPI v1.10 (v1beta1): a line for the pods still terminating (up to 5 named), then "Pods with
+    eviction failed:" with one indented line per error (up to 5) naming its pods (up to 3).
+    CAPI v1.11+ (v1beta2): one line per group of pods (up to 3 named), the pods first: those still
+    terminating, then one per eviction error (up to 5; a budget's refusal starts lower-case, any other
+    error with "failed to evict Pod, "), then a count of the pods with other errors.
+    """
+
+    def ordered(pods: list[Any]) -> list[Any]:
+        return sorted(pods, key=lambda p: (p.metadata.namespace, p.metadata.name))
+
     message = f"Drain not completed yet (started at {started}):"
+    errors = sorted(failed)
+    shown, skipped = errors[:5], errors[5:]
+    skipped_pods = sum(len(failed[e]) for e in skipped)
+    plural = "s" if skipped_pods != 1 else ""
+    if capi == "v1beta1":
+        if deleting:
+            message += f"\n* Pods with deletionTimestamp that still exist: {pod_list(ordered(deleting), 5)}"
+        if failed:
+            message += "\n* Pods with eviction failed:"
+            for error in shown:
+                message += f"\n  * {error}: {pod_list(ordered(failed[error]), 3)}"
+            if skipped:
+                more = "1 more error" if len(skipped) == 1 else f"{len(skipped)} more errors"
+                message += f"\n  * ... ({more} applying to {skipped_pods} Pod{plural})"
+        return message
+
+    def pods(group: list[Any]) -> str:
+        return f"{'Pods' if len(group) > 1 else 'Pod'} {pod_list(ordered(group), 3)}"
+
     if deleting:
-        message += f"\n* Pods with deletionTimestamp that still exist: {pod_list(deleting)}"
-    if failed:
-        message += "\n* Pods with eviction failed:"
-        for reason in sorted(failed)[:5]:
-            message += f"\n  * {reason}: {pod_list(failed[reason])}"
-        skipped = sorted(failed)[5:]
-        if skipped:
-            count = sum(len(failed[r]) for r in skipped)
-            errors = "1 more error" if len(skipped) == 1 else f"{len(skipped)} more errors"
-            message += f"\n  * ... ({errors} applying to {count} Pod{'s' if count != 1 else ''})"
+        message += f"\n* {pods(deleting)}: deletionTimestamp set, but still not removed from the Node"
+    for error in shown:
+        text = error.replace(PDB_REFUSAL, PDB_REFUSAL[0].lower() + PDB_REFUSAL[1:])
+        if not text.startswith("cannot evict pod as it would violate the pod's disruption budget."):
+            text = f"failed to evict Pod, {text}"
+        message += f"\n* {pods(failed[error])}: {text}"
+    if skipped:
+        message += f"\n* {skipped_pods} Pod{plural} with other issues"
     return message
 
 
@@ -356,4 +389,4 @@ class NodeKeeper:
                 failed.setdefault(reason, []).append(pod)
         if not deleting and not failed:
             return ""
-        return drain_message(started, deleting, failed)
+        return drain_message(self.capi, started, deleting, failed)

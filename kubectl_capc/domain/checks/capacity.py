@@ -20,7 +20,7 @@ from kubectl_capc.domain.checks.facts import Resource as Asked
 from kubectl_capc.domain.checks.limits import Level, Resource, ResourceCount, ScopeLimits, parse_count
 from kubectl_capc.domain.checks.templates import template_query
 from kubectl_capc.domain.checks.zone import ZonedDomain, zoned_domains
-from kubectl_capc.domain.model import ClusterInventory, FailureDomain, MachineTemplate
+from kubectl_capc.domain.model import ClusterInventory, FailureDomain, MachineTemplate, RolloutStrategy
 from kubectl_capc.domain.versions import TargetVersion
 
 __all__ = [
@@ -165,15 +165,16 @@ def check_rollout_capacity(
     if control_plane is not None and control_plane.machine_template is not None:
         kind = control_plane.kind or "KubeadmControlPlane"
         owner = ObjectRef(kind, control_plane.namespace, control_plane.name)
+        surge = _control_plane_surge(control_plane.max_surge, control_plane.replicas.desired)
         steps += _steps(
-            Step(owner, 1, _NO_SHAPE, ()), control_plane.machine_template, everywhere, zoned, facts
+            Step(owner, surge, _NO_SHAPE, ()), control_plane.machine_template, everywhere, zoned, facts
         )
     for md in inventory.machine_deployments:
         if md.machine_template is None or md.paused:
             continue
         domains = tuple(fd for fd in everywhere if fd.name == md.failure_domain) or everywhere
         replicas = 1 if md.replicas.desired is None else md.replicas.desired  # CAPI's default
-        surge = resolve_max_surge(getattr(md, "max_surge", None), replicas)
+        surge = _deployment_surge(md.strategy, replicas)
         owner = ObjectRef("MachineDeployment", md.namespace, md.name)
         steps += _steps(Step(owner, surge, _NO_SHAPE, ()), md.machine_template, domains, zoned, facts)
     subject = ObjectRef("Cluster", inventory.namespace, inventory.name)
@@ -181,6 +182,27 @@ def check_rollout_capacity(
 
 
 _NO_SHAPE = MachineShape(0, 0, 0)
+
+
+def _control_plane_surge(max_surge: int | str, replicas: int | None) -> int:
+    """A KubeadmControlPlane's surge: 0 or 1 machine (maxSurge 0 removes an old machine first)."""
+    try:
+        surge = resolve_max_surge(max_surge, 1 if replicas is None else max(replicas, 1))
+    except ValueError:
+        surge = 1
+    return min(surge, 1)
+
+
+def _deployment_surge(strategy: RolloutStrategy, replicas: int) -> int:
+    """The machines a MachineDeployment's parsed strategy adds at once: none with OnDelete (a machine is
+    created only once an old one is gone), else maxSurge; a value CAPI would not accept counts as its
+    default of one."""
+    if strategy.on_delete:
+        return 0
+    try:
+        return resolve_max_surge(strategy.max_surge, replicas)
+    except ValueError:
+        return resolve_max_surge(None, replicas)
 
 
 def _steps(

@@ -1,7 +1,9 @@
 """Workload-cluster preflight: what the workload cluster says, and the checks over it (CAPC-W0xx).
 
-The adapter reads Nodes, Pods, PodDisruptionBudgets and the API server's deprecated-API metric through
-the cluster's `<cluster>-kubeconfig` Secret into `WorkloadFacts`; everything here is pure. A rollout
+The adapter reads Nodes, Pods, PodDisruptionBudgets, the API server's deprecated-API metric and, with a
+target, the metadata of the objects of each built-in resource a version of which the upgrade removes
+(`removed_between`), through the cluster's `<cluster>-kubeconfig` Secret into `WorkloadFacts`;
+everything here is pure. A rollout
 replaces (and drains) every machine of the owners it moves, so the checks ask which nodes those are.
 """
 
@@ -27,19 +29,23 @@ __all__ = [
     "NODE_WITHOUT_MACHINE",
     "NO_DRAIN_TIMEOUT",
     "REMOVED_APIS",
+    "REMOVED_BUILTIN_APIS",
     "UNREACHABLE",
     "DeprecatedApiUse",
     "Node",
     "Pod",
     "PodDisruptionBudget",
+    "RemovedApi",
     "RolloutScope",
     "WorkloadFacts",
     "WorkloadReading",
+    "WrittenObject",
     "check_reading",
     "check_workload",
     "drained_nodes",
     "match_nodes",
     "parse_deprecated_api_metrics",
+    "removed_between",
     "rollout_scope",
 ]
 
@@ -99,14 +105,15 @@ REMOVED_APIS = Check(
     "CAPC-W008",
     Severity.ERROR,
     "Workload uses APIs that the target release removes",
-    "move the clients and manifests to the replacement API version before upgrading",
+    "move the clients and manifests to the replacement API version before upgrading, and write the "
+    "objects named once more in that version (kubectl apply of the moved manifest)",
 )
 API_USAGE_UNREADABLE = Check(
     "CAPC-W009",
     Severity.WARNING,
     "Workload API usage could not be read",
-    "allow `get` on the non-resource URL /metrics of the workload API server, so that removed APIs "
-    "in use can be found",
+    "allow `get` on the non-resource URL /metrics and `list` on the resources named of the workload "
+    "API server, so that removed APIs in use can be found",
 )
 CHECKS = (
     UNREACHABLE,
@@ -194,10 +201,90 @@ class DeprecatedApiUse:
 
 
 @dataclass(frozen=True)
+class RemovedApi:
+    """A built-in API version that a Kubernetes release stops serving, and the version to use instead."""
+
+    group: str
+    version: str
+    resource: str
+    removed: tuple[int, int]
+    replacement: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def label(self) -> str:
+        return f"{self.api_version} {self.resource}"
+
+
+def _removed(release: str, group: str, version: str, replacement: str, *resources: str) -> list[RemovedApi]:
+    major, minor = (int(part) for part in release.split("."))
+    return [RemovedApi(group, version, resource, (major, minor), replacement) for resource in resources]
+
+
+_DRA = ("deviceclasses", "resourceclaims", "resourceclaimtemplates", "resourceslices")
+REMOVED_BUILTIN_APIS: tuple[RemovedApi, ...] = (
+    *_removed("1.25", "batch", "v1beta1", "batch/v1", "cronjobs"),
+    *_removed("1.25", "discovery.k8s.io", "v1beta1", "discovery.k8s.io/v1", "endpointslices"),
+    *_removed("1.25", "events.k8s.io", "v1beta1", "events.k8s.io/v1", "events"),
+    *_removed("1.25", "autoscaling", "v2beta1", "autoscaling/v2", "horizontalpodautoscalers"),
+    *_removed("1.25", "policy", "v1beta1", "policy/v1", "poddisruptionbudgets"),
+    *_removed("1.25", "node.k8s.io", "v1beta1", "node.k8s.io/v1", "runtimeclasses"),
+    *_removed("1.26", "autoscaling", "v2beta2", "autoscaling/v2", "horizontalpodautoscalers"),
+    *_removed("1.26", "flowcontrol.apiserver.k8s.io", "v1beta1", "flowcontrol.apiserver.k8s.io/v1beta3",
+              "flowschemas", "prioritylevelconfigurations"),
+    *_removed("1.27", "storage.k8s.io", "v1beta1", "storage.k8s.io/v1", "csistoragecapacities"),
+    *_removed("1.29", "flowcontrol.apiserver.k8s.io", "v1beta2", "flowcontrol.apiserver.k8s.io/v1beta3",
+              "flowschemas", "prioritylevelconfigurations"),
+    *_removed("1.32", "flowcontrol.apiserver.k8s.io", "v1beta3", "flowcontrol.apiserver.k8s.io/v1",
+              "flowschemas", "prioritylevelconfigurations"),
+    *_removed("1.34", "admissionregistration.k8s.io", "v1beta1", "admissionregistration.k8s.io/v1",
+              "validatingadmissionpolicies", "validatingadmissionpolicybindings"),
+    *_removed("1.37", "networking.k8s.io", "v1beta1", "networking.k8s.io/v1", "ipaddresses", "servicecidrs"),
+    *_removed("1.37", "storage.k8s.io", "v1beta1", "storage.k8s.io/v1", "volumeattributesclasses"),
+    *_removed("1.38", "resource.k8s.io", "v1beta1", "resource.k8s.io/v1", *_DRA),
+    *_removed("1.39", "resource.k8s.io", "v1beta2", "resource.k8s.io/v1", *_DRA),
+)  # fmt: skip
+"""Built-in API versions removed since v1.25 whose replacement is stable, with the release that removes
+them (each type's prerelease lifecycle in k8s.io/api). Reviews, Scale and Eviction are not stored."""
+
+
+def removed_between(current: KubeVersion, target: KubeVersion | tuple[int, int]) -> tuple[RemovedApi, ...]:
+    """The built-in API versions removed after `current`'s minor and up to `target`'s."""
+    up_to = target if isinstance(target, tuple) else (target.major, target.minor)
+    return tuple(api for api in REMOVED_BUILTIN_APIS if (current.major, current.minor) < api.removed <= up_to)
+
+
+@dataclass(frozen=True)
+class WrittenObject:
+    """An object of a built-in resource, and the API version each of its writers last used: per field
+    manager, its newest managedFields entry, and kubectl's last-applied-configuration (writer
+    `last-applied-configuration`). The server stores every object in its own storage version; a writer
+    that still writes it in a removed version fails once that version is gone."""
+
+    group: str
+    resource: str
+    namespace: str
+    name: str
+    writers: tuple[tuple[str, str], ...] = ()  # (writer, apiVersion)
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    def writers_of(self, api_version: str) -> list[str]:
+        return sorted({writer for writer, version in self.writers if version == api_version})
+
+
+@dataclass(frozen=True)
 class WorkloadFacts:
     """What was read from the workload cluster; `unreachable` is the reason nothing could be read.
 
-    `deprecated_apis` None means the metric could not be read (`metrics_error` says why).
+    `deprecated_apis` None means the metric could not be read (`metrics_error` says why). `written` holds
+    the objects of the resources asked for (`removed_between`); None means some could not be listed
+    (`written_error` says why).
     """
 
     nodes: tuple[Node, ...] = ()
@@ -205,6 +292,8 @@ class WorkloadFacts:
     pdbs: tuple[PodDisruptionBudget, ...] = ()
     deprecated_apis: tuple[DeprecatedApiUse, ...] | None = ()
     metrics_error: str = ""
+    written: tuple[WrittenObject, ...] | None = ()
+    written_error: str = ""
     unreachable: str = ""
 
 
@@ -439,20 +528,39 @@ _RELEASE_RE = re.compile(r"v?(\d+)\.(\d+)")
 def _removed_apis(
     cluster: ObjectRef, facts: WorkloadFacts, hops: Sequence[Hop], current: KubeVersion
 ) -> list[Finding]:
+    """Removed APIs still requested (the metric) and objects still written in them (their metadata);
+    what could not be read is a warning of its own."""
+    findings = []
     if facts.deprecated_apis is None:
         reason = f" ({facts.metrics_error})" if facts.metrics_error else ""
-        return [
+        findings.append(
             API_USAGE_UNREADABLE.finding(
                 cluster,
                 f"the apiserver_requested_deprecated_apis metric{reason} "
                 "could not be read: removed APIs in use were not checked",
             )
-        ]
+        )
     if not hops:
-        return []
+        return findings
+    if facts.written is None:
+        findings.append(
+            API_USAGE_UNREADABLE.finding(
+                cluster,
+                f"the objects of the resources the upgrade removes a version of could not be listed "
+                f"({facts.written_error}): objects written in removed versions were not checked",
+            )
+        )
     target = max(hop.version for hop in hops)
+    findings += _removed_requests(cluster, facts.deprecated_apis or (), current, target)
+    findings += _written_in_removed(cluster, facts.written or (), current, target)
+    return findings
+
+
+def _removed_requests(
+    cluster: ObjectRef, uses: Sequence[DeprecatedApiUse], current: KubeVersion, target: KubeVersion
+) -> list[Finding]:
     removed: dict[tuple[int, int], set[str]] = {}
-    for use in facts.deprecated_apis:
+    for use in uses:
         match = _RELEASE_RE.fullmatch(use.removed_release)
         if match is None:
             continue
@@ -467,6 +575,30 @@ def _removed_apis(
         )
         for (major, minor), apis in sorted(removed.items())
     ]
+
+
+def _written_in_removed(
+    cluster: ObjectRef, written: Sequence[WrittenObject], current: KubeVersion, target: KubeVersion
+) -> list[Finding]:
+    findings = []
+    for api in removed_between(current, target):
+        names = sorted(
+            f"{obj.label} ({', '.join(writers)})"
+            for obj in written
+            if (obj.group, obj.resource) == (api.group, api.resource)
+            and (writers := obj.writers_of(api.api_version))
+        )
+        if names:
+            major, minor = api.removed
+            findings.append(
+                REMOVED_APIS.finding(
+                    cluster,
+                    f"{len(names)} object(s) of {api.resource} were written as {api.api_version}, removed in "
+                    f"v{major}.{minor} (upgrade to {target}): {_listed(names)}; write them as "
+                    f"{api.replacement}",
+                )
+            )
+    return findings
 
 
 _METRIC = "apiserver_requested_deprecated_apis"

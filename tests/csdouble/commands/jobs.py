@@ -19,14 +19,23 @@ def submit(
     instance_id: str | None,
     action: Callable[[], dict[str, Any] | None],
     instance_type: str = "Template",
+    *,
+    begins_at_once: bool = False,
 ) -> dict[str, Any]:
-    """Queue `action`; it runs once the job's pending polls are used up."""
+    """Queue `action`; it runs once the job's pending polls are used up.
+
+    With `begins_at_once`, its first step runs on submission, as CloudStack's job executor picks a job
+    up as soon as it is queued, whether or not anyone asks about it later (a copy's destination rows
+    appear at once); an action that stays pending then moves on with each poll after the pending ones.
+    """
     job = Job(
         id=str(uuid.uuid4()), cmd_class=f"{CMD_PACKAGE}.{cmd_class}", account_id=ctx.caller.id,
         created=cs_timestamp(), instance_type=instance_type, instance_id=instance_id,
         polls_left=ctx.state.settings.job_polls, action=action,
     )  # fmt: skip
     ctx.state.jobs[job.id] = job
+    if begins_at_once:
+        _run(job)
     return {"jobid": job.id}
 
 

@@ -2,7 +2,8 @@
 
 A copy downloads into each destination zone like a registration does (progress per job poll and per
 listTemplates poll, download faults of that zone apply); the job finishes when every copy is ready
-and fails with the zone's download error.
+and fails with the zone's download error. The copies begin when the job is submitted, as CloudStack's
+do: a client that stops following the job (Ctrl-C) still finds them listed, in progress or done.
 
 As in CloudStack, async commands only check parameters and access before answering with a job id;
 everything else happens inside the job and surfaces as a job failure.
@@ -97,7 +98,7 @@ def copy_template(ctx: Context) -> dict[str, Any]:
         first = template.zones[targets[0].id]
         return {"template": template_row(state, template, first, ctx.caller)}
 
-    return submit(ctx, "template.CopyTemplateCmd", template.id, run)
+    return submit(ctx, "template.CopyTemplateCmd", template.id, run, begins_at_once=True)
 
 
 def _copy_step(state: State, template: Template, target: Zone, copying: set[str]) -> None:

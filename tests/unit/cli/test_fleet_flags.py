@@ -3,13 +3,18 @@ the fleet terminal's progress lines."""
 
 from __future__ import annotations
 
+import io
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from kubectl_capc.__main__ import main
 from kubectl_capc.cli.fleet import FleetTerminal
 from kubectl_capc.cli.options import OutputFormat
+from kubectl_capc.cli.progress import ProgressDisplay
 from kubectl_capc.domain.errors import ExitCode
 from kubectl_capc.domain.fleet import ClusterKey
 
@@ -44,8 +49,11 @@ def test_fleet_flags_are_refused_before_anything_is_read(
     assert message in err
 
 
-def test_plain_progress_is_one_line_per_change_of_state(capsys: pytest.CaptureFixture[str]) -> None:
-    terminal = FleetTerminal(OutputFormat.TABLE, live=False)
+def test_plain_progress_is_one_timestamped_line_per_change_of_state(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    display = ProgressDisplay("plain", now=lambda: datetime(2026, 12, 7, 2, 3, 4, tzinfo=timezone.utc))
+    terminal = FleetTerminal(OutputFormat.TABLE, progress=display)
     key = ClusterKey("prod", "c1")
     terminal.member(key, "running")
     terminal.member(key, "note", "only logged")
@@ -53,17 +61,22 @@ def test_plain_progress_is_one_line_per_change_of_state(capsys: pytest.CaptureFi
     terminal.member(key, "done", "hop 1 Patch KubeadmControlPlane/c1-control-plane")
     terminal.member(key, "failed", "it broke")
     assert capsys.readouterr().err.splitlines() == [
-        "prod/c1: running",
-        "prod/c1: hop 1 Patch KubeadmControlPlane/c1-control-plane",
-        "prod/c1: failed: it broke",
+        "2026-12-07T02:03:04Z prod/c1: running",
+        "2026-12-07T02:03:04Z prod/c1: hop 1 Patch KubeadmControlPlane/c1-control-plane",
+        "2026-12-07T02:03:04Z prod/c1: failed: it broke",
     ]
 
 
-def test_a_live_table_redraws_every_cluster_in_place(capsys: pytest.CaptureFixture[str]) -> None:
-    terminal = FleetTerminal(OutputFormat.TABLE, live=True)
+def test_a_live_table_shows_every_cluster_s_latest_state() -> None:
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=80, color_system=None)
+    terminal = FleetTerminal(OutputFormat.TABLE, progress=ProgressDisplay("auto", console=console))
     terminal.member(ClusterKey("prod", "c2"), "running")
     terminal.member(ClusterKey("prod", "c1"), "running")
     terminal.member(ClusterKey("prod", "c2"), "succeeded")
-    err = capsys.readouterr().err
-    last = err.rsplit("\033[2F\033[J", 1)[1]
-    assert last == "\033[K  prod/c1  running\n\033[K  prod/c2  succeeded\n"
+    terminal.flush()
+    drawn = screen.getvalue()
+    assert "\x1b[" in drawn  # drawn in place, with cursor movements
+    last = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn).rsplit("CLUSTER", 1)[1]
+    rows = [line.split() for line in last.splitlines()[1:] if line.strip()]
+    assert [row[:2] for row in rows] == [["prod/c1", "running"], ["prod/c2", "succeeded"]]

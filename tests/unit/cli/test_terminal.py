@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from kubectl_capc.domain.errors import ExitCode
 from kubectl_capc.domain.interrupts import StoppedAfterWrite
 from kubectl_capc.domain.plan import WaitRollout
 from kubectl_capc.domain.preview import ObjectPreview
+from kubectl_capc.domain.progress import OwnerProgress, RolloutUpdate
 
 HOW_TO_GO_ON = "run the same command again to continue where it stopped"
 
@@ -102,3 +104,24 @@ def test_a_finished_step_is_no_longer_named(capsys: pytest.CaptureFixture[str]) 
         "[hop 1] WaitRollout MachineDeployment/c1-md-0: done",
         f"interrupted: {HOW_TO_GO_ON}",
     ]
+
+
+def test_with_json_stdout_holds_only_the_document_and_progress_goes_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    terminal = Terminal(OutputFormat.JSON, color=False, progress="plain")
+    owner = OwnerProgress("MachineDeployment", "c1-md-0", "v1.29.3", 2, 1, 2, 2, True, False)
+
+    def run() -> int:
+        terminal.show_plan(Plan())
+        terminal.progress(RolloutUpdate((owner,), 3.0, 1800.0))
+        return 0
+
+    with pytest.raises(typer.Exit):
+        terminal.exit_with(run)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"kind": "TestPlan", "status": {"steps": []}}
+    (line,) = err.splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ c1-md-0: 1/2 up to date, 2 ready \(0:03 of 30:00\)", line
+    )

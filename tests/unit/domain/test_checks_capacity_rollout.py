@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from kubectl_capc.domain.checks.capacity import Level, Resource, ResourceCount, ScopeLimits
 from kubectl_capc.domain.checks.facts import Facts, Row, Tenant
 from kubectl_capc.domain.model import ClusterInventory
@@ -15,6 +17,7 @@ from tests.support.checks_support import (
     ZONE1,
     ZONE2,
     Cloud,
+    find,
     ids,
     inventory_of,
     render,
@@ -104,4 +107,67 @@ def test_a_deployment_surges_its_offering_and_scaled_to_zero_needs_no_room() -> 
     [message] = messages(inventory, facts_with(inventory, account(cpu=3)))
     assert "has 3 vCPU free; the rollout needs 4" in message and "MachineDeployment/c1-md-0" in message
     inventory = inventory_of(render(**shapes, worker_replicas=0))
+    assert messages(inventory, facts_with(inventory, account(cpu=3))) == []
+
+
+def _with_strategy(
+    capi: str, strategy: dict[str, object], replicas: int, worker: str = "Medium Instance"
+) -> ClusterInventory:
+    """Medium control-plane machines (2 vCPU), `worker` ones; the deployment's strategy as written."""
+    objects = render(
+        capi=capi, control_plane_offering="Medium Instance", worker_offering=worker, worker_replicas=replicas
+    )
+    spec = find(objects, "MachineDeployment")["spec"]
+    if capi == "v1beta2":
+        spec.setdefault("rollout", {})["strategy"] = strategy
+    else:
+        spec["strategy"] = strategy
+    return inventory_of(objects, capi)
+
+
+@pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])
+def test_a_percentage_max_surge_is_rounded_up_as_cluster_api_does(capi: str) -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": 0}}
+    inventory = _with_strategy(capi, strategy, replicas=5)  # 50% of 5 = 2.5 -> 3 machines at once
+    [message] = messages(inventory, facts_with(inventory, account(cpu=5)))
+    assert "has 5 vCPU free; the rollout needs 6" in message
+    assert "MachineDeployment/c1-md-0: 3 surge machine(s)" in message
+    assert messages(inventory, facts_with(inventory, account(cpu=6))) == []
+
+
+@pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])
+def test_a_max_surge_count_never_exceeds_the_replicas_replaced(capi: str) -> None:
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 3}}
+    inventory = _with_strategy(capi, strategy, replicas=2)
+    [message] = messages(inventory, facts_with(inventory, account(vm=1)))
+    assert "has 1 VM(s) free; the rollout needs 2" in message and "2 surge machine(s)" in message
+
+
+@pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])
+def test_on_delete_and_a_zero_max_surge_need_no_room_for_workers(capi: str) -> None:
+    """Large workers (4 vCPU) would need more than the 3 free; the control plane's 2 fit."""
+    rolling = _with_strategy(capi, {"type": "RollingUpdate"}, replicas=5, worker="Large Instance")
+    [message] = messages(rolling, facts_with(rolling, account(cpu=3)))
+    assert "MachineDeployment/c1-md-0: 1 surge machine(s)" in message
+    on_delete = _with_strategy(capi, {"type": "OnDelete"}, replicas=5, worker="Large Instance")
+    assert messages(on_delete, facts_with(on_delete, account(cpu=3))) == []
+    no_surge = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    scaled_down_first = _with_strategy(capi, no_surge, replicas=5, worker="Large Instance")
+    assert messages(scaled_down_first, facts_with(scaled_down_first, account(cpu=3))) == []
+
+
+@pytest.mark.parametrize("capi", ["v1beta1", "v1beta2"])
+def test_a_control_plane_with_max_surge_zero_needs_no_room(capi: str) -> None:
+    """Large control-plane machines (4 vCPU) with 3 free; the Medium workers' 2 fit."""
+    objects = render(capi=capi)
+    spec = find(objects, "KubeadmControlPlane")["spec"]
+    [message] = messages(inventory_of(objects, capi), facts_with(inventory_of(objects, capi), account(cpu=3)))
+    assert "KubeadmControlPlane/c1-control-plane: 1 surge machine(s)" in message
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0}}
+    if capi == "v1beta2":
+        spec.setdefault("rollout", {})["strategy"] = rolling
+    else:
+        spec["rolloutStrategy"] = rolling
+    inventory = inventory_of(objects, capi)
+    assert inventory.control_plane is not None and inventory.control_plane.max_surge == 0
     assert messages(inventory, facts_with(inventory, account(cpu=3))) == []

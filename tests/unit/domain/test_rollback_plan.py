@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kubectl_capc.domain.errors import PlanError
-from kubectl_capc.domain.plan import PatchObject, WaitRollout
+from kubectl_capc.domain.plan import PatchObject, RollOnDelete, WaitRollout
 from kubectl_capc.domain.records import (
     ACTION_ROLLBACK,
     ACTION_UPGRADE,
@@ -24,6 +24,7 @@ from tests.support.planner_scenes import (
     inventory,
     listing,
     named,
+    of_kind,
     plan,
     set_version_and_template,
     settle,
@@ -65,6 +66,8 @@ def upgrade(objects: list[dict[str, Any]], to: str, *, stop_before_wait_of: str 
         for step in first_segment(current):
             if isinstance(step, WaitRollout) and f"{step.kind}/{step.names[0]}" == stop_before_wait_of:
                 return
+            if isinstance(step, RollOnDelete):
+                continue  # --on-delete=leave: the Machines stay as they are
             if isinstance(step, PatchObject):
                 obj = named(objects, step.kind, step.name)
                 record(
@@ -260,3 +263,47 @@ def test_nothing_recorded_and_topology_clusters_are_plan_errors() -> None:
     named(objects, "Cluster", "c1")["spec"]["topology"] = {"class": "cc", "version": "v1.28.5"}
     with pytest.raises(PlanError, match="topology-managed"):
         plan_rollback(inventory(objects))
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_an_on_delete_deployment_goes_back_unwaited_and_its_newer_machines_hold_the_control_plane(
+    capi: str,
+) -> None:
+    from tests.unit.domain.test_ondelete import scene
+
+    objects = scene(capi)  # c1-md-0 has the OnDelete strategy
+    upgrade(objects, "v1.28.9")
+    md0_machines = [m for m in of_kind(objects, "Machine") if m["metadata"]["name"].startswith("c1-md-0")]
+    for machine in md0_machines:  # the operator deleted them: their replacements run v1.28.9
+        machine["spec"]["version"] = "v1.28.9"
+    names = " ".join(sorted(m["metadata"]["name"] for m in md0_machines))
+
+    result = plan_rollback(inventory(objects))
+
+    assert moves(result) == [
+        ("RollBack", MD0, "v1.28.5", "c1-md-0"),
+        ("RollBack", MD1, "v1.28.5", "c1-md-1"),
+    ]
+    assert [(s.action, s.subject) for s in result.steps] == [
+        ("RollBack", MD0),  # not waited for: Cluster API replaces its Machines only once deleted
+        ("RollBack", MD1),
+        ("WaitRollout", MD1),
+    ]
+    assert refused(result)[CP].startswith(
+        f"going back to v1.28.5 would leave Machines {names} of {MD0} (OnDelete: replaced only once deleted)"
+    )
+    (note,) = [n for n in result.notes if n.startswith(MD0)]
+    assert f"{names} keep running their version" in note and "kubectl delete machine -n ns NAME" in note
+
+    for step in result.writes:
+        record(named(objects, step.kind, step.name), ACTION_ROLLBACK, step.version_to, step.template_to,
+               "2026-03-02T09:00:00Z")  # fmt: skip
+    settle(named(objects, "MachineDeployment", "c1-md-1"))
+    for machine in md0_machines:  # deleted again: back at the deployment's version
+        machine["spec"]["version"] = "v1.28.5"
+
+    then = plan_rollback(inventory(objects))
+
+    assert moves(then) == [("RollBack", CP, "v1.28.5", "c1-control-plane")]
+    assert [s.action for s in then.steps] == ["RollBack", "WaitRollout"]
+    assert not any(n.startswith(MD0) for n in then.notes)

@@ -11,7 +11,9 @@ from kubectl_capc.domain.checks.workload import (
     Pod,
     PodDisruptionBudget,
     WorkloadFacts,
+    WrittenObject,
     check_workload,
+    removed_between,
 )
 from kubectl_capc.domain.durations import parse_go_duration
 from kubectl_capc.domain.machines import Machine
@@ -144,3 +146,69 @@ def test_removed_apis_between_current_and_target_are_named_with_their_release() 
         _nodes(**{"cp-a": "v1.28.5", "md-a": "v1.28.5"}), deprecated_apis=None, metrics_error="403"
     )
     assert _ids(check_workload(CLUSTER, unread, [CP, MD], [HOP], V("v1.28.5"))) == ["CAPC-W009"]
+
+
+FLOWCONTROL = "flowcontrol.apiserver.k8s.io"
+
+
+def _written(name: str, *versions: str, resource: str = "flowschemas", namespace: str = "") -> WrittenObject:
+    """Written by manager `m0` in the first version, `m1` in the second..."""
+    return WrittenObject(
+        FLOWCONTROL, resource, namespace, name, tuple((f"m{i}", v) for i, v in enumerate(versions))
+    )
+
+
+def test_removed_between_takes_the_releases_after_the_current_minor_up_to_the_target() -> None:
+    removed = removed_between(V("v1.28.5"), V("v1.32.0"))
+    assert sorted({(api.api_version, api.removed) for api in removed}) == [
+        (f"{FLOWCONTROL}/v1beta2", (1, 29)),
+        (f"{FLOWCONTROL}/v1beta3", (1, 32)),
+    ]
+    assert removed_between(V("v1.29.0"), (1, 31)) == ()
+    assert {api.resource for api in removed_between(V("v1.24.1"), (1, 25))} >= {"cronjobs", "events"}
+
+
+def test_objects_written_in_a_version_the_upgrade_removes_are_named_with_release_and_replacement() -> None:
+    facts = WorkloadFacts(
+        _nodes(**{"cp-a": "v1.28.5", "md-a": "v1.28.5"}),
+        written=(
+            _written("team-a", f"{FLOWCONTROL}/v1beta2", f"{FLOWCONTROL}/v1beta3"),
+            _written("system", f"{FLOWCONTROL}/v1beta3"),  # its writers use a version 1.29 keeps
+            _written("slow", f"{FLOWCONTROL}/v1beta2", resource="prioritylevelconfigurations"),
+            _written("later", f"{FLOWCONTROL}/v1beta3", resource="prioritylevelconfigurations"),
+        ),
+    )
+    findings = check_workload(CLUSTER, facts, [CP, MD], [HOP], V("v1.28.5"))
+    assert _ids(findings) == ["CAPC-W008", "CAPC-W008"]
+    assert [f.message for f in findings] == [
+        f"1 object(s) of flowschemas were written as {FLOWCONTROL}/v1beta2, removed in v1.29 (upgrade to "
+        f"v1.29.3): team-a (m0); write them as {FLOWCONTROL}/v1beta3",
+        f"1 object(s) of prioritylevelconfigurations were written as {FLOWCONTROL}/v1beta2, removed in "
+        f"v1.29 (upgrade to v1.29.3): slow (m0); write them as {FLOWCONTROL}/v1beta3",
+    ]
+    assert all(f.severity.value == "error" for f in findings)
+    # Without a plan nothing is removed.
+    assert _ids(check_workload(CLUSTER, facts, [CP, MD], [], V("v1.28.5"))) == []
+
+
+def test_objects_that_could_not_be_listed_are_a_warning_and_the_metric_still_counts() -> None:
+    uses = (DeprecatedApiUse(FLOWCONTROL, "v1beta2", "flowschemas", "", "1.29"),)
+    facts = WorkloadFacts(
+        _nodes(**{"cp-a": "v1.28.5", "md-a": "v1.28.5"}),
+        deprecated_apis=uses,
+        written=None,
+        written_error="list flowschemas: HTTP 403 forbidden",
+    )
+    findings = check_workload(CLUSTER, facts, [CP, MD], [HOP], V("v1.28.5"))
+    assert sorted(_ids(findings)) == ["CAPC-W008", "CAPC-W009"]
+    (unread,) = [f for f in findings if f.check_id == "CAPC-W009"]
+    assert "(list flowschemas: HTTP 403 forbidden)" in unread.message
+    assert _ids(check_workload(CLUSTER, facts, [CP, MD], [], V("v1.28.5"))) == []
+    # An unreadable metric does not hide the objects.
+    both = WorkloadFacts(
+        facts.nodes, deprecated_apis=None, written=(_written("team-a", f"{FLOWCONTROL}/v1beta2"),)
+    )
+    assert sorted(_ids(check_workload(CLUSTER, both, [CP, MD], [HOP], V("v1.28.5")))) == [
+        "CAPC-W008",
+        "CAPC-W009",
+    ]

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kubectl_capc.domain.checks.workload import removed_between
 from kubectl_capc.domain.selectors import Operator
+from kubectl_capc.domain.versions import parse_version
 from kubectl_capc.kube import workload
 from kubectl_capc.kube.read import SecretAnswer
 from kubectl_capc.kube.workload import (
@@ -19,6 +21,7 @@ from kubectl_capc.kube.workload import (
     pdb_from_object,
     pod_from_object,
     read_workload,
+    written_from_object,
 )
 
 META = {"name": "c1-md-0-abc", "namespace": "prod", "creationTimestamp": "2026-01-02T03:04:05Z"}
@@ -255,9 +258,10 @@ class FakeWorkload:
 
     def call_api(self, method: str, path: str) -> Any:
         self.asked.append(path.partition("?")[0])
-        body = self.answers[path.partition("?")[0]]
+        body = self.answers.get(path.partition("?")[0], (404, {"message": "not found"}))
+        status, body = body if isinstance(body, tuple) else (200, body)
         data = body.encode() if isinstance(body, str) else __import__("json").dumps(body).encode()
-        return type("R", (), {"status": 200, "data": data, "read": lambda self: None})()
+        return type("R", (), {"status": status, "data": data, "read": lambda self: None})()
 
 
 def _budget(allowed: int) -> dict[str, Any]:
@@ -288,3 +292,129 @@ def test_pods_are_read_only_when_a_budget_allows_no_disruption(allowed: int, pod
     assert [p.name for p in facts.pods] == (["p"] if pods_read else [])
     assert [n.name for n in facts.nodes] == ["n1"]
     assert facts.deprecated_apis is not None and facts.deprecated_apis[0].removed_release == "1.29"
+
+
+FLOWCONTROL = "flowcontrol.apiserver.k8s.io"
+
+
+def test_an_objects_writers_versions_come_from_managed_fields_and_last_applied() -> None:
+    applied = '{"apiVersion":"flowcontrol.apiserver.k8s.io/v1beta2","kind":"FlowSchema","spec":{}}'
+    obj = {
+        "metadata": {
+            "name": "team-a",
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied},
+            "managedFields": [
+                {"manager": "helm", "apiVersion": f"{FLOWCONTROL}/v1beta2", "time": "2026-01-01T00:00:00Z"},
+                {
+                    "manager": "kubectl",
+                    "apiVersion": f"{FLOWCONTROL}/v1beta2",
+                    "time": "2026-01-01T00:00:00Z",
+                },
+                {
+                    "manager": "kubectl",
+                    "apiVersion": f"{FLOWCONTROL}/v1beta3",
+                    "time": "2026-02-01T00:00:00Z",
+                },
+                {"manager": "odd"},
+            ],
+        }
+    }
+    written = written_from_object(FLOWCONTROL, "flowschemas", obj)
+    assert (written.label, written.resource) == ("team-a", "flowschemas")
+    # kubectl's newest write is in v1beta3: its older v1beta2 entry stays, but kubectl has moved on.
+    assert written.writers_of(f"{FLOWCONTROL}/v1beta2") == ["helm", "last-applied-configuration"]
+    assert written.writers_of(f"{FLOWCONTROL}/v1beta3") == ["kubectl"]
+    annotations = {"kubectl.kubernetes.io/last-applied-configuration": "{"}
+    broken = {"metadata": {"name": "x", "namespace": "ns", "annotations": annotations}}
+    assert written_from_object("g", "r", broken).writers == ()
+    assert written_from_object("g", "r", broken).label == "ns/x"
+
+
+def _metadata_list(*names: str) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadataList",
+        "metadata": {},
+        "items": [
+            {"metadata": {"name": n, "managedFields": [{"apiVersion": f"{FLOWCONTROL}/v1beta3"}]}}
+            for n in names
+        ],
+    }
+
+
+BASE = {
+    "/api/v1/nodes": {"items": [], "metadata": {}},
+    "/apis/policy/v1/poddisruptionbudgets": {"items": [], "metadata": {}},
+    "/metrics": "",
+}
+
+
+def _group(preferred: str, *versions: str) -> dict[str, Any]:
+    return {"kind": "APIGroup", "preferredVersion": {"version": preferred},
+            "versions": [{"version": v} for v in versions]}  # fmt: skip
+
+
+def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> None:
+    removed = removed_between(parse_version("v1.28.5"), (1, 32)) + removed_between(
+        parse_version("v1.37.0"), (1, 38)
+    )
+    fake = FakeWorkload(
+        {
+            **BASE,
+            f"/apis/{FLOWCONTROL}": _group("v1", "v1", "v1beta3"),
+            f"/apis/{FLOWCONTROL}/v1/flowschemas": _metadata_list("team-a", "global-default"),
+            f"/apis/{FLOWCONTROL}/v1/prioritylevelconfigurations": _metadata_list("slow"),
+            # resource.k8s.io is not served at all: nothing of it is stored
+        }
+    )
+    accepts: list[str] = []
+    serialize = fake.param_serialize
+
+    def recording(method: str, path: str, **kwargs: Any) -> tuple[str, str]:
+        accepts.append(kwargs["header_params"]["Accept"])
+        return serialize(method, path, **kwargs)
+
+    fake.param_serialize = recording  # type: ignore[method-assign]
+    reader = workload._Workload(fake)
+    facts = reader.read(removed)
+    assert sorted((w.resource, w.name) for w in facts.written or ()) == [
+        ("flowschemas", "global-default"), ("flowschemas", "team-a"), ("prioritylevelconfigurations", "slow"),
+    ]  # fmt: skip
+    assert facts.written_error == ""
+    # One discovery GET per group, one LIST per resource served, never in a removed version.
+    assert fake.asked.count(f"/apis/{FLOWCONTROL}") == 1 and fake.asked.count("/apis/resource.k8s.io") == 1
+    assert not any("v1beta" in path for path in fake.asked)
+    assert reader.requests == 3 + 2 + 2
+    assert any(
+        a.startswith("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1") for a in accepts
+    )
+
+
+def test_a_refused_list_of_a_removed_resource_leaves_the_rest_of_the_read() -> None:
+    removed = removed_between(parse_version("v1.28.5"), (1, 29))
+    fake = FakeWorkload(
+        {
+            **BASE,
+            f"/apis/{FLOWCONTROL}": _group("v1beta3", "v1beta3", "v1beta2"),
+            f"/apis/{FLOWCONTROL}/v1beta3/flowschemas": (403, {"message": "flowschemas is forbidden"}),
+        }
+    )
+    facts = workload._Workload(fake).read(removed)
+    assert facts.unreachable == "" and facts.deprecated_apis == ()
+    assert facts.written is None and "HTTP 403 flowschemas is forbidden" in facts.written_error
+    assert workload._Workload(FakeWorkload(BASE)).read().written == ()
+
+
+def test_a_resource_the_preferred_version_lacks_is_listed_in_another_but_never_a_removed_one() -> None:
+    admission = "admissionregistration.k8s.io"
+    fake = FakeWorkload(
+        {
+            **BASE,
+            f"/apis/{admission}": _group("v1", "v1", "v1beta1", "v1alpha1"),
+            f"/apis/{admission}/v1alpha1/validatingadmissionpolicies": _metadata_list("p"),
+        }
+    )
+    removed = removed_between(parse_version("v1.33.0"), (1, 34))  # admissionregistration v1beta1
+    facts = workload._Workload(fake).read(removed)
+    assert [(w.resource, w.name) for w in facts.written or ()] == [("validatingadmissionpolicies", "p")]
+    assert f"/apis/{admission}/v1/validatingadmissionpolicies" in fake.asked
+    assert not any("/v1beta1/" in path for path in fake.asked)

@@ -15,6 +15,7 @@ import pytest
 
 from kubectl_capc.domain.fleet import ClusterKey, FleetMember, FleetPlan, FleetPolicy, FleetReport
 from kubectl_capc.domain.planner import PlanRequest
+from kubectl_capc.domain.progress import RolloutUpdate
 from kubectl_capc.domain.versions import parse_target
 from kubectl_capc.ops import fleet
 from kubectl_capc.ops.options import ImageOptions
@@ -113,7 +114,7 @@ def test_a_second_ctrl_c_stops_the_running_members_at_their_next_step() -> None:
         deadline = time.monotonic() + 5
         try:
             while time.monotonic() < deadline:
-                step.progress((), 0.0)  # a wait reporting progress: where a member stops
+                step.progress(RolloutUpdate((), 0.0))  # a wait reporting progress: where a member stops
                 time.sleep(0.01)
         except fleet._Halted as halted:
             return str(halted)
@@ -134,10 +135,10 @@ def test_a_member_whose_lock_was_lost_stops_at_its_next_step_or_progress_report(
     lost = LeaseLost("cluster default/a: the upgrade lock was taken by bob@host/1 during this run")
     io = SimpleNamespace(held_lease=SimpleNamespace(lost=None))
     member = fleet._MemberConsole(Console(), ClusterKey("default", "a"), threading.Event(), io)  # type: ignore[arg-type]
-    member.progress((), 1.0)  # held: the wait goes on
+    member.progress(RolloutUpdate((), 1.0))  # held: the wait goes on
     io.held_lease.lost = lost
     with pytest.raises(LeaseLost) as raised:
-        member.progress((), 2.0)
+        member.progress(RolloutUpdate((), 2.0))
     assert raised.value is lost
     with pytest.raises(LeaseLost):
         member.step(plan("a").hops[0], plan("a").hops[0].steps[0], "start")

@@ -9,6 +9,7 @@ import pytest
 
 from kubectl_capc.domain.checks.workload import WorkloadFacts
 from kubectl_capc.domain.machines import Machine
+from kubectl_capc.domain.versions import parse_target
 from kubectl_capc.kube import workload
 from kubectl_capc.ops.validate import read_workloads
 from tests.support.checks_support import inventory_of, render
@@ -43,7 +44,9 @@ def test_one_machine_list_and_a_concurrent_read_per_cluster(
         lists.append((capi, namespace, cluster))
         return {key: (_machine(*key),) for key in clusters}
 
-    def read_workload(api: Any, namespace: str, cluster: str, *, request_timeout: float | None = None) -> Any:
+    def read_workload(api: Any, namespace: str, cluster: str, *, request_timeout: float | None = None,
+                      removed: Any = ()) -> Any:  # fmt: skip
+        assert removed == ()  # no target: no removed API's objects are read
         reads.append((namespace, cluster, request_timeout))
         barrier.wait()  # every cluster is read at the same time
         return workload.WorkloadRead(WorkloadFacts(unreachable=f"{namespace}/{cluster}"))
@@ -61,3 +64,23 @@ def test_one_machine_list_and_a_concurrent_read_per_cluster(
 
 def test_no_clusters_no_requests() -> None:
     assert read_workloads(object(), []) == {}
+
+
+def test_with_a_target_the_versions_removed_after_the_control_planes_are_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[Any] = []
+
+    def read_workload(api: Any, namespace: str, cluster: str, *, request_timeout: float | None = None,
+                      removed: Any = ()) -> Any:  # fmt: skip
+        asked.extend(removed)
+        return workload.WorkloadRead(WorkloadFacts())
+
+    monkeypatch.setattr(workload, "read_machines", lambda *_, **__: {})
+    monkeypatch.setattr(workload, "read_workload", read_workload)
+    read_workloads(object(), [inventory_of(render("c1"))], None, parse_target("v1.32"))  # at v1.28.5
+    assert sorted({(api.api_version, api.removed) for api in asked}) == [
+        ("flowcontrol.apiserver.k8s.io/v1beta2", (1, 29)),
+        ("flowcontrol.apiserver.k8s.io/v1beta3", (1, 32)),
+    ]
+    assert {api.resource for api in asked} == {"flowschemas", "prioritylevelconfigurations"}

@@ -41,11 +41,12 @@ func main() {
 	port := flag.Int("port", 0, "secure port for the apiserver (0 picks a free one)")
 	auditPolicy := flag.String("audit-policy-file", "", "optional audit policy; the log goes to DIR/audit.log")
 	keepState := flag.Bool("keep-state", false, "reuse DIR's etcd data and PKI from an earlier run")
+	runtimeConfig := flag.String("runtime-config", "", "further --runtime-config entries (comma-separated)")
 	flag.Parse()
 	if *dir == "" {
 		fail("-dir is required")
 	}
-	if err := run(*dir, *port, *auditPolicy, *keepState); err != nil {
+	if err := run(*dir, *port, *auditPolicy, *keepState, *runtimeConfig); err != nil {
 		fail(err.Error())
 	}
 }
@@ -55,7 +56,7 @@ func fail(msg string) {
 	os.Exit(1)
 }
 
-func run(dir string, port int, auditPolicy string, keepState bool) error {
+func run(dir string, port int, auditPolicy string, keepState bool, runtimeConfig string) error {
 	pki := filepath.Join(dir, "pki")
 	etcdDir := filepath.Join(dir, "etcd")
 	if !keepState {
@@ -112,6 +113,9 @@ func run(dir string, port int, auditPolicy string, keepState bool) error {
 		"--feature-gates=MutatingAdmissionPolicy=true",
 		"--runtime-config=admissionregistration.k8s.io/v1beta1=true",
 		"--v=0",
+	}
+	if runtimeConfig != "" {
+		args = append(args, "--runtime-config=admissionregistration.k8s.io/v1beta1=true,"+runtimeConfig)
 	}
 	if auditPolicy != "" {
 		args = append(args,
