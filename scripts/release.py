@@ -122,6 +122,9 @@ def build(dist: Path, work: Path, version: str) -> Archive:
         "--specpath", str(work), "--paths", str(REPO),
         *(arg for name in METADATA for arg in ("--copy-metadata", name)),
         *(arg for name in EXCLUDED_MODULES for arg in ("--exclude-module", name)),
+        # The commands' modules are imported by name when a command runs (kubectl_capc/cli/app.py's
+        # table), where PyInstaller's analysis does not see them.
+        "--collect-submodules", "kubectl_capc",
         str(ENTRY_SCRIPT),
     ]  # fmt: skip
     subprocess.run(command, check=True)  # noqa: S603 - a fixed argument list, no shell

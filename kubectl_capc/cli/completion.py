@@ -195,15 +195,11 @@ def plan(words: Sequence[str]) -> Plan:
         return _option_values(line)
     if line.partial.startswith("-"):
         return Plan(Answer(_flags(line)))
-    subcommands = _subcommands(line.command)
-    if subcommands and not line.arguments:
+    listed = _listed_subcommands(line.command)
+    if listed and not line.arguments:
         return Plan(
             Answer(
-                tuple(
-                    Candidate(name, command.get_short_help_str(limit=80))
-                    for name, command in subcommands.items()
-                    if name.startswith(line.partial)
-                )
+                tuple(Candidate(name, text) for name, text in listed.items() if name.startswith(line.partial))
             )
         )
     arguments = [p for p in getattr(line.command, "params", ()) if p.param_type_name == "argument"]
@@ -223,7 +219,7 @@ def read_line(root: Any, words: Sequence[str]) -> Line:
         word = done[index]
         index += 1
         if only_arguments or not word.startswith("-") or word == "-":
-            subcommand = _subcommands(line.command).get(word) if not line.arguments else None
+            subcommand = _subcommand(line.command, word) if not line.arguments else None
             if subcommand is not None:
                 line.command = subcommand
             else:
@@ -371,9 +367,25 @@ def _with_prefix(prefix: str, candidates: Iterable[Candidate]) -> tuple[Candidat
     return tuple(Candidate(prefix + c.value, c.description) for c in candidates)
 
 
-def _subcommands(command: Any) -> dict[str, Any]:
+def _listed_subcommands(command: Any) -> dict[str, str]:
+    """The visible subcommands of `command` with their one-line help; a group's commands not loaded yet
+    are described from its table, without importing them."""
+    from kubectl_capc.cli.lazy import LazyGroup
+
+    if isinstance(command, LazyGroup):
+        return command.short_helps(limit=80)
     commands = getattr(command, "commands", None) or {}
-    return {name: sub for name, sub in commands.items() if not getattr(sub, "hidden", False)}
+    return {
+        name: sub.get_short_help_str(limit=80)
+        for name, sub in commands.items()
+        if not getattr(sub, "hidden", False)
+    }
+
+
+def _subcommand(command: Any, name: str) -> Any:
+    commands = getattr(command, "commands", None) or {}
+    sub = commands.get(name)
+    return None if sub is None or getattr(sub, "hidden", False) else sub
 
 
 def _split_option(command: Any, word: str) -> tuple[Any, str | None]:

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from kubectl_capc.domain.defaults import DEFAULT_PREBUILT_BASE_URL
 from kubectl_capc.domain.durations import parse_go_duration
 from kubectl_capc.domain.errors import UsageError
-from kubectl_capc.domain.images import DEFAULT_PREBUILT_BASE_URL
-from kubectl_capc.kube.target import KubeTarget
 
 if TYPE_CHECKING:
+    from kubectl_capc.kube.target import KubeTarget
     from kubectl_capc.ops.options import ApplyOptions, Timeouts
 
 __all__ = [
@@ -92,6 +92,8 @@ class GlobalOptions:
     @property
     def target(self) -> KubeTarget:
         """The cluster to talk to, as the layers below the CLI take it."""
+        from kubectl_capc.kube.target import KubeTarget
+
         return KubeTarget(self.kubeconfig, self.context, self.namespace, self.request_timeout)
 
 

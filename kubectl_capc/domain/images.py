@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from kubectl_capc.domain.defaults import DEFAULT_PREBUILT_BASE_URL
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.naming import TemplateName, parse_template_name
 from kubectl_capc.domain.versions import KubeVersion
@@ -39,9 +40,6 @@ __all__ = [
     "prebuilt_url",
     "upload_file_name",
 ]
-
-# Where the CAPC documentation publishes prebuilt node images (README "Prebuilt images").
-DEFAULT_PREBUILT_BASE_URL = "http://packages.shapeblue.com/cluster-api-provider-cloudstack/images"
 
 
 class ImageFormat(str, enum.Enum):

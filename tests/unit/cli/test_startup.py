@@ -13,8 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 # Top-level packages that cost tens to hundreds of milliseconds each; none is needed to print help or
-# versions. (typer itself pulls in pydantic to convert option values once a command runs.)
+# versions. (typer's own option converter imports pydantic; the plugin's, in cli/lazy.py, does not.)
 HEAVY = {"kubernetes", "cs", "deepdiff", "rich", "yaml", "urllib3", "requests", "aiohttp", "markdown_it"}
+HEAVY |= {"pydantic"}
 
 
 def imported_packages(argv: list[str], env: dict[str, str] | None = None) -> set[str]:
@@ -45,10 +46,11 @@ def clean_env() -> dict[str, str]:
     [
         ["-m", "kubectl_capc", "--help"],
         ["-m", "kubectl_capc", "version"],
+        ["-m", "kubectl_capc", "version", "-o", "json"],
         ["-m", "kubectl_capc", "context", "--help"],
         [str(REPO / "bin" / "kubectl-capc"), "--help"],
     ],
-    ids=["help", "version", "context-help", "bin-help"],
+    ids=["help", "version", "version-json", "context-help", "bin-help"],
 )
 def test_help_and_version_import_nothing_heavy(argv: list[str]) -> None:
     packages = imported_packages(argv, clean_env())
@@ -62,8 +64,9 @@ def test_a_user_can_still_ask_for_rich_help() -> None:
 
 
 VERDICT = re.compile(
-    r"^(?P<entry>kubectl-capc|bin/kubectl-capc) (?P<command>--help|version): (?P<ms>\d+\.\d) ms "
-    r"\(target 250 ms\): (?P<verdict>within|TARGET MISSED)$",
+    r"^(?P<entry>kubectl-capc|bin/kubectl-capc) (?P<command>--help|version): (?P<ms>\d+\.\d) ms = "
+    r"(?P<ratio>\d+\.\d\d) x python3 -c \"import typer\" \((?P<baseline>\d+\.\d) ms; target 1\.3 x\): "
+    r"(?P<verdict>within|TARGET MISSED)$",
     re.MULTILINE,
 )
 
@@ -87,13 +90,16 @@ def test_startup_benchmark_measures_help_and_version_and_exits_1_only_on_a_misse
 
     assert done.stdout.startswith("machine: "), done.stdout
     rows = {line.split("  ")[0].rstrip() for line in done.stdout.splitlines() if "(median of 2)" in line}
-    assert {"python3 -c pass", "kubectl version --client", "bin/kubectl-capc --help",
-            "bin/kubectl-capc version"} <= rows, done.stdout  # fmt: skip
+    assert {"python3 -c pass", 'python3 -c "import typer"', "kubectl version --client",
+            "bin/kubectl-capc --help", "bin/kubectl-capc version"} <= rows, done.stdout  # fmt: skip
     verdicts = [match.groupdict() for match in VERDICT.finditer(done.stdout)]
     assert sorted(v["command"] for v in verdicts) == ["--help", "version"], done.stdout
     assert len({v["entry"] for v in verdicts}) == 1
-    for v in verdicts:  # the verdict follows the number, whatever this machine's load
-        assert (v["verdict"] == "within") == (float(v["ms"]) <= 250), v
+    for v in verdicts:  # the verdict follows the numbers, whatever this machine's load
+        ratio = float(v["ms"]) / float(v["baseline"])
+        assert abs(ratio - float(v["ratio"])) < 0.01, v
+        if abs(ratio - 1.3) > 0.01:  # the printed numbers are rounded
+            assert (v["verdict"] == "within") == (ratio <= 1.3), v
     missed = any(v["verdict"] == "TARGET MISSED" for v in verdicts)
     assert done.returncode == (1 if missed else 0), done.stdout + done.stderr
 
@@ -102,3 +108,31 @@ def test_startup_benchmark_refuses_a_kubectl_that_does_not_exist(tmp_path: Path)
     done = run_startup_bench("--kubectl", str(tmp_path / "missing"))
     assert done.returncode != 0
     assert f"error: no kubectl at {tmp_path / 'missing'}" in done.stderr
+
+
+def test_version_reads_the_metadata_importlib_metadata_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import metadata
+
+    from kubectl_capc.cli.version import _installed_version
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    header = "Metadata-Version: 2.1\nName: {}\n"
+    for directory, name, text in (
+        (first, "Demo_Dist-2.0.dist-info/METADATA", header.format("demo-dist") + "Version: 2.0\n"),
+        (second, "demo_dist-1.0.dist-info/METADATA", header.format("demo_dist") + "Version: 1.0\n"),
+        (second, "old.style.egg-info/PKG-INFO", header.format("old.style") + "Version: 0.3\n"),
+        (first, "noversion-1.dist-info/METADATA", header.format("noversion") + "\nVersion: 9\n"),
+    ):
+        (directory / name).parent.mkdir(parents=True)
+        (directory / name).write_text(text)
+    monkeypatch.setattr(sys, "path", [str(first), str(second), *sys.path])
+    for distribution in ("demo-dist", "DEMO.dist", "old-style", "kubernetes", "typer", "no-such-dist"):
+        try:
+            expected = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            expected = "not installed"
+        assert _installed_version(distribution) == expected, distribution
+    assert _installed_version("demo-dist") == "2.0"  # the first on sys.path, as importlib finds it
+    assert _installed_version("noversion") == "not installed"  # no Version header

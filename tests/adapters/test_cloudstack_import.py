@@ -1,0 +1,34 @@
+"""`cs` is imported without the asyncio client and JSON colouring its package loads when aiohttp and
+pygments are installed (the plugin uses neither); both stay importable for anything else."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import sys
+from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+
+client = CloudStackClient(Credentials("http://127.0.0.1:9/client/api", "key", "secret", True, None, "test"))
+print(sorted(name for name in ("cs", "aiohttp", "pygments") if sys.modules.get(name) is not None))
+print(type(client._api).__module__)
+for name in ("aiohttp", "pygments"):
+    assert name not in sys.modules, name  # no blocking entry is left behind
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("aiohttp") is None, reason="aiohttp is not installed here")
+def test_cs_is_loaded_without_aiohttp_and_pygments_which_stay_importable() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE + "import aiohttp\nprint('aiohttp importable')\n"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["['cs']", "cs.client", "aiohttp importable"]
