@@ -32,10 +32,8 @@ from kubectl_capc.domain.images import DEFAULT_PREBUILT_BASE_URL, Hypervisor, de
 from kubectl_capc.domain.versions import KubeVersion, TargetVersion, parse_target
 
 if TYPE_CHECKING:
-    from kubectl_capc.cli.progress import ProgressDisplay
     from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Template
     from kubectl_capc.domain.model import ClusterInventory
-    from kubectl_capc.domain.progress import CopyUpdate, UploadUpdate
     from kubectl_capc.ops.image_register import ZoneOutcome
     from kubectl_capc.ops.image_targets import ZoneTarget
 
@@ -292,7 +290,7 @@ def register(
             tags=template_tags(spec, target_version),
             replace_failed=replace_failed,
             timeout=wait_seconds,
-            reporter=PipelineReporter(_DisplayProgress(display), timeout=wait_seconds),
+            reporter=PipelineReporter(display, timeout=wait_seconds),
             upload_tls=UploadTLS(upload_ca_file, upload_insecure),
         )
     finally:
@@ -425,19 +423,3 @@ def _cluster_targets(
     inventories = read_inventories(api, namespace=opts.target.resolve_context().namespace, cluster=cluster)
     inventory = inventories[0]
     return inventory, zone_targets(api, inventory, lambda creds: _client(creds, poll_interval=poll_interval))
-
-
-class _DisplayProgress:
-    """The image pipeline's `ImageProgress` on the progress display."""
-
-    def __init__(self, display: ProgressDisplay) -> None:
-        self.display = display
-
-    def note(self, message: str) -> None:
-        self.display.note(message)
-
-    def upload(self, update: UploadUpdate) -> None:
-        self.display.upload(update)
-
-    def copies(self, update: CopyUpdate) -> None:
-        self.display.copies(update)

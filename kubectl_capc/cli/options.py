@@ -188,11 +188,16 @@ ON_DELETE_MODES = ("leave", "replace")
 """The values of domain.plan.OnDeleteMode, spelled out so that `--help` need not import the planner."""
 
 
-def _on_delete(value: str) -> str:
-    text = drop_equals(value).lower()
-    if text not in ON_DELETE_MODES:
-        raise typer.BadParameter(f"{text!r} is not an OnDelete mode; use one of {'|'.join(ON_DELETE_MODES)}")
-    return text
+def one_of(choices: tuple[str, ...], what: str) -> Callable[[str], str]:
+    """The parser of an option that takes one of `choices` (any case), refusing others as `what`."""
+
+    def parse(value: str) -> str:
+        text = drop_equals(value).lower()
+        if text not in choices:
+            raise typer.BadParameter(f"{text!r} is not {what}; use one of {'|'.join(choices)}")
+        return text
+
+    return parse
 
 
 OnDeleteOption = Annotated[
@@ -200,7 +205,7 @@ OnDeleteOption = Annotated[
     typer.Option(
         "--on-delete",
         metavar="|".join(ON_DELETE_MODES),
-        parser=_on_delete,
+        parser=one_of(ON_DELETE_MODES, "an OnDelete mode"),
         help="MachineDeployments with the OnDelete strategy: leave their old Machines (listed) or replace "
         "them one at a time.",
     ),
@@ -263,19 +268,12 @@ PROGRESS_MODES = ("auto", "plain", "none")
 """The values of cli.progress.ProgressMode, spelled out so that `--help` need not import the renderer."""
 
 
-def _progress_mode(value: str) -> str:
-    text = drop_equals(value).lower()
-    if text not in PROGRESS_MODES:
-        raise typer.BadParameter(f"{text!r} is not a progress mode; use one of {'|'.join(PROGRESS_MODES)}")
-    return text
-
-
 ProgressOption = Annotated[
     str,
     typer.Option(
         "--progress",
         metavar="|".join(PROGRESS_MODES),
-        parser=_progress_mode,
+        parser=one_of(PROGRESS_MODES, "a progress mode"),
         help="Progress on stderr: live on a terminal (auto), timestamped lines (plain), or none.",
     ),
 ]
