@@ -13,10 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubectl_capc.domain.checks.facts import Access
-from kubectl_capc.domain.checks.permissions import PERMISSION_MISSING
+from kubectl_capc.domain.checks.permissions import PERMISSION_MISSING, replace_access
 from kubectl_capc.domain.errors import PlanError, UsageError
-from kubectl_capc.domain.model import CLUSTER_GROUP, ClusterInventory, ZoneTemplates
+from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates
 from kubectl_capc.domain.plan import (
     EnsureImage,
     ImageSource,
@@ -93,11 +92,12 @@ class KubeClusterIO(ClusterAccess):
         self.progress = progress
         self._targets: tuple[Any, ...] | None = None
         self._inventory: ClusterInventory | None = None
+        self._replace_refusals: list[str] | None = None
 
     def preflight(self, plan: UpgradePlan) -> list[str]:
         """CAPC-R001 for the cluster last read (room in CloudStack for the rollout's surge machines), and
-        CAPC-P001 for the Machine deletions and watches of `--on-delete=replace`, which the minimal Role
-        leaves out: refused before the first write rather than after the deployment's patch."""
+        CAPC-P001 for the Machine deletions of `--on-delete=replace`, which the documented Role leaves
+        out: refused before the first write rather than after the deployment's patch."""
         from kubectl_capc.ops.capacity import rollout_capacity
 
         problems = self._replace_permissions(plan)
@@ -108,20 +108,22 @@ class KubeClusterIO(ClusterAccess):
         return [*problems, *(f"{f.check_id}: {f.message}" for f in capacity)]
 
     def _replace_permissions(self, plan: UpgradePlan) -> list[str]:
-        from kubectl_capc.kube.read import access_review
-
+        """Asked once a run: permissions do not change between its plans."""
         replaces = any(
             isinstance(step, RollOnDelete) and step.mode is OnDeleteMode.REPLACE for _, step in plan.steps()
         )
         if not replaces:
             return []
-        needed = [Access(verb, CLUSTER_GROUP, "machines", self.namespace) for verb in ("delete", "watch")]
-        return [
-            f"{PERMISSION_MISSING.id}: you cannot {access}, which --on-delete=replace needs to "
-            "replace the Machines of OnDelete MachineDeployments (docs/rbac.md)"
-            for access in needed
-            if not access_review(self.api_client, access)
-        ]
+        if self._replace_refusals is None:
+            from kubectl_capc.kube.read import access_review
+
+            self._replace_refusals = [
+                f"{PERMISSION_MISSING.id}: you cannot {access}, which --on-delete=replace needs to "
+                "replace the Machines of OnDelete MachineDeployments (docs/rbac.md)"
+                for access in replace_access(self.namespace)
+                if not access_review(self.api_client, access)
+            ]
+        return self._replace_refusals
 
     def read(self) -> tuple[ClusterInventory, ZoneTemplates | None]:
         inventory = self.read_inventory()

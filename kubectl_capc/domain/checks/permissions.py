@@ -19,7 +19,13 @@ from kubectl_capc.domain.model import (
     ClusterInventory,
 )
 
-__all__ = ["COORDINATION_GROUP", "PERMISSION_MISSING", "check_permissions", "required_access"]
+__all__ = [
+    "COORDINATION_GROUP",
+    "PERMISSION_MISSING",
+    "check_permissions",
+    "replace_access",
+    "required_access",
+]
 
 PERMISSION_MISSING = Check(
     "CAPC-P001",
@@ -52,6 +58,12 @@ def required_access(inventory: ClusterInventory) -> tuple[Access, ...]:
         needed += [Access(verb, CLUSTER_GROUP, "machinedeployments", namespace) for verb in _OWNER_VERBS]
     needed += [Access(verb, COORDINATION_GROUP, "leases", namespace) for verb in _LEASE_VERBS]
     return tuple(dict.fromkeys(needed))
+
+
+def replace_access(namespace: str) -> tuple[Access, ...]:
+    """What `image-upgrade --on-delete=replace` needs beyond an upgrade: deleting the old Machines of
+    OnDelete MachineDeployments and watching their replacements (the documented Role grants `watch`)."""
+    return tuple(Access(verb, CLUSTER_GROUP, "machines", namespace) for verb in ("delete", "watch"))
 
 
 def check_permissions(inventory: ClusterInventory, facts: Facts) -> list[Finding]:
