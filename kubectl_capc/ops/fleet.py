@@ -376,20 +376,15 @@ class FleetRun:
     def check_with_server(self, plan: FleetPlan) -> None:
         """`--dry-run`: every cluster's writes go to the API server with dryRun=All, as one cluster's dry
         run sends them (its lock is only read); the writes it rejects refuse the run, by cluster."""
-        options = replace(self.options.apply, yes=True, dry_run=True, interactive=False)
         rejected = []
         for key in plan.order:
-            member = self._members[key]
-            console = _MemberConsole(self.console, key, self._halt, member.io)
-            member.io.console = console
             self.console.member(key, "checking", "server-side dry run")
-            try:
-                Upgrade(member.io, self.request, options, console).run()
-            except CapcError as err:
-                rejected.append(f"{key}: {err}")
-                self.console.member(key, "failed", str(err))
-            else:
+            failure = self._run_member(key, dry_run=True)
+            if failure is None:
                 self.console.member(key, "checked", "the API server accepts every write (dryRun=All)")
+            else:
+                rejected.append(f"{key}: {failure}")
+                self.console.member(key, "failed", failure)
         if rejected:
             raise PlanError(
                 f"{len(rejected)} cluster(s) cannot be upgraded: " + "; ".join(rejected),
@@ -503,8 +498,12 @@ class FleetRun:
 
     def _upgrade_one(self, key: ClusterKey) -> str | None:
         """One member's plan-run; the reason it failed, or None."""
+        return self._run_member(key, dry_run=False)
+
+    def _run_member(self, key: ClusterKey, *, dry_run: bool) -> str | None:
+        """One member's `Upgrade` (confirmed with the fleet); the reason it failed, or None."""
         member = self._members[key]
-        options = replace(self.options.apply, yes=True, dry_run=False, interactive=False)
+        options = replace(self.options.apply, yes=True, dry_run=dry_run, interactive=False)
         console = _MemberConsole(self.console, key, self._halt, member.io)
         member.io.console = console
         try:
