@@ -39,6 +39,7 @@ __all__ = [
     "secret_parts",
     "set_kubelet",
     "until",
+    "until_drain_blocked",
     "wbed",
     "wnamespace",
     "worker_names",
@@ -149,6 +150,25 @@ def list_machines(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
 def list_workers(wbed: bed.TestBed, namespace: str) -> list[dict[str, Any]]:
     """The Machines of MachineDeployments in `namespace`."""
     return [m for m in list_machines(wbed, namespace) if WORKER_LABEL in m["metadata"].get("labels", {})]
+
+
+def until_drain_blocked(
+    wbed: bed.TestBed, namespace: str, machine: str, timeout: float = 90
+) -> dict[str, Any]:
+    """Machine `machine` once it is deleting and its drain has started (so a budget holds it)."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(wbed.api_client())
+
+    def draining() -> dict[str, Any] | None:
+        found: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, wbed.capi, namespace, "machines", machine
+        )
+        deletion = (found.get("status") or {}).get("deletion") or {}
+        return found if deletion.get("nodeDrainStartTime") else None
+
+    result: dict[str, Any] = until(f"the drain of {machine} blocked", draining, timeout)
+    return result
 
 
 def worker_names(wbed: bed.TestBed, namespace: str) -> list[str]:

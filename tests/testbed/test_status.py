@@ -36,6 +36,7 @@ from tests.support.workload_support import (
     ready_nodes,
     secret_parts,
     until,
+    until_drain_blocked,
 )
 from tests.testenv import bed
 
@@ -69,12 +70,7 @@ def test_a_drain_held_by_a_pod_disruption_budget_is_named(
     victim = pods[0].spec.node_name
     custom = client.CustomObjectsApi(wbed.api_client())
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
-
-    def blocked() -> bool:
-        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
-        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
-
-    until("drain blocked", blocked)
+    until_drain_blocked(wbed, wnamespace, victim)
 
     table = capc(capsys, wbed.kubeconfig, "status", "pdb", "-n", wnamespace)
     assert table.code == 1, table.err
@@ -282,12 +278,7 @@ def test_status_watch_follows_a_held_drain_live_until_it_is_done(wbed: bed.TestB
     victim = pods[0].spec.node_name
     custom = client.CustomObjectsApi(wbed.api_client())
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
-
-    def blocked() -> bool:
-        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
-        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
-
-    until("drain blocked", blocked)
+    until_drain_blocked(wbed, wnamespace, victim)
     held = "drain blocked by PodDisruptionBudget default/web (2 healthy, needs 2)"
 
     with _watch(wbed, wnamespace, "watch") as watching:

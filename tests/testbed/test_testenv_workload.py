@@ -20,9 +20,12 @@ from tests.support.workload_support import (
     ZONE1,
     create_cluster,
     deploy,
+    deploy_with_budget,
     list_machines,
     ready_nodes,
     until,
+    until_drain_blocked,
+    worker_names,
     workload_client,
 )
 from tests.testenv import bed
@@ -221,26 +224,9 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
 
     workload = _cluster(wbed, wnamespace, "pdb")
     ready_nodes(workload, 3)
-    deploy(workload, 2, {"app": "web"})
-    pods = client.CoreV1Api(workload).list_namespaced_pod("default", label_selector="app=web").items
-    workers = {
-        m["metadata"]["name"]
-        for m in list_machines(wbed, wnamespace)
-        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
-    }
-    assert {p.spec.node_name for p in pods} <= workers
+    pods = deploy_with_budget(workload, 2)
+    assert {p.spec.node_name for p in pods} <= set(worker_names(wbed, wnamespace))
     policy = client.PolicyV1Api(workload)
-    policy.create_namespaced_pod_disruption_budget(
-        "default",
-        {
-            "metadata": {"name": "web"},
-            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
-        },
-    )
-    until(
-        "PDB observed",
-        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 2,
-    )
     victim = pods[0].spec.node_name
     custom = client.CustomObjectsApi(wbed.api_client())
     live = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
@@ -248,13 +234,7 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
     (vm,) = cloudstack_api(wbed).listVirtualMachines(id=vm_id, listall=True)["virtualmachine"]
     assert vm["state"] == "Running"
     custom.delete_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
-
-    def blocked() -> dict[str, Any] | None:
-        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
-        status = machine.get("status") or {}
-        return machine if (status.get("deletion") or {}).get("nodeDrainStartTime") else None
-
-    machine = until("drain blocked", blocked)
+    machine = until_drain_blocked(wbed, wnamespace, victim)
     status = machine["status"]
     if wbed.capi == "v1beta1":
         drain = next(c for c in status["conditions"] if c["type"] == "DrainingSucceeded")
@@ -278,7 +258,7 @@ def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(
         )
     assert client.CoreV1Api(workload).read_node(victim).spec.unschedulable is True
     time.sleep(2)
-    assert blocked() is not None  # still deleting: the PDB holds it
+    until_drain_blocked(wbed, wnamespace, victim, timeout=1)  # still deleting: the PDB holds it
 
     policy.delete_namespaced_pod_disruption_budget("web", "default")
 
@@ -301,19 +281,8 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
 
     workload = _cluster(wbed, wnamespace, "roll", workers=1)
     ready_nodes(workload, 2)
-    deploy(workload, 1, {"app": "web"})
+    deploy_with_budget(workload, 1)
     policy = client.PolicyV1Api(workload)
-    policy.create_namespaced_pod_disruption_budget(
-        "default",
-        {
-            "metadata": {"name": "web"},
-            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
-        },
-    )
-    until(
-        "PDB observed",
-        lambda: policy.read_namespaced_pod_disruption_budget("web", "default").status.expected_pods == 1,
-    )
     custom = client.CustomObjectsApi(wbed.api_client())
     infra = "infrastructure.cluster.x-k8s.io"
     template = custom.get_namespaced_custom_object(
@@ -322,11 +291,7 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
     clone = {"apiVersion": template["apiVersion"], "kind": template["kind"], "spec": template["spec"],
              "metadata": {"name": "roll-md-0-next", "namespace": wnamespace}}  # fmt: skip
     custom.create_namespaced_custom_object(infra, "v1beta3", wnamespace, "cloudstackmachinetemplates", clone)
-    (old,) = [
-        m["metadata"]["name"]
-        for m in list_machines(wbed, wnamespace)
-        if "cluster.x-k8s.io/deployment-name" in m["metadata"]["labels"]
-    ]
+    (old,) = worker_names(wbed, wnamespace)
     repoint = {"spec": {"template": {"spec": {"infrastructureRef": {"name": "roll-md-0-next"}}}}}
     custom.patch_namespaced_custom_object(
         GROUP, wbed.capi, wnamespace, "machinedeployments", "roll-md-0", repoint
@@ -339,11 +304,7 @@ def test_a_machine_deployment_counts_an_old_machine_until_its_blocked_drain_ends
         )
         return dict(md.get("status") or {})
 
-    def old_draining() -> bool:
-        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", old)
-        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
-
-    until("the old Machine's drain blocked", old_draining)
+    until_drain_blocked(wbed, wnamespace, old)
     until("the replacement up to date", lambda: status().get(up_to_date) == 1)
     time.sleep(2)  # a few reconciles later: still the old Machine counted
     held = status()
@@ -390,11 +351,7 @@ def test_node_drain_timeout_ends_a_blocked_drain(wbed: bed.TestBed, wnamespace: 
     def machine_gone() -> bool:
         return victim not in {m["metadata"]["name"] for m in list_machines(wbed, wnamespace)}
 
-    def blocked() -> bool:
-        machine = custom.get_namespaced_custom_object(GROUP, wbed.capi, wnamespace, "machines", victim)
-        return bool(((machine.get("status") or {}).get("deletion") or {}).get("nodeDrainStartTime"))
-
-    until("drain blocked by the PDB", blocked, timeout=30)
+    until_drain_blocked(wbed, wnamespace, victim, timeout=30)
     until("Machine deleted once the drain timeout passed", machine_gone, timeout=30)
     # nodeDrainStartTime has whole seconds, as metav1.Time: up to one second of the 4 s may be cut.
     assert time.monotonic() - started >= 3
