@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -181,36 +181,31 @@ def ensure_cloudstack_template(bed: TestBed, name: str, zones: Mapping[str, str]
 
 
 @contextmanager
-def templates_need_a_cost_center(bed: TestBed, namespace: str, *, prefix: str = "") -> Iterator[None]:
-    """A site policy, enforced while the block runs: new CloudStackMachineTemplates in `namespace` whose
-    names start with `prefix` need the label example.com/cost-center."""
+def admission_policy(
+    bed: TestBed,
+    namespace: str,
+    *,
+    group: str,
+    resource: str,
+    operations: Sequence[str],
+    expression: str,
+    message: str,
+) -> Iterator[None]:
+    """A ValidatingAdmissionPolicy (and its binding to `namespace`) while the block runs: requests on
+    `resource` of `group` for which the CEL `expression` is false are denied with `message`."""
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     admission = client.AdmissionregistrationV1Api(bed.api_client())
-    name = f"cost-center-{uuid.uuid4().hex[:8]}"
+    name = f"t-policy-{uuid.uuid4().hex[:8]}"
+    rule = {"apiGroups": [group], "apiVersions": ["*"], "operations": list(operations),
+            "resources": [resource]}  # fmt: skip
     admission.create_validating_admission_policy(
         {
             "metadata": {"name": name},
             "spec": {
                 "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["infrastructure.cluster.x-k8s.io"],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE"],
-                            "resources": ["cloudstackmachinetemplates"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": f"!object.metadata.name.startsWith('{prefix}') || "
-                        "'example.com/cost-center' in object.metadata.?labels.orValue({})",
-                        "message": "CloudStackMachineTemplates need the label example.com/cost-center",
-                    }
-                ],
+                "matchConstraints": {"resourceRules": [rule]},
+                "validations": [{"expression": expression, "message": message}],
             },
         }
     )
@@ -226,6 +221,26 @@ def templates_need_a_cost_center(bed: TestBed, namespace: str, *, prefix: str = 
             },
         }
     )
+    try:
+        yield
+    finally:
+        admission.delete_validating_admission_policy_binding(name)
+        admission.delete_validating_admission_policy(name)
+
+
+@contextmanager
+def templates_need_a_cost_center(bed: TestBed, namespace: str, *, prefix: str = "") -> Iterator[None]:
+    """A site policy, enforced while the block runs: new CloudStackMachineTemplates in `namespace` whose
+    names start with `prefix` need the label example.com/cost-center."""
+    from kubernetes.client.exceptions import ApiException
+
+    policy = admission_policy(
+        bed, namespace, group="infrastructure.cluster.x-k8s.io", resource="cloudstackmachinetemplates",
+        operations=["CREATE"],
+        expression=f"!object.metadata.name.startsWith('{prefix}') || "
+        "'example.com/cost-center' in object.metadata.?labels.orValue({})",
+        message="CloudStackMachineTemplates need the label example.com/cost-center",
+    )  # fmt: skip
     probe = {
         "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3",
         "kind": "CloudStackMachineTemplate",
@@ -243,9 +258,6 @@ def templates_need_a_cost_center(bed: TestBed, namespace: str, *, prefix: str = 
             return "cost-center" in str(err.body)
         return False
 
-    wait_for("the policy to be enforced", enforced)
-    try:
+    with policy:
+        wait_for("the policy to be enforced", enforced)
         yield
-    finally:
-        admission.delete_validating_admission_policy_binding(name)
-        admission.delete_validating_admission_policy(name)

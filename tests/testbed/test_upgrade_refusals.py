@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.fixtures_capc import Zone
-from tests.support.upgrade_support import TWO_ZONES, cli, create_cluster, wait_for
+from tests.support.upgrade_support import TWO_ZONES, admission_policy, cli, create_cluster, wait_for
 from tests.testenv.bed import NO_DEFAULTING_LABEL, TestBed
 
 
@@ -39,51 +39,13 @@ def undefaulted(testenv: TestBed) -> Iterator[str]:
 def strict_selector_policy(testenv: TestBed, undefaulted: str) -> Iterator[None]:
     """A policy, installed after the cluster, that refuses MachineDeployments without selector labels in
     this namespace: the MachineDeployment becomes invalid as it is stored."""
-    from kubernetes import client
-
-    api = client.AdmissionregistrationV1Api(testenv.api_client())
-    name = f"t-strict-selector-{uuid.uuid4().hex[:8]}"
-    api.create_validating_admission_policy(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["cluster.x-k8s.io"],
-                            "apiVersions": ["*"],
-                            "operations": ["CREATE", "UPDATE"],
-                            "resources": ["machinedeployments"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "object.spec.?selector.?matchLabels.orValue({}).size() > 0",
-                        "message": "spec.selector.matchLabels: Required value",
-                    }
-                ],
-            },
-        }
-    )
-    api.create_validating_admission_policy_binding(
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": undefaulted}}
-                },
-            },
-        }
-    )
-    try:
+    with admission_policy(
+        testenv, undefaulted, group="cluster.x-k8s.io", resource="machinedeployments",
+        operations=["CREATE", "UPDATE"],
+        expression="object.spec.?selector.?matchLabels.orValue({}).size() > 0",
+        message="spec.selector.matchLabels: Required value",
+    ):  # fmt: skip
         yield
-    finally:
-        api.delete_validating_admission_policy_binding(name)
-        api.delete_validating_admission_policy(name)
 
 
 def unlabelled_selector(testenv: TestBed, namespace: str) -> None:
