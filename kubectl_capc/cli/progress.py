@@ -161,6 +161,7 @@ class ProgressDisplay:
         self._status_printed = -STATUS_EVERY
         self._fleet: dict[str, str] = {}
         self._printed: dict[str, str] = {}
+        self._frame: RenderableType = ""  # what the live display drew last
 
     @property
     def live(self) -> bool:
@@ -333,7 +334,12 @@ class ProgressDisplay:
         from rich.table import Table
         from rich.text import Text
 
-        with self._lock:
+        # Called by rich's refresh thread while it holds the display's own lock, which the update
+        # methods take after this one: waiting here could deadlock, so while another thread updates,
+        # the last frame is drawn again.
+        if not self._lock.acquire(blocking=False):
+            return self._frame
+        try:
             parts: list[Any] = []
             if self._upload is not None:
                 upload = self._upload
@@ -375,6 +381,9 @@ class ProgressDisplay:
                     table.add_row(key, self._fleet[key])
                 parts.append(table)
             return Group(*parts)
+
+        finally:
+            self._lock.release()
 
 
 def _owner_counts(owner: OwnerProgress) -> str:

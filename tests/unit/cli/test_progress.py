@@ -212,3 +212,29 @@ def test_live_mode_keeps_the_result_of_a_wait_that_was_over_at_its_first_update(
     display.copies(CopyUpdate((ZoneCopy("zone1", "t", True, "Download Complete"),), 1.0))
     drawn = visible(screen.getvalue())
     assert "uploaded 512 B of 512 B (100%)" in drawn and "zone zone1: t ready" in drawn
+
+
+def test_updates_from_other_threads_never_deadlock_with_the_display_s_own_refreshes() -> None:
+    """rich redraws from a thread of its own, holding its lock while it asks for the frame; fleet members
+    report from theirs. Updates for 2 s while it redraws: every one of them returns."""
+    import threading
+    import time
+
+    display, _ = live()
+    stop = time.monotonic() + 2
+    sent = [0]
+
+    def report() -> None:
+        while time.monotonic() < stop:
+            display.rollout(RolloutUpdate((owner(sent[0] % 3, 2),), 1.0, 60.0))
+            display.cluster("prod/c1", f"running {sent[0]}")
+            sent[0] += 1
+
+    workers = [threading.Thread(target=report, daemon=True) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert not any(worker.is_alive() for worker in workers), f"stuck after {sent[0]} updates"
+    display.close()
+    assert sent[0] > 0
