@@ -9,7 +9,6 @@ never pays for them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -104,16 +103,10 @@ def template_versions(target: KubeTarget, cluster: str) -> TemplateVersions:
 
 
 def _get_list(api: Any, path: str) -> Sequence[dict[str, Any]]:
-    """One LIST as plain JSON (no typed models to build); a non-2xx answer raises."""
-    request = api.param_serialize(
-        "GET", path, query_params=[("limit", 500)], header_params={"Accept": "application/json"},
-        auth_settings=["BearerToken"],
-    )  # fmt: skip
-    response = api.call_api(*request)
-    response.read()
-    if not 200 <= response.status <= 299:
-        raise RuntimeError(f"GET {path}: HTTP {response.status}")
-    items = json.loads(response.data).get("items") or []
+    """One LIST (of at most 500) as plain JSON; a non-2xx answer raises."""
+    from kubectl_capc.kube.read import request_json
+
+    items = request_json(api, "GET", path, query=[("limit", 500)]).get("items") or []
     return [item for item in items if isinstance(item, dict)]
 
 
