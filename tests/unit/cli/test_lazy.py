@@ -66,12 +66,14 @@ def loaded_command_modules(*argv: str) -> set[str]:
         "import sys\n"
         "from kubectl_capc.__main__ import main\n"
         f"code = main({list(argv)!r})\n"
+        "print(code)\n"
         f"print(sorted(m for m in sys.modules if m in {sorted(COMMAND_MODULES)!r}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=60, check=False
     )
-    last = done.stdout.strip().splitlines()[-1]
+    *_, code, last = done.stdout.strip().splitlines()
+    assert code == "0", done.stdout + done.stderr  # a crash before loading anything must not pass
     return set(eval(last))
 
 
