@@ -474,9 +474,10 @@ def _transplant(original: str, before: str, after: str, first_line: int) -> str:
             start = lines[0]
             if start is None or lines != list(range(start, start + len(lines))):
                 raise _unmappable(first_line + (start or 0))
-            replacement = new[j1:j2]
             if i2 - i1 == j2 - j1:
                 replacement = [_merge_line(old[start + k], base[i1 + k], new[j1 + k]) for k in range(i2 - i1)]
+            else:
+                replacement = _shifted(new[j1:j2], _merge_line(old[start], base[i1], new[j1]))
             edits.append((start, start + len(lines), replacement))
         elif i1 - 1 in to_original:
             at = to_original[i1 - 1] + 1
@@ -492,6 +493,27 @@ def _transplant(original: str, before: str, after: str, first_line: int) -> str:
     for start, end, replacement in sorted(edits, key=lambda edit: edit[0], reverse=True):
         result[start:end] = replacement
     return "".join(result)
+
+
+def _shifted(lines: Sequence[str], first: str) -> list[str]:
+    """`lines` (a block ruamel wrote) with `first` for its first line, and the others moved by as many
+    columns as that moved its content: where the original lays a compact `- - item` out narrower than
+    ruamel would, the lines that follow keep to the original's columns."""
+    delta = _content_column(first) - _content_column(lines[0])
+    moved = [first]
+    for line in lines[1:]:
+        indent = len(line) - len(line.lstrip(" "))
+        moved.append(" " * max(0, indent + delta) + line[indent:] if line.strip() else line)
+    return moved
+
+
+def _content_column(line: str) -> int:
+    """The column where a line's content starts, after its indentation and sequence dashes (`- `)."""
+    column = len(line) - len(line.lstrip(" "))
+    while line.startswith("- ", column):
+        column += 2
+        column += len(line) - column - len(line[column:].lstrip(" "))
+    return column
 
 
 def _line_map(old: Sequence[str], base: Sequence[str]) -> dict[int, int]:

@@ -227,6 +227,14 @@ def test_types_are_compared_strictly() -> None:
     assert parsed.render({0: {"port": "6443"}}) == 'port: "6443"\n'
 
 
+def test_a_mapping_in_a_compact_nested_sequence_keeps_to_the_original_columns() -> None:
+    """The original writes `- - item` where ruamel would write `-   - item`: the lines of the new
+    mapping follow the original's columns, and the untouched item after it keeps its bytes."""
+    parsed = YamlText.parse("mounts:\n  - - LABEL=data\n    - /data\n")
+    out = parsed.render({0: {"mounts": [[{"name": "data", "k": "x"}, "/data"]]}})
+    assert out == "mounts:\n  - - name: data\n      k: x\n    - /data\n"
+
+
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_edits_of_any_leaves_give_exactly_the_wanted_documents(data: st.DataObject) -> None:
