@@ -573,12 +573,14 @@ class ClusterInventory:
     def machines_of(self, deployment: MachineDeployment) -> tuple[Machine, ...]:
         return tuple(m for m in self.machines if m.role is MachineRole.WORKER and m.owner == deployment.name)
 
-    def machines_behind(self, deployment: MachineDeployment) -> tuple[Machine, ...]:
-        """The deployment's Machines, not being deleted, that run another version than its spec."""
+    def machines_behind(self, deployment: MachineDeployment, version: str = "") -> tuple[Machine, ...]:
+        """The deployment's Machines, not being deleted, that run another version than `version`
+        (default: its spec's)."""
+        wanted = normalize_version(version or deployment.version)
         return tuple(
             m
             for m in self.machines_of(deployment)
-            if not m.deleting and normalize_version(m.version) != normalize_version(deployment.version)
+            if not m.deleting and normalize_version(m.version) != wanted
         )
 
     def machines_off_spec(self) -> tuple[Machine, ...]:

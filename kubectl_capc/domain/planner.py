@@ -65,6 +65,7 @@ from kubectl_capc.domain.versions import (
     parse_version,
     plan_hops,
     resolve_target,
+    version_or_none,
 )
 
 __all__ = ["PlanRequest", "clone_machine_template", "comparable_spec", "plan_upgrade"]
@@ -172,7 +173,7 @@ def _old_machines(inventory: ClusterInventory, goal: KubeVersion) -> tuple[OldMa
         behind = tuple(
             (m.name, m.version)
             for m in inventory.machines_of(md)
-            if not m.deleting and _version_of(m.version) != goal
+            if not m.deleting and version_or_none(m.version) != goal
         )
         if behind:
             result.append(OldMachines(md.name, str(goal), behind))
@@ -202,7 +203,7 @@ def _kubelet_skew_blockers(inventory: ClusterInventory, hops: Sequence[PlanHop])
             (m.name, v)
             for m in inventory.machines_of(md)
             if not m.deleting
-            and (v := _version_of(m.version)) is not None
+            and (v := version_or_none(m.version)) is not None
             and highest.minor - v.minor > KUBELET_SKEW_MINORS
         ]
         if behind:
@@ -216,13 +217,6 @@ def _kubelet_skew_blockers(inventory: ClusterInventory, hops: Sequence[PlanHop])
                 )
             )
     return blockers
-
-
-def _version_of(text: str) -> KubeVersion | None:
-    try:
-        return parse_version(text)
-    except ValueError:
-        return None
 
 
 def _old_machines_note(entry: OldMachines, inventory: ClusterInventory) -> str:
@@ -589,7 +583,7 @@ class _Builder:
         old = tuple(
             m.name
             for m in self.inventory.machines_of(md)
-            if not m.deleting and _version_of(m.version) != version
+            if not m.deleting and version_or_none(m.version) != version
         )
         return RollOnDelete(owner.name, str(version), self.request.on_delete, old, owner.max_unavailable)
 

@@ -30,7 +30,7 @@ from kubectl_capc.domain.model import (
 )
 from kubectl_capc.domain.plan import MACHINE_DEPLOYMENT_KIND, PatchObject, WaitRollout
 from kubectl_capc.domain.records import ACTION_ROLLBACK, Rotation, read_history
-from kubectl_capc.domain.versions import KubeVersion, parse_version
+from kubectl_capc.domain.versions import KubeVersion, parse_version, version_or_none
 
 __all__ = [
     "KIND",
@@ -427,7 +427,7 @@ def _on_delete_machines_newer_than(
         newer = [
             m.name
             for m in inventory.machines_of(md)
-            if not m.deleting and (v := _parsed(m.version)) is not None and v > control_plane
+            if not m.deleting and (v := version_or_none(m.version)) is not None and v > control_plane
         ]
         if newer:
             return Refusal(
@@ -443,10 +443,7 @@ def _on_delete_machines_newer_than(
 
 def _on_delete_note(inventory: ClusterInventory, move: GoBack) -> str:
     md = next(md for md in inventory.machine_deployments if md.name == move.name)
-    target = normalize_version(move.version_to)
-    behind = sorted(
-        m.name for m in inventory.machines_of(md) if not m.deleting and normalize_version(m.version) != target
-    )
+    behind = sorted(m.name for m in inventory.machines_behind(md, move.version_to))
     note = (
         f"{MACHINE_DEPLOYMENT_KIND}/{move.name} has the OnDelete strategy: it is patched and not waited "
         "for, since Cluster API replaces a Machine only once it is deleted"
@@ -457,13 +454,6 @@ def _on_delete_note(inventory: ClusterInventory, move: GoBack) -> str:
         f"{note}; {' '.join(behind)} keep running their version: roll them one at a time with "
         f"`kubectl delete machine -n {inventory.namespace} NAME`"
     )
-
-
-def _parsed(version: str) -> KubeVersion | None:
-    try:
-        return parse_version(version)
-    except ValueError:
-        return None
 
 
 def _ordered_steps(

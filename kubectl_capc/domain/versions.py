@@ -31,6 +31,7 @@ __all__ = [
     "parse_version",
     "plan_hops",
     "resolve_target",
+    "version_or_none",
 ]
 
 _NUM = r"0|[1-9][0-9]*"
@@ -109,6 +110,14 @@ class TargetVersion:
         if self.patch is None:
             return None
         return KubeVersion(self.major, self.minor, self.patch)
+
+
+def version_or_none(text: str) -> KubeVersion | None:
+    """`parse_version` of `text` (surrounding space ignored); None for what is not a version."""
+    try:
+        return parse_version(text.strip())
+    except ValueError:
+        return None
 
 
 def parse_target(text: str) -> TargetVersion:

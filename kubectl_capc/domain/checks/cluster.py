@@ -5,7 +5,7 @@ from __future__ import annotations
 from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
 from kubectl_capc.domain.checks.common import cluster_ref
 from kubectl_capc.domain.model import ClusterInventory, Machine, MachineRole, Replicas, normalize_version
-from kubectl_capc.domain.versions import KubeVersion, kubelet_max_lag, parse_version
+from kubectl_capc.domain.versions import kubelet_max_lag, version_or_none
 
 __all__ = [
     "INCOMPLETE",
@@ -146,23 +146,16 @@ def _rollout(
     return [ROLLOUT_IN_PROGRESS.finding(subject, "; ".join(parts))] if parts else []
 
 
-def _version(text: str) -> KubeVersion | None:
-    try:
-        return parse_version(normalize_version(text))
-    except ValueError:
-        return None
-
-
 def _skew(inventory: ClusterInventory) -> list[Finding]:
     control_plane = inventory.control_plane
     if control_plane is None:
         return []
-    cp = _version(control_plane.version)
+    cp = version_or_none(control_plane.version)
     if cp is None:
         return []
     findings = []
     for md in inventory.machine_deployments:
-        worker = _version(md.version)
+        worker = version_or_none(md.version)
         if worker is None or worker.major != cp.major:
             continue
         subject = ObjectRef("MachineDeployment", md.namespace, md.name)

@@ -16,9 +16,15 @@ from kubectl_capc.domain.checks.credentials import CLOUDSTACK_FAILED
 from kubectl_capc.domain.checks.facts import Facts, Query, Resource, Row
 from kubectl_capc.domain.checks.zone import ZonedDomain, zoned_domains
 from kubectl_capc.domain.errors import PlanError
-from kubectl_capc.domain.model import ClusterInventory, FailureDomain, MachineTemplate, normalize_version
+from kubectl_capc.domain.model import ClusterInventory, FailureDomain, MachineTemplate
 from kubectl_capc.domain.naming import TemplateName, parse_template_name, template_name_for
-from kubectl_capc.domain.versions import Hop, KubeVersion, TargetVersion, parse_version, plan_hops
+from kubectl_capc.domain.versions import (
+    Hop,
+    KubeVersion,
+    TargetVersion,
+    plan_hops,
+    version_or_none,
+)
 
 __all__ = [
     "DOWNGRADE",
@@ -86,13 +92,6 @@ def catalog_queries(
         yield zoned.failure_domain, catalog_query(zoned.zone_id)
 
 
-def _version(text: str) -> KubeVersion | None:
-    try:
-        return parse_version(normalize_version(text))
-    except ValueError:
-        return None
-
-
 def check_target(inventory: ClusterInventory, facts: Facts, target: TargetVersion | None) -> list[Finding]:
     if target is None:
         return []
@@ -121,11 +120,13 @@ def _target_findings(inventory: ClusterInventory, facts: Facts, target: TargetVe
     control_plane = inventory.control_plane
     if control_plane is None or inventory.cluster.topology is not None:
         return []
-    cp = _version(control_plane.version)
+    cp = version_or_none(control_plane.version)
     if cp is None:
         return []
     cp_subject = ObjectRef(control_plane.kind, control_plane.namespace, control_plane.name)
-    workers = {md.name: v for md in inventory.machine_deployments if (v := _version(md.version)) is not None}
+    workers = {
+        md.name: v for md in inventory.machine_deployments if (v := version_or_none(md.version)) is not None
+    }
     versions = {
         cp_subject: cp,
         **{ObjectRef("MachineDeployment", inventory.namespace, name): v for name, v in workers.items()},
@@ -316,10 +317,12 @@ def planned_hops(inventory: ClusterInventory, facts: Facts, target: TargetVersio
     control_plane = inventory.control_plane
     if target is None or control_plane is None or inventory.cluster.topology is not None:
         return ()
-    cp = _version(control_plane.version)
+    cp = version_or_none(control_plane.version)
     if cp is None:
         return ()
-    workers = {md.name: v for md in inventory.machine_deployments if (v := _version(md.version)) is not None}
+    workers = {
+        md.name: v for md in inventory.machine_deployments if (v := version_or_none(md.version)) is not None
+    }
     subjects = {ObjectRef("MachineDeployment", inventory.namespace, n): v for n, v in workers.items()}
     if _downgrades({ObjectRef("", "", ""): cp, **subjects}, target):
         return ()
