@@ -306,4 +306,27 @@ def test_an_on_delete_deployment_goes_back_unwaited_and_its_newer_machines_hold_
 
     assert moves(then) == [("RollBack", CP, "v1.28.5", "c1-control-plane")]
     assert [s.action for s in then.steps] == ["RollBack", "WaitRollout"]
-    assert not any(n.startswith(MD0) for n in then.notes)
+    assert then.refusals == ()
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_an_on_delete_deployment_whose_machines_never_moved_goes_back_with_the_control_plane(
+    capi: str,
+) -> None:
+    from tests.unit.domain.test_ondelete import scene
+
+    objects = scene(capi)  # c1-md-0 has the OnDelete strategy; its Machines stay at v1.28.5
+    upgrade(objects, "v1.28.9")
+
+    result = plan_rollback(inventory(objects))
+
+    assert result.refusals == ()
+    assert [(s.action, s.subject) for s in result.steps] == [
+        ("RollBack", MD0),
+        ("RollBack", MD1),
+        ("WaitRollout", MD1),
+        ("RollBack", CP),
+        ("WaitRollout", CP),
+    ]
+    (note,) = [n for n in result.notes if n.startswith(MD0)]
+    assert note.endswith("since Cluster API replaces a Machine only once it is deleted")  # none left behind
