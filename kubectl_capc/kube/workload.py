@@ -322,13 +322,16 @@ class _Workload:
         metric would count); a group or resource served in no such version is not read."""
         resources = list(dict.fromkeys((api.group, api.resource) for api in removed))
         skipped = {(api.group, api.resource, api.version) for api in removed}
+        if not resources:
+            return (), ""
         objects: list[WrittenObject] = []
         try:
-            served = {group: self._served(group) for group in dict.fromkeys(g for g, _ in resources)}
+            served = self._served_groups()
             for group, resource in resources:
                 parse = functools.partial(written_from_object, group, resource)
-                for version in served[group]:
-                    if version != served[group][0] and (group, resource, version) in skipped:
+                versions = served.get(group, [])
+                for version in versions:
+                    if version != versions[0] and (group, resource, version) in skipped:
                         continue
                     try:
                         objects += self._list(f"/apis/{group}/{version}/{resource}", "", parse,
@@ -340,20 +343,21 @@ class _Workload:
             return None, str(err)
         return tuple(objects), ""
 
-    def _served(self, group: str) -> list[str]:
-        """The group's versions from discovery, the preferred one first; none when it is not served."""
-        status, body = self._get(f"/apis/{group}", "application/json")
-        if status == 404:
-            return []
+    def _served_groups(self) -> dict[str, list[str]]:
+        """Each API group's versions from one discovery request, the preferred one first."""
+        status, body = self._get("/apis", "application/json")
         if status != 200:
-            raise _Unusable(f"GET /apis/{group}: HTTP {status} {_status_message(body)}")
+            raise _Unusable(f"GET /apis: HTTP {status} {_status_message(body)}")
         try:
-            document = json.loads(body)
-            preferred = str((document.get("preferredVersion") or {}).get("version") or "")
-            versions = [str(v.get("version") or "") for v in document.get("versions") or []]
+            groups = json.loads(body).get("groups") or []
+            served = {}
+            for group in groups:
+                preferred = str((group.get("preferredVersion") or {}).get("version") or "")
+                versions = [str(v.get("version") or "") for v in group.get("versions") or []]
+                served[str(group.get("name") or "")] = [v for v in dict.fromkeys([preferred, *versions]) if v]
         except (ValueError, AttributeError):
-            raise _Unusable(f"GET /apis/{group}: the answer is not an API group") from None
-        return [v for v in dict.fromkeys([preferred, *versions]) if v]
+            raise _Unusable("GET /apis: the answer is not an API group list") from None
+        return served
 
     def _list(
         self,

@@ -348,9 +348,15 @@ BASE = {
 }
 
 
-def _group(preferred: str, *versions: str) -> dict[str, Any]:
-    return {"kind": "APIGroup", "preferredVersion": {"version": preferred},
-            "versions": [{"version": v} for v in versions]}  # fmt: skip
+def _groups(**served: tuple[str, ...]) -> dict[str, Any]:
+    """`GET /apis`: each group (its `_` spelled `.`) with its versions, the preferred one first."""
+    groups = []
+    for name, versions in served.items():
+        listed = [{"version": v} for v in sorted(versions)]
+        groups.append(
+            {"name": name.replace("_", "."), "preferredVersion": {"version": versions[0]}, "versions": listed}
+        )
+    return {"kind": "APIGroupList", "groups": groups}
 
 
 def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> None:
@@ -360,7 +366,7 @@ def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> 
     fake = FakeWorkload(
         {
             **BASE,
-            f"/apis/{FLOWCONTROL}": _group("v1", "v1", "v1beta3"),
+            "/apis": _groups(flowcontrol_apiserver_k8s_io=("v1", "v1beta3")),
             f"/apis/{FLOWCONTROL}/v1/flowschemas": _metadata_list("team-a", "global-default"),
             f"/apis/{FLOWCONTROL}/v1/prioritylevelconfigurations": _metadata_list("slow"),
             # resource.k8s.io is not served at all: nothing of it is stored
@@ -380,10 +386,12 @@ def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> 
         ("flowschemas", "global-default"), ("flowschemas", "team-a"), ("prioritylevelconfigurations", "slow"),
     ]  # fmt: skip
     assert facts.written_error == ""
-    # One discovery GET per group, one LIST per resource served, never in a removed version.
-    assert fake.asked.count(f"/apis/{FLOWCONTROL}") == 1 and fake.asked.count("/apis/resource.k8s.io") == 1
+    # One discovery GET for every group, one LIST per resource served, never in a removed version.
+    assert fake.asked.count("/apis") == 1 and not any(
+        path.startswith("/apis/resource.k8s.io") for path in fake.asked
+    )
     assert not any("v1beta" in path for path in fake.asked)
-    assert reader.requests == 3 + 2 + 2
+    assert reader.requests == 3 + 1 + 2
     assert any(
         a.startswith("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1") for a in accepts
     )
@@ -394,7 +402,7 @@ def test_a_refused_list_of_a_removed_resource_leaves_the_rest_of_the_read() -> N
     fake = FakeWorkload(
         {
             **BASE,
-            f"/apis/{FLOWCONTROL}": _group("v1beta3", "v1beta3", "v1beta2"),
+            "/apis": _groups(flowcontrol_apiserver_k8s_io=("v1beta3", "v1beta2")),
             f"/apis/{FLOWCONTROL}/v1beta3/flowschemas": (403, {"message": "flowschemas is forbidden"}),
         }
     )
@@ -409,7 +417,7 @@ def test_a_resource_the_preferred_version_lacks_is_listed_in_another_but_never_a
     fake = FakeWorkload(
         {
             **BASE,
-            f"/apis/{admission}": _group("v1", "v1", "v1beta1", "v1alpha1"),
+            "/apis": _groups(admissionregistration_k8s_io=("v1", "v1beta1", "v1alpha1")),
             f"/apis/{admission}/v1alpha1/validatingadmissionpolicies": _metadata_list("p"),
         }
     )
