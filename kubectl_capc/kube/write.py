@@ -795,6 +795,7 @@ class _Phases:
         self._label = CONTROL_PLANE_NAME_LABEL if step.is_control_plane else DEPLOYMENT_NAME_LABEL
         self._version = step.version
         self._machines: list[Machine] = []
+        self._counted: tuple[OwnerProgress, ...] = ()
 
     def add(
         self, progress: tuple[OwnerProgress, ...], owners: Mapping[str, Mapping[str, Any]], *, refresh: bool
@@ -802,7 +803,8 @@ class _Phases:
         pending = [item for item in progress if item.observed and not item.done]
         if not pending:
             return progress
-        if refresh:
+        if refresh and progress != self._counted:  # an owner event that left its counts alone: no LIST
+            self._counted = progress
             self._machines = self._list(pending, owners)
         found = {item.name: replacing_machine(self._machines, item.name, self._version) for item in pending}
         return tuple(
@@ -824,21 +826,21 @@ class _Phases:
         except CapcError as err:
             _log.info("listing Machines for the progress line failed: %s", one_line(err.message))
             return []
-        return [parse_machine(item) for item in items]
+        items.sort(key=lambda item: str((item.get("metadata") or {}).get("creationTimestamp") or ""))
+        return [parse_machine(item) for item in items]  # oldest first
 
 
 def replacing_machine(machines: Iterable[Machine], owner: str, version: str) -> MachinePhase | None:
-    """The Machine `owner` is replacing now: one at `version` that is not ready yet (the newest by
-    name when there are several), else an old one being deleted; None when neither is there."""
+    """The Machine `owner` is replacing now, from `machines` oldest first: the newest at `version` that
+    is not ready yet, else the oldest being deleted; None when neither is there. (Machine names end in
+    random suffixes: only their creation order tells the newest.)"""
     mine = [m for m in machines if m.owner == owner]
     want = normalize_version(version)
-    coming = sorted(
-        (m for m in mine if normalize_version(m.version) == want and not m.ready), key=lambda m: m.name
-    )
+    coming = [m for m in mine if normalize_version(m.version) == want and not m.ready]
     if coming:
         machine = coming[-1]
         return MachinePhase(machine.name, "Deleting" if machine.deleting else machine.phase or "Pending")
-    going = sorted((m for m in mine if m.deleting), key=lambda m: m.name)
+    going = [m for m in mine if m.deleting]
     if going:
         return MachinePhase(going[0].name, "Deleting")
     return None
