@@ -101,22 +101,35 @@ def resolve_max_surge(max_surge: int | str | None, replicas: int) -> int:
 def deployment_step(
     owner: ObjectRef,
     replicas: int,
-    max_surge: int | str | None,
+    strategy: RolloutStrategy,
     shape: MachineShape,
     placement: tuple[ScopeLimits, ...],
-    *,
-    strategy: str = "RollingUpdate",
 ) -> Step:
-    """OnDelete creates a machine only once an old one is gone, so it needs no headroom."""
-    surge = resolve_max_surge(max_surge, replicas) if strategy == "RollingUpdate" else 0
+    """The machines a MachineDeployment adds at once: none with OnDelete (a machine is created only once
+    an old one is gone), else maxSurge; a value CAPI would not accept counts as its default of one."""
+    if strategy.on_delete:
+        return Step(owner, 0, shape, placement)
+    try:
+        surge = resolve_max_surge(strategy.max_surge, replicas)
+    except ValueError:
+        surge = resolve_max_surge(None, replicas)
     return Step(owner, surge, shape, placement)
 
 
 def control_plane_step(
-    owner: ObjectRef, max_surge: int | None, shape: MachineShape, placement: tuple[ScopeLimits, ...]
+    owner: ObjectRef,
+    max_surge: int | str | None,
+    shape: MachineShape,
+    placement: tuple[ScopeLimits, ...],
+    *,
+    replicas: int | None = None,
 ) -> Step:
-    """A KubeadmControlPlane surges 0 or 1 machine (default 1)."""
-    return Step(owner, 1 if max_surge is None else min(max(max_surge, 0), 1), shape, placement)
+    """A KubeadmControlPlane surges 0 or 1 machine (default 1; maxSurge 0 removes an old one first)."""
+    try:
+        surge = resolve_max_surge(max_surge, 1 if replicas is None else max(replicas, 1))
+    except ValueError:
+        surge = 1
+    return Step(owner, min(surge, 1), shape, placement)
 
 
 def check_capacity(steps: Sequence[Step], subject: ObjectRef) -> list[Finding]:
@@ -165,44 +178,24 @@ def check_rollout_capacity(
     if control_plane is not None and control_plane.machine_template is not None:
         kind = control_plane.kind or "KubeadmControlPlane"
         owner = ObjectRef(kind, control_plane.namespace, control_plane.name)
-        surge = _control_plane_surge(control_plane.max_surge, control_plane.replicas.desired)
-        steps += _steps(
-            Step(owner, surge, _NO_SHAPE, ()), control_plane.machine_template, everywhere, zoned, facts
+        roll = control_plane_step(
+            owner, control_plane.max_surge, _NO_SHAPE, (), replicas=control_plane.replicas.desired
         )
+        steps += _steps(roll, control_plane.machine_template, everywhere, zoned, facts)
     for md in inventory.machine_deployments:
         if md.machine_template is None or md.paused:
             continue
         domains = tuple(fd for fd in everywhere if fd.name == md.failure_domain) or everywhere
         replicas = 1 if md.replicas.desired is None else md.replicas.desired  # CAPI's default
-        surge = _deployment_surge(md.strategy, replicas)
-        owner = ObjectRef("MachineDeployment", md.namespace, md.name)
-        steps += _steps(Step(owner, surge, _NO_SHAPE, ()), md.machine_template, domains, zoned, facts)
+        roll = deployment_step(
+            ObjectRef("MachineDeployment", md.namespace, md.name), replicas, md.strategy, _NO_SHAPE, ()
+        )
+        steps += _steps(roll, md.machine_template, domains, zoned, facts)
     subject = ObjectRef("Cluster", inventory.namespace, inventory.name)
     return check_capacity(steps, subject)
 
 
 _NO_SHAPE = MachineShape(0, 0, 0)
-
-
-def _control_plane_surge(max_surge: int | str, replicas: int | None) -> int:
-    """A KubeadmControlPlane's surge: 0 or 1 machine (maxSurge 0 removes an old machine first)."""
-    try:
-        surge = resolve_max_surge(max_surge, 1 if replicas is None else max(replicas, 1))
-    except ValueError:
-        surge = 1
-    return min(surge, 1)
-
-
-def _deployment_surge(strategy: RolloutStrategy, replicas: int) -> int:
-    """The machines a MachineDeployment's parsed strategy adds at once: none with OnDelete (a machine is
-    created only once an old one is gone), else maxSurge; a value CAPI would not accept counts as its
-    default of one."""
-    if strategy.on_delete:
-        return 0
-    try:
-        return resolve_max_surge(strategy.max_surge, replicas)
-    except ValueError:
-        return resolve_max_surge(None, replicas)
 
 
 def _steps(

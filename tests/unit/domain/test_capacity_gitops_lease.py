@@ -21,6 +21,7 @@ from kubectl_capc.domain.checks.capacity import (
 )
 from kubectl_capc.domain.checks.gitops_owners import check_gitops, gitops_owners
 from kubectl_capc.domain.lease import LeaseRecord, LeaseVerdict, decide, holder_identity, lease_name
+from kubectl_capc.domain.model import RolloutStrategy
 
 SUBJECT = ObjectRef("CloudStackCluster", "prod", "c1")
 SHAPE = MachineShape(cpus=2, memory_mib=4096, disk_gib=20)
@@ -71,15 +72,19 @@ def test_peak_is_the_largest_step_and_each_level_is_compared() -> None:
     md = ObjectRef("MachineDeployment", "prod", "md-0")
     steps = [
         control_plane_step(ObjectRef("KubeadmControlPlane", "prod", "cp"), None, SHAPE, placement),
-        deployment_step(md, 6, "50%", SHAPE, placement),  # 3 machines x 2 vCPU = 6 > 5
-        deployment_step(ObjectRef("MachineDeployment", "prod", "md-1"), 2, 1, SHAPE, placement),
+        deployment_step(
+            md, 6, RolloutStrategy(max_surge="50%"), SHAPE, placement
+        ),  # 3 machines x 2 vCPU = 6 > 5
+        deployment_step(
+            ObjectRef("MachineDeployment", "prod", "md-1"), 2, RolloutStrategy(max_surge=1), SHAPE, placement
+        ),
     ]
     findings = check_capacity(steps, SUBJECT)
     assert [f.message for f in findings] == [
         "domain ROOT/acme has 5 vCPU free; the rollout needs 6 at its peak "
         "(MachineDeployment/md-0: 3 surge machine(s))"
     ]
-    steps[1] = deployment_step(md, 6, "50%", SHAPE, placement, strategy="OnDelete")
+    steps[1] = deployment_step(md, 6, RolloutStrategy("OnDelete", "50%"), SHAPE, placement)
     assert check_capacity(steps, SUBJECT) == []
 
 
