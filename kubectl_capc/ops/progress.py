@@ -64,7 +64,7 @@ class PipelineReporter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.progress = progress
-        self.timeout = None if timeout is None or timeout == float("inf") else timeout
+        self.timeout = timeout
         self._clock = clock
         self._started = clock()
 

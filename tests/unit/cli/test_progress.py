@@ -188,12 +188,21 @@ def test_the_pipeline_reporter_passes_typed_updates_with_the_wait_s_limit() -> N
         def copies(self, update: CopyUpdate) -> None:
             seen.append(update)
 
-    reporter = PipelineReporter(Sink(), timeout=float("inf"), clock=clock)
+    from types import SimpleNamespace
+
+    template = "ubuntu-2204-kube-v1.29.3"
+    row = SimpleNamespace(zone_name="zone2", name=template, ready=False, status="45% Downloaded")
+    reporter = PipelineReporter(Sink(), clock=clock)
     clock.now += 7.0
     reporter.step("uploading")
     reporter.upload(5, 10)
-    assert seen == ["uploading", UploadUpdate(5, 10)]
-    assert PipelineReporter(Sink(), timeout=60.0).timeout == 60.0
+    reporter.zones([row])  # type: ignore[list-item]
+    copy = ZoneCopy("zone2", template, False, "45% Downloaded")
+    assert seen == ["uploading", UploadUpdate(5, 10), CopyUpdate((copy,), 7.0, None)]
+    limited = PipelineReporter(Sink(), timeout=60.0, clock=clock)
+    clock.now += 2.0
+    limited.zones([row])  # type: ignore[list-item]
+    assert seen[-1] == CopyUpdate((copy,), 2.0, 60.0)  # elapsed since this wait began, against its limit
 
 
 @pytest.mark.parametrize(
