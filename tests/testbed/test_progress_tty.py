@@ -76,6 +76,8 @@ def test_a_terminal_gets_the_live_display_and_a_pipe_gets_timestamped_lines(
     visible = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
     assert "uploaded 64.0 MiB of 64.0 MiB (100%)" in visible
     assert f"zone zone2: {template} ready" in visible
+    assert not any(STAMP.match(line.strip("\r")) for line in visible.splitlines())  # no plain lines here
+    assert "ETA" in visible  # the live upload row was drawn, not only the result line
     assert "\x1b" not in out and [line.split()[-1] for line in out.splitlines()[1:]] == ["uploaded", "copied"]
 
     version = new_version()
