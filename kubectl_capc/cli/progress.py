@@ -393,7 +393,7 @@ def _owner_counts(owner: OwnerProgress) -> str:
         return "waiting for the controller to pick up the change"
     text = f"{owner.up_to_date}/{owner.desired} updated, {owner.ready}/{owner.desired} ready"
     if owner.replacing is not None:
-        text += f"; {owner.replacing.name} {owner.replacing.phase}"
+        text += f"; {owner.replacing}"
     return text
 
 

@@ -214,10 +214,6 @@ class RemovedApi:
     def api_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
-    @property
-    def label(self) -> str:
-        return f"{self.api_version} {self.resource}"
-
 
 def _removed(release: str, group: str, version: str, replacement: str, *resources: str) -> list[RemovedApi]:
     major, minor = (int(part) for part in release.split("."))
