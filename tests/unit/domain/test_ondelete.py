@@ -15,57 +15,13 @@ from kubectl_capc.domain.model import Machine, MachineRole, RolloutStrategy, res
 from kubectl_capc.domain.ondelete import next_step
 from kubectl_capc.domain.plan import OnDeleteMode, PatchObject, RollOnDelete, WaitRollout
 from kubectl_capc.domain.records import Rotation, read_history, rotation_annotations
-from tests.support.fixtures_capc import raw_objects, render_cluster, with_settled_status
-from tests.support.planner_scenes import TWO_ZONES, all_steps, execute, images, listing, named, of_kind
+from tests.support.fixtures_capc import raw_objects
+from tests.support.ondelete_scene import running, scene, set_strategy
+from tests.support.planner_scenes import all_steps, execute, images, listing, named, of_kind
 from tests.support.planner_scenes import plan as make_plan
 
 CAPIS = ["v1beta1", "v1beta2"]
 TEMPLATES = listing(images("v1.28.5", "v1.29.3"))
-
-
-def set_strategy(obj: dict[str, Any], strategy: dict[str, Any]) -> None:
-    if obj["apiVersion"].endswith("/v1beta2"):
-        obj["spec"]["rollout"] = {"strategy": strategy}
-    else:
-        obj["spec"]["strategy"] = strategy
-
-
-def running(machine: dict[str, Any], *, node_ready: bool | None = True) -> None:
-    """Status of a Machine with a Node, in its own shape; `node_ready` None reports no condition."""
-    name = machine["metadata"]["name"]
-    v1beta2 = machine["apiVersion"].endswith("/v1beta2")
-    status: dict[str, Any] = {
-        "phase": "Running",
-        "nodeRef": {"name": name} if v1beta2 else {"kind": "Node", "name": name},
-    }
-    if node_ready is not None:
-        condition = {
-            "type": "NodeReady",
-            "status": "True" if node_ready else "False",
-            "reason": "NodeReady" if node_ready else "NodeNotReady",
-            "message": "",
-            "lastTransitionTime": "2026-01-01T00:00:00Z",
-        }
-        if v1beta2:
-            status["conditions"] = [condition]
-        else:
-            status["v1beta2"] = {"conditions": [condition]}
-    machine["status"] = status
-
-
-def scene(capi: str, *, on_delete: tuple[str, ...] = ("c1-md-0",), **strategy: Any) -> list[dict[str, Any]]:
-    """A settled two-zone cluster with its Machines Running, `on_delete` deployments OnDelete."""
-    objects = with_settled_status(
-        render_cluster("c1", "ns", capi=capi, md_count=2, zones=TWO_ZONES, with_machines=True)
-    )
-    for index, obj in enumerate(objects):
-        obj["metadata"].setdefault("uid", f"uid-{index}")
-        obj["metadata"].setdefault("resourceVersion", str(100 + index))
-        if obj["kind"] == "Machine":
-            running(obj)
-        if obj["kind"] == "MachineDeployment" and obj["metadata"]["name"] in on_delete:
-            set_strategy(obj, {"type": "OnDelete", **strategy})
-    return objects
 
 
 def inventory(objects: list[dict[str, Any]], capi: str) -> Any:

@@ -16,6 +16,7 @@ from kubectl_capc.domain.records import (
     rotation_annotations,
 )
 from kubectl_capc.domain.rollback import GoBack, RollbackPlan, plan_rollback
+from tests.support.ondelete_scene import scene
 from tests.support.planner_scenes import (
     cluster,
     execute,
@@ -269,8 +270,6 @@ def test_nothing_recorded_and_topology_clusters_are_plan_errors() -> None:
 def test_an_on_delete_deployment_goes_back_unwaited_and_its_newer_machines_hold_the_control_plane(
     capi: str,
 ) -> None:
-    from tests.unit.domain.test_ondelete import scene
-
     objects = scene(capi)  # c1-md-0 has the OnDelete strategy
     upgrade(objects, "v1.28.9")
     md0_machines = [m for m in of_kind(objects, "Machine") if m["metadata"]["name"].startswith("c1-md-0")]
@@ -313,8 +312,6 @@ def test_an_on_delete_deployment_goes_back_unwaited_and_its_newer_machines_hold_
 def test_an_on_delete_deployment_whose_machines_never_moved_goes_back_with_the_control_plane(
     capi: str,
 ) -> None:
-    from tests.unit.domain.test_ondelete import scene
-
     objects = scene(capi)  # c1-md-0 has the OnDelete strategy; its Machines stay at v1.28.5
     upgrade(objects, "v1.28.9")
 
