@@ -18,6 +18,7 @@ __all__ = [
     "LeaseRecord",
     "LeaseVerdict",
     "decide",
+    "fleet_lease_seconds",
     "holder_identity",
     "holder_process",
     "lease_name",
@@ -54,6 +55,14 @@ def holder_process(holder: str) -> tuple[str, str, int] | None:
 def renew_interval(duration_seconds: int = LEASE_DURATION_SECONDS) -> float:
     """Renew three times per lease duration, so that two missed renewals still keep the Lease."""
     return duration_seconds / 3
+
+
+def fleet_lease_seconds(concurrent: int) -> int:
+    """The lease duration of each member of a fleet running `concurrent` clusters at once: as many times
+    one cluster's, so that the fleet's renewals together come no more often than one cluster's run. A
+    lock left by a dead fleet takes as many times longer to expire (a holder on this host known dead is
+    taken over at once, and `--break-lock` remains)."""
+    return LEASE_DURATION_SECONDS * max(concurrent, 1)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from kubectl_capc.domain.fleet import (
     MemberVerdict,
     SharedImage,
 )
+from kubectl_capc.domain.lease import fleet_lease_seconds
 from kubectl_capc.domain.model import ClusterInventory
 from kubectl_capc.domain.plan import EnsureImage, ImageSource, PlanHop, Step
 from kubectl_capc.domain.planner import PlanRequest, plan_upgrade
@@ -167,16 +168,23 @@ class _MemberIO(KubeClusterIO):
     """One member's `ClusterIO`: its writer waits through the fleet's hub, and images the fleet has
     made ready are not made ready again."""
 
-    def __init__(self, *args: Any, hub: WatchHub | None, ready: set[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, hub: WatchHub | None, ready: set[str], lease_seconds: int, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._hub = hub
         self._ready = ready
+        self._lease_seconds = lease_seconds
         self.held_lease: ClusterLease | None = None
         """The lock of the member's run: its renewal cannot interrupt a worker thread, so the member's
         console asks it at each step and progress report."""
 
     def lease(self) -> ClusterLease:
-        self.held_lease = super().lease()
+        from kubectl_capc.kube.lease import ClusterLease
+
+        self.held_lease = ClusterLease(
+            self.api_client, self.namespace, self.cluster, duration_seconds=self._lease_seconds
+        )
         return self.held_lease
 
     def read_inventory(self) -> ClusterInventory:
@@ -298,12 +306,13 @@ class FleetRun:
         self.hub = WatchHub.for_cluster(self.api_client, next(iter(capi)), namespaces)
         problems = self._preflight(inventories) if self.options.preflight else {}
         members = []
+        lease_seconds = fleet_lease_seconds(min(self.options.policy.max_concurrent, len(inventories)))
         for inventory in inventories:
             key = ClusterKey(inventory.namespace, inventory.name)
             io = _MemberIO(
                 self.api_client, inventory.namespace, inventory.name, self.images, _Quiet(),
                 make_client=self.clients, hub=self.hub, ready=self.ready_images,
-                progress=self.image_progress,
+                lease_seconds=lease_seconds, progress=self.image_progress,
             )  # fmt: skip
             member = self._plan_one(key, inventory, io, problems.get(key, ()))
             self._members[key] = _Member(key, inventory, io, member)

@@ -20,7 +20,16 @@ from kubectl_capc.domain.checks.capacity import (
     resolve_max_surge,
 )
 from kubectl_capc.domain.checks.gitops_owners import check_gitops, gitops_owners
-from kubectl_capc.domain.lease import LeaseRecord, LeaseVerdict, decide, holder_identity, lease_name
+from kubectl_capc.domain.lease import (
+    LEASE_DURATION_SECONDS,
+    LeaseRecord,
+    LeaseVerdict,
+    decide,
+    fleet_lease_seconds,
+    holder_identity,
+    lease_name,
+    renew_interval,
+)
 from kubectl_capc.domain.model import RolloutStrategy
 
 SUBJECT = ObjectRef("CloudStackCluster", "prod", "c1")
@@ -172,3 +181,12 @@ def test_lease_names_are_valid_and_distinct_when_cut() -> None:
     assert (ME, lease_name("c1")) == ("ann@laptop/42", "kubectl-capc-upgrade-c1")
     long_a, long_b = lease_name("a" * 250 + "x"), lease_name("a" * 250 + "y")
     assert len(long_a) <= 253 and long_a != long_b
+
+
+def test_a_fleets_renewals_together_come_no_more_often_than_one_clusters() -> None:
+    one_cluster_rate = 1 / renew_interval()
+    for concurrent in (1, 2, 5, 20):
+        fleet_rate = concurrent / renew_interval(fleet_lease_seconds(concurrent))
+        assert fleet_rate <= one_cluster_rate
+    assert fleet_lease_seconds(1) == LEASE_DURATION_SECONDS  # a fleet of one locks as one run does
+    assert fleet_lease_seconds(0) == LEASE_DURATION_SECONDS
