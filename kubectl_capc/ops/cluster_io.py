@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubectl_capc.domain.checks.permissions import PERMISSION_MISSING, replace_access
 from kubectl_capc.domain.errors import PlanError, UsageError
+from kubectl_capc.domain.lease import LEASE_DURATION_SECONDS
 from kubectl_capc.domain.model import ClusterInventory, ZoneTemplates
 from kubectl_capc.domain.plan import (
     EnsureImage,
@@ -45,6 +46,8 @@ class ClusterAccess:
         self.api_client = api_client
         self.namespace = namespace
         self.cluster = cluster
+        self.lease_seconds = LEASE_DURATION_SECONDS
+        """How long the upgrade lock lasts unrenewed (a fleet lengthens it, `fleet_lease_seconds`)."""
         self._writer: KubeWriter | None = None
 
     @property
@@ -57,7 +60,9 @@ class ClusterAccess:
         """The cluster's upgrade lock (its Lease in the namespace), for this process."""
         from kubectl_capc.kube.lease import ClusterLease
 
-        return ClusterLease(self.api_client, self.namespace, self.cluster)
+        return ClusterLease(
+            self.api_client, self.namespace, self.cluster, duration_seconds=self.lease_seconds
+        )
 
     def read_inventory(self) -> ClusterInventory:
         from kubectl_capc.kube.read import read_inventories

@@ -168,23 +168,16 @@ class _MemberIO(KubeClusterIO):
     """One member's `ClusterIO`: its writer waits through the fleet's hub, and images the fleet has
     made ready are not made ready again."""
 
-    def __init__(
-        self, *args: Any, hub: WatchHub | None, ready: set[str], lease_seconds: int, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, hub: WatchHub | None, ready: set[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hub = hub
         self._ready = ready
-        self._lease_seconds = lease_seconds
         self.held_lease: ClusterLease | None = None
         """The lock of the member's run: its renewal cannot interrupt a worker thread, so the member's
         console asks it at each step and progress report."""
 
     def lease(self) -> ClusterLease:
-        from kubectl_capc.kube.lease import ClusterLease
-
-        self.held_lease = ClusterLease(
-            self.api_client, self.namespace, self.cluster, duration_seconds=self._lease_seconds
-        )
+        self.held_lease = super().lease()
         return self.held_lease
 
     def read_inventory(self) -> ClusterInventory:
@@ -306,18 +299,21 @@ class FleetRun:
         self.hub = WatchHub.for_cluster(self.api_client, next(iter(capi)), namespaces)
         problems = self._preflight(inventories) if self.options.preflight else {}
         members = []
-        lease_seconds = fleet_lease_seconds(min(self.options.policy.max_concurrent, len(inventories)))
         for inventory in inventories:
             key = ClusterKey(inventory.namespace, inventory.name)
             io = _MemberIO(
                 self.api_client, inventory.namespace, inventory.name, self.images, _Quiet(),
                 make_client=self.clients, hub=self.hub, ready=self.ready_images,
-                lease_seconds=lease_seconds, progress=self.image_progress,
+                progress=self.image_progress,
             )  # fmt: skip
             member = self._plan_one(key, inventory, io, problems.get(key, ()))
             self._members[key] = _Member(key, inventory, io, member)
             members.append(member)
         plan = FleetPlan(str(self.request.target), tuple(members), self.options.policy)
+        # As many clusters as run at once hold a lock each: each lasts as many times longer.
+        running = min(self.options.policy.max_concurrent, len(plan.in_verdict(MemberVerdict.UPGRADE)))
+        for held in self._members.values():
+            held.io.lease_seconds = fleet_lease_seconds(running)
         self.plan_result = plan
         return plan
 

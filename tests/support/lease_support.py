@@ -1,5 +1,5 @@
-"""The upgrade lock's Lease of cluster c1 on the test bed: read it, put one as another run holds it, and
-the writes made to Leases of a namespace, from the audit log."""
+"""The upgrade lock's Lease of a cluster (c1 unless named) on the test bed: read it, put one as another
+run holds it, and the writes made to Leases of a namespace, from the audit log."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+from kubectl_capc.domain.lease import lease_name
 from tests.testenv.bed import TestBed
 
-LEASE = "kubectl-capc-upgrade-c1"
+LEASE = lease_name("c1")
 
 
 def micro(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def read_lease(bed: TestBed, namespace: str) -> dict[str, Any] | None:
+def read_lease(bed: TestBed, namespace: str, cluster: str = "c1") -> dict[str, Any] | None:
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     api = client.CoordinationV1Api(bed.api_client())
     try:
-        lease = api.read_namespaced_lease(LEASE, namespace)
+        lease = api.read_namespaced_lease(lease_name(cluster), namespace)
     except ApiException as err:
         if err.status == 404:
             return None

@@ -206,3 +206,29 @@ def test_a_fleet_member_whose_lock_is_taken_stops_at_once_and_the_fleet_reports_
     assert "the upgrade lock" in failed and "was taken by bob@build-7/4121" in failed, err
     assert "Traceback" not in err
     assert read_lease(bed, namespace)["spec"]["holderIdentity"] == "bob@build-7/4121"  # type: ignore[index]
+
+
+def test_a_fleets_locks_last_as_many_times_longer_as_it_runs_clusters_at_once(
+    testenv_v1beta2: TestBed, namespace: str, tmp_path: Path
+) -> None:
+    """Two clusters to upgrade and one already at the target, at most three at a time: the two that run
+    hold Leases of 2 x 60 s, renewed every 40 s, so the fleet renews no more often than one cluster."""
+    from tests.support.upgrade_support import patch
+
+    bed = testenv_v1beta2
+    offerings = {"control_plane_offering": "Large Instance", "worker_offering": "Medium Instance"}
+    stalled_cluster(bed, namespace, **offerings)
+    create_cluster(bed, namespace, "c2", annotate={"c2-control-plane": {FAIL_ANNOTATION: "ImagePullFailed"}},
+                   **SMALL, **offerings)  # fmt: skip
+    create_cluster(bed, namespace, "c3", version="v1.28.9", **SMALL, **offerings)
+    for name in ("c1", "c2", "c3"):
+        patch(bed, namespace, "Cluster", name, {"metadata": {"labels": {"fleet": namespace}}})
+    selection = ("-l", f"fleet={namespace}", "--max-concurrent", "3")
+    with waiting_upgrade(bed, namespace, tmp_path / "points", selection) as fleet:
+        held = wait_for("both running clusters to hold their lock", lambda: (
+            [lease for name in ("c1", "c2") if (lease := read_lease(bed, namespace, name))]
+            if read_lease(bed, namespace, "c2") else None
+        ), timeout=60)  # fmt: skip
+        assert [lease["spec"]["leaseDurationSeconds"] for lease in held] == [120, 120]
+        assert read_lease(bed, namespace, "c3") is None  # at the target: not run, not locked
+        assert fleet.poll() is None
