@@ -449,10 +449,7 @@ class KubeWriter:
 
         def decide() -> Decision:
             nonlocal baseline
-            parsed = sorted(
-                (parse_machine(m) for m in machines.values()),
-                key=lambda m: (str(machines[m.name]["metadata"].get("creationTimestamp", "")), m.name),
-            )
+            parsed = machines_oldest_first(machines.values())
             if not deleted:  # the ready count to keep: as it is until the first deletion
                 baseline = sum(1 for m in parsed if m.ready)
             decision = next_step(
@@ -826,14 +823,23 @@ class _Phases:
         except CapcError as err:
             _log.info("listing Machines for the progress line failed: %s", one_line(err.message))
             return []
-        items.sort(key=lambda item: str((item.get("metadata") or {}).get("creationTimestamp") or ""))
-        return [parse_machine(item) for item in items]  # oldest first
+        return machines_oldest_first(items)
+
+
+def machines_oldest_first(items: Iterable[Mapping[str, Any]]) -> list[Machine]:
+    """Machine objects parsed, by creation (then name, for those created in the same second): Machine
+    names end in random suffixes, so only this order tells the newest."""
+
+    def created(item: Mapping[str, Any]) -> tuple[str, str]:
+        metadata = item.get("metadata") or {}
+        return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name") or "")
+
+    return [parse_machine(item) for item in sorted(items, key=created)]
 
 
 def replacing_machine(machines: Iterable[Machine], owner: str, version: str) -> MachinePhase | None:
-    """The Machine `owner` is replacing now, from `machines` oldest first: the newest at `version` that
-    is not ready yet, else the oldest being deleted; None when neither is there. (Machine names end in
-    random suffixes: only their creation order tells the newest.)"""
+    """The Machine `owner` is replacing now, from `machines` oldest first (`machines_oldest_first`): the
+    newest at `version` that is not ready yet, else the oldest being deleted; None when neither is there."""
     mine = [m for m in machines if m.owner == owner]
     want = normalize_version(version)
     coming = [m for m in mine if normalize_version(m.version) == want and not m.ready]

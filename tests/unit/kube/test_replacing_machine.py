@@ -62,3 +62,25 @@ def test_machines_are_listed_again_only_when_an_owner_s_counts_change() -> None:
     assert writer.lists == 1
     phases.add((replace(first[0], up_to_date=2),), {}, refresh=True)
     assert writer.lists == 2
+
+
+def test_machine_objects_are_ordered_by_creation_then_name() -> None:
+    from kubectl_capc.kube.write import machines_oldest_first
+
+    def raw(name: str, created: str) -> dict[str, object]:
+        return {
+            "apiVersion": "cluster.x-k8s.io/v1beta2",
+            "kind": "Machine",
+            "metadata": {"name": name, "namespace": "ns", "creationTimestamp": created,
+                         "labels": {"cluster.x-k8s.io/deployment-name": "c1-md-0"}},
+            "spec": {"clusterName": "c1", "version": "v1.29.3"},
+        }  # fmt: skip
+
+    items = [
+        raw("c1-md-0-a", "2026-12-07T10:00:09Z"),
+        raw("c1-md-0-z", "2026-12-07T10:00:01Z"),
+        raw("c1-md-0-m", "2026-12-07T10:00:05Z"),
+        raw("c1-md-0-b", "2026-12-07T10:00:05Z"),  # the same second: by name
+    ]
+    ordered = [m.name for m in machines_oldest_first(items)]
+    assert ordered == ["c1-md-0-z", "c1-md-0-b", "c1-md-0-m", "c1-md-0-a"]
