@@ -511,8 +511,7 @@ def _content_column(line: str) -> int:
     """The column where a line's content starts, after its indentation and sequence dashes (`- `)."""
     column = len(line) - len(line.lstrip(" "))
     while line.startswith("- ", column):
-        column += 2
-        column += len(line) - column - len(line[column:].lstrip(" "))
+        column = len(line) - len(line[column + 2 :].lstrip(" "))
     return column
 
 
