@@ -476,8 +476,10 @@ def _transplant(original: str, before: str, after: str, first_line: int) -> str:
                 raise _unmappable(first_line + (start or 0))
             if i2 - i1 == j2 - j1:
                 replacement = [_merge_line(old[start + k], base[i1 + k], new[j1 + k]) for k in range(i2 - i1)]
-            else:
+            elif j2 > j1:
                 replacement = _shifted(new[j1:j2], _merge_line(old[start], base[i1], new[j1]))
+            else:  # the lines are gone
+                replacement = []
             edits.append((start, start + len(lines), replacement))
         elif i1 - 1 in to_original:
             at = to_original[i1 - 1] + 1
