@@ -87,8 +87,27 @@ def test_networks_per_zone(cloudstack: CloudStackDouble, cloudstack_api: Any) ->
     assert cloudstack_api.listNetworks(name="capc-net-zone1", zoneid=zone2) == {}
     assert {n["name"] for n in cloudstack_api.listNetworks(zoneid=zone1)["network"]} == {
         "capc-net-zone1",
+        "capc-vpc-tier1",
         "Shared1",
     }
+
+
+def test_a_vpc_and_its_tier(cloudstack: CloudStackDouble, cloudstack_api: Any) -> None:
+    zone1, zone2 = cloudstack.state.zone_id("zone1"), cloudstack.state.zone_id("zone2")
+    vpc = only(cloudstack_api.listVPCs(name="capc-vpc", zoneid=zone1), "vpc")
+    assert (vpc["zonename"], vpc["cidr"], vpc["vpcofferingname"], vpc["account"]) == (
+        "zone1",
+        "10.100.0.0/16",
+        "Default VPC offering",
+        "admin",
+    )
+    assert cloudstack_api.listVPCs(zoneid=zone2) == {}
+    tier = only(cloudstack_api.listNetworks(vpcid=vpc["id"]), "network")
+    assert (tier["name"], tier["vpcname"], tier["networkofferingname"]) == (
+        "capc-vpc-tier1",
+        "capc-vpc",
+        "DefaultIsolatedNetworkOfferingForVpcNetworks",
+    )
 
 
 def test_affinity_groups_and_ssh_keys(cloudstack_api: Any) -> None:

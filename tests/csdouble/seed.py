@@ -58,9 +58,10 @@ from .model import (
 from .state import State, random_key
 
 _NAMESPACE = uuid.UUID("3f0c1a52-6a4e-4c8e-9b7d-2a1f5c0e9d41")
+NETWORK_IN_VPC_OFFERING = "DefaultIsolatedNetworkOfferingForVpcNetworks"
 SEED_SECTIONS = {
     "credentials", "settings", "domains", "accounts", "projects", "zones", "ostypes",
-    "service_offerings", "disk_offerings", "networks", "affinity_groups", "ssh_keypairs",
+    "service_offerings", "disk_offerings", "vpcs", "networks", "affinity_groups", "ssh_keypairs",
     "templates", "virtual_machines", "faults",
 }  # fmt: skip
 TEMPLATE_FLAGS = (
@@ -119,6 +120,8 @@ def apply_seed(state: State, seed: Mapping[str, Any] | None, keep_credentials: b
             _catalog(state, "serviceoffering", spec, _service_offering_fields(spec))
         for spec in seed.get("disk_offerings") or []:
             _catalog(state, "diskoffering", spec, _disk_offering_fields(spec))
+        for spec in seed.get("vpcs") or []:
+            _catalog(state, "vpc", spec, _vpc_fields(state, spec))
         for spec in seed.get("networks") or []:
             _catalog(state, "network", spec, _network_fields(state, spec))
         for spec in seed.get("affinity_groups") or []:
@@ -286,7 +289,7 @@ def _zone_refs(state: State, refs: list[str] | None) -> list[str] | None:
 def _catalog(state: State, kind: str, spec: Mapping[str, Any], fields: dict[str, Any]) -> None:
     fields.setdefault("id", str(spec.get("id") or stable_id(kind, str(spec["name"]))))
     fields.setdefault("name", str(spec["name"]))
-    owned = kind in ("network", "affinitygroup", "sshkeypair")
+    owned = kind in ("network", "affinitygroup", "sshkeypair", "vpc")
     zone_refs = spec.get("zones") if "zones" in spec else ([spec["zone"]] if "zone" in spec else None)
     shared = kind == "network" and fields.get("acltype") == "Domain"
     item = CatalogItem(
@@ -346,6 +349,27 @@ def _network_fields(state: State, spec: Mapping[str, Any]) -> dict[str, Any]:
         "networkofferingavailability": "Optional", "networkofferingconservemode": True, "issystem": False,
         "canusefordeploy": True, "ispersistent": False, "restartrequired": False, "specifyipranges": False,
         "redundantrouter": False, "tags": [], "service": [], "dns1": zone.dns1,
+    }  # fmt: skip
+    fields.update(_extra(spec))
+    vpc_name = fields.pop("vpc", None)
+    if vpc_name is not None:
+        vpc = _catalog_named(state, "vpc", str(vpc_name))
+        fields.update(vpcid=vpc.id, vpcname=vpc.name, networkofferingname=NETWORK_IN_VPC_OFFERING)
+        fields["networkofferingid"] = stable_id("netoffering", NETWORK_IN_VPC_OFFERING)
+    return fields
+
+
+def _vpc_fields(state: State, spec: Mapping[str, Any]) -> dict[str, Any]:
+    zone = state.zone(str(spec["zone"]))
+    if zone is None:
+        raise SeedError(f"VPC {spec['name']!r}: unknown zone {spec['zone']!r}")
+    offering = "Default VPC offering"
+    fields: dict[str, Any] = {
+        "name": str(spec["name"]), "displaytext": str(spec.get("displaytext", spec["name"])),
+        "zoneid": zone.id, "zonename": zone.name, "cidr": str(spec.get("cidr", "10.100.0.0/16")),
+        "state": "Enabled", "vpcofferingid": stable_id("vpcoffering", offering), "vpcofferingname": offering,
+        "restartrequired": False, "redundantvpcrouter": False, "regionlevelvpc": False,
+        "distributedvpcrouter": False, "fordisplay": True, "created": cs_timestamp(),
     }  # fmt: skip
     fields.update(_extra(spec))
     return fields

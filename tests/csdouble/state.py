@@ -26,7 +26,7 @@ from .model import (
     Zone,
 )
 
-CATALOG_KINDS = ("serviceoffering", "diskoffering", "network", "affinitygroup", "sshkeypair")
+CATALOG_KINDS = ("serviceoffering", "diskoffering", "network", "affinitygroup", "sshkeypair", "vpc")
 
 
 def random_key() -> str:

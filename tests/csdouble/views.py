@@ -190,7 +190,7 @@ def project_view(state: State, project: Project) -> dict[str, Any]:
 def _nic_view(state: State, vm: VirtualMachine, nic: Nic) -> dict[str, Any]:
     network = state.catalog["network"].get(nic.network_id)
     fields = network.fields if network is not None else {}
-    return {
+    view = {
         "id": stable_uuid("nic", vm.id, nic.network_id), "networkid": nic.network_id,
         "networkname": fields.get("name", ""), "netmask": fields.get("netmask", ""),
         "gateway": fields.get("gateway", ""), "ipaddress": nic.ip_address, "isdefault": nic.is_default,
@@ -198,6 +198,9 @@ def _nic_view(state: State, vm: VirtualMachine, nic: Nic) -> dict[str, Any]:
         "broadcasturi": "vlan://untagged", "isolationuri": "vlan://untagged", "deviceid": "0",
         "virtualmachineid": vm.id,
     }  # fmt: skip
+    if fields.get("vpcid"):  # a VPC tier's NIC names its VPC (NicResponse vpcid, vpcname)
+        view.update(vpcid=fields["vpcid"], vpcname=fields.get("vpcname", ""))
+    return view
 
 
 def vm_view(state: State, vm: VirtualMachine, caller: Account, metrics: bool = False) -> dict[str, Any]:

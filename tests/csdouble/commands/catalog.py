@@ -101,7 +101,7 @@ def _owned(ctx: Context, kind: str, key: str, extra: Iterable[tuple[str, str]] =
     """List an account/project-owned kind with owner scoping and id/name/keyword filters."""
     state = ctx.state
     item_ref = ctx.entity("id", state.catalog[kind])
-    zone = ctx.entity("zoneid", state.zones) if kind == "network" else None
+    zone = ctx.entity("zoneid", state.zones) if kind in ("network", "vpc") else None
     scope = owner_scope(ctx, list_all=bool(ctx.flag("listall")) or item_ref is not None)
     name, keyword = ctx.text("name"), ctx.text("keyword")
     rows = []
@@ -144,6 +144,10 @@ def list_networks(ctx: Context) -> dict[str, Any]:
             ("acltype", "acltype"),
         ],
     )
+
+
+def list_vpcs(ctx: Context) -> dict[str, Any]:
+    return _owned(ctx, "vpc", "vpc", [("state", "state"), ("vpcofferingid", "vpcofferingid")])
 
 
 def list_affinity_groups(ctx: Context) -> dict[str, Any]:
@@ -217,6 +221,7 @@ COMMANDS = {
     "listServiceOfferings": (list_service_offerings, None),
     "listDiskOfferings": (list_disk_offerings, None),
     "listNetworks": (list_networks, None),
+    "listVPCs": (list_vpcs, None),
     "listAffinityGroups": (list_affinity_groups, None),
     "listSSHKeyPairs": (list_ssh_key_pairs, None),
     "listDomains": (list_domains, None),
