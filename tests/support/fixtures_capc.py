@@ -103,26 +103,17 @@ def render_cluster(
         raise ValueError(f"unknown CAPI version {capi!r}")
     if not zones:
         raise ValueError("at least one zone is needed")
-    values = {
-        "CLUSTER_NAME": name,
-        "KUBERNETES_VERSION": version,
-        "CLOUDSTACK_TEMPLATE_NAME": image or f"ubuntu-2204-kube-{version}",
-        "CONTROL_PLANE_MACHINE_COUNT": str(control_plane_replicas),
-        "WORKER_MACHINE_COUNT": str(worker_replicas),
-        "CLUSTER_ENDPOINT_IP": "10.0.0.10",
-        "CLOUDSTACK_ZONE_NAME": zones[0].name,
-        "CLOUDSTACK_NETWORK_NAME": zones[0].network,
-        "CLOUDSTACK_FD1_NAME": zones[0].fd_name,
-        "CLOUDSTACK_CONTROL_PLANE_MACHINE_OFFERING": control_plane_offering,
-        "CLOUDSTACK_WORKER_MACHINE_OFFERING": worker_offering,
-        "CLOUDSTACK_SSH_KEY_NAME": "capc-key",
-        "CLOUDSTACK_DISK_OFFERING_NAME": "Custom",
-        "CLOUDSTACK_DISK_OFFERING_MOUNT_PATH": "/data",
-        "CLOUDSTACK_DISK_OFFERING_DEVICE": "/dev/vdb",
-        "CLOUDSTACK_DISK_OFFERING_FILESYSTEM": "ext4",
-        "CLOUDSTACK_DISK_OFFERING_LABEL": "data_disk",
-        **(extra_values or {}),
-    }
+    values = stock_values(
+        name,
+        zones[0],
+        version=version,
+        image=image,
+        control_plane_replicas=control_plane_replicas,
+        worker_replicas=worker_replicas,
+        control_plane_offering=control_plane_offering,
+        worker_offering=worker_offering,
+        extra=extra_values,
+    )
     text = substitute((upstream.capc_templates_dir() / flavor).read_text(), values)
     objects = [doc for doc in yaml.safe_load_all(text) if doc]
     for obj in objects:
@@ -134,10 +125,48 @@ def render_cluster(
     if topology_class is not None:
         _cluster(objects)["spec"]["topology"] = {"class": topology_class, "version": version}
     if with_machines:
-        objects.extend(_machines(objects, name, namespace, zones))
+        objects.extend(capi_machines(objects, name, namespace, zones))
     if capi == "v1beta2":
         objects = [to_v1beta2(obj) for obj in objects]
     return objects
+
+
+def stock_values(
+    name: str,
+    zone: Zone,
+    *,
+    version: str = "v1.28.5",
+    image: str | None = None,
+    control_plane_replicas: int = 1,
+    worker_replicas: int = 2,
+    control_plane_offering: str = "Large Instance",
+    worker_offering: str = "Medium Instance",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The variables `clusterctl generate cluster` fills in CAPC's flavours, for a cluster in `zone`.
+
+    `image` defaults to `ubuntu-2204-kube-<version>`; `extra` adds or overrides (a flavour's own ones).
+    """
+    return {
+        "CLUSTER_NAME": name,
+        "KUBERNETES_VERSION": version,
+        "CLOUDSTACK_TEMPLATE_NAME": image or f"ubuntu-2204-kube-{version}",
+        "CONTROL_PLANE_MACHINE_COUNT": str(control_plane_replicas),
+        "WORKER_MACHINE_COUNT": str(worker_replicas),
+        "CLUSTER_ENDPOINT_IP": "10.0.0.10",
+        "CLOUDSTACK_ZONE_NAME": zone.name,
+        "CLOUDSTACK_NETWORK_NAME": zone.network,
+        "CLOUDSTACK_FD1_NAME": zone.fd_name,
+        "CLOUDSTACK_CONTROL_PLANE_MACHINE_OFFERING": control_plane_offering,
+        "CLOUDSTACK_WORKER_MACHINE_OFFERING": worker_offering,
+        "CLOUDSTACK_SSH_KEY_NAME": "capc-key",
+        "CLOUDSTACK_DISK_OFFERING_NAME": "Custom",
+        "CLOUDSTACK_DISK_OFFERING_MOUNT_PATH": "/data",
+        "CLOUDSTACK_DISK_OFFERING_DEVICE": "/dev/vdb",
+        "CLOUDSTACK_DISK_OFFERING_FILESYSTEM": "ext4",
+        "CLOUDSTACK_DISK_OFFERING_LABEL": "data_disk",
+        **(extra or {}),
+    }
 
 
 def _cluster(objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -191,9 +220,17 @@ def _apply_capi_defaults(obj: dict[str, Any], cluster_name: str) -> None:
         template_labels.update(obj["spec"]["selector"]["matchLabels"])
 
 
-def _machines(
-    objects: list[dict[str, Any]], cluster_name: str, namespace: str, zones: Sequence[Zone]
+def capi_machines(
+    objects: Iterable[Mapping[str, Any]],
+    cluster_name: str,
+    namespace: str,
+    zones: Sequence[Zone],
+    *,
+    capi: str = "v1beta1",
 ) -> list[dict[str, Any]]:
+    """The Machines CAPI's controllers would create for the control plane and MachineDeployments among
+    `objects`, spread over `zones`, in the CAPI shape `capi`."""
+    objects = list(objects)
     machines = []
     kcp = next(o for o in objects if o["kind"] == "KubeadmControlPlane")
     owners: list[tuple[dict[str, Any], dict[str, str], int, str]] = [
@@ -247,7 +284,7 @@ def _machines(
                     },
                 }
             )
-    return machines
+    return [to_v1beta2(m) for m in machines] if capi == "v1beta2" else machines
 
 
 def _v1beta2_ref(ref: Mapping[str, Any]) -> dict[str, str]:

@@ -183,7 +183,7 @@ class Manager:
         self.mgmt = bed_client(bed_dir / "kubeconfig")
         self.binaries = gobuild.ensure_workload_binaries()
         self.planes: dict[tuple[str, str], Plane] = {}
-        self.infra = InfraKeeper(self.mgmt, capi, _cloudstack(bed_dir))
+        self.infra = InfraKeeper(self.mgmt, capi, bed_cloudstack(bed_dir))
         self.nodes = NodeKeeper(self.mgmt, capi, self.infra.release)
 
     def step(self) -> None:
@@ -261,7 +261,7 @@ class Manager:
         self.planes.clear()
 
 
-def _cloudstack(bed_dir: Path) -> Any:
+def bed_cloudstack(bed_dir: Path) -> Any:
     """A `cs` client for the bed's CloudStack double, with the keys `up` wrote to cloudstack.env."""
     from cs import CloudStack
 

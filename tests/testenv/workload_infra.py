@@ -87,6 +87,27 @@ def _one(answer: dict[str, Any], key: str, what: str) -> dict[str, Any]:
     return dict(items[0])
 
 
+def vm_options(cs: Any, spec: dict[str, Any], zone_id: str) -> dict[str, Any]:
+    """The deployVirtualMachine parameters CAPC adds from a CloudStackMachine's spec: the disk offering
+    (by name in the zone, or id) with its custom size, the SSH key pair, and the affinity group ids."""
+    options: dict[str, Any] = {}
+    disk = spec.get("diskOffering") or {}
+    disk_id = disk.get("id")
+    if disk.get("name"):
+        disk_id = _one(
+            cs.listDiskOfferings(name=disk["name"], zoneid=zone_id), "diskoffering", f"disk offering {disk}"
+        )["id"]
+    if disk_id:
+        options["diskofferingid"] = disk_id
+    if int(disk.get("customSizeInGB") or 0) > 0:
+        options["size"] = int(disk["customSizeInGB"])
+    if spec.get("sshKey"):
+        options["keypair"] = spec["sshKey"]
+    if spec.get("affinityGroupIDs"):
+        options["affinitygroupids"] = ",".join(spec["affinityGroupIDs"])
+    return options
+
+
 def deploy_vm(cs: Any, machine: Machine, csm: dict[str, Any], domain: dict[str, Any]) -> tuple[str, str]:
     """Deploy the VM of `csm` in the failure domain `domain`, as CAPC does: (VM id, state)."""
     from cs import CloudStackApiException
@@ -121,7 +142,7 @@ def deploy_vm(cs: Any, machine: Machine, csm: dict[str, Any], domain: dict[str, 
     try:
         job = cs.deployVirtualMachine(
             serviceofferingid=offering_id, templateid=template_id, zoneid=zone_id, networkids=network_id,
-            name=name, displayname=name, fetch_result=True,
+            name=name, displayname=name, fetch_result=True, **vm_options(cs, csm["spec"], zone_id),
         )  # fmt: skip
     except CloudStackApiException:
         vms = cs.listVirtualMachines(name=name, zoneid=zone_id, listall=True).get("virtualmachine") or []
