@@ -280,16 +280,27 @@ ROLLING_UPDATE = "RollingUpdate"
 ON_DELETE = "OnDelete"
 
 
-def resolve_fencepost(value: int | str, replicas: int, *, round_up: bool) -> int:
-    """A maxSurge/maxUnavailable value as a machine count: an int, or a percentage of `replicas`
-    rounded up (maxSurge) or down (maxUnavailable), as CAPI resolves them. Malformed values are 0."""
+def scaled_count(value: int | str, replicas: int, *, round_up: bool) -> int:
+    """A maxSurge/maxUnavailable value as a machine count, as CAPI scales an int-or-percent: an int as
+    it is, a percentage of `replicas` rounded up (maxSurge) or down (maxUnavailable). Raises ValueError
+    for text that is neither."""
     if isinstance(value, int):
-        return max(value, 0)
+        return value
     text = value.strip()
+    if text.isdigit():
+        return int(text)
     if not text.endswith("%") or not text[:-1].isdigit():
-        return int(text) if text.isdigit() else 0
+        raise ValueError(f"{value!r} is neither a number nor a percentage like 25%")
     scaled = int(text[:-1]) * max(replicas, 0)
     return -(-scaled // 100) if round_up else scaled // 100
+
+
+def resolve_fencepost(value: int | str, replicas: int, *, round_up: bool) -> int:
+    """`scaled_count`, never negative; a malformed value counts as 0."""
+    try:
+        return max(scaled_count(value, replicas, round_up=round_up), 0)
+    except ValueError:
+        return 0
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ resource. Old machines are deleted only after their replacements run, so the sur
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -20,7 +18,13 @@ from kubectl_capc.domain.checks.facts import Resource as Asked
 from kubectl_capc.domain.checks.limits import Level, Resource, ResourceCount, ScopeLimits, parse_count
 from kubectl_capc.domain.checks.templates import template_query
 from kubectl_capc.domain.checks.zone import ZonedDomain, zoned_domains
-from kubectl_capc.domain.model import ClusterInventory, FailureDomain, MachineTemplate, RolloutStrategy
+from kubectl_capc.domain.model import (
+    ClusterInventory,
+    FailureDomain,
+    MachineTemplate,
+    RolloutStrategy,
+    scaled_count,
+)
 from kubectl_capc.domain.versions import TargetVersion
 
 __all__ = [
@@ -78,23 +82,13 @@ class Step:
     placement: tuple[ScopeLimits, ...]
 
 
-_PERCENT_RE = re.compile(r"(0|[1-9][0-9]*)%")
-
-
 def resolve_max_surge(max_surge: int | str | None, replicas: int) -> int:
     """Machines a MachineDeployment adds at once: maxSurge (default 1) as a count, or a percentage of
     replicas rounded up as Cluster API does, and never more than the replicas it replaces."""
-    if max_surge is None:
-        surge = 1
-    elif isinstance(max_surge, int):
-        surge = max_surge
-    elif max_surge.isdigit():
-        surge = int(max_surge)
-    else:
-        match = _PERCENT_RE.fullmatch(max_surge.strip())
-        if match is None:
-            raise ValueError(f"maxSurge {max_surge!r} is neither a number nor a percentage like 25%")
-        surge = math.ceil(int(match[1]) * replicas / 100)
+    try:
+        surge = 1 if max_surge is None else scaled_count(max_surge, replicas, round_up=True)
+    except ValueError as err:
+        raise ValueError(f"maxSurge {err}") from None
     return max(min(surge, replicas), 0)
 
 

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from kubectl_capc.domain.inventory import build_inventories, parse_machine
-from kubectl_capc.domain.model import Machine, MachineRole, RolloutStrategy, resolve_fencepost
+from kubectl_capc.domain.model import (
+    Machine,
+    MachineRole,
+    RolloutStrategy,
+    resolve_fencepost,
+    scaled_count,
+)
 from kubectl_capc.domain.ondelete import next_step
 from kubectl_capc.domain.plan import OnDeleteMode, PatchObject, RollOnDelete, WaitRollout
 from kubectl_capc.domain.records import Rotation, read_history, rotation_annotations
@@ -72,6 +78,15 @@ def test_percentages_resolve_like_capi() -> None:
     assert resolve_fencepost("25%", 10, round_up=True) == 3
     assert resolve_fencepost(3, 10, round_up=False) == 3
     assert RolloutStrategy("OnDelete", 1, "50%").unavailable_allowed(3) == 1
+
+
+def test_a_count_is_an_int_a_number_or_a_percentage_and_nothing_else() -> None:
+    assert scaled_count(" 2 ", 10, round_up=True) == 2
+    assert scaled_count("05%", 10, round_up=True) == scaled_count("5%", 10, round_up=True) == 1
+    with pytest.raises(ValueError, match="neither a number nor a percentage"):
+        scaled_count("-1%", 10, round_up=True)
+    assert resolve_fencepost("a lot", 10, round_up=False) == 0
+    assert resolve_fencepost(-2, 10, round_up=False) == 0
 
 
 @pytest.mark.parametrize("capi", CAPIS)
