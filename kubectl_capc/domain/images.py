@@ -250,7 +250,7 @@ class CopyState(enum.Enum):
     FAILED = "failed"
 
 
-_PROGRESS_RE = re.compile(r"\d{1,3}% Downloaded")
+_PROGRESS_RE = re.compile(r"(\d{1,3})% Downloaded")
 # Status texts CloudStack shows while a copy is on its way (TemplateJoinDaoImpl.getTemplateStatus).
 _PROGRESS_TEXTS = frozenset(
     {"", "Processing", "Installing Template", "Download Complete", "Bypassed Secondary Storage",
@@ -260,12 +260,18 @@ _PROGRESS_TEXTS = frozenset(
 _ABANDONED_UPLOAD_TEXTS = frozenset({"NotUploaded", "UploadAbandoned"})
 
 
+def downloaded_percent(status: str) -> int | None:
+    """The number of CloudStack's `N% Downloaded` status (at most 100); None for any other text."""
+    match = _PROGRESS_RE.fullmatch(status.strip())
+    return min(100, int(match.group(1))) if match else None
+
+
 def classify_copy(ready: bool, status: str) -> CopyState:
     """Read CloudStack's free-text `status`: any text that is not progress is an error message."""
     if ready:
         return CopyState.READY
     text = status.strip()
-    if text in _PROGRESS_TEXTS or _PROGRESS_RE.fullmatch(text):
+    if text in _PROGRESS_TEXTS or downloaded_percent(text) is not None:
         return CopyState.IN_PROGRESS
     if text in _ABANDONED_UPLOAD_TEXTS:
         return CopyState.ABANDONED_UPLOAD

@@ -7,8 +7,9 @@ snapshot: the renderer compares it with the previous one to tell whether the sta
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from kubectl_capc.domain.images import downloaded_percent
 
 __all__ = [
     "CopyUpdate",
@@ -19,8 +20,6 @@ __all__ = [
     "ZoneCopy",
     "clock",
 ]
-
-_PERCENT_RE = re.compile(r"(\d{1,3})% Downloaded")
 
 
 def clock(seconds: float) -> str:
@@ -106,10 +105,7 @@ class ZoneCopy:
     def percent(self) -> int | None:
         """How much CloudStack has downloaded or copied (`N% Downloaded`), 100 once ready; None when
         the status says no number."""
-        if self.ready:
-            return 100
-        match = _PERCENT_RE.fullmatch(self.status.strip())
-        return min(100, int(match.group(1))) if match else None
+        return 100 if self.ready else downloaded_percent(self.status)
 
     @property
     def state(self) -> str:
