@@ -10,7 +10,7 @@ resource. Old machines are deleted only after their replacements run, so the sur
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kubectl_capc.domain.checks.base import Check, Finding, ObjectRef, Severity
 from kubectl_capc.domain.checks.facts import Facts, Query, Tenant
@@ -39,8 +39,8 @@ __all__ = [
     "capacity_queries",
     "check_capacity",
     "check_rollout_capacity",
-    "control_plane_step",
-    "deployment_step",
+    "control_plane_surge",
+    "deployment_surge",
     "parse_count",
     "resolve_max_surge",
 ]
@@ -92,38 +92,24 @@ def resolve_max_surge(max_surge: int | str | None, replicas: int) -> int:
     return max(min(surge, replicas), 0)
 
 
-def deployment_step(
-    owner: ObjectRef,
-    replicas: int,
-    strategy: RolloutStrategy,
-    shape: MachineShape,
-    placement: tuple[ScopeLimits, ...],
-) -> Step:
+def deployment_surge(strategy: RolloutStrategy, replicas: int) -> int:
     """The machines a MachineDeployment adds at once: none with OnDelete (a machine is created only once
     an old one is gone), else maxSurge; a value CAPI would not accept counts as its default of one."""
     if strategy.on_delete:
-        return Step(owner, 0, shape, placement)
+        return 0
     try:
-        surge = resolve_max_surge(strategy.max_surge, replicas)
+        return resolve_max_surge(strategy.max_surge, replicas)
     except ValueError:
-        surge = resolve_max_surge(None, replicas)
-    return Step(owner, surge, shape, placement)
+        return resolve_max_surge(None, replicas)
 
 
-def control_plane_step(
-    owner: ObjectRef,
-    max_surge: int | str | None,
-    shape: MachineShape,
-    placement: tuple[ScopeLimits, ...],
-    *,
-    replicas: int | None = None,
-) -> Step:
+def control_plane_surge(max_surge: int | str | None, replicas: int | None) -> int:
     """A KubeadmControlPlane surges 0 or 1 machine (default 1; maxSurge 0 removes an old one first)."""
     try:
         surge = resolve_max_surge(max_surge, 1 if replicas is None else max(replicas, 1))
     except ValueError:
         surge = 1
-    return Step(owner, min(surge, 1), shape, placement)
+    return min(surge, 1)
 
 
 def check_capacity(steps: Sequence[Step], subject: ObjectRef) -> list[Finding]:
@@ -172,35 +158,32 @@ def check_rollout_capacity(
     if control_plane is not None and control_plane.machine_template is not None:
         kind = control_plane.kind or "KubeadmControlPlane"
         owner = ObjectRef(kind, control_plane.namespace, control_plane.name)
-        roll = control_plane_step(
-            owner, control_plane.max_surge, _NO_SHAPE, (), replicas=control_plane.replicas.desired
-        )
-        steps += _steps(roll, control_plane.machine_template, everywhere, zoned, facts)
+        surge = control_plane_surge(control_plane.max_surge, control_plane.replicas.desired)
+        template = control_plane.machine_template
+        steps += _steps(owner, surge, template=template, domains=everywhere, zoned=zoned, facts=facts)
     for md in inventory.machine_deployments:
         if md.machine_template is None or md.paused:
             continue
         domains = tuple(fd for fd in everywhere if fd.name == md.failure_domain) or everywhere
         replicas = 1 if md.replicas.desired is None else md.replicas.desired  # CAPI's default
-        roll = deployment_step(
-            ObjectRef("MachineDeployment", md.namespace, md.name), replicas, md.strategy, _NO_SHAPE, ()
-        )
-        steps += _steps(roll, md.machine_template, domains, zoned, facts)
+        owner = ObjectRef("MachineDeployment", md.namespace, md.name)
+        surge = deployment_surge(md.strategy, replicas)
+        steps += _steps(owner, surge, template=md.machine_template, domains=domains, zoned=zoned, facts=facts)
     subject = ObjectRef("Cluster", inventory.namespace, inventory.name)
     return check_capacity(steps, subject)
 
 
-_NO_SHAPE = MachineShape(0, 0, 0)
-
-
 def _steps(
-    roll: Step,
+    owner: ObjectRef,
+    surge: int,
+    *,
     template: MachineTemplate,
     domains: Sequence[FailureDomain],
     zoned: Mapping[str, ZonedDomain],
     facts: Facts,
 ) -> list[Step]:
-    """`roll` (owner and surge) once per distinct tenant its machines may land in, with the machine's shape
-    and the tenant's limits (the worst case counts)."""
+    """The step of `owner` adding `surge` machines, once per distinct tenant its machines may land in,
+    with the machine's shape and the tenant's limits (the worst case counts)."""
     steps: dict[Tenant, Step] = {}
     for fd in domains:
         tenant = Tenant.of(fd)
@@ -210,7 +193,7 @@ def _steps(
             continue
         shape = _shape(template, fd, zone.zone_id, facts)
         if shape is not None:
-            steps[tenant] = replace(roll, shape=shape, placement=placement)
+            steps[tenant] = Step(owner, surge, shape, placement)
     return list(steps.values())
 
 

@@ -13,9 +13,10 @@ from kubectl_capc.domain.checks.capacity import (
     Resource,
     ResourceCount,
     ScopeLimits,
+    Step,
     check_capacity,
-    control_plane_step,
-    deployment_step,
+    control_plane_surge,
+    deployment_surge,
     parse_count,
     resolve_max_surge,
 )
@@ -79,29 +80,28 @@ def test_peak_is_the_largest_step_and_each_level_is_compared() -> None:
     domain = _scope(Level.DOMAIN, "ROOT/acme", ResourceCount(50, 45, 5))
     placement = (account, domain)
     md = ObjectRef("MachineDeployment", "prod", "md-0")
+    md1 = ObjectRef("MachineDeployment", "prod", "md-1")
     steps = [
-        control_plane_step(ObjectRef("KubeadmControlPlane", "prod", "cp"), None, SHAPE, placement),
-        deployment_step(
-            md, 6, RolloutStrategy(max_surge="50%"), SHAPE, placement
-        ),  # 3 machines x 2 vCPU = 6 > 5
-        deployment_step(
-            ObjectRef("MachineDeployment", "prod", "md-1"), 2, RolloutStrategy(max_surge=1), SHAPE, placement
-        ),
+        Step(ObjectRef("KubeadmControlPlane", "prod", "cp"), control_plane_surge(None, 3), SHAPE, placement),
+        # 3 machines x 2 vCPU = 6 > 5
+        Step(md, deployment_surge(RolloutStrategy(max_surge="50%"), 6), SHAPE, placement),
+        Step(md1, deployment_surge(RolloutStrategy(max_surge=1), 2), SHAPE, placement),
     ]
     findings = check_capacity(steps, SUBJECT)
     assert [f.message for f in findings] == [
         "domain ROOT/acme has 5 vCPU free; the rollout needs 6 at its peak "
         "(MachineDeployment/md-0: 3 surge machine(s))"
     ]
-    steps[1] = deployment_step(md, 6, RolloutStrategy("OnDelete", "50%"), SHAPE, placement)
+    steps[1] = Step(md, deployment_surge(RolloutStrategy("OnDelete", "50%"), 6), SHAPE, placement)
     assert check_capacity(steps, SUBJECT) == []
 
 
 def test_free_falls_back_to_limit_minus_total() -> None:
     scope = _scope(Level.PROJECT, "p", ResourceCount(10, 9, None))
-    step = control_plane_step(ObjectRef("KubeadmControlPlane", "prod", "cp"), 1, SHAPE, (scope,))
+    cp = ObjectRef("KubeadmControlPlane", "prod", "cp")
+    step = Step(cp, control_plane_surge(1, 3), SHAPE, (scope,))
     assert "project p has 1 vCPU free; the rollout needs 2" in check_capacity([step], SUBJECT)[0].message
-    assert check_capacity([control_plane_step(step.owner, 0, SHAPE, (scope,))], SUBJECT) == []
+    assert check_capacity([Step(cp, control_plane_surge(0, 3), SHAPE, (scope,))], SUBJECT) == []
 
 
 KCP = ObjectRef("KubeadmControlPlane", "prod", "cp")
