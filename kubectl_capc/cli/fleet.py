@@ -82,7 +82,8 @@ def run_fleet(
 ) -> NoReturn:
     """Plan and run the fleet; exits 0 when every cluster is at the target, 8 when some are not, 1 for
     a dry run with changes pending."""
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+    from kubectl_capc.cloudstack.client import CloudStackClient
+    from kubectl_capc.cloudstack.credentials import Credentials
     from kubectl_capc.domain.fleet import FleetPolicy
     from kubectl_capc.kube.client import api_client
     from kubectl_capc.ops.fleet import FleetOptions, FleetRun, FleetSelection, exit_code_of

@@ -32,7 +32,9 @@ from kubectl_capc.domain.images import DEFAULT_PREBUILT_BASE_URL, Hypervisor, de
 from kubectl_capc.domain.versions import KubeVersion, TargetVersion, parse_target
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Template
+    from kubectl_capc.cloudstack.client import CloudStackClient
+    from kubectl_capc.cloudstack.credentials import Credentials
+    from kubectl_capc.cloudstack.rows import OwnerScope, Template
     from kubectl_capc.domain.model import ClusterInventory
     from kubectl_capc.ops.image_register import ZoneOutcome
     from kubectl_capc.ops.image_targets import ZoneTarget
@@ -238,7 +240,7 @@ def register(
     """
     from kubectl_capc.cli.printing import print_document, print_table
     from kubectl_capc.cli.progress import ProgressDisplay
-    from kubectl_capc.cloudstack.client import UploadTLS
+    from kubectl_capc.cloudstack.upload import UploadTLS
     from kubectl_capc.ops.image_register import (
         ImageSource,
         find_prebuilt,
@@ -401,7 +403,7 @@ def _yes(value: bool) -> str:
 
 
 def _config_credentials() -> Credentials:
-    from kubectl_capc.cloudstack.client import credentials_from_config
+    from kubectl_capc.cloudstack.credentials import credentials_from_config
 
     return credentials_from_config()
 

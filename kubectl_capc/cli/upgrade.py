@@ -220,7 +220,8 @@ def image_upgrade(
 ) -> None:
     """Upgrade a CAPC cluster to a Kubernetes version: new node image and machine templates, control plane
     first, then MachineDeployments; one minor at a time. Safe to interrupt and run again."""
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+    from kubectl_capc.cloudstack.client import CloudStackClient
+    from kubectl_capc.cloudstack.credentials import Credentials
     from kubectl_capc.domain.images import check_template_name
     from kubectl_capc.domain.plan import ImageSource, OnDeleteMode
     from kubectl_capc.domain.planner import PlanRequest

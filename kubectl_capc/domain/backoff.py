@@ -1,7 +1,7 @@
 """How long to wait before retrying a remote request: exponential backoff with full jitter, or what the
 server asked for in `Retry-After`.
 
-Both adapters (`kube.client` for Kubernetes, `cloudstack.client` for CloudStack) decide
+Both adapters (`kube.client` for Kubernetes, `cloudstack.errors` for CloudStack) decide
 *whether* a failed request may be retried; this module only says *when*. Jitter spreads the retries of
 many clients over time, so a recovering server is not hit by all of them at once.
 """

@@ -31,7 +31,8 @@ from kubectl_capc.ops.progress import ImageProgress, NoteProgress, PipelineRepor
 from kubectl_capc.ops.upgrade import Console
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, ProgressCallback
+    from kubectl_capc.cloudstack.client import CloudStackClient, ProgressCallback
+    from kubectl_capc.cloudstack.errors import CloudStackError
     from kubectl_capc.kube.lease import ClusterLease
     from kubectl_capc.ops.image_targets import ZoneTarget
 
@@ -242,7 +243,7 @@ def wait_for_copies(
     what is left of the time. Once the time is up, the zones not yet looked at are listed once, so that
     the error names every zone that is not ready, with the time waited since the start.
     """
-    from kubectl_capc.cloudstack.client import CloudStackError
+    from kubectl_capc.cloudstack.errors import CloudStackError
     from kubectl_capc.domain.images import failed_while_waiting
 
     missing = step.zones_in(ZoneState.MISSING, ZoneState.FAILED, ZoneState.DUPLICATE)
@@ -288,7 +289,7 @@ def _copy_groups(
 
 def _joined(errors: Sequence[CloudStackError]) -> CloudStackError:
     """One error for the zones of several waits: their messages, and each distinct hint once."""
-    from kubectl_capc.cloudstack.client import CloudStackError
+    from kubectl_capc.cloudstack.errors import CloudStackError
 
     if len(errors) == 1:
         return errors[0]

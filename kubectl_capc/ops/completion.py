@@ -67,7 +67,8 @@ def clusters(target: KubeTarget) -> tuple[NamedObject, ...]:
 def template_versions(target: KubeTarget, cluster: str) -> TemplateVersions:
     """The templates named like node images that the cluster's failure domains can boot, found as
     `kubectl capc image list --cluster` finds them: through each failure domain's credentials Secret."""
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+    from kubectl_capc.cloudstack.client import CloudStackClient
+    from kubectl_capc.cloudstack.credentials import Credentials
     from kubectl_capc.domain.images import describe_template
     from kubectl_capc.domain.versions import parse_version
     from kubectl_capc.kube.client import api_client

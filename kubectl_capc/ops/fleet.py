@@ -52,7 +52,8 @@ from kubectl_capc.ops.progress import ImageProgress, NoteProgress, PipelineRepor
 from kubectl_capc.ops.upgrade import Upgrade, require_confirmation
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+    from kubectl_capc.cloudstack.client import CloudStackClient
+    from kubectl_capc.cloudstack.credentials import Credentials
     from kubectl_capc.kube.lease import ClusterLease
     from kubectl_capc.kube.watches import WatchHub
     from kubectl_capc.ops.image_targets import ZoneTarget

@@ -29,15 +29,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from kubectl_capc.cloudstack.client import (
-    CloudStackClient,
-    CloudStackError,
-    OwnerScope,
-    Template,
-    TemplateSpec,
-    UploadTLS,
-    network_failure,
-)
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.errors import CloudStackError, network_failure
+from kubectl_capc.cloudstack.rows import OwnerScope, Template, TemplateSpec
+from kubectl_capc.cloudstack.upload import UploadTLS
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.images import (
     Action,

@@ -13,15 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubectl_capc.cloudstack.client import (
-    CloudStackClient,
-    CloudStackError,
-    Credentials,
-    OwnerScope,
-    Template,
-    Zone,
-    credentials_from_secret_data,
-)
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import Credentials, credentials_from_secret_data
+from kubectl_capc.cloudstack.errors import CloudStackError
+from kubectl_capc.cloudstack.rows import OwnerScope, Template, Zone
 from kubectl_capc.domain.errors import ConfigError, KubeApiError, PlanError
 from kubectl_capc.domain.model import CloudStackResource, ClusterInventory, FailureDomain, SecretRef
 from kubectl_capc.kube.read import fetch_secret

@@ -13,7 +13,7 @@ from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.plan import ImageSource, WaitRollout
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import UploadTLS
+    from kubectl_capc.cloudstack.upload import UploadTLS
 
 __all__ = ["ApplyOptions", "ImageOptions", "Timeouts"]
 
@@ -57,7 +57,7 @@ class ImageOptions:
 
     def upload_tls(self) -> UploadTLS:
         """The TLS settings of uploads to the secondary-storage VM, from the two flags above."""
-        from kubectl_capc.cloudstack.client import UploadTLS
+        from kubectl_capc.cloudstack.upload import UploadTLS
 
         return UploadTLS(self.upload_ca_file, self.upload_insecure)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from kubectl_capc.domain.progress import CopyUpdate, UploadUpdate, ZoneCopy
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import Template
+    from kubectl_capc.cloudstack.rows import Template
 
 __all__ = ["ImageProgress", "NoteProgress", "PipelineReporter"]
 

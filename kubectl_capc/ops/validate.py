@@ -44,7 +44,9 @@ from kubectl_capc.domain.model import ClusterInventory, FailureDomain, SecretRef
 from kubectl_capc.domain.versions import TargetVersion, parse_target, parse_version
 
 if TYPE_CHECKING:
-    from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope, Template, Zone
+    from kubectl_capc.cloudstack.client import CloudStackClient
+    from kubectl_capc.cloudstack.credentials import Credentials
+    from kubectl_capc.cloudstack.rows import OwnerScope, Template, Zone
 
 __all__ = [
     "REPORT_KIND",
@@ -233,7 +235,7 @@ class Session:
 
     def limits(self) -> tuple[ScopeLimits, ...]:
         """The tenant's account, domain and project counts; none when they cannot be read."""
-        from kubectl_capc.cloudstack.client import CloudStackError
+        from kubectl_capc.cloudstack.errors import CloudStackError
 
         try:
             return self.client.limits(self.owner)
@@ -243,7 +245,7 @@ class Session:
 
     def ask(self, query: Query) -> Lookup:
         """Answer one check question; an id CloudStack does not know is answered with no rows."""
-        from kubectl_capc.cloudstack.client import CloudStackError
+        from kubectl_capc.cloudstack.errors import CloudStackError
 
         try:
             return Lookup(tuple(_rows(self, query)))
@@ -403,7 +405,7 @@ SecretRead = tuple[SecretFacts, "Credentials | None", frozenset[str]]
 def _read_secret(api_client: Any, ref: SecretRef) -> SecretRead:
     """A credentials Secret as checks see it (no values), the credentials when they are usable, and
     the key values, which no output may show."""
-    from kubectl_capc.cloudstack.client import credentials_from_secret_data
+    from kubectl_capc.cloudstack.credentials import credentials_from_secret_data
     from kubectl_capc.domain.checks.credentials import url_problem
     from kubectl_capc.kube.read import fetch_secret
 
@@ -467,7 +469,7 @@ def _connect(
     tenant: Tenant, credentials: Credentials, make_client: ClientFactory
 ) -> tuple[Connection, Session | None]:
     """Log in as the tenant (listZones), then resolve its account/domain/project."""
-    from kubectl_capc.cloudstack.client import (
+    from kubectl_capc.cloudstack.errors import (
         AccountWithoutKeys,
         CloudStackError,
         CloudStackRejected,

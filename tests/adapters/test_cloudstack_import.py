@@ -1,5 +1,6 @@
-"""`cs` is imported without the asyncio client and JSON colouring its package loads when aiohttp and
-pygments are installed (the plugin uses neither); both stay importable for anything else."""
+"""`cs` is imported when the first client is made, not with the adapter's modules, and without the
+asyncio client and JSON colouring its package loads when aiohttp and pygments are installed (the plugin
+uses neither); both stay importable for anything else."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-from kubectl_capc.cloudstack.client import CloudStackClient, Credentials
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import Credentials
 
+assert "cs" not in sys.modules  # importing the adapter leaves cs to the first client
 client = CloudStackClient(Credentials("http://127.0.0.1:9/client/api", "key", "secret", True, None, "test"))
 print(sorted(name for name in ("cs", "aiohttp", "pygments") if sys.modules.get(name) is not None))
 print(type(client._api).__module__)

@@ -14,13 +14,10 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack.client import (
-    CloudStackClient,
-    CloudStackError,
-    Credentials,
-    OwnerScope,
-    Template,
-)
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import Credentials
+from kubectl_capc.cloudstack.errors import CloudStackError
+from kubectl_capc.cloudstack.rows import OwnerScope, Template
 from kubectl_capc.domain.errors import ExitCode
 from kubectl_capc.domain.plan import EnsureImage, ImageSource, ZoneImage, ZoneState
 from kubectl_capc.domain.versions import parse_version

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 from cs import CloudStackApiException
 
-from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, Credentials, TemplateSpec
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import Credentials
+from kubectl_capc.cloudstack.errors import CloudStackError
+from kubectl_capc.cloudstack.rows import TemplateSpec
 from kubectl_capc.domain.errors import ExitCode
 from tests.csdouble import CloudStackDouble
 

@@ -11,17 +11,15 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack.client import (
-    CloudStackClient,
-    CloudStackError,
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import (
     Credentials,
-    OwnerScope,
-    Template,
-    TemplateSpec,
-    UploadTLS,
     credentials_from_config,
     credentials_from_secret_data,
 )
+from kubectl_capc.cloudstack.errors import CloudStackError
+from kubectl_capc.cloudstack.rows import OwnerScope, Template, TemplateSpec
+from kubectl_capc.cloudstack.upload import UploadTLS
 from kubectl_capc.domain.errors import ConfigError
 from tests.csdouble.faults import parse_faults
 from tests.csdouble.seed import add_template
@@ -388,10 +386,10 @@ def test_parameter_errors_carry_cloudstacks_text(cloudstack: CloudStackDouble) -
 def test_injected_internal_error_and_failed_job(
     cloudstack: CloudStackDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubectl_capc.cloudstack import client as adapter
+    from kubectl_capc.cloudstack import errors as cloudstack_errors
     from kubectl_capc.domain.backoff import Backoff
 
-    monkeypatch.setattr(adapter, "RETRIES", Backoff(attempts=3, base=0.01, cap=0.01))
+    monkeypatch.setattr(cloudstack_errors, "RETRIES", Backoff(attempts=3, base=0.01, cap=0.01))
     client = client_for(cloudstack)
     set_faults(cloudstack, {"errors": [{"command": "listZones", "times": 3}]})
     with pytest.raises(CloudStackError, match=r"list zones: CloudStack error 530.*management server log"):

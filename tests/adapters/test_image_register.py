@@ -20,15 +20,11 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack.client import (
-    CloudStackClient,
-    CloudStackError,
-    CloudStackUnreachable,
-    Credentials,
-    OwnerScope,
-    Template,
-    UploadTLS,
-)
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import Credentials
+from kubectl_capc.cloudstack.errors import CloudStackError, CloudStackUnreachable
+from kubectl_capc.cloudstack.rows import OwnerScope, Template
+from kubectl_capc.cloudstack.upload import UploadTLS
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.images import Hypervisor
 from kubectl_capc.domain.versions import KubeVersion

@@ -20,8 +20,10 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from kubectl_capc.cloudstack import client as adapter
-from kubectl_capc.cloudstack.client import CloudStackClient, CloudStackError, CloudStackRejected, Credentials
+from kubectl_capc.cloudstack import errors as cloudstack_errors
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import Credentials
+from kubectl_capc.cloudstack.errors import CloudStackError, CloudStackRejected
 from kubectl_capc.domain import interrupts, testpoints
 from kubectl_capc.domain.backoff import MAX_RETRY_AFTER, Backoff, retry_after
 from kubectl_capc.kube.client import RETRIES, retry_delay
@@ -114,7 +116,7 @@ def test_a_refused_connection_before_any_answer_is_not_retried() -> None:
 
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(adapter, "RETRIES", Backoff(attempts=4, base=0.01, cap=0.01))
+    monkeypatch.setattr(cloudstack_errors, "RETRIES", Backoff(attempts=4, base=0.01, cap=0.01))
 
 
 def _client(double: CloudStackDouble, api_key: str | None = None) -> CloudStackClient:

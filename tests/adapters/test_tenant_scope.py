@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack.client import AccountWithoutKeys, CloudStackError
+from kubectl_capc.cloudstack.errors import AccountWithoutKeys, CloudStackError
 from tests.adapters.test_image_cloudstack import UBUNTU_2204, calls, client_for
 from tests.csdouble.seed import add_template
 from tests.csdouble.server import CloudStackDouble

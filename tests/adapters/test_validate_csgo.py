@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.cloudstack.client import CloudStackClient, Credentials, OwnerScope
+from kubectl_capc.cloudstack.client import CloudStackClient
+from kubectl_capc.cloudstack.credentials import Credentials
+from kubectl_capc.cloudstack.rows import OwnerScope
 from kubectl_capc.domain.checks import run_checks
 from kubectl_capc.domain.checks.facts import Connection, Facts, Reach, Tenant
 from kubectl_capc.domain.checks.templates import resolve_template, template_query

@@ -417,11 +417,11 @@ def test_healthy_table_and_yaml(scene_bed: SceneBed, capsys: pytest.CaptureFixtu
 def test_a_failing_cloudstack_call_is_a_finding(
     scene_bed: SceneBed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubectl_capc.cloudstack import client as cloudstack
+    from kubectl_capc.cloudstack import errors as cloudstack_errors
     from kubectl_capc.domain.backoff import Backoff
 
     # Reads are tried twice here (quickly): the call for each of the two zones fails both times.
-    monkeypatch.setattr(cloudstack, "RETRIES", Backoff(attempts=2, base=0.01, cap=0.01))
+    monkeypatch.setattr(cloudstack_errors, "RETRIES", Backoff(attempts=2, base=0.01, cap=0.01))
     _admin(scene_bed.bed, "faults", {"errors": [{"command": "listHypervisors", "times": 4}]})
     try:
         code, document = validate_json(scene_bed, capsys, "healthy")

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubectl_capc.cloudstack.client import Credentials, MultipartFileBody, UploadTLS
+from kubectl_capc.cloudstack.credentials import Credentials
+from kubectl_capc.cloudstack.upload import MultipartFileBody, UploadTLS
 from kubectl_capc.domain.errors import UsageError
 from kubectl_capc.domain.images import (
     Action,

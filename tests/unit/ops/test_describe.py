@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubectl_capc.cloudstack.client import CloudStackError
+from kubectl_capc.cloudstack.errors import CloudStackError
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.errors import ConfigError
 from kubectl_capc.domain.inventory import build_inventories
