@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from kubectl_capc.cli.options import GlobalOptions, OutputFormat
+from kubectl_capc.cli.terminal import Terminal
 from kubectl_capc.domain.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from kubectl_capc.cli.progress import ProgressDisplay
     from kubectl_capc.domain.fleet import ClusterKey, FleetPlan, FleetReport
     from kubectl_capc.domain.planner import PlanRequest
-    from kubectl_capc.domain.progress import CopyUpdate, UploadUpdate
     from kubectl_capc.ops.options import ApplyOptions, ImageOptions
 
 __all__ = ["FleetFlags", "FleetTerminal", "run_fleet"]
@@ -134,16 +133,9 @@ _SHOWN = {
 }
 
 
-class FleetTerminal:
+class FleetTerminal(Terminal):
     """The `FleetConsole` of the CLI; thread-safe, since members report from their own threads. The
     clusters' states are the `cli.progress` display's fleet table (or its plain lines)."""
-
-    def __init__(self, output: OutputFormat, *, progress: str | ProgressDisplay = "auto") -> None:
-        self.output = output
-        from kubectl_capc.cli.progress import ProgressDisplay
-
-        self.display = progress if isinstance(progress, ProgressDisplay) else ProgressDisplay(progress)
-        self._document: dict[str, Any] | None = None
 
     # -- the plan and the report (stdout) ---------------------------------------------------------
 
@@ -190,29 +182,7 @@ class FleetTerminal:
         print_table(("NAMESPACE", "CLUSTER", "RESULT", "REASON"), rows)
         typer.echo(f"Fleet upgrade to {plan.target}: {report.summary()}.")
 
-    def flush(self) -> None:
-        """Print the typed document (json/yaml) once, however the run ended."""
-        self.display.close()
-        if self._document is not None:
-            from kubectl_capc.cli.printing import print_document
-
-            print_document(self._document, self.output)
-            self._document = None
-
     # -- progress (stderr) ------------------------------------------------------------------------
-
-    def confirm(self, question: str) -> bool:
-        self.display.close()
-        return typer.confirm(question, default=False, err=True)
-
-    def note(self, message: str) -> None:
-        self.display.note(message)
-
-    def upload(self, update: UploadUpdate) -> None:
-        self.display.upload(update)
-
-    def copies(self, update: CopyUpdate) -> None:
-        self.display.copies(update)
 
     def member(self, key: ClusterKey, state: str, detail: str = "") -> None:
         if state not in _SHOWN:

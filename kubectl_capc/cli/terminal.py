@@ -1,4 +1,4 @@
-"""The terminal of the commands that change a cluster by plan (`image-upgrade`, `rollback`).
+"""The terminal of the commands that change clusters (`image-upgrade`, `rollback`, fleets).
 
 The plan and the server-checked diff of each write go to stdout; steps, progress (drawn by
 `kubectl_capc.cli.progress` as `--progress` says), notes and questions go to stderr, so stdout stays
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kubectl_capc.domain.preview import ObjectPreview
     from kubectl_capc.domain.progress import CopyUpdate, RolloutUpdate, UploadUpdate
 
-__all__ = ["PlanTerminal"]
+__all__ = ["PlanTerminal", "Terminal"]
 
 
 class _Documented(Protocol):
@@ -35,7 +35,42 @@ class _Documented(Protocol):
 PlanT = TypeVar("PlanT", bound=_Documented)
 
 
-class PlanTerminal(ABC, Generic[PlanT]):
+class Terminal:
+    """What every changing command's terminal does alike: progress, notes and questions on stderr through
+    one `cli.progress` display, and (with `-o json|yaml`) one typed document printed once at the end."""
+
+    def __init__(self, output: OutputFormat, *, progress: str | ProgressDisplay = "auto") -> None:
+        """`progress`: the `--progress` mode, or the display to use."""
+        self.output = output
+        self._document: dict[str, Any] | None = None
+        from kubectl_capc.cli.progress import ProgressDisplay
+
+        self.display = progress if isinstance(progress, ProgressDisplay) else ProgressDisplay(progress)
+
+    def confirm(self, question: str) -> bool:
+        self.display.close()
+        return typer.confirm(question, default=False, err=True)
+
+    def upload(self, update: UploadUpdate) -> None:
+        self.display.upload(update)
+
+    def copies(self, update: CopyUpdate) -> None:
+        self.display.copies(update)
+
+    def note(self, message: str) -> None:
+        self.display.note(message)
+
+    def flush(self) -> None:
+        """Print the typed document (json/yaml) once, whatever point the run stopped at."""
+        self.display.close()
+        if self._document is not None:
+            from kubectl_capc.cli.printing import print_document
+
+            print_document(self._document, self.output)
+            self._document = None
+
+
+class PlanTerminal(Terminal, ABC, Generic[PlanT]):
     """Shows one command's plan, previews, steps and progress; each command says how its plan and
     previews look as text and what the document says about each write."""
 
@@ -46,14 +81,9 @@ class PlanTerminal(ABC, Generic[PlanT]):
         color: bool | None = None,
         progress: str | ProgressDisplay = "auto",
     ) -> None:
-        """`color` None: colour the diffs when stdout is a terminal and NO_COLOR is not set;
-        `progress`: the `--progress` mode, or the display to use."""
-        self.output = output
+        """`color` None: colour the diffs when stdout is a terminal and NO_COLOR is not set."""
+        super().__init__(output, progress=progress)
         self.color = sys.stdout.isatty() and "NO_COLOR" not in os.environ if color is None else color
-        self._document: dict[str, Any] | None = None
-        from kubectl_capc.cli.progress import ProgressDisplay
-
-        self.display = progress if isinstance(progress, ProgressDisplay) else ProgressDisplay(progress)
         self.current_step: str | None = None
         """The step under way (`Action Kind/name`), for the message shown when the run is interrupted."""
 
@@ -82,21 +112,8 @@ class PlanTerminal(ABC, Generic[PlanT]):
         elif self._document is not None and "serverDryRun" not in self._document["status"]:
             self._document["status"]["serverDryRun"] = [self.verdict(p) for p in previews]
 
-    def confirm(self, question: str) -> bool:
-        self.display.close()
-        return typer.confirm(question, default=False, err=True)
-
     def progress(self, update: RolloutUpdate) -> None:
         self.display.rollout(update)
-
-    def upload(self, update: UploadUpdate) -> None:
-        self.display.upload(update)
-
-    def copies(self, update: CopyUpdate) -> None:
-        self.display.copies(update)
-
-    def note(self, message: str) -> None:
-        self.display.note(message)
 
     def announce(self, label: str, step: Step, state: str) -> None:
         """`[label] Action Kind/name: ...` with what the step does (`state` "start"), or "done"."""
@@ -125,12 +142,3 @@ class PlanTerminal(ABC, Generic[PlanT]):
         else:
             where = f" during {self.current_step}" if self.current_step else ""
         self.note(f"interrupted{where}: run the same command again to continue where it stopped")
-
-    def flush(self) -> None:
-        """Print the typed plan document (json/yaml) once, whatever point the run stopped at."""
-        self.display.close()
-        if self._document is not None:
-            from kubectl_capc.cli.printing import print_document
-
-            print_document(self._document, self.output)
-            self._document = None
