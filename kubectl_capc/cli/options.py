@@ -51,6 +51,7 @@ __all__ = [
     "OutputOption",
     "PollIntervalOption",
     "PrebuiltBaseUrlOption",
+    "ProgressMode",
     "ProgressOption",
     "SelectorOption",
     "TimeoutOption",
@@ -264,8 +265,17 @@ UploadInsecureOption = Annotated[
     ),
 ]
 """`--upload-ca-file` / `--upload-insecure` of the commands that may upload (read by `check_upload_tls`)."""
-PROGRESS_MODES = ("auto", "plain", "none")
-"""The values of cli.progress.ProgressMode, spelled out so that `--help` need not import the renderer."""
+
+
+class ProgressMode(str, enum.Enum):
+    """What `--progress` can ask for (drawn by `cli.progress`, which `--help` need not import)."""
+
+    AUTO = "auto"
+    PLAIN = "plain"
+    NONE = "none"
+
+
+PROGRESS_MODES = tuple(mode.value for mode in ProgressMode)
 
 
 ProgressOption = Annotated[
@@ -277,7 +287,7 @@ ProgressOption = Annotated[
         help="Progress on stderr: live on a terminal (auto), timestamped lines (plain), or none.",
     ),
 ]
-"""`--progress` of the commands that wait (a `cli.progress.ProgressMode` value)."""
+"""`--progress` of the commands that wait (a `ProgressMode` value)."""
 
 
 def check_upload_tls(ca_file: Path | None, insecure: bool, *, uploads: bool, needs: str) -> None:

@@ -13,7 +13,6 @@ rich is imported only once a live display is drawn, so that start-up and plain o
 
 from __future__ import annotations
 
-import enum
 import os
 import sys
 import threading
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
+from kubectl_capc.cli.options import ProgressMode
 from kubectl_capc.domain.progress import (
     CopyUpdate,
     OwnerProgress,
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
 
-__all__ = ["ProgressDisplay", "ProgressMode", "owner_text", "size", "zone_text"]
+__all__ = ["ProgressDisplay", "owner_text", "size", "zone_text"]
 
 RATE_WINDOW = 10.0
 """An upload's rate is measured over this many seconds of the latest progress."""
@@ -44,14 +44,6 @@ UPLOAD_STEP = 10
 """Plain output prints an upload line at each this many percent (and when it ends)."""
 STATUS_EVERY = 60.0
 """Plain output prints a free-text status (a build's) at most this often, in seconds."""
-
-
-class ProgressMode(str, enum.Enum):
-    """What `--progress` can ask for (`cli.options.PROGRESS_MODES` spells the values out)."""
-
-    AUTO = "auto"
-    PLAIN = "plain"
-    NONE = "none"
 
 
 def size(count: float) -> str:

@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 import pytest
 from rich.console import Console
 
-from kubectl_capc.cli.progress import ProgressDisplay, ProgressMode
+from kubectl_capc.cli.options import ProgressMode
+from kubectl_capc.cli.progress import ProgressDisplay
 from kubectl_capc.domain.progress import (
     CopyUpdate,
     MachinePhase,
