@@ -16,7 +16,9 @@ from typing import Any
 
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.errors import PlanError
+from kubectl_capc.domain.inventory import cloned_from
 from kubectl_capc.domain.model import (
+    CLONED_FROM_NAME,
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
     CLUSTER_NAME_LABEL,
     KUBEADM_CONTROL_PLANE_KIND,
@@ -38,8 +40,6 @@ __all__ = [
 ]
 
 KIND = "MachineTemplateCleanup"
-CLONED_FROM_NAME = "cluster.x-k8s.io/cloned-from-name"
-CLONED_FROM_GROUPKIND = "cluster.x-k8s.io/cloned-from-groupkind"
 
 References = Mapping[str, tuple[str, ...]]
 """CloudStackMachineTemplate name -> the objects that use it (`MachineSet/c1-md-0-abcde`)."""
@@ -86,11 +86,8 @@ def _named_templates(obj: Mapping[str, Any]) -> set[str]:
         and ref.get("name")
         and ref.get("kind", CLOUDSTACK_MACHINE_TEMPLATE_KIND) == CLOUDSTACK_MACHINE_TEMPLATE_KIND
     }
-    annotations = _get(obj, "metadata", "annotations") or {}
-    cloned_from = annotations.get(CLONED_FROM_NAME)
-    group_kind = str(annotations.get(CLONED_FROM_GROUPKIND) or CLOUDSTACK_MACHINE_TEMPLATE_KIND)
-    if cloned_from and group_kind.partition(".")[0] == CLOUDSTACK_MACHINE_TEMPLATE_KIND:
-        names.add(str(cloned_from))
+    if template := cloned_from(obj):
+        names.add(template)
     return names
 
 

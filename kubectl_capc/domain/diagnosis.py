@@ -18,6 +18,7 @@ from typing import Any
 from kubectl_capc.domain.checks.workload import Pod, PodDisruptionBudget, WorkloadFacts
 from kubectl_capc.domain.documents import API_VERSION
 from kubectl_capc.domain.machines import Machine
+from kubectl_capc.domain.model import built_from_another
 from kubectl_capc.domain.versions import parse_version
 
 __all__ = [
@@ -40,12 +41,14 @@ _LISTED_POD = re.compile(r"(?<![\w./-])(?P<namespace>[a-z0-9](?:[-a-z0-9]*[a-z0-
 
 @dataclass(frozen=True)
 class OwnerSpec:
-    """A KubeadmControlPlane or MachineDeployment and the version its spec asks for."""
+    """A KubeadmControlPlane or MachineDeployment, the version its spec asks for and the
+    CloudStackMachineTemplate it points at (empty: not compared)."""
 
     kind: str
     namespace: str
     name: str
     version: str
+    template: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,13 @@ def diagnose(
     templates: Mapping[tuple[str, str], TemplateReadiness],
     now: datetime,
     join_timeout: timedelta = timedelta(minutes=10),
+    built_from: Mapping[str, str] | None = None,
 ) -> RolloutStatus:
     """`infra` is keyed by Machine name, `templates` by (template name, zone name); `workload` is None
-    when the workload cluster could not be read (drain causes then come from the Machine alone)."""
+    when the workload cluster could not be read (drain causes then come from the Machine alone).
+    `built_from` names the CloudStackMachineTemplate each Machine was built from: a Machine at its
+    owner's version built from another template than the owner's is old too (a change of image)."""
+    built = built_from or {}
     statuses = []
     for owner in owners:
         mine = sorted(
@@ -183,7 +190,8 @@ def diagnose(
                         m.version,
                         m.phase,
                         m.node_ref,
-                        _same_version(m.version, owner.version),
+                        _same_version(m.version, owner.version)
+                        and not built_from_another(built.get(m.name, ""), owner.template),
                         _cause(
                             m,
                             infra.get(m.name, InfraMachine()),

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubectl_capc.domain.model import (
+    CLONED_FROM_GROUPKIND,
+    CLONED_FROM_NAME,
     CLOUDSTACK_CLUSTER_KIND,
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
     CLUSTER_NAME_LABEL,
@@ -512,10 +514,39 @@ def parse_rollout_owner(obj: Obj) -> ControlPlane | MachineDeployment | None:
     return parse_machine_deployment(obj, index, [])
 
 
-def parse_machine(obj: Obj) -> Machine:
-    """A Machine; role and owner come from the labels CAPI puts on every Machine it creates."""
+def cloned_from(obj: Obj) -> str:
+    """The CloudStackMachineTemplate an object says it was cloned from (`cluster.x-k8s.io/cloned-from-name`,
+    which CAPI puts on each infrastructure machine); empty when the annotation names none or another kind.
+    A name without its group-kind annotation counts as a CloudStackMachineTemplate."""
+    annotations = _annotations(obj)
+    name = annotations.get(CLONED_FROM_NAME)
+    group_kind = str(annotations.get(CLONED_FROM_GROUPKIND) or CLOUDSTACK_MACHINE_TEMPLATE_KIND)
+    if isinstance(name, str) and group_kind.partition(".")[0] == CLOUDSTACK_MACHINE_TEMPLATE_KIND:
+        return name
+    return ""
+
+
+MachineTemplates = Mapping[tuple[str, str], str]
+"""(namespace, name) of a CloudStackMachine -> the CloudStackMachineTemplate it was cloned from."""
+
+
+def machine_templates(cloudstack_machines: Iterable[Obj]) -> dict[tuple[str, str], str]:
+    """Which template each CloudStackMachine was cloned from (`cloned_from`), for `parse_machine`.
+
+    The CloudStackMachine, not the Machine's MachineSet, tells what a Machine was built from: it is
+    the Machine's own record (a MachineSet's template can be changed in place, and hand-made or
+    adopted Machines have none), and one LIST per namespace reads it for every Machine.
+    """
+    found = ((_namespace(o), _name(o), cloned_from(o)) for o in cloudstack_machines)
+    return {(namespace, name): template for namespace, name, template in found if template}
+
+
+def parse_machine(obj: Obj, templates: MachineTemplates | None = None) -> Machine:
+    """A Machine; role and owner come from the labels CAPI puts on every Machine it creates, and the
+    template it was built from is looked up in `templates` (`machine_templates`) by its infrastructureRef."""
     labels = _labels(obj)
     namespace = _namespace(obj)
+    infrastructure = parse_ref(_map(obj, "spec", "infrastructureRef"), namespace)
     if CONTROL_PLANE_LABEL in labels or CONTROL_PLANE_NAME_LABEL in labels:
         role, owner = MachineRole.CONTROL_PLANE, str(labels.get(CONTROL_PLANE_NAME_LABEL, ""))
     else:
@@ -531,10 +562,17 @@ def parse_machine(obj: Obj) -> Machine:
         failure_domain=failure_domain,
         phase=_str(obj, "status", "phase"),
         node_name=_str(obj, "status", "nodeRef", "name"),
-        infrastructure_ref=parse_ref(_map(obj, "spec", "infrastructureRef"), namespace),
+        infrastructure_ref=infrastructure,
         deleting=bool(_str(obj, "metadata", "deletionTimestamp")),
         node_ready=_node_ready(obj),
+        machine_template=_built_from(infrastructure, templates or {}),
     )
+
+
+def _built_from(infrastructure: Ref | None, templates: MachineTemplates) -> str:
+    if infrastructure is None or infrastructure.kind != "CloudStackMachine":
+        return ""
+    return templates.get((infrastructure.namespace, infrastructure.name), "")
 
 
 def _node_ready(obj: Obj) -> bool | None:
@@ -560,6 +598,7 @@ class RawObjects:
     machine_templates: Sequence[Obj] = ()
     cloudstack_clusters: Sequence[Obj] = ()
     bootstrap_templates: Sequence[Obj] = ()
+    cloudstack_machines: Sequence[Obj] = ()
 
 
 def _by_key(objects: Iterable[Obj]) -> dict[tuple[str, str], Obj]:
@@ -590,9 +629,10 @@ def build_inventories(objects: RawObjects, capi_version: CapiVersion) -> tuple[C
     for md in objects.machine_deployments:
         deployments_by_cluster.setdefault((_namespace(md), _cluster_name(md)), []).append(md)
     machines_by_cluster: dict[tuple[str, str], list[Machine]] = {}
+    built_from = machine_templates(objects.cloudstack_machines)
     for raw_machine in objects.machines:
         key = (_namespace(raw_machine), _cluster_name(raw_machine))
-        machines_by_cluster.setdefault(key, []).append(parse_machine(raw_machine))
+        machines_by_cluster.setdefault(key, []).append(parse_machine(raw_machine, built_from))
 
     inventories = []
     for raw_cluster in sorted(objects.clusters, key=lambda o: (_namespace(o), _name(o))):

@@ -22,6 +22,8 @@ CONTROL_PLANE_LABEL = "cluster.x-k8s.io/control-plane"
 CONTROL_PLANE_NAME_LABEL = "cluster.x-k8s.io/control-plane-name"
 DEPLOYMENT_NAME_LABEL = "cluster.x-k8s.io/deployment-name"
 PAUSED_ANNOTATION = "cluster.x-k8s.io/paused"
+CLONED_FROM_NAME = "cluster.x-k8s.io/cloned-from-name"
+CLONED_FROM_GROUPKIND = "cluster.x-k8s.io/cloned-from-groupkind"
 TOPOLOGY_OWNED_LABEL = "topology.cluster.x-k8s.io/owned"
 
 CLUSTER_GROUP = "cluster.x-k8s.io"
@@ -346,6 +348,12 @@ class MachineRole(str, enum.Enum):
     WORKER = "worker"
 
 
+def built_from_another(built: str, wanted: str) -> bool:
+    """Whether a Machine built from CloudStackMachineTemplate `built` is not one of `wanted`; an unknown
+    template (empty) on either side tells nothing."""
+    return bool(built and wanted and built != wanted)
+
+
 @dataclass(frozen=True)
 class Machine:
     """A CAPI Machine: the version really running somewhere, and who owns it.
@@ -367,6 +375,17 @@ class Machine:
     deleting: bool
     node_ready: bool | None = None
     """The Machine's `NodeReady` condition (v1beta1: `NodeHealthy`); None when it reports neither."""
+    machine_template: str = ""
+    """The CloudStackMachineTemplate the Machine was built from: the cloned-from annotation of its
+    CloudStackMachine; empty when that is not known (no CloudStackMachine read, or no annotation)."""
+
+    def outdated(self, version: str, template: str = "") -> bool:
+        """Whether the Machine runs another version than `version`, or was built from another
+        CloudStackMachineTemplate than `template` (only when both templates are known: a change of
+        image alone keeps the version)."""
+        if normalize_version(self.version) != normalize_version(version):
+            return True
+        return built_from_another(self.machine_template, template)
 
     @property
     def ready(self) -> bool:
@@ -584,14 +603,14 @@ class ClusterInventory:
     def machines_of(self, deployment: MachineDeployment) -> tuple[Machine, ...]:
         return tuple(m for m in self.machines if m.role is MachineRole.WORKER and m.owner == deployment.name)
 
-    def machines_behind(self, deployment: MachineDeployment, version: str = "") -> tuple[Machine, ...]:
-        """The deployment's Machines, not being deleted, that run another version than `version`
-        (default: its spec's)."""
-        wanted = normalize_version(version or deployment.version)
+    def machines_behind(
+        self, deployment: MachineDeployment, target: tuple[str, str] | None = None
+    ) -> tuple[Machine, ...]:
+        """The deployment's Machines, not being deleted, that are `Machine.outdated` for `target`
+        (version, CloudStackMachineTemplate name); default: its spec's."""
+        version, template = target or (deployment.version, deployment.infrastructure_ref.name)
         return tuple(
-            m
-            for m in self.machines_of(deployment)
-            if not m.deleting and normalize_version(m.version) != wanted
+            m for m in self.machines_of(deployment) if not m.deleting and m.outdated(version, template)
         )
 
     def machines_off_spec(self) -> tuple[Machine, ...]:

@@ -313,7 +313,8 @@ class RollOnDelete(Step):
     """The Machines of an OnDelete MachineDeployment after its patch: CAPI replaces one only once it
     is deleted. `leave` waits for nothing; `replace` deletes the Machines not at `version` one at a time,
     keeping within maxUnavailable and never more than one below the ready count, and waits for each
-    replacement's Node to be Ready. `machines` are the ones not at `version` when the plan was made."""
+    replacement's Node to be Ready. `machines` are the old ones when the plan was made: not at `version`,
+    or built from another CloudStackMachineTemplate than `template` (the deployment's after its patch)."""
 
     action: ClassVar[str] = "RollOnDelete"
     name: str
@@ -321,6 +322,7 @@ class RollOnDelete(Step):
     mode: OnDeleteMode
     machines: tuple[str, ...] = field(default=(), compare=False)
     max_unavailable: int = field(default=0, compare=False)
+    template: str = ""
     kind: ClassVar[str] = MACHINE_DEPLOYMENT_KIND
 
     @property
@@ -339,7 +341,7 @@ class RollOnDelete(Step):
         count = f"{len(self.machines)} Machine{'' if len(self.machines) == 1 else 's'}"
         if self.mode is OnDeleteMode.LEAVE:
             return (
-                f"strategy OnDelete: not waited for; {count} keep their version until deleted "
+                f"strategy OnDelete: not waited for; {count} keep their version and image until deleted "
                 "(--on-delete=replace rolls them)"
             )
         return (
@@ -353,6 +355,7 @@ class RollOnDelete(Step):
             "kind": self.kind,
             "name": self.name,
             "version": self.version,
+            "machineTemplate": self.template,
             "mode": self.mode.value,
             "machines": list(self.machines),
             "maxUnavailable": self.max_unavailable,
@@ -361,18 +364,38 @@ class RollOnDelete(Step):
 
 @dataclass(frozen=True)
 class OldMachines:
-    """Machines of an OnDelete MachineDeployment that run another version than the plan's target."""
+    """Machines of an OnDelete MachineDeployment that run another version than the plan's target, or
+    were built from another CloudStackMachineTemplate than the deployment's `template` (an image change)."""
 
     deployment: str
     version: str
-    machines: tuple[tuple[str, str], ...]
-    """(Machine name, the version it runs)."""
+    machines: tuple[tuple[str, str, str], ...]
+    """(Machine name, the version it runs, the template it was built from: empty when not known)."""
+    template: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.machines)
+
+    def what(self) -> str:
+        """What keeps them old, e.g. `at v1.28.5` or `on CloudStackMachineTemplate c1-md-0`."""
+        versions = sorted({version for _, version, _ in self.machines if version != self.version})
+        templates = sorted({t for _, version, t in self.machines if version == self.version and t})
+        parts = [f"at {', '.join(versions)}"] if versions else []
+        if templates:
+            plural = "s" if len(templates) > 1 else ""
+            parts.append(f"on CloudStackMachineTemplate{plural} {', '.join(templates)}")
+        return " or ".join(parts)
 
     def to_document(self) -> dict[str, Any]:
         return {
             "machineDeployment": self.deployment,
             "version": self.version,
-            "machines": [{"name": name, "version": version} for name, version in self.machines],
+            "machineTemplate": self.template,
+            "machines": [
+                {"name": name, "version": version, **({"machineTemplate": template} if template else {})}
+                for name, version, template in self.machines
+            ],
         }
 
 

@@ -143,7 +143,7 @@ def plan_upgrade(
         notes.append(
             "CloudStack was not asked: the templates are assumed to exist and be ready in every zone"
         )
-    old = _old_machines(inventory, goal) if request.on_delete is OnDeleteMode.LEAVE else ()
+    old = _old_machines(inventory, goal, hops) if request.on_delete is OnDeleteMode.LEAVE else ()
     skew = _kubelet_skew_blockers(inventory, hops) if request.on_delete is OnDeleteMode.LEAVE else []
     notes += [_old_machines_note(entry, inventory) for entry in old]
     return UpgradePlan(
@@ -164,19 +164,28 @@ def plan_upgrade(
     )
 
 
-def _old_machines(inventory: ClusterInventory, goal: KubeVersion) -> tuple[OldMachines, ...]:
-    """Per OnDelete MachineDeployment, its Machines (not being deleted) that do not run `goal`."""
+def _old_machines(
+    inventory: ClusterInventory, goal: KubeVersion, hops: Sequence[PlanHop]
+) -> tuple[OldMachines, ...]:
+    """Per OnDelete MachineDeployment, its Machines (not being deleted) that do not run `goal` or were
+    built from another CloudStackMachineTemplate than the one the plan leaves it on."""
+    templates = {md.name: md.infrastructure_ref.name for md in inventory.machine_deployments}
+    for hop in hops:
+        templates.update(
+            (s.name, s.template_to)
+            for s in hop.steps
+            if isinstance(s, PatchObject) and not s.is_control_plane
+        )
     result = []
     for md in inventory.machine_deployments:
         if not md.strategy.on_delete:
             continue
         behind = tuple(
-            (m.name, m.version)
-            for m in inventory.machines_of(md)
-            if not m.deleting and version_or_none(m.version) != goal
+            (m.name, m.version, m.machine_template)
+            for m in inventory.machines_behind(md, (str(goal), templates[md.name]))
         )
         if behind:
-            result.append(OldMachines(md.name, str(goal), behind))
+            result.append(OldMachines(md.name, str(goal), behind, templates[md.name]))
     return tuple(result)
 
 
@@ -220,10 +229,10 @@ def _kubelet_skew_blockers(inventory: ClusterInventory, hops: Sequence[PlanHop])
 
 
 def _old_machines_note(entry: OldMachines, inventory: ClusterInventory) -> str:
-    names = " ".join(name for name, _ in entry.machines)
+    names = " ".join(entry.names)
     return (
         f"MachineDeployment/{entry.deployment} has the OnDelete strategy: Cluster API replaces a Machine "
-        f"only once it is deleted, so {names} keep running their version; roll them one at a time with "
+        f"only once it is deleted, so {names} keep running {entry.what()}; roll them one at a time with "
         f"`kubectl delete machine -n {inventory.namespace} NAME`, or run again with --on-delete=replace"
     )
 
@@ -534,7 +543,9 @@ class _Builder:
                 steps += _waits_in_progress(
                     MACHINE_DEPLOYMENT_KIND, [md for md in settling if not md.on_delete]
                 )
-                steps += [self._roll_on_delete(md, md.version) for md in settling if md.on_delete]
+                steps += [
+                    self._roll_on_delete(md, md.version, md.template) for md in settling if md.on_delete
+                ]
             cp_moves = hop.moves_control_plane or (last and control_plane.name in rotation)
             md_names = sorted(
                 {w.name for w in hop.workers}
@@ -557,7 +568,9 @@ class _Builder:
                 if rolling:
                     steps.append(_wait(MACHINE_DEPLOYMENT_KIND, rolling, hop.version))
                 steps += [
-                    self._roll_on_delete(state[name], hop.version) for name in batch if state[name].on_delete
+                    self._roll_on_delete(state[name], hop.version, changes[name].name)
+                    for name in batch
+                    if state[name].on_delete
                 ]
             for mover in movers:
                 change = changes[mover.name]
@@ -577,15 +590,13 @@ class _Builder:
         step = _patch(owner, change)
         return replace(step, on_delete=self.request.on_delete.value) if owner.on_delete else step
 
-    def _roll_on_delete(self, owner: _Owner, version: KubeVersion) -> RollOnDelete:
-        """What happens to an OnDelete deployment's Machines once it asks for `version`."""
+    def _roll_on_delete(self, owner: _Owner, version: KubeVersion, template: str) -> RollOnDelete:
+        """What happens to an OnDelete deployment's Machines once it asks for `version` and `template`."""
         md = next(m for m in self.inventory.machine_deployments if m.name == owner.name)
-        old = tuple(
-            m.name
-            for m in self.inventory.machines_of(md)
-            if not m.deleting and version_or_none(m.version) != version
+        old = tuple(m.name for m in self.inventory.machines_behind(md, (str(version), template)))
+        return RollOnDelete(
+            owner.name, str(version), self.request.on_delete, old, owner.max_unavailable, template=template
         )
-        return RollOnDelete(owner.name, str(version), self.request.on_delete, old, owner.max_unavailable)
 
     def _rotation(
         self, control_plane: _Owner, workers: Sequence[_Owner], hops: Sequence[Hop]

@@ -443,7 +443,7 @@ def _on_delete_machines_newer_than(
 
 def _on_delete_note(inventory: ClusterInventory, move: GoBack) -> str:
     md = next(md for md in inventory.machine_deployments if md.name == move.name)
-    behind = sorted(m.name for m in inventory.machines_behind(md, move.version_to))
+    behind = sorted(m.name for m in inventory.machines_behind(md, (move.version_to, move.template_to)))
     note = (
         f"{MACHINE_DEPLOYMENT_KIND}/{move.name} has the OnDelete strategy: it is patched and not waited "
         "for, since Cluster API replaces a Machine only once it is deleted"

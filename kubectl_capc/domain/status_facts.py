@@ -238,13 +238,19 @@ def parse_health_check(obj: Obj) -> HealthCheck | None:
 
 
 def owner_specs(inventory: ClusterInventory) -> tuple[OwnerSpec, ...]:
-    """The control plane, then each MachineDeployment, with the version its spec asks for."""
+    """The control plane, then each MachineDeployment, with the version and template its spec asks for."""
     owners = []
     if inventory.control_plane is not None:
         cp = inventory.control_plane
-        owners.append(OwnerSpec(KUBEADM_CONTROL_PLANE_KIND, cp.namespace, cp.name, cp.version))
+        owners.append(
+            OwnerSpec(
+                KUBEADM_CONTROL_PLANE_KIND, cp.namespace, cp.name, cp.version, cp.infrastructure_ref.name
+            )
+        )
     for md in inventory.machine_deployments:
-        owners.append(OwnerSpec("MachineDeployment", md.namespace, md.name, md.version))
+        owners.append(
+            OwnerSpec("MachineDeployment", md.namespace, md.name, md.version, md.infrastructure_ref.name)
+        )
     return tuple(owners)
 
 
@@ -295,6 +301,7 @@ def cluster_status(
         templates=zones.templates,
         now=now,
         join_timeout=join_timeout,
+        built_from={m.name: m.machine_template for m in inventory.machines},
     )
     checks = {
         _str(m, "metadata", "name"): check

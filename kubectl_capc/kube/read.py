@@ -4,8 +4,9 @@ One discovery request (`GET /apis`) picks the CAPI version the server serves (v1
 v1beta1); CAPC objects are always read at v1beta3. Then one LIST per kind, filtered by namespace and,
 for a named cluster's control plane and CloudStackCluster, by name -- never one GET per object -- so
 reading a cluster with 1 or 50 MachineDeployments costs the same: for a named cluster 1 discovery +
-1 Cluster LIST + 6 LISTs; for a namespace or `-A`, 1 discovery + 7 LISTs. (A kind with more than
-`PAGE_SIZE` objects takes one more request per page, as kubectl's chunked lists do.)
+1 Cluster LIST + 7 LISTs; for a namespace or `-A`, 1 discovery + 8 LISTs. The CloudStackMachines are
+read for the template each Machine was built from (`domain.inventory.machine_templates`). (A kind
+with more than `PAGE_SIZE` objects takes one more request per page, as kubectl's chunked lists do.)
 
 MachineDeployments and Machines belong to the Cluster their `spec.clusterName` names, as CAPI decides it:
 the `cluster.x-k8s.io/cluster-name` label is only added by CAPI's defaulting webhook, and objects applied
@@ -124,6 +125,7 @@ _DEPENDENTS = (
     _MACHINE_TEMPLATES,
     _CLOUDSTACK_CLUSTERS,
     _BOOTSTRAP_TEMPLATES,
+    _CLOUDSTACK_MACHINES,
 )
 
 
@@ -341,6 +343,7 @@ def _read_named(api_client: Any, versions: ServedVersions, namespace: str, name:
         _Query(_MACHINE_TEMPLATES, namespace),  # all of them: a planner needs the names already taken
         _named_query(_CLOUDSTACK_CLUSTERS, namespace, spec.get("infrastructureRef")),
         _Query(_BOOTSTRAP_TEMPLATES, namespace),
+        _Query(_CLOUDSTACK_MACHINES, namespace),
     ]
     return {"clusters": clusters, **_list_all(api_client, versions, queries)}
 

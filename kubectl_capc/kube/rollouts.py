@@ -109,6 +109,7 @@ def read_rollout_objects(
             machine_templates=raw["machine_templates"],
             cloudstack_clusters=raw["cloudstack_clusters"],
             bootstrap_templates=raw["bootstrap_templates"],
+            cloudstack_machines=raw["cloudstack_machines"],
         ),
         versions.capi,
     )

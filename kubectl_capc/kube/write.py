@@ -34,7 +34,12 @@ from typing import Any, Protocol
 
 from kubectl_capc.domain.errors import CapcError, KubeApiError, PlanError, RolloutError, one_line
 from kubectl_capc.domain.interrupts import writing
-from kubectl_capc.domain.inventory import parse_machine, parse_rollout_owner
+from kubectl_capc.domain.inventory import (
+    MachineTemplates,
+    machine_templates,
+    parse_machine,
+    parse_rollout_owner,
+)
 from kubectl_capc.domain.model import (
     CLOUDSTACK_MACHINE_TEMPLATE_KIND,
     CLUSTER_NAME_LABEL,
@@ -429,8 +434,12 @@ class KubeWriter:
         on_progress: ProgressCallback | None = None,
         on_delete: Callable[[str, Decision], None] | None = None,
     ) -> None:
-        """Delete `step`'s deployment's Machines not at `step.version` one at a time, watching its
-        Machines until each replacement's Node is Ready (`kubectl_capc.domain.ondelete`).
+        """Delete `step`'s deployment's old Machines (not at `step.version`, or built from another
+        CloudStackMachineTemplate than `step.template`) one at a time, watching its Machines until each
+        replacement's Node is Ready (`kubectl_capc.domain.ondelete`).
+
+        Which template a Machine was built from is read from the CloudStackMachines, listed with each
+        LIST of the Machines: those created later are the replacements, made from the new template.
 
         Raises `RolloutError` when `timeout` passes, `Conflict` when the deployment is gone or asks for
         another version meanwhile.
@@ -444,17 +453,19 @@ class KubeWriter:
         desired = progress_now.desired
         selector = {"label_selector": f"{DEPLOYMENT_NAME_LABEL}={step.name}"}
         machines: dict[str, dict[str, Any]] = {}
+        built_from: dict[tuple[str, str], str] = {}
         baseline = 0
         deleted: set[str] = set()
 
         def decide() -> Decision:
             nonlocal baseline
-            parsed = machines_oldest_first(machines.values())
+            parsed = machines_oldest_first(machines.values(), built_from)
             if not deleted:  # the ready count to keep: as it is until the first deletion
                 baseline = sum(1 for m in parsed if m.ready)
             decision = next_step(
                 parsed,
                 version=step.version,
+                template=step.template,
                 desired=desired,
                 max_unavailable=step.max_unavailable,
                 baseline_ready=baseline,
@@ -462,7 +473,8 @@ class KubeWriter:
             if on_progress is not None:
                 item = OwnerProgress(
                     step.kind, step.name, step.version, desired, decision.up_to_date, decision.ready,
-                    decision.ready, True, decision.done, replacing_machine(parsed, step.name, step.version),
+                    decision.ready, True, decision.done,
+                    replacing_machine(parsed, step.name, step.version, step.template),
                 )  # fmt: skip
                 on_progress((item,), time.monotonic() - started)
             return decision
@@ -482,6 +494,7 @@ class KubeWriter:
         while True:
             listing = self.list_objects("Machine", label_selector=selector["label_selector"])
             machines = {m["metadata"]["name"]: m for m in listing.get("items") or []}
+            built_from = machine_templates(self.list_objects("CloudStackMachine").get("items") or [])
             decision = decide()
             if act(decision):
                 return
@@ -496,7 +509,7 @@ class KubeWriter:
                         f"{step.subject} (OnDelete) did not finish replacing its Machines{limit}: "
                         f"waiting for "
                         f"{decision.waiting}; {decision.old} Machine(s) still at another version than "
-                        f"{step.version}",
+                        f"{step.version} or on another CloudStackMachineTemplate than {step.template}",
                         hint="fix what keeps the Machines from being replaced or Ready, then re-run the same "
                         "command to continue (Machines already replaced are kept); `kubectl get machines "
                         f"-n {self.namespace} -l {DEPLOYMENT_NAME_LABEL}={step.name}` shows them",
@@ -826,23 +839,28 @@ class _Phases:
         return machines_oldest_first(items)
 
 
-def machines_oldest_first(items: Iterable[Mapping[str, Any]]) -> list[Machine]:
-    """Machine objects parsed, by creation (then name, for those created in the same second): Machine
-    names end in random suffixes, so only this order tells the newest."""
+def machines_oldest_first(
+    items: Iterable[Mapping[str, Any]], templates: MachineTemplates | None = None
+) -> list[Machine]:
+    """Machine objects parsed (with the templates they were built from, `parse_machine`), by creation
+    (then name, for those created in the same second): Machine names end in random suffixes, so only
+    this order tells the newest."""
 
     def created(item: Mapping[str, Any]) -> tuple[str, str]:
         metadata = item.get("metadata") or {}
         return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name") or "")
 
-    return [parse_machine(item) for item in sorted(items, key=created)]
+    return [parse_machine(item, templates) for item in sorted(items, key=created)]
 
 
-def replacing_machine(machines: Iterable[Machine], owner: str, version: str) -> MachinePhase | None:
+def replacing_machine(
+    machines: Iterable[Machine], owner: str, version: str, template: str = ""
+) -> MachinePhase | None:
     """The Machine `owner` is replacing now, from `machines` oldest first (`machines_oldest_first`): the
-    newest at `version` that is not ready yet, else the oldest being deleted; None when neither is there."""
+    newest new one (at `version`, from `template` when known) that is not ready yet, else the oldest
+    being deleted; None when neither is there."""
     mine = [m for m in machines if m.owner == owner]
-    want = normalize_version(version)
-    coming = [m for m in mine if normalize_version(m.version) == want and not m.ready]
+    coming = [m for m in mine if not m.outdated(version, template) and not m.ready]
     if coming:
         machine = coming[-1]
         return MachinePhase(machine.name, "Deleting" if machine.deleting else machine.phase or "Pending")

@@ -416,7 +416,7 @@ def render_tree(inventory: ClusterInventory, zone_templates: ZoneTemplates | Non
                 lines.append(("bootstrap", str(md.bootstrap_ref)))
             behind = inventory.machines_behind(md) if md.strategy.on_delete else ()
             if behind:
-                names = ", ".join(f"{m.name} ({m.version})" for m in behind)
+                names = ", ".join(f"{m.name} ({_built_from(m, md)})" for m in behind)
                 lines.append(("old machines", f"{names}: replaced only once deleted (OnDelete)"))
             out.extend(_details(lines, "        " if last else "  │     "))
     for problem in inventory.problems:
@@ -541,3 +541,11 @@ def run(
         return ("" if output == "tree" else render(inventories, output, as_list=True)), notes
     zone_templates, notes = lookup_zone_templates(api, inventories) if zones else (None, [])
     return render(inventories, output, zone_templates, as_list=cluster is None), notes
+
+
+def _built_from(machine: Machine, deployment: MachineDeployment) -> str:
+    """What an old Machine of `deployment` runs: its version, and its template when that is what differs."""
+    template = machine.machine_template
+    if template and template != deployment.infrastructure_ref.name:
+        return f"{machine.version}, {template}"
+    return machine.version

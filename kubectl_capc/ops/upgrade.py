@@ -427,16 +427,15 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
 
     def _finished(self, plan: UpgradePlan) -> str:
         done = f"cluster {plan.namespace}/{plan.cluster} is at {plan.target}"
-        left = {name for entry in plan.old_machines for name, _ in entry.machines}
+        left = {name for entry in plan.old_machines for name in entry.names}
         if self._inventory is not None:  # never "at the target" while a Machine runs an older version
             # ... except the old Machines of OnDelete deployments, left on purpose and named below
             others = tuple(m for m in self._inventory.machines if m.name not in left)
             require_at_target(replace(self._inventory, machines=others), plan.target)
         for entry in plan.old_machines:
-            names = " ".join(name for name, _ in entry.machines)
-            versions = ", ".join(sorted({version for _, version in entry.machines}))
+            names = " ".join(entry.names)
             done += (
-                f"; MachineDeployment/{entry.deployment} (OnDelete) still has Machines at {versions}: "
+                f"; MachineDeployment/{entry.deployment} (OnDelete) still has Machines {entry.what()}: "
                 f"{names}. Cluster API replaces each only once it is deleted: roll them one at a time "
                 f"with `kubectl delete machine -n {plan.namespace} NAME`, waiting for each replacement's "
                 f"Node to be Ready, or with `kubectl capc image-upgrade {plan.cluster} -n {plan.namespace} "
@@ -463,7 +462,7 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
             testpoints.reached(f"{step.version} deleting Machine {name}")
             self.console.note(
                 f"{step.subject}: deleting Machine {name} ({decision.old} at another version than "
-                f"{step.version}); Cluster API replaces it"
+                f"{step.version} or on another template than {step.template}); Cluster API replaces it"
             )
 
         try:

@@ -406,6 +406,7 @@ def raw_objects(objects: Iterable[Mapping[str, Any]]) -> RawObjects:
         machine_templates=by_kind.get("CloudStackMachineTemplate", []),
         cloudstack_clusters=by_kind.get("CloudStackCluster", []),
         bootstrap_templates=by_kind.get("KubeadmConfigTemplate", []),
+        cloudstack_machines=by_kind.get("CloudStackMachine", []),
     )
 
 

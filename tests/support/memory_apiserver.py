@@ -11,10 +11,12 @@ from typing import Any
 
 
 class MemoryApi:
-    """An apiserver in memory for one owner and its Machines; records (status, machines) per status write."""
+    """An apiserver in memory for one owner, its Machines and their infrastructure; records
+    (status, machines) per status write."""
 
     def __init__(self) -> None:
         self.machines: dict[str, dict[str, Any]] = {}
+        self.others: dict[str, dict[str, Any]] = {}  # CloudStackMachineTemplates and CloudStackMachines
         self.history: list[tuple[dict[str, Any], list[tuple[str, str]]]] = []
         self.version = 10
 
@@ -24,10 +26,17 @@ class MemoryApi:
         return json.loads(json.dumps(obj))
 
     def create_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        body = args[-1]
+        plural, body = args[3], args[-1]
         body["metadata"].update(uid=f"uid-{body['metadata']['name']}", creationTimestamp=f"{self.version:08}")
-        self.machines[body["metadata"]["name"]] = body
+        (self.machines if plural == "machines" else self.others)[body["metadata"]["name"]] = body
         return self._stored(body)
+
+    def get_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        if args[-1] not in self.others:
+            raise ApiException(status=404, reason="Not Found")
+        return json.loads(json.dumps(self.others[args[-1]]))
 
     def patch_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
         machine = self.machines[args[-2]]
@@ -35,7 +44,8 @@ class MemoryApi:
         return self._stored(machine)
 
     def delete_namespaced_custom_object(self, *args: Any) -> dict[str, Any]:
-        del self.machines[args[-1]]
+        plural, name = args[3], args[-1]
+        (self.machines if plural == "machines" else self.others).pop(name, None)
         return {"kind": "Status"}
 
     def replace_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:

@@ -146,6 +146,8 @@ def test_reading_one_cluster_costs_the_same_for_1_or_12_machine_deployments(
                 ("list", "kubeadmconfigtemplates", capi, ""),
                 ("list", "cloudstackmachinetemplates", CAPC[1], ""),
                 ("list", "cloudstackclusters", CAPC[1], "field"),
+                # the template each Machine was built from
+                ("list", "cloudstackmachines", CAPC[1], ""),
             ]
         )
     )
@@ -177,6 +179,7 @@ def test_all_namespaces_is_one_list_per_kind(testenv: TestBed, namespace: str) -
                 ("list", "kubeadmconfigtemplates", capi, ""),
                 ("list", "cloudstackmachinetemplates", CAPC[1], ""),
                 ("list", "cloudstackclusters", CAPC[1], ""),
+                ("list", "cloudstackmachines", CAPC[1], ""),
             ]
         )
         assert set(continued) <= {resource for _, resource, _, _ in first}

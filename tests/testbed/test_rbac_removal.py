@@ -80,7 +80,7 @@ NEEDED_BY: dict[Permission, tuple[str, ...]] = {
     Permission(CAPC, "cloudstackclusters", "list"): READING_A_CLUSTER,
     Permission(CAPC, "cloudstackmachinetemplates", "list"): READING_A_CLUSTER,
     Permission(CAPI, "machinesets", "list"): ("cleanup",),
-    Permission(CAPC, "cloudstackmachines", "list"): ("cleanup", "status"),
+    Permission(CAPC, "cloudstackmachines", "list"): READING_A_CLUSTER,
     Permission(CAPI, "machinehealthchecks", "list"): ("status",),
     Permission(CONTROL_PLANE, "kubeadmcontrolplanes", "get"): ("validate", "image-upgrade", "rollback"),
     Permission(CAPI, "machinedeployments", "get"): ("validate", "image-upgrade", "rollback"),

@@ -816,6 +816,13 @@ def machines_of(objects: Objects, resource: Resource, name: str) -> list[dict[st
     return list(listing["items"])
 
 
+def cloudstack_machines(objects: Objects) -> list[dict[str, Any]]:
+    listing = objects.api.list_namespaced_custom_object(
+        INFRA_GROUP, "v1beta3", objects.namespace, "cloudstackmachines"
+    )
+    return list(listing["items"])
+
+
 def machine_states(objects: Objects, resource: Resource, name: str) -> list[tuple[str, str]]:
     return sorted((m["spec"]["version"], phase_of(m)) for m in machines_of(objects, resource, name))
 
@@ -873,6 +880,22 @@ def test_the_simulator_drives_a_kcp_and_an_md_to_completion(testenv: TestBed, na
             assert machine["metadata"]["labels"][CLUSTER_LABEL] == "c1"
             assert machine["metadata"]["ownerReferences"][0]["uid"] == final["metadata"]["uid"]
             assert machine["spec"]["infrastructureRef"]["name"] == machine["metadata"]["name"]
+        # Each Machine has its CloudStackMachine, cloned from the template it was built from as CAPI
+        # clones it; those of the deleted Machines are gone with them.
+        infra = {m["metadata"]["name"]: m for m in cloudstack_machines(objects)}
+        for machine in machines_of(objects, resource, name):
+            csm = infra[machine["spec"]["infrastructureRef"]["name"]]
+            assert csm["metadata"]["annotations"] == {
+                "cluster.x-k8s.io/cloned-from-name": template,
+                "cluster.x-k8s.io/cloned-from-groupkind": "CloudStackMachineTemplate." + INFRA_GROUP,
+            }
+            assert csm["spec"]["template"] == {"name": template}
+            assert csm["metadata"]["labels"][CLUSTER_LABEL] == "c1"
+            (owner,) = csm["metadata"]["ownerReferences"]
+            assert (owner["kind"], owner["uid"]) == ("Machine", machine["metadata"]["uid"])
+    machines = [m for r, n in ((KUBEADM_CONTROL_PLANE, kcp_name), (MACHINE_DEPLOYMENT, md_name))
+                for m in machines_of(objects, r, n)]  # fmt: skip
+    assert wait_for(lambda: len(cloudstack_machines(objects)) == len(machines))
 
     # Once done the simulator stays quiet: nothing it writes is pruned or rejected by the schema.
     settled = objects.get(KUBEADM_CONTROL_PLANE, kcp_name)["metadata"]["resourceVersion"]

@@ -15,21 +15,38 @@ from kubectl_capc.domain.records import HISTORY
 from tests.support.fixtures_capc import create_objects, render_cluster
 from tests.support.upgrade_support import TWO_ZONES, cli, custom, get, version_and_template, wait_settled
 from tests.testenv.bed import TestBed
+from tests.testenv.rollout_machines import infra_machine
 
 MD = "c1-md-0"
 
 
-def create_on_delete_cluster(bed: TestBed, namespace: str) -> None:
-    """The two-zone cluster (1 control-plane machine, two MachineDeployments of 2), c1-md-0 OnDelete."""
+def create_on_delete_cluster(bed: TestBed, namespace: str, *, with_machines: bool = False) -> None:
+    """The two-zone cluster (1 control-plane machine, two MachineDeployments of 2), c1-md-0 OnDelete.
+
+    `with_machines`: its Machines exist from the start, each with the CloudStackMachine CAPI cloned
+    from its owner's template (otherwise the simulator makes the old ones once the deployment changes).
+    """
     objects = render_cluster(
-        "c1", namespace, capi=bed.capi, md_count=2, zones=TWO_ZONES, control_plane_replicas=1
-    )
+        "c1", namespace, capi=bed.capi, md_count=2, zones=TWO_ZONES, control_plane_replicas=1,
+        with_machines=with_machines,
+    )  # fmt: skip
     md = next(o for o in objects if o["kind"] == "MachineDeployment" and o["metadata"]["name"] == MD)
     if bed.capi == "v1beta2":
         md["spec"]["rollout"] = {"strategy": {"type": "OnDelete"}}
     else:
         md["spec"]["strategy"] = {"type": "OnDelete"}
     create_objects(bed.api_client(), objects)
+    if with_machines:
+        for machine in custom(bed).list_namespaced_custom_object(
+            "cluster.x-k8s.io", bed.capi, namespace, "machines"
+        )["items"]:
+            labels = machine["metadata"]["labels"]
+            owner = labels.get("cluster.x-k8s.io/deployment-name") or "c1-control-plane"
+            template = get(bed, namespace, "CloudStackMachineTemplate", owner)
+            custom(bed).create_namespaced_custom_object(
+                "infrastructure.cluster.x-k8s.io", "v1beta3", namespace, "cloudstackmachines",
+                infra_machine(machine, template),
+            )  # fmt: skip
     wait_settled(bed, namespace)
 
 
@@ -214,3 +231,104 @@ def test_dry_run_with_replace_deletes_nothing(testenv: TestBed, namespace: str) 
     assert "RollOnDelete" in out and "one at a time" in out
     assert not [r for r in machine_requests(testenv, namespace, mark) if r[0] == "delete"]
     assert [m["metadata"]["name"] for m in machines_of(testenv, namespace, MD)] == before
+
+
+# -- an image-only change: same version, new CloudStackMachineTemplate --------------------------------
+
+REBUILT = "ubuntu-2404-kube-v1.28.5"
+"""Another node image for the version the cluster runs: `--to v1.28.5 --image` it changes the image only."""
+
+
+def rebuild(bed: TestBed, namespace: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    from tests.support.upgrade_support import ensure_cloudstack_template
+
+    ensure_cloudstack_template(bed, REBUILT)
+    done = cli(
+        bed, "image-upgrade", "c1", "-n", namespace, "--to", "v1.28.5", "--image", REBUILT, *args, env=env
+    )
+    return done.returncode, done.stderr
+
+
+def cloned_from(bed: TestBed, namespace: str, machines: list[dict[str, Any]]) -> list[str]:
+    """The CloudStackMachineTemplate each Machine's CloudStackMachine was cloned from."""
+    infra = custom(bed).list_namespaced_custom_object(
+        "infrastructure.cluster.x-k8s.io", "v1beta3", namespace, "cloudstackmachines"
+    )["items"]
+    by_name = {i["metadata"]["name"]: i["metadata"]["annotations"] for i in infra}
+    return sorted(
+        by_name[m["spec"]["infrastructureRef"]["name"]]["cluster.x-k8s.io/cloned-from-name"] for m in machines
+    )
+
+
+def oldest_first(machines: list[dict[str, Any]]) -> list[str]:
+    return [
+        m["metadata"]["name"]
+        for m in sorted(machines, key=lambda m: (m["metadata"]["creationTimestamp"], m["metadata"]["name"]))
+    ]
+
+
+def test_an_image_only_change_names_the_machines_still_on_the_old_template(
+    testenv: TestBed, namespace: str
+) -> None:
+    create_on_delete_cluster(testenv, namespace, with_machines=True)
+    old = oldest_first(machines_of(testenv, namespace, MD))
+    assert cloned_from(testenv, namespace, machines_of(testenv, namespace, MD)) == [MD, MD]
+
+    code, err = rebuild(testenv, namespace, "--yes")
+
+    assert code == 0, err
+    md = get(testenv, namespace, "MachineDeployment", MD)
+    assert version_and_template(md) == ("v1.28.5", f"{MD}-v1-28-5")
+    assert oldest_first(machines_of(testenv, namespace, MD)) == old, "CAPI replaces nothing by itself"
+    assert f"MachineDeployment/{MD} (OnDelete) still has Machines on CloudStackMachineTemplate {MD}" in err
+    assert " ".join(old) in err and "--on-delete=replace" in err
+    described = cli(testenv, "describe", "c1", "-n", namespace, "-o", "json")
+    assert described.returncode == 0, described.stderr
+    (deployment,) = [d for d in json.loads(described.stdout)["machineDeployments"] if d["name"] == MD]
+    assert sorted(deployment["oldMachines"]) == sorted(old)
+    status = cli(testenv, "status", "c1", "-n", namespace, "-o", "json")
+    (owner,) = [o for o in json.loads(status.stdout)["owners"] if o["name"] == MD]
+    assert owner["machines"] == {"total": 2, "new": 0, "old": 2}, status.stdout
+
+    again, said = rebuild(testenv, namespace, "--yes")
+    assert again == 0 and "nothing to do" in said and old[0] in said, said
+
+
+def test_an_image_only_change_with_replace_rolls_the_machines_on_the_old_template(
+    testenv: TestBed, namespace: str
+) -> None:
+    create_on_delete_cluster(testenv, namespace, with_machines=True)
+    old = oldest_first(machines_of(testenv, namespace, MD))
+    mark = audit_mark(testenv)
+
+    code, err = rebuild(testenv, namespace, "--yes", "--on-delete=replace")
+
+    assert code == 0, err
+    assert "still has Machines" not in err
+    deletes = [name for verb, name in machine_requests(testenv, namespace, mark) if verb == "delete"]
+    assert deletes == old, "each old Machine once, oldest first"
+    machines = machines_of(testenv, namespace, MD)
+    assert versions(machines) == ["v1.28.5", "v1.28.5"] and not set(oldest_first(machines)) & set(old)
+    assert cloned_from(testenv, namespace, machines) == [f"{MD}-v1-28-5"] * 2
+
+
+def test_an_interrupted_image_only_replace_continues_with_the_machines_still_old(
+    testenv: TestBed, namespace: str
+) -> None:
+    from kubectl_capc.domain.testpoints import SIGNAL_ENV
+
+    create_on_delete_cluster(testenv, namespace, with_machines=True)
+    first, second = oldest_first(machines_of(testenv, namespace, MD))
+    stop = {SIGNAL_ENV: f"SIGINT@v1.28.5 deleting Machine {second}"}  # once the first is replaced
+
+    code, err = rebuild(testenv, namespace, "--yes", "--on-delete=replace", env=stop)
+
+    assert code == 130, err
+    left = oldest_first(machines_of(testenv, namespace, MD))
+    assert first not in left and second in left
+    mark = audit_mark(testenv)
+    again, said = rebuild(testenv, namespace, "--yes", "--on-delete=replace")
+    assert again == 0, said
+    deletes = [name for verb, name in machine_requests(testenv, namespace, mark) if verb == "delete"]
+    assert deletes == [second], "the replacement of the first is new: only the second is deleted"
+    assert cloned_from(testenv, namespace, machines_of(testenv, namespace, MD)) == [f"{MD}-v1-28-5"] * 2

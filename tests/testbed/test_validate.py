@@ -536,7 +536,7 @@ def test_restricted_user_sees_exactly_the_missing_permissions(
         {"apiGroups": ["bootstrap.cluster.x-k8s.io"], "resources": ["kubeadmconfigtemplates"], "verbs": read},
         {
             "apiGroups": ["infrastructure.cluster.x-k8s.io"],
-            "resources": ["cloudstackclusters", "cloudstackmachinetemplates"],
+            "resources": ["cloudstackclusters", "cloudstackmachinetemplates", "cloudstackmachines"],
             "verbs": read,
         },
     ]

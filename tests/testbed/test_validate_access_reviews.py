@@ -31,7 +31,7 @@ READ_CLUSTERS = [
     rule("cluster.x-k8s.io", ["clusters", "machinedeployments", "machines"], READ),
     rule("controlplane.cluster.x-k8s.io", ["kubeadmcontrolplanes"], READ),
     rule("bootstrap.cluster.x-k8s.io", ["kubeadmconfigtemplates"], READ),
-    rule(CAPC_GROUP, ["cloudstackclusters", "cloudstackmachinetemplates"], READ),
+    rule(CAPC_GROUP, ["cloudstackclusters", "cloudstackmachinetemplates", "cloudstackmachines"], READ),
 ]
 UPGRADE = [
     rule(CAPC_GROUP, ["cloudstackmachinetemplates"], ["create"]),

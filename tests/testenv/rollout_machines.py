@@ -13,10 +13,15 @@ Each Machine carries what CAPI puts on one: the cluster-name label plus `control
 `control-plane-name` (control plane) or `deployment-name` (workers), an owner reference, spec.version,
 spec.bootstrap.configRef and spec.infrastructureRef in the profile's reference shape, status.phase, and
 the Node conditions of the phase (v1beta2 `NodeReady`/`NodeHealthy`, v1beta1 `NodeHealthy`).
-The referenced KubeadmConfig and CloudStackMachine are not created: no bootstrap or CAPC controller runs
-here. Worker Machines are owned by their MachineDeployment directly (the simulator keeps no
-MachineSets). The annotation `testenv.kubectl-capc.io/built-from` records the version and templates a
-Machine was built from, which CAPI reads from the infrastructure machine instead.
+With each Machine comes its CloudStackMachine, as CAPI's MachineSet and KubeadmControlPlane controllers
+clone it (`infra_machine`): the `spec.template.spec` of the CloudStackMachineTemplate the Machine is built
+from, the cloned-from annotations naming that template, the cluster-name label and an owner reference to
+the Machine; it is deleted once its Machine is gone, as CAPI's Machine controller does. No CAPC controller
+fills in its VM here (the workload bed's does, `tests.testenv.workload_infra`), and the referenced
+KubeadmConfig is not created: no bootstrap controller runs here. Worker Machines are owned by their
+MachineDeployment directly (the simulator keeps no MachineSets). The annotation
+`testenv.kubectl-capc.io/built-from` records the version and templates a Machine was built from, which
+CAPI reads from the infrastructure machine instead.
 """
 
 from __future__ import annotations
@@ -35,11 +40,17 @@ from tests.testenv.rollout_status import CLUSTER_NAME_LABEL, CONTROL_PLANE_LABEL
 log = logging.getLogger("tests.testenv.rollout")
 
 MACHINE = Resource("Machine", "cluster.x-k8s.io", "machines")
+INFRA_GROUP, INFRA_VERSION = "infrastructure.cluster.x-k8s.io", "v1beta3"
+INFRA_MACHINE = Resource("CloudStackMachine", INFRA_GROUP, "cloudstackmachines")
+MACHINE_TEMPLATE = Resource("CloudStackMachineTemplate", INFRA_GROUP, "cloudstackmachinetemplates")
+CLONED_FROM_NAME = "cluster.x-k8s.io/cloned-from-name"
+CLONED_FROM_GROUPKIND = "cluster.x-k8s.io/cloned-from-groupkind"
+TEMPLATE_GROUPKIND = f"{MACHINE_TEMPLATE.kind}.{INFRA_GROUP}"
 CLUSTER = Resource("Cluster", "cluster.x-k8s.io", "clusters")
 CONTROL_PLANE_NAME_LABEL = "cluster.x-k8s.io/control-plane-name"
 DEPLOYMENT_NAME_LABEL = "cluster.x-k8s.io/deployment-name"
 BUILT_FROM_ANNOTATION = ANNOTATION_PREFIX + "built-from"
-INFRA_API = "infrastructure.cluster.x-k8s.io/v1beta3"
+INFRA_API = f"{INFRA_GROUP}/{INFRA_VERSION}"
 RUNNING, PROVISIONING = "Running", "Provisioning"
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the one Kubernetes uses for generated names
 
@@ -203,6 +214,43 @@ def new_machine(
     }
 
 
+def infra_machine(machine: Machine, template: dict[str, Any]) -> dict[str, Any]:
+    """The CloudStackMachine CAPI clones from `template` for `machine`: named after the Machine's
+    infrastructureRef, owned by the Machine, with the template's labels and annotations and the
+    cloned-from ones."""
+    meta = machine["metadata"]
+    template_spec = (template.get("spec") or {}).get("template") or {}
+    template_meta = template_spec.get("metadata") or {}
+    return {
+        "apiVersion": INFRA_API,
+        "kind": INFRA_MACHINE.kind,
+        "metadata": {
+            "name": machine["spec"]["infrastructureRef"]["name"],
+            "namespace": meta["namespace"],
+            "labels": {
+                **(template_meta.get("labels") or {}),
+                CLUSTER_NAME_LABEL: machine["spec"]["clusterName"],
+            },
+            "annotations": {
+                **(template_meta.get("annotations") or {}),
+                CLONED_FROM_NAME: template["metadata"]["name"],
+                CLONED_FROM_GROUPKIND: TEMPLATE_GROUPKIND,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": machine["apiVersion"],
+                    "kind": MACHINE.kind,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": dict(template_spec.get("spec") or {}),
+    }
+
+
 def node_conditions(running: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The Node conditions CAPI's Machine controller reports: (v1beta2 `NodeReady` and `NodeHealthy`,
     v1beta1 `NodeHealthy`). Before the infrastructure reports a providerID both v1beta2 ones are Unknown
@@ -268,14 +316,19 @@ class MachineKeeper:
         self._clusters: dict[str, str] = {}  # control plane uid -> the Cluster whose controlPlaneRef names it
         self._reported: set[str] = set()
         self._closed: set[str] = set()  # namespaces being deleted: nothing more can be created there
+        self._infra: dict[str, tuple[str, str]] = {}  # Machine uid -> its CloudStackMachine made here
 
     def apply(self, event_type: str, objects: list[Machine]) -> None:
         """A watch event (ADDED, MODIFIED, DELETED) or a fresh list (LISTED) of Machines."""
         if event_type == "LISTED":
             self.machines, self._deleted, self._deleting, self.listed = {}, set(), {}, True
+            listed = {m["metadata"]["uid"] for m in objects}
+            for uid in [uid for uid in self._infra if uid not in listed]:  # went while the watch was down
+                self._release_infra({"metadata": {"uid": uid}})
         for machine in objects:
             uid = machine["metadata"]["uid"]
             if event_type == "DELETED":
+                self._release_infra(machine)
                 self.machines.pop(uid, None)
                 self._deleted.discard(uid)
                 self._deleting.pop(uid, None)
@@ -351,9 +404,46 @@ class MachineKeeper:
         )  # fmt: skip
         if isinstance(created, dict):
             self.machines[created["metadata"]["uid"]] = created
+            self._create_infra(created)
             self._report(created, phase)
         elif created is None:  # the namespace is gone or going: its owners are left alone from now on
             self._closed.add(meta["namespace"])
+
+    def _create_infra(self, machine: Machine) -> None:
+        """The Machine's CloudStackMachine, cloned from the template it is built from (none when that
+        template is not a CloudStackMachineTemplate or cannot be read)."""
+        target, namespace = built_from(machine), machine["metadata"]["namespace"]
+        if (
+            target is None
+            or target.infrastructure is None
+            or target.infrastructure[1] != MACHINE_TEMPLATE.kind
+        ):
+            return
+        name = target.infrastructure[2]
+        template = self._call(
+            f"read CloudStackMachineTemplate {namespace}/{name}",
+            self.api.get_namespaced_custom_object,
+            INFRA_GROUP, INFRA_VERSION, namespace, MACHINE_TEMPLATE.plural, name,
+        )  # fmt: skip
+        if not isinstance(template, dict):
+            return
+        body = infra_machine(machine, template)
+        self._call(
+            f"create CloudStackMachine {namespace}/{body['metadata']['name']}",
+            self.api.create_namespaced_custom_object,
+            INFRA_GROUP, INFRA_VERSION, namespace, INFRA_MACHINE.plural, body,
+        )  # fmt: skip
+        self._infra[machine["metadata"]["uid"]] = (namespace, body["metadata"]["name"])
+
+    def _release_infra(self, machine: Machine) -> None:
+        """A Machine made here is gone: so is its CloudStackMachine (CAPI's Machine controller deletes it)."""
+        where = self._infra.pop(machine["metadata"]["uid"], None)
+        if where is not None:
+            self._call(
+                f"delete CloudStackMachine {where[0]}/{where[1]}",
+                self.api.delete_namespaced_custom_object,
+                INFRA_GROUP, INFRA_VERSION, where[0], INFRA_MACHINE.plural, where[1],
+            )  # fmt: skip
 
     def _report(self, machine: Machine, phase: str) -> None:
         meta = machine["metadata"]

@@ -2,7 +2,9 @@
 
 CAPI's MachineSet and KubeadmControlPlane controllers create each Machine's infrastructure machine by
 cloning the owner's CloudStackMachineTemplate `spec.template` (with the cloned-from annotations and an
-owner reference to the Machine); CAPC then fills in the VM: `spec.instanceID`, `spec.providerID`,
+owner reference to the Machine: `tests.testenv.rollout_machines.infra_machine`, which the rollout
+simulator also creates for the Machines it makes; one it made first gets its VM here); CAPC then fills
+in the VM: `spec.instanceID`, `spec.providerID`,
 `status.instanceState`. Here the VM is deployed in the CloudStack double through the `cs` library with
 the bed's keys (deployVirtualMachine in the zone and network of the Machine's failure domain, as CAPC
 does), its id and state go to the CloudStackMachine and the Machine's spec.providerID, so Machine,
@@ -20,15 +22,10 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
-from tests.testenv.rollout_status import CLUSTER_NAME_LABEL
+from tests.testenv.rollout_machines import INFRA_GROUP, INFRA_VERSION, infra_machine
 from tests.testenv.workload_nodes import Machine, vm_id
 
 log = logging.getLogger("tests.testenv.workload")
-
-INFRA_GROUP, INFRA_VERSION = "infrastructure.cluster.x-k8s.io", "v1beta3"
-CLONED_FROM_NAME = "cluster.x-k8s.io/cloned-from-name"
-CLONED_FROM_GROUPKIND = "cluster.x-k8s.io/cloned-from-groupkind"
-TEMPLATE_GROUPKIND = "CloudStackMachineTemplate.infrastructure.cluster.x-k8s.io"
 
 
 def template_name(capi: str, owner: dict[str, Any]) -> str | None:
@@ -45,34 +42,10 @@ def template_name(capi: str, owner: dict[str, Any]) -> str | None:
 
 def cloudstack_machine(machine: Machine, template: dict[str, Any]) -> dict[str, Any]:
     """The CloudStackMachine cloned from `template` for `machine`, with the VM CAPC gives it."""
-    meta = machine["metadata"]
-    spec = dict(((template.get("spec") or {}).get("template") or {}).get("spec") or {})
+    body = infra_machine(machine, template)
     instance = vm_id(machine)
-    spec.update({"instanceID": instance, "providerID": f"cloudstack:///{instance}"})
-    return {
-        "apiVersion": f"{INFRA_GROUP}/{INFRA_VERSION}",
-        "kind": "CloudStackMachine",
-        "metadata": {
-            "name": machine["spec"]["infrastructureRef"]["name"],
-            "namespace": meta["namespace"],
-            "labels": {CLUSTER_NAME_LABEL: machine["spec"]["clusterName"]},
-            "annotations": {
-                CLONED_FROM_NAME: template["metadata"]["name"],
-                CLONED_FROM_GROUPKIND: TEMPLATE_GROUPKIND,
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": machine["apiVersion"],
-                    "kind": "Machine",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": spec,
-    }
+    body["spec"].update({"instanceID": instance, "providerID": f"cloudstack:///{instance}"})
+    return body
 
 
 def instance_status(state: str) -> dict[str, Any]:
@@ -209,6 +182,13 @@ class InfraKeeper:
         except ApiException as exc:
             if exc.status != 409:
                 raise
+            # CAPI's side (the rollout simulator) cloned it already: CAPC fills in the VM.
+            vm = {key: body["spec"][key] for key in ("instanceID", "providerID") if key in body["spec"]}
+            if vm:
+                custom.patch_namespaced_custom_object(
+                    INFRA_GROUP, INFRA_VERSION, meta["namespace"], "cloudstackmachines",
+                    body["metadata"]["name"], {"spec": vm},
+                )  # fmt: skip
         if state is not None:
             custom.patch_namespaced_custom_object_status(
                 INFRA_GROUP, INFRA_VERSION, meta["namespace"], "cloudstackmachines", body["metadata"]["name"],

@@ -176,3 +176,20 @@ def test_counts_rows_and_document() -> None:
         "RolloutStatus",
         {"total": 2, "new": 1, "old": 1},
     )
+
+
+def test_a_machine_built_from_another_template_than_its_owners_counts_as_old() -> None:
+    owner = OwnerSpec("MachineDeployment", "prod", "md-0", "v1.29.3", "md-0-rebuilt")
+    machines = [_machine(name="a"), _machine(name="b"), _machine(name="c")]
+    built_from = {"a": "md-0", "b": "md-0-rebuilt"}  # c's template is not known: by its version
+
+    status = diagnose(
+        "prod", "c1", [owner], machines, infra={}, workload=None, templates={}, now=NOW, built_from=built_from
+    )
+
+    assert [(m.name, m.up_to_date) for m in status.owners[0].machines] == [
+        ("a", False),
+        ("b", True),
+        ("c", True),
+    ]
+    assert status.rows()[0][3] == "2 new, 1 old"

@@ -136,7 +136,7 @@ def test_leave_patches_the_on_delete_deployment_and_waits_only_for_the_others(ca
     assert document["status"]["current"]["strategies"]["c1-md-0"] == "OnDelete"
     (old,) = result.old_machines
     assert (old.deployment, old.version) == ("c1-md-0", "v1.29.3")
-    assert [name for name, _ in old.machines] == ["c1-md-0-0", "c1-md-0-1"]
+    assert old.names == ("c1-md-0-0", "c1-md-0-1") and old.what() == "at v1.28.5"
     assert any(
         "kubectl delete machine -n ns" in note and "--on-delete=replace" in note for note in result.notes
     )
@@ -223,17 +223,20 @@ def test_the_history_records_what_was_done_with_the_old_machines() -> None:
 # -- which Machine goes next ----------------------------------------------------------------------------
 
 
-def machine(name: str, version: str, *, ready: bool = True, deleting: bool = False) -> Machine:
+def machine(
+    name: str, version: str, *, ready: bool = True, deleting: bool = False, template: str = ""
+) -> Machine:
     return Machine(
         "ns", name, MachineRole.WORKER, "md", version, "", "fd", "Running" if ready else "Provisioning",
-        name if ready else "", None, deleting,
+        name if ready else "", None, deleting, machine_template=template,
     )  # fmt: skip
 
 
 def decide(machines: list[Machine], *, desired: int = 3, max_unavailable: int = 0, baseline: int = 3) -> Any:
     return next_step(
-        machines, version="v1.29.3", desired=desired, max_unavailable=max_unavailable, baseline_ready=baseline
-    )
+        machines, version="v1.29.3", template="md-new", desired=desired, max_unavailable=max_unavailable,
+        baseline_ready=baseline,
+    )  # fmt: skip
 
 
 def test_the_oldest_old_machine_goes_first_when_everything_is_ready() -> None:
@@ -274,3 +277,118 @@ def test_leave_refuses_to_take_the_control_plane_more_than_three_minors_past_old
     assert blocker.subject == "MachineDeployment/c1-md-0"
     assert "c1-md-0-0 (v1.28.5)" in blocker.message and "--on-delete=replace" in blocker.hint
     assert not make_plan(objects, "v1.32.0", templates, on_delete=OnDeleteMode.REPLACE).blockers
+
+
+# -- a change of image only: same version, another CloudStackMachineTemplate ---------------------------
+
+
+def test_a_machine_is_old_when_its_version_or_its_known_template_differs() -> None:
+    assert machine("a", "v1.28.5", template="md-new").outdated("v1.29.3", "md-new")
+    assert machine("a", "1.29.3", template="md-old").outdated("v1.29.3", "md-new")
+    assert not machine("a", "1.29.3", template="md-new").outdated("v1.29.3", "md-new")
+    assert not machine("a", "v1.29.3").outdated("v1.29.3", "md-new"), "unknown template: by version"
+    assert not machine("a", "v1.29.3", template="md-old").outdated("v1.29.3", ""), "no template to compare"
+
+
+def test_machines_on_the_old_template_are_replaced_oldest_first_at_the_same_version() -> None:
+    machines = [
+        machine("a", "v1.29.3", template="md-old"),
+        machine("b", "v1.29.3", template="md-old"),
+        machine("c", "v1.29.3", template="md-new"),
+    ]
+    decision = decide(machines)
+    assert (decision.delete, decision.old, decision.up_to_date) == ("a", 2, 1)
+    coming = [machines[1], machines[2], machine("d", "v1.29.3", ready=False)]  # d's template not read yet
+    assert decide(coming).delete == "" and "Node of Machine d" in decide(coming).waiting
+    done = [machine(n, "v1.29.3", template="md-new") for n in "cd"] + [machine("e", "v1.29.3")]
+    assert decide(done).done
+
+
+def with_cloudstack_machines(objects: list[dict[str, Any]], template_of: dict[str, str]) -> None:
+    """Each Machine's CloudStackMachine as CAPI clones it: named like the Machine, annotated with the
+    template of its owner (`template_of`: owner label value -> template)."""
+    for machine_obj in of_kind(objects, "Machine"):
+        labels = machine_obj["metadata"]["labels"]
+        owner = labels.get("cluster.x-k8s.io/deployment-name") or labels.get(
+            "cluster.x-k8s.io/control-plane-name", ""
+        )
+        objects.append(
+            {
+                "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3",
+                "kind": "CloudStackMachine",
+                "metadata": {
+                    "name": machine_obj["spec"]["infrastructureRef"]["name"],
+                    "namespace": machine_obj["metadata"]["namespace"],
+                    "annotations": {
+                        "cluster.x-k8s.io/cloned-from-name": template_of.get(owner, owner),
+                        "cluster.x-k8s.io/cloned-from-groupkind": "CloudStackMachineTemplate."
+                        "infrastructure.cluster.x-k8s.io",
+                    },
+                },
+            }
+        )
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_the_inventory_knows_the_template_each_machine_was_built_from(capi: str) -> None:
+    objects = scene(capi)
+    with_cloudstack_machines(objects, {})
+    objects[-1]["metadata"]["annotations"]["cluster.x-k8s.io/cloned-from-groupkind"] = "Other.example.com"
+    built = {m.name: m.machine_template for m in inventory(objects, capi).machines}
+    last = objects[-1]["metadata"]["name"]
+    assert built.pop(last) == "", "cloned from another kind: not known"
+    assert built == {
+        m["metadata"]["name"]: m["metadata"]["name"].rsplit("-", 1)[0]
+        for m in of_kind(objects, "Machine")
+        if m["metadata"]["name"] != last
+    }
+
+
+IMAGE = "ubuntu-2404-kube-v1.28.5"
+REBUILT = listing([*images("v1.28.5"), IMAGE])
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_an_image_only_change_leaves_and_names_the_machines_on_the_old_template(capi: str) -> None:
+    objects = scene(capi)
+    with_cloudstack_machines(objects, {})
+
+    result = make_plan(objects, "v1.28.5", REBUILT, image=IMAGE)
+
+    roll = next(s for s in all_steps(result) if isinstance(s, RollOnDelete))
+    assert (roll.name, roll.template, roll.machines) == (
+        "c1-md-0",
+        "c1-md-0-v1-28-5",
+        ("c1-md-0-0", "c1-md-0-1"),
+    )
+    assert "keep their version and image" in roll.summary()
+    (old,) = result.old_machines
+    assert old.names == ("c1-md-0-0", "c1-md-0-1") and old.template == "c1-md-0-v1-28-5"
+    assert old.what() == "on CloudStackMachineTemplate c1-md-0"
+    assert old.to_document()["machines"][0] == {
+        "name": "c1-md-0-0", "version": "v1.28.5", "machineTemplate": "c1-md-0",
+    }  # fmt: skip
+    assert any("keep running on CloudStackMachineTemplate c1-md-0" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("capi", CAPIS)
+def test_an_image_only_replace_resumes_with_the_machines_still_on_the_old_template(capi: str) -> None:
+    objects = scene(capi)
+    with_cloudstack_machines(objects, {})
+    first = make_plan(objects, "v1.28.5", REBUILT, image=IMAGE, on_delete=OnDeleteMode.REPLACE)
+    steps = all_steps(first)
+    index = next(i for i, s in enumerate(steps) if isinstance(s, RollOnDelete))
+    for step in steps[:index]:  # stopped while replacing c1-md-0: its first Machine was replaced
+        execute(objects, step)
+    patched(objects, "c1-md-0", "v1.28.5", "c1-md-0-v1-28-5")
+    for obj in of_kind(objects, "CloudStackMachine"):
+        if obj["metadata"]["name"] == "c1-md-0-0":
+            obj["metadata"]["annotations"]["cluster.x-k8s.io/cloned-from-name"] = "c1-md-0-v1-28-5"
+
+    resumed = make_plan(objects, "v1.28.5", REBUILT, on_delete=OnDeleteMode.REPLACE)
+
+    head = all_steps(resumed)[0]
+    assert isinstance(head, RollOnDelete) and head.mode is OnDeleteMode.REPLACE
+    assert (head.template, head.machines) == ("c1-md-0-v1-28-5", ("c1-md-0-1",))
+    left = make_plan(objects, "v1.28.5", REBUILT)
+    assert [o.names for o in left.old_machines] == [("c1-md-0-1",)]
