@@ -55,7 +55,7 @@ def plugin_identity(bed: Any, namespace: str, name: str) -> tuple[Path, str]:
     """A kubeconfig for a ServiceAccount bound to cluster-admin, and its user name in the audit log.
 
     The plugin runs as this identity so that the audit log tells its requests apart from those of the
-    benchmark's own client and of the rollout simulator (they share the library's User-Agent).
+    benchmark's own client and of the rollout simulator, whatever User-Agent each sends.
     """
     from tests.support.rbac_support import bind_cluster_role, service_account_token, token_kubeconfig
 

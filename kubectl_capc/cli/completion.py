@@ -64,8 +64,8 @@ KEEP_ORDER = 32
 
 BUDGET_SECONDS = 0.8
 """From the start of `main` to the answer; with interpreter start-up (about 40 ms) and kubectl's own
-work (about 50 ms) the user waits less than a second, whatever the servers do. A `--to` lookup needs
-about 0.7 s on an idle machine, most of it importing the kubernetes client and cs."""
+work (about 50 ms) the user waits less than a second, whatever the servers do. A `--to` lookup spends
+most of it importing cs and asking CloudStack."""
 BUDGET_ENV = "KUBECTL_CAPC_COMPLETION_TIMEOUT"
 """A duration (`2s`, `1500ms`) that replaces `BUDGET_SECONDS`, for a slow link to the servers."""
 

@@ -34,7 +34,7 @@ def history(
     newest first; without CLUSTER, of every cluster in the namespace (-A: in all), or those -l selects."""
     from kubectl_capc.cli.printing import print_document, print_table
     from kubectl_capc.domain.history import cluster_history, histories_document
-    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.client import kube_client
     from kubectl_capc.kube.read import read_inventories
 
     if cluster is not None and (opts.all_namespaces or selector is not None):
@@ -44,7 +44,7 @@ def history(
     namespace = None if opts.all_namespaces else opts.target.resolve_context().namespace
     if cluster is not None:
         assert namespace is not None
-        (inventory,) = read_inventories(api_client(opts.target), namespace=namespace, cluster=cluster)
+        (inventory,) = read_inventories(kube_client(opts.target), namespace=namespace, cluster=cluster)
         recorded = cluster_history(inventory)
         if opts.output is not OutputFormat.TABLE:
             print_document(recorded.to_document(), opts.output)
@@ -53,7 +53,7 @@ def history(
         else:
             print_table(_HEADERS, recorded.table_rows())
         return
-    inventories = read_inventories(api_client(opts.target), namespace=namespace, label_selector=selector)
+    inventories = read_inventories(kube_client(opts.target), namespace=namespace, label_selector=selector)
     histories = [cluster_history(inventory) for inventory in inventories]
     if opts.output is not OutputFormat.TABLE:
         print_document(histories_document(histories), opts.output)

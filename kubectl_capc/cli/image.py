@@ -417,11 +417,11 @@ def _client(credentials: Credentials, *, poll_interval: float) -> CloudStackClie
 def _cluster_targets(
     opts: GlobalOptions, cluster: str, *, poll_interval: float
 ) -> tuple[ClusterInventory, tuple[ZoneTarget, ...]]:
-    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.client import kube_client
     from kubectl_capc.kube.read import read_inventories
     from kubectl_capc.ops.image_targets import zone_targets
 
-    api = api_client(opts.target)
+    api = kube_client(opts.target)
     inventories = read_inventories(api, namespace=opts.target.resolve_context().namespace, cluster=cluster)
     inventory = inventories[0]
     return inventory, zone_targets(api, inventory, lambda creds: _client(creds, poll_interval=poll_interval))

@@ -41,7 +41,7 @@ def validate(
     """Check that clusters can be upgraded: cluster state, credentials, CloudStack zones, templates,
     offerings, the target version and your permissions. See docs/checks.md for every check."""
     from kubectl_capc.cli.printing import print_document, print_table
-    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.client import kube_client
     from kubectl_capc.kube.read import read_inventories
     from kubectl_capc.ops.validate import TABLE_HEADERS, build_report, gather_facts, parse_to
 
@@ -51,7 +51,7 @@ def validate(
             "a cluster name cannot be combined with -A or -l", hint="drop -A and -l, or drop the cluster name"
         )
     namespace = None if opts.all_namespaces else opts.target.resolve_context().namespace
-    api = api_client(opts.target)
+    api = kube_client(opts.target)
     inventories = read_inventories(api, namespace=namespace, cluster=cluster, label_selector=selector)
     gathered = gather_facts(api, inventories, target, request_timeout=opts.request_timeout)
     report = build_report(inventories, gathered.facts, target, strict=strict, secrets=gathered.secrets)

@@ -1,4 +1,5 @@
-"""One mapping from the Kubernetes client's failures to the plugin's errors, for every kube module."""
+"""One mapping from failed Kubernetes requests to the plugin's errors, for every kube module: the
+library's `ApiException` and the transport's `ApiError` alike (both carry `status`, `reason`, `body`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from typing import Any
 
 from kubectl_capc.domain.errors import KubeApiError, one_line
-from kubectl_capc.kube.client import certificate_refused, transport_failure
+from kubectl_capc.kube.retries import certificate_refused, transport_failure
 
 __all__ = ["forbidden_error", "server_message", "unreachable_error"]
 
@@ -21,8 +22,8 @@ _RBAC_REFUSAL = re.compile(
 def forbidden_error(what: str, err: Any) -> KubeApiError | None:
     """The error for a request that RBAC refused: who may not do which verb on which resource, where.
 
-    `err` is the client's `ApiException`. A 403 without RBAC's wording (an admission webhook, a policy,
-    a quota) gives None: the caller reports it as a refusal of the object instead.
+    `err` is an `ApiError` or the library's `ApiException`. A 403 without RBAC's wording (an admission
+    webhook, a policy, a quota) gives None: the caller reports it as a refusal of the object instead.
     """
     if getattr(err, "status", None) != 403:
         return None
@@ -65,7 +66,7 @@ def unreachable_error(what: str, err: BaseException, *, hint: str | None = None)
 
 
 def server_message(err: Any) -> str:
-    """The message of the Status the server answered an `ApiException` with, on one line."""
+    """The message of the Status the server answered an `ApiError` or `ApiException` with, on one line."""
     try:
         body = json.loads(err.body or "{}")
     except (TypeError, ValueError):

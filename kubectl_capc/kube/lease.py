@@ -46,8 +46,8 @@ from kubectl_capc.domain.lease import (
     lease_name,
     renew_interval,
 )
-from kubectl_capc.kube.client import request_was_sent
 from kubectl_capc.kube.errors import forbidden_error, server_message, unreachable_error
+from kubectl_capc.kube.retries import request_was_sent
 
 __all__ = [
     "BREAK_LOCK_HINT",

@@ -13,13 +13,12 @@ the `cluster.x-k8s.io/cluster-name` label is only added by CAPI's defaulting web
 without it (CAPC's stock templates, with no webhook running) lack it. So they are listed for the whole
 namespace and joined to their Cluster in `kubectl_capc.domain.inventory`.
 
-Every request is sent as plain JSON through the client's `ApiClient` (its authentication, timeouts and
-retries), not through the generated typed APIs: those import a module of typed methods per API group,
-check each call's arguments with pydantic and build typed models from the answer. For `validate`, the
-discovery, the LISTs and the SelfSubjectAccessReviews cost about 0.2 s of CPU more that way, and
-`read_secret_data` through the typed core API would import every core model (about half a second).
-
-The kubernetes library is imported inside the functions: importing it costs about half a second.
+Every request is sent as plain JSON through a `kubectl_capc.kube.rest.Sender` (the plugin's transport:
+its login, timeouts and retries), not through the kubernetes library's generated typed APIs: those
+import a module of typed methods per API group, check each call's arguments with pydantic and build
+typed models from the answer, and importing the library alone costs about a quarter of a second, which
+`validate` does not pay. A `Sender` is a `KubeClient`, or the library's client built on one for the
+commands that also write.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ import functools
 import json
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +49,7 @@ from kubectl_capc.domain.model import (
 )
 from kubectl_capc.kube.errors import forbidden_error, unreachable_error
 from kubectl_capc.kube.resources import CAPC_VERSION, RESOURCES
+from kubectl_capc.kube.rest import ApiError, Sender
 
 __all__ = [
     "CAPC_VERSION",
@@ -162,9 +163,9 @@ def pick_versions(served: Mapping[str, Sequence[str]]) -> ServedVersions:
     return versions
 
 
-def discover(api_client: Any) -> ServedVersions:
+def discover(api_client: Sender) -> ServedVersions:
     """One `GET /apis` request, then `pick_versions`."""
-    where = f"API discovery at {api_client.configuration.host}"
+    where = f"API discovery at {api_client.server}"
     group_list = _call(where, lambda: request_json(api_client, "GET", "/apis/"))
     served = {
         str(group.get("name")): [str(v.get("version")) for v in group.get("versions") or []]
@@ -176,7 +177,7 @@ def discover(api_client: Any) -> ServedVersions:
 
 
 def read_inventories(
-    api_client: Any,
+    api_client: Sender,
     *,
     namespace: str | None,
     cluster: str | None = None,
@@ -229,7 +230,7 @@ def _shown(name: str, limit: int = 40) -> str:
     return repr(name if len(name) <= limit else name[:limit] + "…")
 
 
-def read_template_referrers(api_client: Any, *, namespace: str) -> dict[str, list[Any]]:
+def read_template_referrers(api_client: Sender, *, namespace: str) -> dict[str, list[Any]]:
     """Every object in `namespace` that can point at a CloudStackMachineTemplate, keyed by kind.
 
     KubeadmControlPlanes, MachineDeployments and MachineSets reference one; Machines and CloudStackMachines
@@ -241,10 +242,10 @@ def read_template_referrers(api_client: Any, *, namespace: str) -> dict[str, lis
     return {kind.kind: raw[kind.field] for kind in _TEMPLATE_REFERRERS}
 
 
-def read_secret_data(api_client: Any, ref: SecretRef) -> dict[str, str]:
+def read_secret_data(api_client: Sender, ref: SecretRef) -> dict[str, str]:
     """The data of Secret `ref`, each value decoded to text; the values are never logged.
 
-    Raises the client's `ApiException` for an answer other than 2xx (callers tell 404 and RBAC refusals
+    Raises `ApiError` for an answer other than 2xx (callers tell 404 and RBAC refusals
     apart), urllib3's `HTTPError` or `OSError` when the API server cannot be reached, and `ValueError`
     naming the key whose value is not base64-encoded UTF-8 text.
     """
@@ -272,15 +273,14 @@ class SecretAnswer:
     invalid: str = ""
 
 
-def fetch_secret(api_client: Any, ref: SecretRef) -> SecretAnswer:
+def fetch_secret(api_client: Sender, ref: SecretRef) -> SecretAnswer:
     """Read Secret `ref` for a caller that decides what a missing or refused Secret means; raises only
     when the API server cannot be reached. The values are never logged."""
-    from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
         return SecretAnswer(read_secret_data(api_client, ref))
-    except ApiException as err:
+    except ApiError as err:
         denied = forbidden_error(f"read Secret {ref}", err)
         return SecretAnswer(None, int(err.status or 0), one_line(str(err.reason)), denied)
     except (HTTPError, OSError) as err:
@@ -289,13 +289,13 @@ def fetch_secret(api_client: Any, ref: SecretRef) -> SecretAnswer:
         return SecretAnswer(None, invalid=str(err))
 
 
-def _get_core_object(api_client: Any, path: str, **names: str) -> dict[str, Any]:
+def _get_core_object(api_client: Sender, path: str, **names: str) -> dict[str, Any]:
     """GET a core/v1 object as plain JSON; see `request_json`."""
     return request_json(api_client, "GET", path, path_params=names)
 
 
 def request_json(
-    api_client: Any,
+    api_client: Sender,
     method: str,
     path: str,
     *,
@@ -303,28 +303,26 @@ def request_json(
     query: Sequence[tuple[str, Any]] = (),
     body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Send one request through `api_client` (its authentication, timeouts and retries) and return the
-    JSON answer; a non-2xx answer raises `ApiException`, as the typed APIs do."""
-    from kubernetes.client.exceptions import ApiException
-
+    """Send one request through `api_client` (its login, timeouts and retries) and return the JSON
+    answer; `{name}` in `path` is replaced by `path_params[name]`, escaped. A non-2xx answer raises
+    `ApiError`."""
     headers = {"Accept": "application/json"}
+    data = None
     if body is not None:
         headers["Content-Type"] = "application/json"
-    request = api_client.param_serialize(
-        method, path, path_params=dict(path_params or {}), query_params=list(query), header_params=headers,
-        body=body, auth_settings=["BearerToken"],
-    )  # fmt: skip
-    response = api_client.call_api(*request)
-    response.read()
+        data = json.dumps(body).encode("utf-8")
+    escaped = {name: urllib.parse.quote(value, safe="") for name, value in (path_params or {}).items()}
+    response = api_client.send(method, path.format(**escaped), query=query, headers=headers, body=data)
     if not 200 <= response.status <= 299:
-        raise ApiException.from_response(
-            http_resp=response, body=response.data.decode("utf-8", "replace"), data=None
-        )
+        text = response.data.decode("utf-8", "replace")
+        raise ApiError(response.status, response.reason or "", text, dict(response.headers))
     document: dict[str, Any] = json.loads(response.data)
     return document
 
 
-def _read_named(api_client: Any, versions: ServedVersions, namespace: str, name: str) -> dict[str, list[Any]]:
+def _read_named(
+    api_client: Sender, versions: ServedVersions, namespace: str, name: str
+) -> dict[str, list[Any]]:
     """The Cluster first (its refs name the control plane and infrastructure), then the rest at once."""
     clusters = _list(
         api_client, versions, _Query(_CLUSTERS, namespace, field_selector=f"metadata.name={name}")
@@ -355,7 +353,9 @@ def _named_query(kind: _Kind, namespace: str, ref: Any) -> _Query:
     return _Query(kind, namespace)
 
 
-def _list_all(api_client: Any, versions: ServedVersions, queries: Sequence[_Query]) -> dict[str, list[Any]]:
+def _list_all(
+    api_client: Sender, versions: ServedVersions, queries: Sequence[_Query]
+) -> dict[str, list[Any]]:
     """Run the LISTs concurrently; results keyed by `RawObjects` field."""
     with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="list") as pool:
         results = list(pool.map(lambda q: _list(api_client, versions, q), queries))
@@ -371,7 +371,7 @@ def _version_for(kind: _Kind, versions: ServedVersions) -> str:
     }[kind.group]
 
 
-def _list(api_client: Any, versions: ServedVersions, query: _Query) -> list[Any]:
+def _list(api_client: Sender, versions: ServedVersions, query: _Query) -> list[Any]:
     """All items of one LIST, following `continue` tokens; items carry apiVersion and kind."""
     kind = query.kind
     version = _version_for(kind, versions)
@@ -407,12 +407,11 @@ def _list(api_client: Any, versions: ServedVersions, query: _Query) -> list[Any]
 
 def _call(what: str, request: Callable[[], Any]) -> Any:
     """Run one request, turning client failures into a `KubeApiError` that says which request failed."""
-    from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
         return request()
-    except ApiException as err:
+    except ApiError as err:
         denied = forbidden_error(what, err)
         if denied is not None:
             raise denied from None
@@ -422,9 +421,8 @@ def _call(what: str, request: Callable[[], Any]) -> Any:
         raise unreachable_error(what, err) from err
 
 
-def access_review(api_client: Any, access: Access) -> bool:
+def access_review(api_client: Sender, access: Access) -> bool:
     """One SelfSubjectAccessReview: may the caller do `access`?"""
-    from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     attributes = {
@@ -444,7 +442,7 @@ def access_review(api_client: Any, access: Access) -> bool:
         review = request_json(
             api_client, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=review_request
         )
-    except ApiException as err:
+    except ApiError as err:
         raise KubeApiError(
             f"SelfSubjectAccessReview for {access}: HTTP {err.status} {one_line(str(err.reason))}",
             hint="the API server must serve authorization.k8s.io/v1",

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 from kubectl_capc.domain.errors import CapcError, KubeApiError, RolloutError, one_line
 from kubectl_capc.domain.model import CapiVersion, normalize_version
 from kubectl_capc.domain.plan import WaitRollout
-from kubectl_capc.kube.client import RETRIES
 from kubectl_capc.kube.errors import forbidden_error
 from kubectl_capc.kube.resources import RESOURCES
+from kubectl_capc.kube.retries import RETRIES
 from kubectl_capc.kube.write import (
     Conflict,
     KubeWriter,

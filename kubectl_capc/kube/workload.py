@@ -1,19 +1,20 @@
 """Read a workload cluster through the `<cluster>-kubeconfig` Secret CAPI writes for it.
 
-`read_workload` reads the Secret (key `value`) with the management client, builds an API client for
-the workload cluster in memory -- the kubeconfig is never written to disk or logged; client keys and
-certificates reach the TLS layer as in-memory files (Linux memfd) -- and then sends a fixed set of
+`read_workload` reads the Secret (key `value`) with the management client, builds a client for the
+workload cluster in memory (`kubectl_capc.kube.credentials.credentials_from_document`) -- the kubeconfig
+is never written to disk or logged; client keys and certificates reach the TLS layer as in-memory files
+(Linux memfd; elsewhere private temporary files, removed once read) -- and then sends a fixed set of
 requests: one paginated LIST each of Nodes and PodDisruptionBudgets and one `GET /metrics` for the API
 server's `apiserver_requested_deprecated_apis` gauge, concurrently; then, only when some budget allows
 no disruption (the one check that needs them), one paginated LIST of the Pods a drain would evict
 (scheduled, not Pending/Succeeded/Failed), which are most of the bytes a big cluster sends. Objects are
 read as plain JSON (the typed models would cost seconds of CPU for ten thousand pods). With `removed`
 (the built-in API versions an upgrade removes, `removed_between`), also, per API group, one discovery
-GET for its versions and one metadata-only LIST per resource (as PartialObjectMetadata: the versions
-its writers used are in managedFields and kubectl's last-applied-configuration), in the preferred
-version, else the first other served one that is not being removed. However
-large the cluster, that is 1 Secret GET + 2 or 3 LISTs + 1 GET (+ those of `removed`), plus one
-request per further page of `PAGE_SIZE` objects.
+GET for its versions and one metadata-only LIST per resource (as PartialObjectMetadata: the versions its
+writers used are in managedFields and kubectl's last-applied-configuration), in the preferred version,
+else the first other served one that is not being removed. However large the cluster, that is 1 Secret
+GET + 2 or 3 LISTs + 1 GET (+ those of `removed`), plus one request per further page of `PAGE_SIZE`
+objects.
 
 Nothing here raises for the workload cluster: a missing or unreadable Secret, a kubeconfig that cannot
 be used, or an API server that does not answer gives `WorkloadFacts.unreachable` (what went wrong), a
@@ -26,12 +27,9 @@ pages) into `kubectl_capc.domain.machines.Machine`, from either CAPI shape (`mac
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import logging
-import os
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +53,7 @@ from kubectl_capc.domain.model import (
     SecretRef,
 )
 from kubectl_capc.domain.selectors import LabelSelector, Operator, Requirement
+from kubectl_capc.kube.rest import KubeClient, Sender
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -113,7 +112,7 @@ class _NotServed(Exception):
 
 
 def read_machines(
-    api_client: Any, capi_version: str, *, namespace: str | None, cluster: str | None = None
+    api_client: Sender, capi_version: str, *, namespace: str | None, cluster: str | None = None
 ) -> dict[tuple[str, str], tuple[Machine, ...]]:
     """The Machines of `cluster` in `namespace`, or of every cluster there (None = all namespaces), keyed
     by (namespace, cluster name): one LIST, however many clusters."""
@@ -243,7 +242,7 @@ def blocks_evictions(pdb: PodDisruptionBudget) -> bool:
 
 
 def read_workload(
-    api_client: Any,
+    api_client: Sender,
     namespace: str,
     cluster: str,
     *,
@@ -287,7 +286,7 @@ def read_workload(
 class _Workload:
     """The requests to one workload API server; counts them."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: KubeClient) -> None:
         self.client = client
         self.requests = 0
 
@@ -404,20 +403,15 @@ class _Workload:
 
     def _get(self, path: str, accept: str) -> tuple[int, bytes]:
         from kubectl_capc.domain.errors import one_line
-        from kubectl_capc.kube.client import transport_failure
+        from kubectl_capc.kube.retries import transport_failure
 
         self.requests += 1
         try:
-            request = self.client.param_serialize(
-                "GET", path, header_params={"Accept": accept}, auth_settings=["BearerToken"]
-            )
-            response = self.client.call_api(*request)
-            response.read()
+            response = self.client.send("GET", path, headers={"Accept": accept})
         except Exception as err:  # urllib3's HTTPError, OSError, SSL errors: no answer
             where = path.partition("?")[0]
-            raise _Unusable(
-                f"GET {where} on {self.client.configuration.host}: {one_line(transport_failure(err))}"
-            ) from None
+            failure = one_line(transport_failure(err))
+            raise _Unusable(f"GET {where} on {self.client.server}: {failure}") from None
         return int(response.status), bytes(response.data or b"")
 
 
@@ -429,12 +423,13 @@ def _status_message(body: bytes) -> str:
     return str(document.get("message") or document.get("reason") or "") if isinstance(document, dict) else ""
 
 
-def _workload_client(text: str, where: str, request_timeout: float) -> Any:
-    """An ApiClient for the kubeconfig `text`'s current context, built in memory."""
+def _workload_client(text: str, where: str, request_timeout: float) -> KubeClient:
+    """A client for the kubeconfig `text`'s current context, built in memory."""
     import yaml
-    from kubernetes import client
 
-    from kubectl_capc.kube.client import _timed_api_client_class
+    from kubectl_capc.domain.errors import ConfigError
+    from kubectl_capc.kube.credentials import credentials_from_document
+    from kubectl_capc.kube.rest import KubeClient
 
     try:
         document = yaml.safe_load(text)
@@ -442,70 +437,10 @@ def _workload_client(text: str, where: str, request_timeout: float) -> Any:
         raise _Unusable(f"{where}: the kubeconfig is not valid YAML") from None
     if not isinstance(document, Mapping):
         raise _Unusable(f"{where}: the kubeconfig is not a mapping")
-    context_name = str(document.get("current-context") or "")
-    contexts = _named(document, "contexts", "context")
-    context = contexts.get(context_name) or (next(iter(contexts.values())) if len(contexts) == 1 else None)
-    if context is None:
-        raise _Unusable(f"{where}: the kubeconfig has no current context")
-    cluster = _named(document, "clusters", "cluster").get(str(context.get("cluster") or ""))
-    user = _named(document, "users", "user").get(str(context.get("user") or ""), {})
-    if cluster is None or not cluster.get("server"):
-        raise _Unusable(f"{where}: the kubeconfig's context names no cluster with a server")
-    if user.get("exec") or user.get("auth-provider"):
-        raise _Unusable(
-            f"{where}: the kubeconfig's user runs a credential plugin, which is not supported here"
-        )
-
-    configuration = client.Configuration()
-    configuration.host = str(cluster["server"]).rstrip("/")
-    configuration.verify_ssl = not cluster.get("insecure-skip-tls-verify")
-    if cluster.get("tls-server-name"):
-        configuration.tls_server_name = str(cluster["tls-server-name"])
-    if cluster.get("certificate-authority-data"):
-        configuration.ca_cert_data = _decoded(cluster["certificate-authority-data"], where, "CA").decode(
-            "utf-8", "replace"
-        )
-    elif cluster.get("certificate-authority"):
-        raise _Unusable(f"{where}: the kubeconfig names a CA file, which is not readable from here")
-    if user.get("client-certificate-data") and user.get("client-key-data"):
-        configuration.cert_file = _memory_file(
-            _decoded(user["client-certificate-data"], where, "certificate")
-        )
-        configuration.key_file = _memory_file(_decoded(user["client-key-data"], where, "key"))
-    elif user.get("client-certificate") or user.get("client-key"):
-        raise _Unusable(f"{where}: the kubeconfig names client certificate files, not readable from here")
-    if user.get("token"):
-        configuration.api_key = {"BearerToken": f"Bearer {user['token']}"}
-    configuration.debug = False
-    return _timed_api_client_class()(configuration, request_timeout)
-
-
-def _named(document: Mapping[str, Any], section: str, body: str) -> dict[str, Mapping[str, Any]]:
-    entries = document.get(section) or []
-    named: dict[str, Mapping[str, Any]] = {}
-    for entry in entries if isinstance(entries, list) else []:
-        if isinstance(entry, Mapping) and isinstance(entry.get(body), Mapping):
-            named[str(entry.get("name") or "")] = entry[body]
-    return named
-
-
-def _decoded(value: Any, where: str, what: str) -> bytes:
     try:
-        return base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError):
-        raise _Unusable(f"{where}: the kubeconfig's {what} data is not base64") from None
-
-
-def _memory_file(data: bytes) -> str:
-    """A path the TLS layer can open that names memory, not disk (Linux memfd, one per content)."""
-    if not hasattr(os, "memfd_create"):
-        raise _Unusable(
-            "client certificates from a kubeconfig Secret need Linux (in-memory files); "
-            "they are never written to disk"
-        )
-    from kubectl_capc.kube.client import _key_file
-
-    return f"/proc/self/fd/{_key_file(data)}"
+        return KubeClient(credentials_from_document(document, where), request_timeout)
+    except ConfigError as err:
+        raise _Unusable(err.message) from None
 
 
 # -- small readers ---------------------------------------------------------------------------------

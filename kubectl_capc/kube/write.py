@@ -13,7 +13,7 @@ it breaks again; only when the server answers 410 Gone (it no longer has that ve
 again.
 Each WATCH ends by the wait's deadline.
 
-Which failed requests are sent again is decided in `kubectl_capc.kube.client.retry_delay`. A write that failed
+Which failed requests are sent again is decided in `kubectl_capc.kube.retries`. A write that failed
 after it was sent (the connection broke, no answer came in time, or a gateway answered 502/503/504) may
 or may not have happened: it is never sent blindly again but reported as `OutcomeUnknown`, a `Conflict`,
 so the engine reads the cluster again and re-plans. Ctrl-C during a write is deferred until it is done
@@ -54,9 +54,9 @@ from kubectl_capc.domain.model import (
 from kubectl_capc.domain.ondelete import Decision, next_step
 from kubectl_capc.domain.plan import PatchObject, RollOnDelete, WaitRollout
 from kubectl_capc.domain.progress import MachinePhase, OwnerProgress
-from kubectl_capc.kube.client import RETRIES, request_was_sent, transport_failure
 from kubectl_capc.kube.errors import forbidden_error, server_message, unreachable_error
 from kubectl_capc.kube.resources import CAPC_VERSION, RESOURCES
+from kubectl_capc.kube.retries import RETRIES, request_was_sent, transport_failure
 
 __all__ = [
     "FIELD_MANAGER",

@@ -3,7 +3,7 @@ CloudStack, read with the plugin's own kubeconfig handling and clients.
 
 Only reads. Every request runs with the time the completion has left as its timeout, and the caller
 drops a lookup that is still running at its deadline, so nothing here needs to be quick on its own.
-The kubernetes client and cs are imported inside the functions: a completion that needs no server
+The Kubernetes transport and cs are imported inside the functions: a completion that needs no server
 never pays for them.
 """
 
@@ -40,21 +40,21 @@ class TemplateVersions:
 
 def namespaces(target: KubeTarget) -> tuple[NamedObject, ...]:
     """Every namespace of the context's API server: one LIST."""
-    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.client import kube_client
 
-    target.resolve_context()  # a kubeconfig problem ends the lookup before the client is imported
-    listed = _get_list(api_client(target), "/api/v1/namespaces")
+    target.resolve_context()  # a kubeconfig problem ends the lookup before the client is made
+    listed = _get_list(kube_client(target), "/api/v1/namespaces")
     return tuple(NamedObject(_name(item), _text(item, "status", "phase")) for item in listed if _name(item))
 
 
 def clusters(target: KubeTarget) -> tuple[NamedObject, ...]:
     """The Cluster API Clusters in the namespace `target` selects: one discovery request and one LIST."""
     from kubectl_capc.domain.model import CLUSTER_GROUP
-    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.client import kube_client
     from kubectl_capc.kube.read import discover
 
     namespace = target.resolve_context().namespace
-    api = api_client(target)
+    api = kube_client(target)
     version = discover(api).cluster
     listed = _get_list(api, f"/apis/{CLUSTER_GROUP}/{version}/namespaces/{namespace}/clusters")
     return tuple(
@@ -71,7 +71,7 @@ def template_versions(target: KubeTarget, cluster: str) -> TemplateVersions:
     from kubectl_capc.cloudstack.credentials import Credentials
     from kubectl_capc.domain.images import describe_template
     from kubectl_capc.domain.versions import parse_version
-    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.client import kube_client
     from kubectl_capc.kube.read import read_inventories
     from kubectl_capc.ops.image_targets import zone_targets
 
@@ -81,7 +81,7 @@ def template_versions(target: KubeTarget, cluster: str) -> TemplateVersions:
         return CloudStackClient(credentials, request_timeout=timeout)
 
     namespace = target.resolve_context().namespace
-    api = api_client(target)
+    api = kube_client(target)
     (inventory,) = read_inventories(api, namespace=namespace, cluster=cluster)
     current = None
     if inventory.control_plane is not None:

@@ -525,7 +525,7 @@ def run(
     `zones` adds per-failure-domain template availability, read from CloudStack with each failure
     domain's credentials Secret.
     """
-    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.client import kube_client
     from kubectl_capc.kube.read import read_inventories
 
     if cluster is not None and (all_namespaces or label_selector is not None):
@@ -533,7 +533,7 @@ def run(
             "a cluster name cannot be combined with -A or -l", hint="drop -A and -l, or drop the cluster name"
         )
     namespace = None if all_namespaces else target.resolve_context().namespace
-    api = api_client(target)
+    api = kube_client(target)
     inventories = read_inventories(api, namespace=namespace, cluster=cluster, label_selector=label_selector)
     if not inventories:
         where = f" in namespace {namespace}" if namespace else ""

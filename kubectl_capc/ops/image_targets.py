@@ -3,7 +3,7 @@ failure domain's credentials, as the owner (account or project) CAPC will look t
 
 The credentials come from each failure domain's `acsEndpoint` Secret (keys `api-url`, `api-key`,
 `secret-key`, `verify-ssl`), read once per Secret, and again when CloudStack rejects them (keys rotated
-during a run); the kubernetes library is imported inside functions.
+during a run).
 """
 
 from __future__ import annotations

@@ -91,9 +91,11 @@ def test_api_client_carries_server_credentials_and_relative_ca(
 
     api = kube.api_client(KubeTarget(kubeconfig=str(path), request_timeout=7.0))
     assert api.configuration.host == "https://127.0.0.1:6443"
-    assert api.configuration.ssl_ca_cert == str(tmp_path / "kube" / "pki" / "ca.crt")
-    assert api.configuration.api_key["BearerToken"] == f"Bearer {TOKEN}"
-    assert api.request_timeout == 7.0
+    credentials = api.kube.credentials
+    assert credentials.ca_pem == b"not checked until a request is made\n"
+    assert credentials.authorization == f"Bearer {TOKEN}"
+    assert api.kube.request_timeout == 7.0
+    assert not api.configuration.api_key  # the transport logs in, not the library
 
 
 def test_unusable_context_is_a_config_error_without_the_token(tmp_path: Path) -> None:

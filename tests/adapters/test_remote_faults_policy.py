@@ -26,7 +26,7 @@ from kubectl_capc.cloudstack.credentials import Credentials
 from kubectl_capc.cloudstack.errors import CloudStackError, CloudStackRejected
 from kubectl_capc.domain import interrupts, testpoints
 from kubectl_capc.domain.backoff import MAX_RETRY_AFTER, Backoff, retry_after
-from kubectl_capc.kube.client import RETRIES, retry_delay
+from kubectl_capc.kube.retries import RETRIES, retry_delay
 from tests.csdouble.faults import parse_faults
 from tests.csdouble.server import CloudStackDouble
 

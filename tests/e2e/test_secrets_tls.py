@@ -30,7 +30,7 @@ import pytest
 import yaml
 from urllib3.exceptions import MaxRetryError, SSLError
 
-from kubectl_capc.kube.client import certificate_refused, request_was_sent, retry_delay
+from kubectl_capc.kube.retries import certificate_refused, request_was_sent, retry_delay
 from tests.support.rbac_support import credentials_secret, small_cluster
 from tests.support.upgrade_support import REPO
 from tests.testenv.bed import TestBed

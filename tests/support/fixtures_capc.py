@@ -442,11 +442,10 @@ def create_objects(api_client: Any, objects: Iterable[Mapping[str, Any]]) -> lis
 
 def tagged_api_client(kubeconfig: Path, user_agent: str) -> Any:
     """An admin ApiClient whose requests carry `user_agent`, so the audit log can tell them apart."""
-    from kubernetes import config
+    from kubectl_capc.kube.client import api_client
+    from kubectl_capc.kube.target import KubeTarget
 
-    api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
-    api.user_agent = user_agent
-    return api
+    return api_client(KubeTarget(kubeconfig=str(kubeconfig)), user_agent)
 
 
 def audit_requests(audit_log: Path, user_agent: str) -> list[dict[str, Any]]:

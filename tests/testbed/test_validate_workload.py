@@ -199,7 +199,7 @@ def test_unreachable_workload_is_a_warning_and_the_kubeconfig_never_shows(
         _, _, output = _validate(wbed, capsys, *args, "-v", "9")
         outputs.append(output)
     assert any(
-        "D kubectl_capc.kube.client: GET https://127.0.0.1:" in output for output in outputs
+        "D kubectl_capc.kube.rest: GET https://127.0.0.1:" in output for output in outputs
     )  # -v 9 logged
     for output in outputs:
         for secret in secrets:

@@ -70,10 +70,11 @@ class TestBed:
         return self.dir / "ssvm-ca.crt"
 
     def api_client(self) -> Any:
-        """A kubernetes ApiClient for the admin identity."""
-        from kubernetes import config
+        """The plugin's kubernetes ApiClient for the admin identity: typed APIs and plain reads alike."""
+        from kubectl_capc.kube.client import api_client
+        from kubectl_capc.kube.target import KubeTarget
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return api_client(KubeTarget(kubeconfig=str(self.kubeconfig)))
 
     def admin_url(self, path: str) -> str:
         """URL of the CloudStack double's unsigned admin endpoint (seeding, faults, call log)."""

@@ -13,7 +13,7 @@ import yaml
 from kubectl_capc.domain.checks.workload import removed_between
 from kubectl_capc.domain.selectors import Operator
 from kubectl_capc.domain.versions import parse_version
-from kubectl_capc.kube import workload
+from kubectl_capc.kube import rest, workload
 from kubectl_capc.kube.read import SecretAnswer
 from kubectl_capc.kube.workload import (
     machine_from_object,
@@ -209,26 +209,26 @@ def test_unusable_kubeconfigs(monkeypatch: pytest.MonkeyPatch, text: str, reason
 
 @pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="in-memory files are Linux only")
 def test_client_keys_stay_in_memory_and_the_ca_is_data() -> None:
-    client = workload._workload_client(
-        kubeconfig("https://10.0.0.1:6443/", **{"client-certificate-data": CERT, "client-key-data": KEY}),
-        "Secret prod/c1-kubeconfig",
-        3.0,
-    )
-    configuration = client.configuration
-    assert configuration.host == "https://10.0.0.1:6443"
-    assert configuration.ca_cert_data.startswith("-----BEGIN CERTIFICATE-----")
-    assert configuration.ssl_ca_cert is None
-    for path in (configuration.cert_file, configuration.key_file):
-        assert path.startswith("/proc/self/fd/")
-        assert os.readlink(path).startswith("/memfd:")
-    with open(configuration.key_file, "rb") as handle:
-        assert handle.read() == b"client-key-bytes-very-secret"
+    text = kubeconfig("https://10.0.0.1:6443/", **{"client-certificate-data": CERT, "client-key-data": KEY})
+    client = workload._workload_client(text, "Secret prod/c1-kubeconfig", 3.0)
+    credentials = client.credentials
+    assert credentials.server == "https://10.0.0.1:6443"
+    assert credentials.ca_pem is not None and credentials.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert credentials.certificate is not None
+    assert credentials.certificate.key == b"client-key-bytes-very-secret"
     assert client.request_timeout == 3.0
+    assert "very-secret" not in repr(credentials)
+    # The TLS layer reads the key from a memfd: no file of it is ever on disk.
+    path = rest._memory_file(credentials.certificate.key)
+    assert os.readlink(path).startswith("/memfd:")
+    with open(path, "rb") as handle:
+        assert handle.read() == b"client-key-bytes-very-secret"
 
 
 def test_a_token_user_sends_a_bearer_token() -> None:
     client = workload._workload_client(kubeconfig("https://h:6443", token="t0ken"), "s", 3.0)
-    assert client.configuration.auth_settings()["BearerToken"]["value"] == "Bearer t0ken"
+    assert client.credentials.authorization == "Bearer t0ken"
+    assert "t0ken" not in repr(client.credentials)
 
 
 def test_a_workload_api_server_that_refuses_connections_is_unreachable(
@@ -247,21 +247,20 @@ def test_a_workload_api_server_that_refuses_connections_is_unreachable(
 
 
 class FakeWorkload:
-    """Answers the workload reader's GETs from a table of paths; records the paths asked."""
+    """Answers the workload reader's GETs from a table of paths; records the paths and Accept headers."""
+
+    server = "https://w:6443"
 
     def __init__(self, answers: dict[str, Any]) -> None:
-        self.answers, self.asked = answers, []  # type: ignore[var-annotated]
-        self.configuration = type("C", (), {"host": "https://w:6443"})()
+        self.answers, self.asked, self.accepts = answers, [], []  # type: ignore[var-annotated]
 
-    def param_serialize(self, method: str, path: str, **_: Any) -> tuple[str, str]:
-        return method, path
-
-    def call_api(self, method: str, path: str) -> Any:
+    def send(self, method: str, path: str, *, headers: dict[str, str], **_: Any) -> Any:
         self.asked.append(path.partition("?")[0])
+        self.accepts.append(headers["Accept"])
         body = self.answers.get(path.partition("?")[0], (404, {"message": "not found"}))
         status, body = body if isinstance(body, tuple) else (200, body)
         data = body.encode() if isinstance(body, str) else __import__("json").dumps(body).encode()
-        return type("R", (), {"status": status, "data": data, "read": lambda self: None})()
+        return type("R", (), {"status": status, "data": data})()
 
 
 def _budget(allowed: int) -> dict[str, Any]:
@@ -372,14 +371,6 @@ def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> 
             # resource.k8s.io is not served at all: nothing of it is stored
         }
     )
-    accepts: list[str] = []
-    serialize = fake.param_serialize
-
-    def recording(method: str, path: str, **kwargs: Any) -> tuple[str, str]:
-        accepts.append(kwargs["header_params"]["Accept"])
-        return serialize(method, path, **kwargs)
-
-    fake.param_serialize = recording  # type: ignore[method-assign]
     reader = workload._Workload(fake)
     facts = reader.read(removed)
     assert sorted((w.resource, w.name) for w in facts.written or ()) == [
@@ -393,7 +384,7 @@ def test_removed_resources_are_listed_as_metadata_in_the_preferred_version() -> 
     assert not any("v1beta" in path for path in fake.asked)
     assert reader.requests == 3 + 1 + 2
     assert any(
-        a.startswith("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1") for a in accepts
+        a.startswith("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1") for a in fake.accepts
     )
 
 
