@@ -114,8 +114,7 @@ def render_cluster(
         worker_offering=worker_offering,
         extra=extra_values,
     )
-    text = substitute((upstream.capc_templates_dir() / flavor).read_text(), values)
-    objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    objects = render_flavor(flavor, values)
     for obj in objects:
         obj.setdefault("metadata", {})["namespace"] = namespace
     _set_failure_domains(objects, zones)
@@ -129,6 +128,13 @@ def render_cluster(
     if capi == "v1beta2":
         objects = [to_v1beta2(obj) for obj in objects]
     return objects
+
+
+def render_flavor(flavor: str, values: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The objects of the pinned CAPC release's clusterctl `flavor` file, as `clusterctl generate cluster`
+    writes them with `values`."""
+    text = substitute((upstream.capc_templates_dir() / flavor).read_text(), values)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 def stock_values(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,8 +21,8 @@ from tests.support.fixtures_capc import (
     Zone,
     capi_machines,
     create_objects,
+    render_flavor,
     stock_values,
-    substitute,
     to_v1beta2,
 )
 from tests.support.upgrade_support import cli, get, version_and_template
@@ -34,7 +33,6 @@ from tests.support.workload_support import (
     until,
     workload_client,
 )
-from tests.testenv import upstream
 from tests.testenv.bed import TestBed
 from tests.testenv.workload import bed_cloudstack
 
@@ -63,14 +61,13 @@ FLAVOURS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
 
 def rendered(flavour: str, capi: str, values: Mapping[str, str]) -> list[dict[str, Any]]:
     """The flavour as `clusterctl generate cluster` writes it, converted as the profile's CAPI stores it."""
-    text = substitute((upstream.capc_templates_dir() / flavour).read_text(), values)
-    objects = [doc for doc in yaml.safe_load_all(text) if doc]
+    objects = render_flavor(flavour, values)
     return [to_v1beta2(obj) for obj in objects] if capi == "v1beta2" else objects
 
 
-def kubectl_apply(bed: TestBed, kubectl: Path, namespace: str, objects: list[dict[str, Any]]) -> None:
+def kubectl_apply(bed: TestBed, namespace: str, objects: list[dict[str, Any]]) -> None:
     applied = subprocess.run(
-        [str(kubectl), "--kubeconfig", str(bed.kubeconfig), "apply", "-n", namespace, "-f", "-"],
+        [str(bed.kubectl), "--kubeconfig", str(bed.kubeconfig), "apply", "-n", namespace, "-f", "-"],
         input=yaml.safe_dump_all(objects),
         capture_output=True,
         text=True,
@@ -99,7 +96,7 @@ def vms_of(bed: TestBed, machines: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 @pytest.mark.parametrize("flavour", sorted(FLAVOURS))
 def test_a_stock_flavour_upgrades_with_every_machine_deployment_rolled(
-    wbed: TestBed, wnamespace: str, kubectl_binary: Path, flavour: str
+    wbed: TestBed, wnamespace: str, flavour: str
 ) -> None:
     extra, deployed_with = FLAVOURS[flavour]
     # CloudStack refuses a second VM of the same name in a network, and the bed names Machines after
@@ -108,7 +105,7 @@ def test_a_stock_flavour_upgrades_with_every_machine_deployment_rolled(
     zone = Zone("zone1", extra.get("CLOUDSTACK_NETWORK_NAME", "capc-net-zone1"))
     values = stock_values(name, zone, version=VERSION, extra=extra)
     objects = rendered(flavour, wbed.capi, values)
-    kubectl_apply(wbed, kubectl_binary, wnamespace, objects)
+    kubectl_apply(wbed, wnamespace, objects)
     owners = [o for o in objects if o["kind"] in ("KubeadmControlPlane", "MachineDeployment")]
     stored = [get(wbed, wnamespace, o["kind"], o["metadata"]["name"]) for o in owners]
     create_objects(wbed.api_client(), capi_machines(stored, name, wnamespace, (zone,), capi=wbed.capi))
