@@ -333,10 +333,16 @@ def _disk_offering_fields(spec: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _network_fields(state: State, spec: Mapping[str, Any]) -> dict[str, Any]:
+def _seeded_zone(state: State, what: str, spec: Mapping[str, Any]) -> Zone:
+    """The zone a network or VPC of the seed is in; an unknown one is a seed error."""
     zone = state.zone(str(spec["zone"]))
     if zone is None:
-        raise SeedError(f"network {spec['name']!r}: unknown zone {spec['zone']!r}")
+        raise SeedError(f"{what} {spec['name']!r}: unknown zone {spec['zone']!r}")
+    return zone
+
+
+def _network_fields(state: State, spec: Mapping[str, Any]) -> dict[str, Any]:
+    zone = _seeded_zone(state, "network", spec)
     offering = str(spec.get("networkofferingname", "DefaultIsolatedNetworkOfferingWithSourceNatService"))
     network_type = str(spec.get("type", "Isolated"))
     fields: dict[str, Any] = {
@@ -360,9 +366,7 @@ def _network_fields(state: State, spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _vpc_fields(state: State, spec: Mapping[str, Any]) -> dict[str, Any]:
-    zone = state.zone(str(spec["zone"]))
-    if zone is None:
-        raise SeedError(f"VPC {spec['name']!r}: unknown zone {spec['zone']!r}")
+    zone = _seeded_zone(state, "VPC", spec)
     offering = "Default VPC offering"
     fields: dict[str, Any] = {
         "name": str(spec["name"]), "displaytext": str(spec.get("displaytext", spec["name"])),
