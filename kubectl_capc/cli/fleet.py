@@ -107,17 +107,15 @@ def run_fleet(
         api_client(opts.target), selection, request, images, FleetOptions(policy, options),
         console=console, make_client=cloudstack, progress=console,
     )  # fmt: skip
-    try:
+
+    def upgrade() -> int:
         report = run.run()
-    except KeyboardInterrupt:
-        console.note("interrupted: run the same command again to continue where it stopped")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
-    finally:
-        console.flush()
-    if report is None:  # --dry-run
-        plan = run.plan_result
-        raise typer.Exit(ExitCode.FINDINGS if plan is not None and plan.order else ExitCode.OK)
-    raise typer.Exit(exit_code_of(report))
+        if report is not None:
+            return exit_code_of(report)
+        plan = run.plan_result  # --dry-run
+        return ExitCode.FINDINGS if plan is not None and plan.order else ExitCode.OK
+
+    console.exit_with(upgrade)
 
 
 # What a member's state line says for each kind of change; other changes (notes, finished steps) are

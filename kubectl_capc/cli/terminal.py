@@ -46,6 +46,8 @@ class Terminal:
         from kubectl_capc.cli.progress import ProgressDisplay
 
         self.display = progress if isinstance(progress, ProgressDisplay) else ProgressDisplay(progress)
+        self.current_step: str | None = None
+        """The step under way (`Action Kind/name`), for the message shown when the run is interrupted."""
 
     def confirm(self, question: str) -> bool:
         self.display.close()
@@ -69,6 +71,28 @@ class Terminal:
             print_document(self._document, self.output)
             self._document = None
 
+    def exit_with(self, run: Callable[[], int]) -> NoReturn:
+        """Run the command and exit with the code `run` returns; Ctrl-C exits 130 saying where it stopped
+        and how to go on. The typed document is printed however the run ended."""
+        try:
+            code = run()
+        except KeyboardInterrupt as stop:
+            self._stopped(stop)
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        finally:
+            self.flush()
+        raise typer.Exit(code)
+
+    def _stopped(self, stop: KeyboardInterrupt) -> None:
+        """Say where Ctrl-C stopped the run and how to go on from there."""
+        from kubectl_capc.domain.interrupts import StoppedAfterWrite
+
+        if isinstance(stop, StoppedAfterWrite):
+            where = f" after {stop.done}"
+        else:
+            where = f" during {self.current_step}" if self.current_step else ""
+        self.note(f"interrupted{where}: run the same command again to continue where it stopped")
+
 
 class PlanTerminal(Terminal, ABC, Generic[PlanT]):
     """Shows one command's plan, previews, steps and progress; each command says how its plan and
@@ -84,8 +108,6 @@ class PlanTerminal(Terminal, ABC, Generic[PlanT]):
         """`color` None: colour the diffs when stdout is a terminal and NO_COLOR is not set."""
         super().__init__(output, progress=progress)
         self.color = sys.stdout.isatty() and "NO_COLOR" not in os.environ if color is None else color
-        self.current_step: str | None = None
-        """The step under way (`Action Kind/name`), for the message shown when the run is interrupted."""
 
     @abstractmethod
     def print_plan(self, plan: PlanT) -> None:
@@ -120,25 +142,3 @@ class PlanTerminal(Terminal, ABC, Generic[PlanT]):
         self.current_step = f"{step.action} {step.subject}" if state == "start" else None
         text = step.summary() if state == "start" else "done"
         self.note(f"[{label}] {step.action} {step.subject}: {text}")
-
-    def exit_with(self, run: Callable[[], int]) -> NoReturn:
-        """Run the command and exit with the code `run` returns; Ctrl-C exits 130 saying where it stopped
-        and how to go on. The typed document is printed however the run ended."""
-        try:
-            code = run()
-        except KeyboardInterrupt as stop:
-            self._stopped(stop)
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
-        finally:
-            self.flush()
-        raise typer.Exit(code)
-
-    def _stopped(self, stop: KeyboardInterrupt) -> None:
-        """Say where Ctrl-C stopped the run and how to go on from there."""
-        from kubectl_capc.domain.interrupts import StoppedAfterWrite
-
-        if isinstance(stop, StoppedAfterWrite):
-            where = f" after {stop.done}"
-        else:
-            where = f" during {self.current_step}" if self.current_step else ""
-        self.note(f"interrupted{where}: run the same command again to continue where it stopped")
