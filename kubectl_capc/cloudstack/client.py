@@ -9,6 +9,7 @@ run are picked up, and a write refused with the old keys is sent again with the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -184,14 +185,12 @@ class CloudStackClient:
             username = str(user.get("username", user.get("id", "")))
             keys = self._keys_of(str(user.get("id", "")), username)
             if keys.get("apikey") and keys.get("secretkey"):
-                current = self.credentials
-                return Credentials(
-                    current.endpoint,
-                    str(keys["apikey"]),
-                    str(keys["secretkey"]),
-                    current.verify_ssl,
-                    current.ca_bundle,
-                    f"the API keys of user {username} of account {account} (found with {current.source})",
+                return dataclasses.replace(
+                    self.credentials,
+                    api_key=str(keys["apikey"]),
+                    secret_key=str(keys["secretkey"]),
+                    source=f"the API keys of user {username} of account {account} "
+                    f"(found with {self.credentials.source})",
                 )
         raise AccountWithoutKeys(
             f"account {account!r} in domain {path} has no user with API keys at {self.endpoint}: "
