@@ -9,6 +9,7 @@ run are picked up, and a write refused with the old keys is sent again with the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -184,14 +185,12 @@ class CloudStackClient:
             username = str(user.get("username", user.get("id", "")))
             keys = self._keys_of(str(user.get("id", "")), username)
             if keys.get("apikey") and keys.get("secretkey"):
-                current = self.credentials
-                return Credentials(
-                    current.endpoint,
-                    str(keys["apikey"]),
-                    str(keys["secretkey"]),
-                    current.verify_ssl,
-                    current.ca_bundle,
-                    f"the API keys of user {username} of account {account} (found with {current.source})",
+                return dataclasses.replace(
+                    self.credentials,
+                    api_key=str(keys["apikey"]),
+                    secret_key=str(keys["secretkey"]),
+                    source=f"the API keys of user {username} of account {account} "
+                    f"(found with {self.credentials.source})",
                 )
         raise AccountWithoutKeys(
             f"account {account!r} in domain {path} has no user with API keys at {self.endpoint}: "
@@ -478,15 +477,14 @@ class CloudStackClient:
             if time.monotonic() >= deadline:
                 progress = {row.zone_id: row.status or "no status" for row in rows if not row.ready}
                 pending = [f"{names[z]}: {progress.get(z, 'no copy yet')}" for z in names]
-                named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
                 raise CloudStackError(
-                    f"the copy of {named} to zone {', '.join(names.values())} is not done after "
-                    f"{_seconds(time.monotonic() - started)} ({'; '.join(pending)})",
+                    f"the copy of {_named(rows, template_id)} to zone {', '.join(names.values())} is not "
+                    f"done after {_seconds(time.monotonic() - started)} ({'; '.join(pending)})",
                     hint="CloudStack keeps copying: re-run the same command to keep waiting, "
                     "or raise --timeout",
                 )
             testpoints.reached(f"copying template {template_id} to {', '.join(sorted(names.values()))}")
-            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+            self._pause(deadline)
 
     def _copy_failed(
         self, template_id: str, names: Mapping[str, str], rows: Sequence[Template], result: Any
@@ -573,14 +571,18 @@ class CloudStackClient:
                 hint = "re-run the same command to keep waiting, or raise --timeout"
                 if any(row.status in ("UploadInProgress", "NotUploaded") for row in rows):
                     hint += "; if the upload was interrupted, re-run with --replace to upload again"
-                named = f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
                 waited = _seconds(time.monotonic() - started)
                 raise CloudStackError(
-                    f"{named} is not ready after {waited} ({'; '.join(pending)})", hint=hint
+                    f"{_named(rows, template_id)} is not ready after {waited} ({'; '.join(pending)})",
+                    hint=hint,
                 )
-            time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
+            self._pause(deadline)
 
     # -- plumbing ----------------------------------------------------------------------------------
+
+    def _pause(self, deadline: float) -> None:
+        """Sleep until the next poll, never past `deadline` (`time.monotonic()`)."""
+        time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
     def _write(self, what: str, request: Callable[[], T], *, going_on: str = "") -> T:
         """A command that changes something: Ctrl-C waits for it, and it is retried only when safe.
@@ -632,6 +634,11 @@ class CloudStackClient:
         _log.info("CloudStack rejected the keys; using the new ones from %s", fresh.source)
         self._use(fresh)
         return True
+
+
+def _named(rows: Sequence[Template], template_id: str) -> str:
+    """A waited-for template in a message: by name and id once a row of it is listed, else by id."""
+    return f"template {rows[0].name!r} ({template_id})" if rows else f"template {template_id}"
 
 
 def _seconds(elapsed: float) -> str:

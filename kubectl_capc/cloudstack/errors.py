@@ -191,7 +191,7 @@ def error_for(
 
 def _api_error(what: str, err: Any, credentials: Credentials) -> CloudStackError:
     error = err.error if isinstance(err.error, Mapping) else {}
-    code = error.get("errorcode") or getattr(getattr(err, "response", None), "status_code", "?")
+    code = _error_code(err) or "?"
     text = scrub(str(error.get("errortext") or (err.args[0] if err.args else "no details")), credentials)
     endpoint, source = credentials.endpoint, credentials.source
     if code == 401:

@@ -3,29 +3,21 @@ second, which commands that never call CloudStack should not pay."""
 
 from __future__ import annotations
 
+import functools
 import sys
-import threading
 from types import ModuleType
 
 __all__ = ["cs"]
 
-_IMPORTING = threading.Lock()
-"""Held while `cs` is imported: clients made from several threads at once (validate's parallel
-connections) must not see the module half initialised in sys.modules."""
 
-
+@functools.cache
 def cs() -> ModuleType:
     """The `cs` package, imported without the asyncio client and the JSON colouring it also loads when
     aiohttp and pygments are installed: the plugin uses neither, and aiohttp alone costs about 0.2 s of
-    CPU. Both stay importable for anything else."""
-    with _IMPORTING:
-        return _import()
+    CPU. Both stay importable for anything else.
 
-
-def _import() -> ModuleType:
-    loaded = sys.modules.get("cs")
-    if loaded is not None:
-        return loaded
+    Safe from several threads at once (validate's parallel connections): `import` waits for a module
+    another thread is still initialising, where reading sys.modules would take it half made."""
     blocked = [name for name in ("aiohttp", "pygments") if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # an import of it fails: cs goes without
