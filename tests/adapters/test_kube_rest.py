@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,64 @@ def test_exec_plugin_client_certificate(testenv_v1beta2: TestBed, tmp_path: Path
     user = exec_user(script, apiVersion="client.authentication.k8s.io/v1beta1")
     cluster = admin(testenv_v1beta2)["clusters"][0]["cluster"]
     assert who(client_for(write_kubeconfig(tmp_path / "k", cluster, user))) == "testenv-admin"
+
+
+def client_certificate(pki: Path, user: str) -> dict[str, str]:
+    """An ExecCredential status with a new client certificate for `user`, signed by the test bed's CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return {
+        "clientCertificateData": certificate.public_bytes(pem).decode(),
+        "clientKeyData": key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    }
+
+
+def test_a_new_client_certificate_from_the_exec_plugin_is_presented_at_once(
+    testenv_v1beta2: TestBed, tmp_path: Path
+) -> None:
+    """Connections made with the plugin's expired certificate are not reused once it gives another."""
+    pki = testenv_v1beta2.dir / "pki"
+    admin_status = {
+        "clientCertificateData": (pki / "admin.crt").read_text(),
+        "clientKeyData": (pki / "admin.key").read_text(),
+        "expirationTimestamp": "2000-01-01T00:00:00Z",  # expired: asked for again at each request
+    }
+    rotated = client_certificate(pki, "rotated-user")
+    script = plugin(
+        tmp_path,
+        f"""
+        first = sum(1 for _ in open(runs)) == 1
+        status = {admin_status!r} if first else {rotated!r}
+        print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+                          "status": status}}))
+        """,
+    )
+    cluster = admin(testenv_v1beta2)["clusters"][0]["cluster"]
+    client = client_for(write_kubeconfig(tmp_path / "k", cluster, exec_user(script)))
+    assert [who(client), who(client), who(client)] == ["testenv-admin", "rotated-user", "rotated-user"]
+    assert len(runs(tmp_path)) == 2  # the second answer has no expiry: kept
 
 
 @pytest.mark.parametrize(
