@@ -98,7 +98,7 @@ class KubeClient:
         self.where = where or f"the API server {credentials.server}"
         self.answered = False
         self._lock = threading.Lock()
-        self._pools: dict[ClientCertificate | None, urllib3.PoolManager] = {}
+        self._pool: tuple[ClientCertificate | None, urllib3.PoolManager] | None = None
 
     @property
     def server(self) -> str:
@@ -127,7 +127,7 @@ class KubeClient:
             login = self._login()
             started = time.monotonic()
             try:
-                response = self._pool(login.certificate).request(
+                response = self._connections(login.certificate).request(
                     method, url, body=body, headers=self._headers(headers, login),
                     timeout=_timeout(limit), preload_content=not stream, retries=0, redirect=False,
                 )  # fmt: skip
@@ -170,11 +170,13 @@ class KubeClient:
             headers["Authorization"] = login.authorization
         return headers
 
-    def _pool(self, certificate: ClientCertificate | None) -> urllib3.PoolManager:
+    def _connections(self, certificate: ClientCertificate | None) -> urllib3.PoolManager:
+        """The connections that present `certificate`; another one (an exec plugin's next) replaces
+        them, so that no request goes out on a connection made with the certificate before."""
         with self._lock:
-            if certificate not in self._pools:
-                self._pools = {certificate: _pool_manager(self.credentials, certificate)}
-            return self._pools[certificate]
+            if self._pool is None or self._pool[0] != certificate:
+                self._pool = (certificate, _pool_manager(self.credentials, certificate))
+            return self._pool[1]
 
 
 def _pool_manager(credentials: Credentials, certificate: ClientCertificate | None) -> urllib3.PoolManager:
