@@ -96,7 +96,9 @@ class KubeClient:
         self.request_timeout = request_timeout
         self.user_agent = user_agent
         self.where = where or f"the API server {credentials.server}"
-        self.answered = False
+        # Whether the server has answered yet (see `retry_delay`): only ever set, from any thread; one
+        # that reads it just before another's first answer lands fails as if it had come first.
+        self._answered = False
         self._lock = threading.Lock()
         self._pool: tuple[ClientCertificate | None, urllib3.PoolManager] | None = None
 
@@ -133,12 +135,12 @@ class KubeClient:
                 )  # fmt: skip
             except Exception as err:
                 _log.debug("%s %s failed after %s: %s", method, url, _elapsed(started), type(err).__name__)
-                delay = retry_delay(method, attempt, error=err, answered_before=self.answered)
+                delay = retry_delay(method, attempt, error=err, answered_before=self._answered)
                 if delay is None:
                     raise
                 outcome = transport_failure(err)
             else:
-                self.answered = True
+                self._answered = True
                 _log.debug("%s %s %s in %s", method, url, response.status, _elapsed(started))
                 if response.status == 401 and login.plugin and login.answer and not refreshed:
                     # The plugin's credential was refused (revoked or expired early): ask it once more.
