@@ -1,7 +1,7 @@
 """The one transport to Kubernetes API servers: urllib3 with the plugin's own reading of the kubeconfig.
 
 `KubeClient.send` adds the context's login (bearer token, basic auth or an exec plugin's answer; a
-client certificate in the TLS handshake), applies `--request-timeout`, retries as
+client certificate in the TLS handshake) and the client's User-Agent, applies `--request-timeout`, retries as
 `kubectl_capc.kube.retries.retry_delay` allows and logs each request's outcome at debug level (-v=6),
 never a header or a body. The plain-JSON reads use it directly, without importing the kubernetes
 library (its import costs a quarter of a second); the library's typed APIs and watches, which the
@@ -167,7 +167,7 @@ class KubeClient:
         return _Login(f"Bearer {answer.token}", self.credentials.certificate, plugin, answer)
 
     def _headers(self, given: Mapping[str, str] | None, login: _Login) -> dict[str, str]:
-        headers = {"User-Agent": self.user_agent, **(given or {})}
+        headers = {**(given or {}), "User-Agent": self.user_agent}
         if login.authorization:
             headers["Authorization"] = login.authorization
         return headers
