@@ -93,13 +93,12 @@ def _library_client_class() -> Any:
     from kubernetes.client import rest
 
     class LibraryClient(client.ApiClient):
-        """The typed APIs' requests, sent through a `KubeClient` (login, timeouts, retries, logging);
-        its own configuration holds the server's address and no credentials."""
+        """The typed APIs' requests, sent through a `KubeClient` (login, User-Agent, timeouts, retries,
+        logging); its own configuration holds the server's address and no credentials."""
 
         def __init__(self, kube: KubeClient) -> None:
             super().__init__(client.Configuration(host=kube.server))
             self.kube = kube
-            self.user_agent = kube.user_agent
 
         def call_api(
             self,

@@ -77,10 +77,12 @@ def credentials_from_document(document: Mapping[str, Any], where: str) -> Creden
 def _credentials(
     server: str, cluster: Mapping[str, Any], user: Mapping[str, Any], where: str, *, local: bool
 ) -> Credentials:
-    if user.get("auth-provider"):
-        provider = (user.get("auth-provider") or {}).get("name", "")
+    provider = user.get("auth-provider")
+    if provider:
+        name = provider.get("name") if isinstance(provider, Mapping) else None
+        named = f" {name!r}" if name else ""
         raise ConfigError(
-            f"{where}: the user's auth-provider {provider!r} is not supported",
+            f"{where}: the user's auth-provider{named} is not supported",
             hint="use an exec credential plugin (kubectl 1.26 and newer dropped the gcp and azure providers)",
         )
     if not local and (user.get("exec") or _names_files(cluster, user)):

@@ -140,18 +140,6 @@ class Kubeconfig:
             namespace=namespace or _text(body.get("namespace")) or DEFAULT_NAMESPACE,
         )
 
-    def as_dict(self) -> dict[str, Any]:
-        """The merged config in kubeconfig file shape, for the kubernetes client's loader."""
-        config: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": self.current_context,
-        }
-        for section, body_key in _SECTIONS.items():
-            entries: Entries = getattr(self, section)
-            config[section] = [{"name": name, body_key: dict(body)} for name, body in entries.items()]
-        return config
-
 
 def kubeconfig_paths(
     flag: str | None, environ: Mapping[str, str], home: Path

@@ -1,7 +1,7 @@
 """The one transport to Kubernetes API servers: urllib3 with the plugin's own reading of the kubeconfig.
 
 `KubeClient.send` adds the context's login (bearer token, basic auth or an exec plugin's answer; a
-client certificate in the TLS handshake), applies `--request-timeout`, retries as
+client certificate in the TLS handshake) and the client's User-Agent, applies `--request-timeout`, retries as
 `kubectl_capc.kube.retries.retry_delay` allows and logs each request's outcome at debug level (-v=6),
 never a header or a body. The plain-JSON reads use it directly, without importing the kubernetes
 library (its import costs a quarter of a second); the library's typed APIs and watches, which the
@@ -96,9 +96,11 @@ class KubeClient:
         self.request_timeout = request_timeout
         self.user_agent = user_agent
         self.where = where or f"the API server {credentials.server}"
-        self.answered = False
+        # Whether the server has answered yet (see `retry_delay`): only ever set, from any thread; one
+        # that reads it just before another's first answer lands fails as if it had come first.
+        self._answered = False
         self._lock = threading.Lock()
-        self._pools: dict[ClientCertificate | None, urllib3.PoolManager] = {}
+        self._pool: tuple[ClientCertificate | None, urllib3.PoolManager] | None = None
 
     @property
     def server(self) -> str:
@@ -127,18 +129,18 @@ class KubeClient:
             login = self._login()
             started = time.monotonic()
             try:
-                response = self._pool(login.certificate).request(
+                response = self._connections(login.certificate).request(
                     method, url, body=body, headers=self._headers(headers, login),
                     timeout=_timeout(limit), preload_content=not stream, retries=0, redirect=False,
                 )  # fmt: skip
             except Exception as err:
                 _log.debug("%s %s failed after %s: %s", method, url, _elapsed(started), type(err).__name__)
-                delay = retry_delay(method, attempt, error=err, answered_before=self.answered)
+                delay = retry_delay(method, attempt, error=err, answered_before=self._answered)
                 if delay is None:
                     raise
                 outcome = transport_failure(err)
             else:
-                self.answered = True
+                self._answered = True
                 _log.debug("%s %s %s in %s", method, url, response.status, _elapsed(started))
                 if response.status == 401 and login.plugin and login.answer and not refreshed:
                     # The plugin's credential was refused (revoked or expired early): ask it once more.
@@ -165,16 +167,18 @@ class KubeClient:
         return _Login(f"Bearer {answer.token}", self.credentials.certificate, plugin, answer)
 
     def _headers(self, given: Mapping[str, str] | None, login: _Login) -> dict[str, str]:
-        headers = {"User-Agent": self.user_agent, **(given or {})}
+        headers = {**(given or {}), "User-Agent": self.user_agent}
         if login.authorization:
             headers["Authorization"] = login.authorization
         return headers
 
-    def _pool(self, certificate: ClientCertificate | None) -> urllib3.PoolManager:
+    def _connections(self, certificate: ClientCertificate | None) -> urllib3.PoolManager:
+        """The connections that present `certificate`; another one (an exec plugin's next) replaces
+        them, so that no request goes out on a connection made with the certificate before."""
         with self._lock:
-            if certificate not in self._pools:
-                self._pools = {certificate: _pool_manager(self.credentials, certificate)}
-            return self._pools[certificate]
+            if self._pool is None or self._pool[0] != certificate:
+                self._pool = (certificate, _pool_manager(self.credentials, certificate))
+            return self._pool[1]
 
 
 def _pool_manager(credentials: Credentials, certificate: ClientCertificate | None) -> urllib3.PoolManager:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from kubectl_capc.cloudstack.client import CloudStackClient
     from kubectl_capc.cloudstack.credentials import Credentials
     from kubectl_capc.cloudstack.rows import OwnerScope, Template, Zone
+    from kubectl_capc.kube.rest import Sender
 
 __all__ = [
     "REPORT_KIND",
@@ -264,7 +265,7 @@ class Gathered:
 
 
 def gather_facts(
-    api_client: Any,
+    api_client: Sender,
     inventories: Sequence[ClusterInventory],
     target: TargetVersion | None = None,
     *,
@@ -312,7 +313,7 @@ def gather_facts(
 
 
 def read_workloads(
-    api_client: Any,
+    api_client: Sender,
     inventories: Sequence[ClusterInventory],
     request_timeout: float | None = None,
     target: TargetVersion | None = None,
@@ -402,7 +403,7 @@ def _parallel(work: Callable[[K], V], items: Sequence[K]) -> dict[K, V]:
 SecretRead = tuple[SecretFacts, "Credentials | None", frozenset[str]]
 
 
-def _read_secret(api_client: Any, ref: SecretRef) -> SecretRead:
+def _read_secret(api_client: Sender, ref: SecretRef) -> SecretRead:
     """A credentials Secret as checks see it (no values), the credentials when they are usable, and
     the key values, which no output may show."""
     from kubectl_capc.cloudstack.credentials import credentials_from_secret_data
@@ -438,7 +439,7 @@ def _read_secret(api_client: Any, ref: SecretRef) -> SecretRead:
         return facts, None, values
 
 
-def _reviews(pool: ThreadPoolExecutor, api_client: Any, accesses: Sequence[Access]) -> dict[Access, bool]:
+def _reviews(pool: ThreadPoolExecutor, api_client: Sender, accesses: Sequence[Access]) -> dict[Access, bool]:
     """Answer every permission with few SelfSubjectAccessReviews, however many namespaces `-A` spans.
 
     Permissions that differ only in namespace or name are first asked once for all namespaces: an

@@ -27,6 +27,7 @@ class DiscoveryStub(BaseHTTPRequestHandler):
 
     delay = 0.0
     status = 200
+    agents: list[str] = []  # noqa: RUF012
     answers: dict[str, Any] = {  # noqa: RUF012
         "/version": {"major": "1", "minor": "32", "gitVersion": "v1.32.0"},
         "/api": {"kind": "APIVersions", "versions": ["v1"]},
@@ -34,6 +35,7 @@ class DiscoveryStub(BaseHTTPRequestHandler):
     }
 
     def do_GET(self) -> None:
+        self.agents.append(self.headers.get("User-Agent", ""))
         time.sleep(self.delay)
         body = json.dumps(self.answers.get(self.path, {})).encode()
         self.send_response(self.status if self.path in self.answers else 404)
@@ -57,6 +59,7 @@ def stub_server() -> Iterator[ThreadingHTTPServer]:
     server.server_close()
     DiscoveryStub.delay = 0.0
     DiscoveryStub.status = 200
+    DiscoveryStub.agents.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -118,6 +121,7 @@ def test_dynamic_client_discovers_and_logs_requests_at_v6(
     err = capsys.readouterr().err
     assert f"GET {url(stub_server)}/version 200 in" in err
     assert TOKEN not in err
+    assert set(DiscoveryStub.agents) == {"kubectl-capc"}  # the library's requests carry the plugin's name
     configure_logging(0)
 
 

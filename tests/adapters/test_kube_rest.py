@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +104,20 @@ def test_a_refused_token_is_a_401_without_the_token(testenv_v1beta2: TestBed, tm
     assert "31337" not in str(caught.value)
 
 
-def plugin(tmp_path: Path, body: str) -> Path:
-    """An exec credential plugin: a Python script whose runs are counted in `runs`."""
+def plugin(tmp_path: Path, body: str = "", *, status: str | None = None, version: str = "v1") -> Path:
+    """An exec credential plugin: a Python script whose runs are counted in `runs`; with `status` (a
+    Python expression), it ends by printing an ExecCredential of `version` with that status."""
     script = tmp_path / "plugin.py"
+    answer = ""
+    if status is not None:
+        kind = f'"apiVersion": "client.authentication.k8s.io/{version}", "kind": "ExecCredential"'
+        answer = f'print(json.dumps({{{kind}, "status": {status}}}))\n'
     script.write_text(
         "import json, os, sys\n"
         f"runs = {str(tmp_path / 'runs')!r}\n"
         "with open(runs, 'a') as f: f.write(os.environ['KUBERNETES_EXEC_INFO'] + '\\n')\n"
         + textwrap.dedent(body)
+        + answer
     )
     return script
 
@@ -141,9 +148,8 @@ def test_exec_plugin_token_kept_until_it_expires(
         f"""
         assert os.environ["PLUGIN_MODE"] == "test"
         status = {{"token": {token!r}, "expirationTimestamp": sys.argv[1]}}
-        print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
-                          "status": status}}))
         """,
+        status="status",
     )
     cluster = admin(testenv_v1beta2)["clusters"][0]["cluster"]
     lasting = exec_user(script, provideClusterInfo=True)
@@ -172,9 +178,8 @@ def test_exec_plugin_asked_again_once_when_the_server_refuses_its_token(
         f"""
         first = sum(1 for _ in open(runs)) == 1
         status = {{"token": "revoked-token" if first else {token!r}}}
-        print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
-                          "status": status}}))
         """,
+        status="status",
     )
     cluster = admin(testenv_v1beta2)["clusters"][0]["cluster"]
     client = client_for(write_kubeconfig(tmp_path / "k", cluster, exec_user(script)))
@@ -188,16 +193,67 @@ def test_exec_plugin_client_certificate(testenv_v1beta2: TestBed, tmp_path: Path
         "clientCertificateData": (pki / "admin.crt").read_text(),
         "clientKeyData": (pki / "admin.key").read_text(),
     }
-    script = plugin(
-        tmp_path,
-        f"""
-        print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
-                          "status": {status!r}}}))
-        """,
-    )
+    script = plugin(tmp_path, status=repr(status), version="v1beta1")
     user = exec_user(script, apiVersion="client.authentication.k8s.io/v1beta1")
     cluster = admin(testenv_v1beta2)["clusters"][0]["cluster"]
     assert who(client_for(write_kubeconfig(tmp_path / "k", cluster, user))) == "testenv-admin"
+
+
+def client_certificate(pki: Path, user: str) -> dict[str, str]:
+    """An ExecCredential status with a new client certificate for `user`, signed by the test bed's CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return {
+        "clientCertificateData": certificate.public_bytes(pem).decode(),
+        "clientKeyData": key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+    }
+
+
+def test_a_new_client_certificate_from_the_exec_plugin_is_presented_at_once(
+    testenv_v1beta2: TestBed, tmp_path: Path
+) -> None:
+    """Connections made with the plugin's expired certificate are not reused once it gives another."""
+    pki = testenv_v1beta2.dir / "pki"
+    admin_status = {
+        "clientCertificateData": (pki / "admin.crt").read_text(),
+        "clientKeyData": (pki / "admin.key").read_text(),
+        "expirationTimestamp": "2000-01-01T00:00:00Z",  # expired: asked for again at each request
+    }
+    rotated = client_certificate(pki, "rotated-user")
+    script = plugin(
+        tmp_path,
+        f"""
+        first = sum(1 for _ in open(runs)) == 1
+        status = {admin_status!r} if first else {rotated!r}
+        """,
+        status="status",
+    )
+    cluster = admin(testenv_v1beta2)["clusters"][0]["cluster"]
+    client = client_for(write_kubeconfig(tmp_path / "k", cluster, exec_user(script)))
+    assert [who(client), who(client), who(client)] == ["testenv-admin", "rotated-user", "rotated-user"]
+    assert len(runs(tmp_path)) == 2  # the second answer has no expiry: kept
 
 
 @pytest.mark.parametrize(
@@ -331,13 +387,7 @@ def test_the_library_client_sends_through_the_same_transport(
     from kubectl_capc.kube.client import library_client
 
     token, name = account
-    script = plugin(
-        tmp_path,
-        f"""
-        print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
-                          "status": {{"token": {token!r}}}}}))
-        """,
-    )
+    script = plugin(tmp_path, status=repr({"token": token}))
     cluster = admin(testenv_v1beta2)["clusters"][0]["cluster"]
     kube = client_for(write_kubeconfig(tmp_path / "k", cluster, exec_user(script)))
     api = library_client(kube)

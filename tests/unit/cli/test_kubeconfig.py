@@ -127,7 +127,7 @@ def test_relative_file_references_resolve_against_their_own_file(tmp_path: Path)
     assert parsed.users["exec-bare"]["exec"]["command"] == "aws"
 
 
-def test_merged_config_round_trips_to_kubeconfig_shape(tmp_path: Path) -> None:
+def test_merged_config_keeps_the_entries_as_written(tmp_path: Path) -> None:
     parsed = parse_kubeconfig(
         kubeconfig_text(
             current="a",
@@ -137,11 +137,11 @@ def test_merged_config_round_trips_to_kubeconfig_shape(tmp_path: Path) -> None:
         ),
         tmp_path / "config",
     )
-    document = merge_kubeconfigs([parsed]).as_dict()
-    assert document["current-context"] == "a"
-    assert document["clusters"] == [{"name": "c", "cluster": {"server": "https://s"}}]
-    assert document["users"] == [{"name": "u", "user": {"token": "t"}}]
-    assert document["contexts"] == [{"name": "a", "context": {"cluster": "c", "user": "u"}}]
+    merged = merge_kubeconfigs([parsed])
+    assert merged.current_context == "a"
+    assert merged.clusters == {"c": {"server": "https://s"}}
+    assert merged.users == {"u": {"token": "t"}}
+    assert merged.contexts == {"a": {"cluster": "c", "user": "u"}}
 
 
 # --- resolving a context -------------------------------------------------------------------------

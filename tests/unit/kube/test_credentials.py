@@ -85,6 +85,7 @@ def test_no_secret_in_the_repr(tmp_path: Path) -> None:
         ({"certificate-authority-data": "%%%"}, {}, "certificate-authority-data is not base64"),
         ({}, {"client-certificate-data": b64(b"c")}, "only one of a client certificate and its key"),
         ({}, {"auth-provider": {"name": "oidc", "config": {"id-token": "tok-77"}}}, "auth-provider 'oidc'"),
+        ({}, {"auth-provider": "tok-77"}, "the user's auth-provider is not supported"),
         ({}, {"exec": {"apiVersion": "client.authentication.k8s.io/v9", "command": "x"}}, "apiVersion"),
         (
             {},
@@ -119,6 +120,7 @@ def test_unusable_entries_name_the_context_and_no_value(
         ({"tokenFile": "/var/run/token"}, {}, "local files"),
         ({"client-certificate": "/c", "client-key": "/k"}, {}, "local files"),
         ({"token": "t"}, {"certificate-authority": "/etc/ca.crt"}, "local files"),
+        ({"auth-provider": {"name": "gcp"}}, {}, "auth-provider 'gcp' is not supported"),
     ],
 )
 def test_a_kubeconfig_from_a_secret_reads_no_file_and_runs_nothing(
