@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubectl_capc.cloudstack.library import cs
 from kubectl_capc.domain.backoff import Backoff
-from kubectl_capc.domain.errors import CapcError, ExitCode, one_line
+from kubectl_capc.domain.errors import CapcError, ExitCode, connection_failure, one_line
 
 if TYPE_CHECKING:
     from kubectl_capc.cloudstack.credentials import Credentials
@@ -43,7 +43,6 @@ _API_LIMIT_EXCEEDED = 429
 _OVERLOADED = frozenset({502, 503, 504})
 # The query string of a request URL carries apiKey and signature; it must never reach a message.
 _QUERY_RE = re.compile(r"\?[^\s'\")]*")
-_CONNECTION_PREFIX = re.compile(r"^\w*Connection(?:Pool)?\([^)]*\): ")
 
 
 class CloudStackError(CapcError):
@@ -71,7 +70,7 @@ def network_failure(err: Exception) -> str:
     """The cause of a requests/urllib3 failure (refused, DNS, TLS, timeout) without the wrappers' noise."""
     reason: object = err.args[0] if err.args else err
     reason = getattr(reason, "reason", None) or reason
-    return _CONNECTION_PREFIX.sub("", one_line(str(reason)))
+    return connection_failure(reason)
 
 
 def scrub(text: str, credentials: Credentials) -> str:

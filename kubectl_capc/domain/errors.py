@@ -7,6 +7,7 @@ class's code, so scripts can tell a bad flag from an unreachable cluster without
 from __future__ import annotations
 
 import enum
+import re
 from typing import ClassVar
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "PlanError",
     "RolloutError",
     "UsageError",
+    "connection_failure",
     "one_line",
 ]
 
@@ -94,3 +96,12 @@ class LockedError(CapcError):
 def one_line(text: str) -> str:
     """Collapse whitespace (YAML and HTTP errors span lines) so every error stays a single line."""
     return " ".join(text.split())
+
+
+_CONNECTION_PREFIX = re.compile(r"^\w*Connection(?:Pool)?\([^)]*\): ")
+
+
+def connection_failure(cause: object) -> str:
+    """The cause of a request that got no answer (refused, DNS, TLS, timeout), as urllib3 found it, in one
+    line and without the repr of urllib3's connection object it starts with."""
+    return _CONNECTION_PREFIX.sub("", one_line(str(cause)))

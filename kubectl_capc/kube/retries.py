@@ -7,15 +7,13 @@ transient failure, writes only when the server cannot have acted on them (see it
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kubectl_capc.domain.backoff import Backoff, retry_after
-from kubectl_capc.domain.errors import one_line
+from kubectl_capc.domain.errors import connection_failure
 
 __all__ = ["RETRIES", "certificate_refused", "request_was_sent", "retry_delay", "transport_failure"]
 
-_CONNECTION_PREFIX = re.compile(r"^HTTPS?Connection(?:Pool)?\([^)]*\): ")
 RETRIES = Backoff(attempts=8, base=0.5, cap=8.0)
 """Kubernetes requests: up to 8 tries, spread over roughly 16 to 32 seconds, to ride out an API server
 restart or a short overload."""
@@ -110,4 +108,4 @@ def transport_failure(err: BaseException) -> str:
     # urllib3 wraps the cause (refused, timed out, TLS) in MaxRetryError and prefixes it with the repr
     # of its connection objects; keep just the cause.
     reason = getattr(err, "reason", None) or err
-    return _CONNECTION_PREFIX.sub("", one_line(str(reason)))
+    return connection_failure(reason)
