@@ -3,7 +3,8 @@
 The plan is made from the KubeadmControlPlane and the MachineDeployments found for the cluster; a Machine
 of the cluster (by `spec.clusterName`) that none of them accounts for, or that they left behind, would
 otherwise be hidden behind "cluster ... is at v1.29.3". Machines being deleted are on their way out and
-do not count.
+do not count. Only versions are compared: a Machine no owner accounts for has no template it should be
+built from (an owner's old Machines, by version or template, are `ClusterInventory.machines_behind`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from kubectl_capc.domain.errors import PlanError
 from kubectl_capc.domain.model import ClusterInventory, Machine, MachineRole
 from kubectl_capc.domain.versions import KubeVersion, parse_version
 
-__all__ = ["machines_behind", "require_at_target"]
+__all__ = ["machines_older_than", "require_at_target"]
 
 _SHOWN = 5
 
 
-def machines_behind(inventory: ClusterInventory, target: KubeVersion) -> tuple[Machine, ...]:
+def machines_older_than(inventory: ClusterInventory, target: KubeVersion) -> tuple[Machine, ...]:
     """The cluster's Machines, not being deleted, whose `spec.version` is older than `target`."""
     behind = []
     for machine in inventory.machines:
@@ -47,7 +48,7 @@ def _owner(inventory: ClusterInventory, machine: Machine) -> str:
 
 def require_at_target(inventory: ClusterInventory, target: KubeVersion) -> None:
     """Raise `PlanError` naming the Machines (and their owners) still older than `target`."""
-    behind = machines_behind(inventory, target)
+    behind = machines_older_than(inventory, target)
     if not behind:
         return
     shown = [f"{m.name} ({m.version}, {_owner(inventory, m)})" for m in behind[:_SHOWN]]

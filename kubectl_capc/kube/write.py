@@ -49,6 +49,7 @@ from kubectl_capc.domain.model import (
     KUBEADM_CONTROL_PLANE_KIND,
     CapiVersion,
     Machine,
+    built_from_another,
     normalize_version,
 )
 from kubectl_capc.domain.ondelete import Decision, next_step
@@ -442,15 +443,11 @@ class KubeWriter:
         LIST of the Machines: those created later are the replacements, made from the new template.
 
         Raises `RolloutError` when `timeout` passes, `Conflict` when the deployment is gone or asks for
-        another version meanwhile.
+        another version or template meanwhile (`_still_asked`, read again before each deletion).
         """
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        owner = self.get(step.kind, step.name)
-        progress_now = progress_of(owner, step.version)
-        if normalize_version(progress_now.version) != normalize_version(step.version):
-            raise Conflict(f"{step.subject} was changed to {progress_now.version} during the run")
-        desired = progress_now.desired
+        desired = self._still_asked(step).desired
         selector = {"label_selector": f"{DEPLOYMENT_NAME_LABEL}={step.name}"}
         machines: dict[str, dict[str, Any]] = {}
         built_from: dict[tuple[str, str], str] = {}
@@ -484,6 +481,7 @@ class KubeWriter:
             if decision.done:
                 return True
             if decision.delete and decision.delete not in deleted:
+                self._still_asked(step)
                 machine = machines[decision.delete]
                 if on_delete is not None:
                     on_delete(decision.delete, decision)
@@ -537,6 +535,22 @@ class KubeWriter:
                     breaks += 1
                     pause = RETRIES.delay(breaks)
                     time.sleep(pause if remaining is None else max(0.0, min(pause, remaining)))
+
+    def _still_asked(self, step: RollOnDelete) -> OwnerProgress:
+        """`step`'s deployment as it is now, which must still ask for `step.version` and `step.template`:
+        a Machine is never deleted for a spec the deployment no longer has (someone changed it, or a GitOps
+        controller undid the patch); a `Conflict` makes the run read the cluster again."""
+        owner = self.get(step.kind, step.name)
+        progress = progress_of(owner, step.version)
+        if normalize_version(progress.version) != normalize_version(step.version):
+            raise Conflict(f"{step.subject} was changed to {progress.version} during the run")
+        parsed = parse_rollout_owner(owner)
+        template = parsed.infrastructure_ref.name if parsed is not None else ""
+        if built_from_another(template, step.template):
+            raise Conflict(
+                f"{step.subject} was changed to {CLOUDSTACK_MACHINE_TEMPLATE_KIND}/{template} during the run"
+            )
+        return progress
 
     # -- stalls -----------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from kubectl_capc.domain.model import (
     Replicas,
     SecretRef,
     ZoneTemplates,
+    built_from_another,
     normalize_version,
 )
 from kubectl_capc.kube.target import KubeTarget
@@ -330,6 +331,13 @@ def _flags(paused: bool, rollout: bool, topology_owned: bool) -> str:
     return f"  [{', '.join(flags)}]" if flags else ""
 
 
+def _built_from(machine: Machine, deployment: MachineDeployment) -> str:
+    """What an old Machine of `deployment` runs: its version, and its template when not the deployment's."""
+    if built_from_another(machine.machine_template, deployment.infrastructure_ref.name):
+        return f"{machine.version}, {machine.machine_template}"
+    return machine.version
+
+
 def render_tree(inventory: ClusterInventory, zone_templates: ZoneTemplates | None = None) -> str:
     """The human-readable tree for one cluster."""
     cluster = inventory.cluster
@@ -541,11 +549,3 @@ def run(
         return ("" if output == "tree" else render(inventories, output, as_list=True)), notes
     zone_templates, notes = lookup_zone_templates(api, inventories) if zones else (None, [])
     return render(inventories, output, zone_templates, as_list=cluster is None), notes
-
-
-def _built_from(machine: Machine, deployment: MachineDeployment) -> str:
-    """What an old Machine of `deployment` runs: its version, and its template when that is what differs."""
-    template = machine.machine_template
-    if template and template != deployment.infrastructure_ref.name:
-        return f"{machine.version}, {template}"
-    return machine.version

@@ -15,7 +15,8 @@ is the same for the terminal and for tests that drive it in-process.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
@@ -451,13 +452,12 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
                 testpoints.reached(f"{hop.version} waiting {step.action} {step.subject}")
             self.console.progress(update)
 
-        try:
+        with _rollback_offered(plan):
             self.io.writer.wait(step, timeout=timeout, on_progress=reporting(progress, timeout))
-        except RolloutError as err:
-            back = f"or go back with `kubectl capc rollback {plan.cluster} -n {plan.namespace}`"
-            raise RolloutError(err.message, hint=f"{err.hint}; {back}" if err.hint else back) from None
 
     def _replace(self, plan: UpgradePlan, step: RollOnDelete) -> None:
+        timeout = self.options.timeouts.machine_deployment  # the MachineDeployment wait's limit
+
         def deleting(name: str, decision: Any) -> None:
             testpoints.reached(f"{step.version} deleting Machine {name}")
             self.console.note(
@@ -465,16 +465,13 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
                 f"{step.version} or on another template than {step.template}); Cluster API replaces it"
             )
 
-        try:
+        with _rollback_offered(plan):
             self.io.writer.replace_on_delete(
                 step,
-                timeout=self.options.timeouts.machine_deployment,
-                on_progress=reporting(self.console.progress, self.options.timeouts.machine_deployment),
+                timeout=timeout,
+                on_progress=reporting(self.console.progress, timeout),
                 on_delete=deleting,
             )
-        except RolloutError as err:
-            back = f"or go back with `kubectl capc rollback {plan.cluster} -n {plan.namespace}`"
-            raise RolloutError(err.message, hint=f"{err.hint}; {back}" if err.hint else back) from None
 
     def _run_segment(self, plan: UpgradePlan, inventory: ClusterInventory) -> bool:
         """Run steps up to and including the first wait; False when --no-wait stopped at that wait."""
@@ -503,6 +500,16 @@ class Upgrade(PlanRun[UpgradePlan, ClusterIO, Console]):
             if _waits(step):
                 return True
         return True
+
+
+@contextmanager
+def _rollback_offered(plan: UpgradePlan) -> Iterator[None]:
+    """A rollout that fails or stalls says how to go back, besides how to go on."""
+    try:
+        yield
+    except RolloutError as err:
+        back = f"or go back with `kubectl capc rollback {plan.cluster} -n {plan.namespace}`"
+        raise RolloutError(err.message, hint=f"{err.hint}; {back}" if err.hint else back) from None
 
 
 def _waits(step: Step) -> bool:

@@ -8,12 +8,23 @@ and ends with every Machine new; a dry run deletes nothing.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
+import pytest
+
 from kubectl_capc.domain.records import HISTORY
 from tests.support.fixtures_capc import create_objects, render_cluster
-from tests.support.upgrade_support import TWO_ZONES, cli, custom, get, version_and_template, wait_settled
+from tests.support.upgrade_support import (
+    TWO_ZONES,
+    cli,
+    custom,
+    get,
+    patch,
+    version_and_template,
+    wait_settled,
+)
 from tests.testenv.bed import TestBed
 from tests.testenv.rollout_machines import infra_machine
 
@@ -332,3 +343,39 @@ def test_an_interrupted_image_only_replace_continues_with_the_machines_still_old
     deletes = [name for verb, name in machine_requests(testenv, namespace, mark) if verb == "delete"]
     assert deletes == [second], "the replacement of the first is new: only the second is deleted"
     assert cloned_from(testenv, namespace, machines_of(testenv, namespace, MD)) == [f"{MD}-v1-28-5"] * 2
+
+
+def test_replacing_stops_once_the_deployment_asks_for_another_template(
+    testenv: TestBed, namespace: str
+) -> None:
+    """Someone points the deployment at another template while its Machines are being replaced: the
+    next Machine is not deleted for a spec the deployment no longer has, and the run re-reads the
+    cluster (`Conflict`)."""
+    from kubectl_capc.domain.plan import OnDeleteMode, RollOnDelete
+    from kubectl_capc.kube.write import Conflict, KubeWriter
+
+    create_on_delete_cluster(testenv, namespace, with_machines=True)
+    for name in (f"{MD}-rebuilt", f"{MD}-other"):
+        template = copy.deepcopy(get(testenv, namespace, "CloudStackMachineTemplate", MD))
+        template["metadata"] = {"name": name, "namespace": namespace}
+        custom(testenv).create_namespaced_custom_object(
+            "infrastructure.cluster.x-k8s.io", "v1beta3", namespace, "cloudstackmachinetemplates", template
+        )
+    patch(testenv, namespace, "MachineDeployment", MD, template_patch(f"{MD}-rebuilt"))
+    first, second = oldest_first(machines_of(testenv, namespace, MD))
+
+    def changed(name: str, decision: Any) -> None:  # while the first Machine goes
+        if name == first:
+            patch(testenv, namespace, "MachineDeployment", MD, template_patch(f"{MD}-other"))
+
+    writer = KubeWriter(testenv.api_client(), namespace, testenv.capi)
+    step = RollOnDelete(MD, "v1.28.5", OnDeleteMode.REPLACE, (first, second), template=f"{MD}-rebuilt")
+    with pytest.raises(Conflict, match=f"CloudStackMachineTemplate/{MD}-other"):
+        writer.replace_on_delete(step, timeout=120, on_delete=changed)
+
+    left = oldest_first(machines_of(testenv, namespace, MD))
+    assert first not in left and second in left, "only the Machine deleted before the change"
+
+
+def template_patch(template: str) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": {"infrastructureRef": {"name": template}}}}}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubectl_capc.domain.completion import machines_behind, require_at_target
+from kubectl_capc.domain.completion import machines_older_than, require_at_target
 from kubectl_capc.domain.errors import ExitCode, PlanError
 from kubectl_capc.domain.inventory import build_inventories
 from kubectl_capc.domain.model import ClusterInventory
@@ -32,7 +32,7 @@ def machine(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 def test_a_cluster_whose_machines_all_run_the_target_is_at_it() -> None:
     found = inventory(upgraded())
-    assert machines_behind(found, TARGET) == ()
+    assert machines_older_than(found, TARGET) == ()
     require_at_target(found, TARGET)
 
 
@@ -44,7 +44,7 @@ def test_a_machine_of_a_deployment_not_found_for_the_cluster_keeps_it_from_being
     stray["spec"]["version"] = "v1.28.5"
     found = inventory([*objects, stray])
 
-    assert [m.name for m in machines_behind(found, TARGET)] == ["c1-md-9-0"]
+    assert [m.name for m in machines_older_than(found, TARGET)] == ["c1-md-9-0"]
     with pytest.raises(PlanError) as caught:
         require_at_target(found, TARGET)
     assert caught.value.exit_code is ExitCode.PLAN
@@ -73,7 +73,7 @@ def test_machines_being_deleted_newer_or_without_a_version_do_not_count() -> Non
     machine(objects, "c1-md-0-0")["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     machine(objects, "c1-md-0-1")["spec"]["version"] = "v1.30.0"
     del machine(objects, "c1-control-plane-0")["spec"]["version"]
-    assert machines_behind(inventory(objects), TARGET) == ()
+    assert machines_older_than(inventory(objects), TARGET) == ()
 
 
 def test_a_machine_of_another_cluster_does_not_count() -> None:
@@ -81,7 +81,7 @@ def test_a_machine_of_another_cluster_does_not_count() -> None:
     other = copy.deepcopy(machine(objects, "c1-md-0-0"))
     other["metadata"].update(name="c2-md-0-0", labels={"cluster.x-k8s.io/cluster-name": "c2"})
     other["spec"].update(clusterName="c2", version="v1.27.1")
-    assert machines_behind(inventory([*objects, other]), TARGET) == ()
+    assert machines_older_than(inventory([*objects, other]), TARGET) == ()
 
 
 def test_more_than_five_are_counted_not_listed() -> None:

@@ -22,6 +22,7 @@ from kubectl_capc.ops.describe import (
     template_availability,
 )
 from tests.support.fixtures_capc import Zone, raw_objects, render_cluster, with_settled_status
+from tests.support.ondelete_scene import scene
 
 TWO_ZONES = (Zone("zone-a", "net-a"), Zone("zone-b", "net-b"))
 IMAGE = "ubuntu-2204-kube-v1.28.5"
@@ -342,3 +343,32 @@ def test_a_name_with_all_namespaces_is_a_usage_error(capsys: pytest.CaptureFixtu
 
     assert main(["describe", "c1", "-A"]) == 2
     assert "error: a cluster name cannot be combined with -A" in capsys.readouterr().err
+
+
+def test_tree_and_object_name_the_old_machines_of_an_on_delete_deployment() -> None:
+    objects = scene("v1beta2")
+    machines = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Machine"}
+    machines["c1-md-0-0"]["spec"]["version"] = "v1.28.4"  # old by its version, on the deployment's template
+    for name, template in (("c1-md-0-0", "c1-md-0"), ("c1-md-0-1", "c1-md-0-old")):
+        objects.append(
+            {
+                "apiVersion": "infrastructure.cluster.x-k8s.io/v1beta3",
+                "kind": "CloudStackMachine",
+                "metadata": {
+                    "name": name,
+                    "namespace": "ns",
+                    "annotations": {"cluster.x-k8s.io/cloned-from-name": template},
+                },
+            }
+        )
+    inv = read(objects)
+
+    text = render_tree(inv)
+
+    assert (
+        "old machines  c1-md-0-0 (v1.28.4), c1-md-0-1 (v1.28.5, c1-md-0-old): "
+        "replaced only once deleted (OnDelete)"
+    ) in text
+    assert text.count("old machines") == 1, "only the OnDelete deployment has them"
+    (md0, md1) = describe_cluster(inv)["machineDeployments"]
+    assert md0["oldMachines"] == ["c1-md-0-0", "c1-md-0-1"] and "oldMachines" not in md1
