@@ -137,7 +137,9 @@ def test_to_offers_the_template_versions_in_the_clusters_zones_and_the_known_min
         testenv_v1beta2.api_client(), render_cluster(name, namespace, capi="v1beta2", zones=TWO_ZONES)
     )
     number = int(uuid.uuid4().hex[:8], 16)
-    version = f"v1.{40 + number % 60}.{number // 60 % 1000}"
+    # Minors 100-199: test_image.py's templates take 40-99, and a typed `--to=v1.<minor>.` below must find
+    # this test's template alone.
+    version = f"v1.{100 + number % 100}.{number // 100 % 1000}"
     template = {
         "name": f"ubuntu-2204-kube-{version}",
         "ostype": "Ubuntu 22.04 LTS",
