@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import types
 
 import hypothesis
@@ -18,6 +19,11 @@ import pytest
 # The plugin renders plain help (kubectl_capc sets this before typer is imported); a test module that
 # imports typer before kubectl_capc would otherwise get rich help, whatever order the tests run in.
 os.environ.setdefault("TYPER_USE_RICH", "0")
+
+# A run started in the background by a non-interactive shell inherits SIGINT ignored, and so would every
+# command a test starts and then interrupts (Python installs no Ctrl-C handler then): Ctrl-C is restored.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 pytest_plugins = ["tests.testenv.fixtures", "tests.csdouble.fixtures"]
 
