@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,11 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
         ).items
 
     until("Secret deleted", secret_gone, timeout=60)
+    _until_stopped(workload)
+
+
+def _until_stopped(workload: Any) -> None:
+    """Wait until nothing listens on the workload apiserver's port any more."""
     endpoint = urllib.parse.urlsplit(workload.configuration.host)
 
     def refused() -> bool:
@@ -215,6 +221,28 @@ def test_deleted_cluster_takes_its_control_plane_and_secret(wbed: bed.TestBed, w
         return False
 
     until("workload apiserver stopped", refused, timeout=30)
+
+
+def test_a_deleted_namespace_takes_its_clusters_and_their_control_planes(wbed: bed.TestBed) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(wbed.api_client())
+    namespace = f"w-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": namespace}})
+    workload = _cluster(wbed, namespace, "doomed", workers=0)
+    ready_nodes(workload, 1)
+    core.delete_namespace(namespace)
+
+    def namespace_gone() -> bool:
+        try:
+            core.read_namespace(namespace)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    until("namespace and its Cluster deleted", namespace_gone, timeout=60)
+    _until_stopped(workload)
 
 
 def test_pdb_blocks_the_drain_of_a_deleted_worker_until_it_is_removed(

@@ -414,6 +414,25 @@ def _start_simulator(bed: TestBed, seconds_per_machine: float, tied: bool) -> No
         )
 
 
+def _start_namespace_controller(bed: TestBed, binary: Path, tied: bool) -> None:
+    """kube-controller-manager with the namespace controller alone: a deleted namespace takes its
+    objects with it, as on a real management cluster, so a test's Clusters (and their workload control
+    planes) go away with its namespace instead of running on in a namespace left Terminating."""
+    kubeconfig = str(bed.kubeconfig)
+    argv = [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--controllers=namespace",
+        "--leader-elect=false",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "--v=0",
+    ]
+    _spawn(bed.dir, "controller-manager", argv, tied=tied)
+
+
 def _start_workload_manager(bed: TestBed, tied: bool) -> None:
     argv = [sys.executable, "-m", "tests.testenv.workload", "--dir", str(bed.dir), "--capi", bed.capi]
     proc = _spawn(bed.dir, "workload", argv, tied=tied)
@@ -442,7 +461,8 @@ def up(
     leaves it off, since there the bed must outlive the command.
 
     With `workload_clusters` every CAPI Cluster gets a workload control plane of its own
-    (`tests.testenv.workload`); its programs are built here first, so a build failure fails `up`.
+    (`tests.testenv.workload`); its programs are built here first, so a build failure fails `up`. Such
+    a bed also runs the namespace controller, so a deleted namespace stops the planes of its Clusters.
     """
     if capi not in crds.PROFILES:
         raise TestBedError(f"unknown CAPI profile {capi!r}; use one of {', '.join(crds.PROFILES)}")
@@ -468,6 +488,7 @@ def up(
         if simulate_rollouts:
             _start_simulator(bed, seconds_per_machine, tie_to_caller)
         if workload_clusters:
+            _start_namespace_controller(bed, binaries["controller-manager"], tie_to_caller)
             _start_workload_manager(bed, tie_to_caller)
         (directory / "testenv.json").write_text(
             json.dumps({"capi": capi, "kubectl": str(binaries["kubectl"])})

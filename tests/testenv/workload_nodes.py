@@ -278,9 +278,11 @@ class NodeKeeper:
             meta = machine["metadata"]
             cluster = (meta["namespace"], str((machine.get("spec") or {}).get("clusterName") or ""))
             workload = workloads.get(cluster)
-            if workload is None:
-                continue
             try:
+                if workload is None:
+                    if meta.get("deletionTimestamp") and MACHINE_FINALIZER in (meta.get("finalizers") or []):
+                        self._finish(machine)  # its Cluster is gone: CAPI skips the drain, there is no node
+                    continue
                 if cluster not in nodes:
                     nodes[cluster] = _nodes_by_name(workload)
                 if meta.get("deletionTimestamp"):
@@ -352,10 +354,15 @@ class NodeKeeper:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
+        self._finish(machine)
+
+    def _finish(self, machine: Machine) -> None:
+        """Release the Machine's VM and remove CAPI's finalizer, which lets the deletion complete."""
+        meta = machine["metadata"]
         self.release(machine)
         finalizers = [f for f in meta.get("finalizers") or [] if f != MACHINE_FINALIZER]
         self._custom().patch_namespaced_custom_object(
-            "cluster.x-k8s.io", self.capi, meta["namespace"], "machines", name,
+            "cluster.x-k8s.io", self.capi, meta["namespace"], "machines", meta["name"],
             {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
         )  # fmt: skip
         self._messages.pop(meta["uid"], None)
