@@ -75,3 +75,38 @@ def test_up_then_down_leaves_nothing_running(tmp_path: Path, kubectl_binary: Pat
     assert not _port_open(apiserver) and not _port_open(env["CLOUDSTACK_ENDPOINT"])
     assert list((directory / "pids").glob("*.pid")) == []
     assert "nothing was running" in _testenv("down", "--dir", str(directory)).stdout
+
+
+def test_prepare_readies_every_program_the_suite_runs(kubectl_binary: Path) -> None:
+    prepared = _testenv("prepare")
+    assert prepared.returncode == 0, prepared.stderr
+    ready = [line.split("  ")[1] for line in prepared.stdout.splitlines() if line.startswith("ready  ")]
+    assert ready == [
+        "upstream CAPI and CAPC modules (v1beta1)",
+        "upstream CAPI and CAPC modules (v1beta2)",
+        "kube-apiserver, etcd and kubectl",
+        "workload control plane and KWOK",
+        "cloudstack-go resolver",
+        "krew",
+        "plugin archive",
+    ]
+
+
+def test_prepare_without_go_is_one_error_naming_the_step(tmp_path: Path) -> None:
+    python_only = tmp_path / "bin"
+    python_only.mkdir()
+    (python_only / "python3").symlink_to(sys.executable)
+    prepared = subprocess.run(
+        [sys.executable, "-m", "tests.testenv", "prepare"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": str(python_only)},
+    )
+    assert prepared.returncode == 1
+    assert prepared.stderr.splitlines() == [
+        "error: preparing the test bed: upstream CAPI and CAPC modules (v1beta1): "
+        "the 'go' toolchain is not on PATH; install Go to fetch the upstream CRDs"
+    ]
+    assert "ready" not in prepared.stdout
