@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import ssl
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kubectl_capc.domain.errors import ConfigError
 from kubectl_capc.kube.credentials import ClientCertificate, Credentials
 from kubectl_capc.kube.exec_credential import ExecAnswer, ExecPlugin
 from kubectl_capc.kube.retries import retry_delay, transport_failure
@@ -119,7 +121,8 @@ class KubeClient:
     ) -> urllib3.BaseHTTPResponse:
         """Send one request (`path` below the server, or a URL on it) and return the answer, whatever its
         status, read unless `stream`. Transport failures raise urllib3's `HTTPError` or `OSError` once
-        `retry_delay` gives up; an exec plugin that fails raises `ConfigError`."""
+        `retry_delay` gives up; an exec plugin that fails, or a certificate authority TLS cannot load,
+        raises `ConfigError`."""
         url = path if path.startswith(("http://", "https://")) else self.server + path
         if query:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode([(k, str(v)) for k, v in query])
@@ -127,9 +130,10 @@ class KubeClient:
         attempt, refreshed = 1, False
         while True:
             login = self._login()
+            connections = self._connections(login.certificate)  # TLS that cannot load fails here, at once
             started = time.monotonic()
             try:
-                response = self._connections(login.certificate).request(
+                response = connections.request(
                     method, url, body=body, headers=self._headers(headers, login),
                     timeout=_timeout(limit), preload_content=not stream, retries=0, redirect=False,
                 )  # fmt: skip
@@ -202,7 +206,14 @@ def _pool_manager(credentials: Credentials, certificate: ClientCertificate | Non
 def _tls_context(credentials: Credentials, certificate: ClientCertificate | None) -> ssl.SSLContext:
     """Trust the context's CA only when it names one (else the system's), as kubectl does."""
     ca = credentials.ca_pem.decode("utf-8", "replace") if credentials.ca_pem else None
-    context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
+    try:
+        context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
+    except ssl.SSLError as err:  # as client-go, which refuses to build the transport: no request is sent
+        raise ConfigError(
+            f"the certificate authority of {credentials.server} in the kubeconfig is not a PEM certificate "
+            f"({re.sub(r' [(]_ssl[.]c:[0-9]+[)]$', '', str(err.strerror or err.reason))})",
+            hint="fix the kubeconfig's certificate-authority-data",
+        ) from None
     if not credentials.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

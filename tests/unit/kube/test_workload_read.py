@@ -231,19 +231,49 @@ def test_a_token_user_sends_a_bearer_token() -> None:
     assert "t0ken" not in repr(client.credentials)
 
 
-def test_a_workload_api_server_that_refuses_connections_is_unreachable(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _no_sleeping(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The transport's retry waits, recorded instead of slept."""
+    waits: list[float] = []
+    monkeypatch.setattr("kubectl_capc.kube.rest.time.sleep", waits.append)
+    return waits
+
+
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    text = kubeconfig(f"https://127.0.0.1:{port}", token="t0ken")
-    secret_api(monkeypatch, SecretAnswer({"value": text}))
+        return int(probe.getsockname()[1])
+
+
+def test_a_workload_api_server_that_refuses_connections_is_unreachable_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits = _no_sleeping(monkeypatch)
+    server = f"https://127.0.0.1:{_free_port()}"
+    document = yaml.safe_load(kubeconfig(server, token="t0ken"))
+    document["clusters"][0]["cluster"] = {"server": server, "insecure-skip-tls-verify": True}
+    secret_api(monkeypatch, SecretAnswer({"value": yaml.safe_dump(document)}))
     read = read_workload(object(), "prod", "c1", request_timeout=2.0)
     assert read.facts.unreachable.startswith("GET /api")
-    assert f"https://127.0.0.1:{port}" in read.facts.unreachable
+    assert server in read.facts.unreachable
+    assert "refused" in read.facts.unreachable
     assert "t0ken" not in read.facts.unreachable
     assert read.requests >= 3
+    assert waits == []  # refused before it ever answered: a wrong address or a cluster down, not a blip
+
+
+def test_a_workload_kubeconfig_whose_certificate_authority_is_no_certificate_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits = _no_sleeping(monkeypatch)
+    server = f"https://127.0.0.1:{_free_port()}"
+    secret_api(monkeypatch, SecretAnswer({"value": kubeconfig(server, token="t0ken")}))
+    read = read_workload(object(), "prod", "c1", request_timeout=2.0)
+    assert f"the certificate authority of {server} in the kubeconfig is not a PEM certificate" in (
+        read.facts.unreachable
+    )
+    assert "_ssl.c" not in read.facts.unreachable
+    assert "t0ken" not in read.facts.unreachable
+    assert waits == []
 
 
 class FakeWorkload:
