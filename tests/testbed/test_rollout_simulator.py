@@ -101,8 +101,11 @@ def test_each_stage_takes_a_third_of_seconds_per_machine() -> None:
     assert not rollout.advance(100.49, 0.5, Controls())
     assert rollout.advance(100.5, 0.5, Controls())
     assert rollout.stage is Stage.PROVISIONING
-    assert rollout.advance(101.5, 0.5, Controls())  # two steps were due: finish in one call
+    assert rollout.advance(101.5, 0.5, Controls())  # two steps were due: one a call, so each is reported
+    assert rollout.stage is Stage.REPLACING
+    assert rollout.advance(101.5, 0.5, Controls())
     assert rollout.done
+    assert not rollout.advance(101.5, 0.5, Controls())
 
 
 def test_stall_at_holds_the_rollout_until_the_annotation_goes() -> None:

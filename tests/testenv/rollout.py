@@ -135,6 +135,7 @@ class Simulator:
         self.machines = MachineKeeper(api, capi)
         self._rolled: set[Key] = set()  # owners whose Machines follow their rollout
         self._rejected: dict[Key, tuple[str, dict[str, Any]]] = {}  # status writes the apiserver refused
+        self._conflicted: set[Key] = set()  # last status lost a conflict: write it before a step
         self._broken: dict[Key, str] = {}  # resourceVersions whose reconcile raised (logged once)
         self._bad_annotations: set[tuple[Key, str]] = set()
 
@@ -159,6 +160,7 @@ class Simulator:
         self.rollouts.pop(key, None)
         self._rolled.discard(key)
         self._rejected.pop(key, None)
+        self._conflicted.discard(key)
         self._broken.pop(key, None)
 
     def next_wakeup(self) -> float:
@@ -196,7 +198,8 @@ class Simulator:
             self._replace_deleted(resource, obj, rollout)
         rollout.resize(desired_replicas(obj))
         was_done = rollout.done
-        rollout.advance(self.clock(), self.stage_seconds, controls)
+        if key not in self._conflicted:  # every step's status reaches the apiserver, as CAPI reports each
+            rollout.advance(self.clock(), self.stage_seconds, controls)
         if rollout.done and not was_done:
             log.info("%s %s/%s: rollout complete", resource.kind, meta.get("namespace"), meta["name"])
         if not rollout.done:
@@ -209,7 +212,9 @@ class Simulator:
                 str((m.get("spec") or {}).get("version") or "") for m in self.machines.deleting(resource, obj)
             )
         status = render_status(resource, self.capi, obj, rollout, controls, now=datetime.now(timezone.utc))
-        if status != obj.get("status") and self._rejected.get(key) != (meta["resourceVersion"], status):
+        if status == obj.get("status"):
+            self._conflicted.discard(key)
+        elif self._rejected.get(key) != (meta["resourceVersion"], status):
             self._write(key, resource, obj, status)
 
     def _replace_deleted(self, resource: Resource, obj: dict[str, Any], rollout: Rollout) -> None:
@@ -248,11 +253,13 @@ class Simulator:
             )
         except ApiException as exc:
             if exc.status == 409:
+                self._conflicted.add(key)
                 return  # a newer version is on its way through the watch
             if exc.status == 404 or namespace_terminating(exc):
                 self._forget(key)
                 return
             self._rejected[key] = (meta["resourceVersion"], status)
+            self._conflicted.discard(key)
             log.error(
                 "%s %s/%s: status write rejected (%s): %s",
                 resource.kind,
@@ -262,6 +269,7 @@ class Simulator:
                 exc.body,
             )
             return
+        self._conflicted.discard(key)
         self.objects[key] = (resource, written)
 
 

@@ -246,18 +246,21 @@ class Rollout:
         self.machines.extend([self.target] * (desired - len(self.machines)))
 
     def advance(self, now: float, stage_seconds: float, controls: Controls) -> bool:
-        """Take every step that is due by `now`; return whether anything changed."""
-        changed = False
-        while self._can_step(controls):
-            if self.next_step_at is None:
-                self.next_step_at = now + stage_seconds
-            if now < self.next_step_at:
-                return changed
-            self._step()
-            self.next_step_at += stage_seconds
-            changed = True
-        self.next_step_at = None
-        return changed
+        """Take the next step if it is due by `now`; return whether one was taken. One step a call, so
+        the caller reports each (CAPI's status shows every replacement); a late caller catches up
+        through calls at once, as `next_step_at` keeps the schedule."""
+        if not self._can_step(controls):
+            self.next_step_at = None
+            return False
+        if self.next_step_at is None:
+            self.next_step_at = now + stage_seconds
+        if now < self.next_step_at:
+            return False
+        self._step()
+        self.next_step_at += stage_seconds
+        if not self._can_step(controls):
+            self.next_step_at = None
+        return True
 
     def _can_step(self, controls: Controls) -> bool:
         if self.stage is Stage.STEADY:
