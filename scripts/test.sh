@@ -19,5 +19,6 @@ python3 -m mypy
 lint-imports  # the layer contracts in .importlinter
 # Downloads and Go builds happen here, not inside a test's timeout (a cold build takes many minutes).
 python3 -m tests.testenv prepare
-# Two workers; a test file stays on one worker, so module-scoped scenes are built once.
-python3 -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"
+# Two workers; a test file stays on one worker, so module-scoped scenes are built once. Files start in
+# collection order (tests/conftest.py puts the longest first), not xdist's most-tests-first.
+python3 -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

@@ -49,9 +49,23 @@ def _module_needs_programs(module: types.ModuleType) -> bool:
     )
 
 
+# Files in the order workers start them, longest first (measured: the fault matrices take 1.5-3 minutes
+# each), so that with `--dist loadfile --no-loadscope-reorder` (scripts/test.sh) no long file starts last
+# and leaves one worker running alone.
+LONGEST_FIRST = ("tests/testbed/test_fault_matrix_", "tests/testbed/", "tests/docs/", "tests/e2e/")
+
+
+def _start_rank(item: pytest.Item) -> int:
+    path = item.nodeid.partition("::")[0]
+    return next(
+        (rank for rank, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST)
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         module = getattr(item, "module", None)
         if fixtures & TESTBED_FIXTURES or (module is not None and _module_needs_programs(module)):
             item.add_marker(pytest.mark.testbed)
+    items.sort(key=_start_rank)  # stable: a file's tests keep their order
