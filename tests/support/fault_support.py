@@ -38,7 +38,8 @@ _taken: set[str] = set()
 
 
 def fresh_version(minor: str) -> str:
-    """A patch release of `minor` (e.g. "v1.31") that no other run registers on the shared double."""
+    """A patch release of `minor` (e.g. "v1.31") that no other run registers on the shared double. Its
+    patch (100 and above) outranks the seed's: not for a minor that other tests resolve from `--to v1.29`."""
     while True:
         version = f"{minor}.{random.randrange(100, 1000)}"
         if version not in _taken:
