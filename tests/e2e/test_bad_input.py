@@ -14,6 +14,7 @@ and must end with:
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -143,6 +144,13 @@ CASES = [
     ),
     Case("kubeconfig-server-text", upgrade("c1"), CONFIG, NOT_A_SERVER, kubeconfig="server-text"),
     Case("kubeconfig-server-port", upgrade("c1"), CONFIG, NOT_A_SERVER, kubeconfig="server-port"),
+    Case(
+        "kubeconfig-ca-not-pem",
+        upgrade("c1"),
+        CONFIG,
+        "in the kubeconfig is not a PEM certificate",
+        kubeconfig="ca-not-pem",
+    ),
     # clusters the plugin cannot work on
     Case(
         "no-control-plane-ref",
@@ -623,6 +631,14 @@ def write_kubeconfigs(directory: Path, bed: TestBed) -> None:
         config["clusters"][0]["cluster"]["server"] = server
         return yaml.safe_dump(config)
 
+    def with_certificate_authority(data: bytes) -> str:
+        config = copy.deepcopy(good)
+        cluster = config["clusters"][0]["cluster"]
+        for key in ("certificate-authority", "insecure-skip-tls-verify"):
+            cluster.pop(key, None)
+        cluster["certificate-authority-data"] = base64.b64encode(data).decode()
+        return yaml.safe_dump(config)
+
     user = {"name": "u", "user": {"token": KUBECONFIG_TOKEN}}
     no_cluster = {"contexts": [{"name": "x", "context": {"cluster": "gone", "user": "u"}}], "users": [user]}
     texts = {
@@ -633,6 +649,7 @@ def write_kubeconfigs(directory: Path, bed: TestBed) -> None:
         "no-cluster": yaml.safe_dump({"apiVersion": "v1", "current-context": "x", **no_cluster}),
         "server-text": with_server("not a url"),
         "server-port": with_server("https://127.0.0.1:99999"),
+        "ca-not-pem": with_certificate_authority(b"not a certificate\n"),
     }
     for name, text in texts.items():
         (directory / name).write_text(text)
