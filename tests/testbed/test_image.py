@@ -82,18 +82,11 @@ def test_list_shows_templates_per_failure_domain_zone(cluster: tuple[TestBed, st
     bed, namespace, name = cluster
     done = cli(bed, "image", "list", "--cluster", name, "-n", namespace, "--version", "v1.29")
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "OS", "KUBERNETES", "HYPERVISOR", "ZONE1", "ZONE2"]
-    assert lines[1].split() == [
-        "ubuntu-2204-kube-v1.29.3",
-        "Ubuntu",
-        "22.04",
-        "v1.29.3",
-        "KVM",
-        "ready",
-        "ready",
-    ]
-    assert len(lines) == 2
+    header, *rows = [line.split() for line in done.stdout.splitlines()]
+    assert header == ["NAME", "OS", "KUBERNETES", "HYPERVISOR", "ZONE1", "ZONE2"]
+    # Other tests register v1.29 patches on this shared double; the seed's row is there, and only v1.29 rows.
+    assert ["ubuntu-2204-kube-v1.29.3", "Ubuntu", "22.04", "v1.29.3", "KVM", "ready", "ready"] in rows
+    assert {row[3].rsplit(".", 1)[0] for row in rows} == {"v1.29"}
     as_json = json.loads(cli(bed, "image", "list", "--cluster", name, "-n", namespace, "-o", "json").stdout)
     assert as_json["kind"] == "TemplateList"
     names = [item["name"] for item in as_json["items"]]
