@@ -1,8 +1,8 @@
 """What the test-bed tests with workload clusters share: the beds, a cluster with its workload cluster,
 waiting, the Machines, and changes to the workload's Nodes and Pods.
 
-`wbed` runs a test once per CAPI profile on the bed that starts a workload control plane per Cluster
-(`tests.testenv.workload`); `wnamespace` is a fresh namespace on it. tests/testbed/conftest.py makes
+`wbed` runs a test once per CAPI profile on the bed; `wnamespace` is a fresh namespace on it whose
+Clusters get a workload control plane each (`tests.testenv.workload`). tests/testbed/conftest.py makes
 both fixtures available to the test-bed tests.
 """
 
@@ -21,6 +21,7 @@ import yaml
 
 from tests.support.fixtures_capc import Zone, create_objects, render_cluster
 from tests.testenv import bed
+from tests.testenv.workload import OPT_IN_LABEL
 
 __all__ = [
     "GROUP",
@@ -44,6 +45,7 @@ __all__ = [
     "wnamespace",
     "worker_names",
     "workload_client",
+    "workload_namespace",
 ]
 
 VERSION = "v1.28.5"  # a template the seeded double holds, ready in zone1
@@ -55,17 +57,26 @@ WORKER_LABEL = "cluster.x-k8s.io/deployment-name"
 
 @pytest.fixture(params=["v1beta1", "v1beta2"])
 def wbed(request: pytest.FixtureRequest) -> bed.TestBed:
-    return request.getfixturevalue(f"workload_testenv_{request.param}")  # type: ignore[no-any-return]
+    return request.getfixturevalue(f"testenv_{request.param}")  # type: ignore[no-any-return]
 
 
 @pytest.fixture
 def wnamespace(wbed: bed.TestBed) -> Iterator[str]:
     from kubernetes import client
 
-    name = f"w-{uuid.uuid4().hex[:10]}"
-    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name}})
+    name = workload_namespace(wbed)
     yield name
     client.CoreV1Api(wbed.api_client()).delete_namespace(name)
+
+
+def workload_namespace(wbed: bed.TestBed) -> str:
+    """A fresh namespace whose Clusters get a workload control plane each."""
+    from kubernetes import client
+
+    name = f"w-{uuid.uuid4().hex[:10]}"
+    labels = {OPT_IN_LABEL: "true"}
+    client.CoreV1Api(wbed.api_client()).create_namespace({"metadata": {"name": name, "labels": labels}})
+    return name
 
 
 def until(what: str, probe: Callable[[], Any], timeout: float = 90) -> Any:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 import urllib.parse
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from tests.support.workload_support import (
     until_drain_blocked,
     worker_names,
     workload_client,
+    workload_namespace,
 )
 from tests.testenv import bed
 from tests.testenv.workload_nodes import (
@@ -228,8 +228,7 @@ def test_a_deleted_namespace_takes_its_clusters_and_their_control_planes(wbed: b
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(wbed.api_client())
-    namespace = f"w-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": namespace}})
+    namespace = workload_namespace(wbed)
     workload = _cluster(wbed, namespace, "doomed", workers=0)
     ready_nodes(workload, 1)
     core.delete_namespace(namespace)

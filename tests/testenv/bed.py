@@ -433,8 +433,9 @@ def _start_namespace_controller(bed: TestBed, binary: Path, tied: bool) -> None:
     _spawn(bed.dir, "controller-manager", argv, tied=tied)
 
 
-def _start_workload_manager(bed: TestBed, tied: bool) -> None:
-    argv = [sys.executable, "-m", "tests.testenv.workload", "--dir", str(bed.dir), "--capi", bed.capi]
+def _start_workload_manager(bed: TestBed, namespace_selector: str, tied: bool) -> None:
+    argv = [sys.executable, "-m", "tests.testenv.workload", "--dir", str(bed.dir), "--capi", bed.capi,
+            "--namespace-selector", namespace_selector]  # fmt: skip
     proc = _spawn(bed.dir, "workload", argv, tied=tied)
     time.sleep(0.5)
     if proc.poll() is not None:
@@ -449,6 +450,7 @@ def up(
     *,
     simulate_rollouts: bool = False,
     workload_clusters: bool = False,
+    workload_namespaces: str = "",
     seconds_per_machine: float = 1.0,
     seed: Path | None = DEFAULT_SEED,
     allow_loopback_urls: bool = True,
@@ -461,7 +463,8 @@ def up(
     leaves it off, since there the bed must outlive the command.
 
     With `workload_clusters` every CAPI Cluster gets a workload control plane of its own
-    (`tests.testenv.workload`); its programs are built here first, so a build failure fails `up`. Such
+    (`tests.testenv.workload`), or with `workload_namespaces` (a label selector) only the Clusters of
+    the namespaces it selects; its programs are built here first, so a build failure fails `up`. Such
     a bed also runs the namespace controller, so a deleted namespace stops the planes of its Clusters.
     """
     if capi not in crds.PROFILES:
@@ -489,7 +492,7 @@ def up(
             _start_simulator(bed, seconds_per_machine, tie_to_caller)
         if workload_clusters:
             _start_namespace_controller(bed, binaries["controller-manager"], tie_to_caller)
-            _start_workload_manager(bed, tie_to_caller)
+            _start_workload_manager(bed, workload_namespaces, tie_to_caller)
         (directory / "testenv.json").write_text(
             json.dumps({"capi": capi, "kubectl": str(binaries["kubectl"])})
         )

@@ -1,9 +1,9 @@
 """pytest fixtures for the real test bed, one bed per CAPI profile, started once per session.
 
 - `testenv_v1beta1` / `testenv_v1beta2`: a running bed (see `tests.testenv.bed.TestBed`) with the
-  rollout simulator on; `testenv` runs a test once per profile.
-- `workload_testenv_v1beta1` / `workload_testenv_v1beta2`: a separate bed that also starts a workload
-  control plane per CAPI Cluster (`tests.testenv.workload`); only tests that ask for it pay for it.
+  rollout simulator on; `testenv` runs a test once per profile. The Clusters of a namespace labelled
+  `workload.OPT_IN_LABEL=true` get a workload control plane each (`tests.testenv.workload`): only the
+  tests that ask for one pay for it, and a worker runs one bed per profile, not two.
 - `kubectl_binary`: the real kubectl built from the pinned Kubernetes release; also exported as the
   KUBECTL environment variable for the whole session.
 - `namespace`: a fresh namespace per test on the bed the test uses.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.testenv import bed, gobuild
+from tests.testenv import bed, gobuild, workload
 
 SIMULATOR_SECONDS_PER_MACHINE = 0.2
 
@@ -30,15 +30,14 @@ def kubectl_binary() -> Path:
     return path
 
 
-def _bed(
-    tmp_path_factory: pytest.TempPathFactory, capi: str, *, workload_clusters: bool = False
-) -> Iterator[bed.TestBed]:
-    directory = tmp_path_factory.mktemp(f"testenv-{'workload-' if workload_clusters else ''}{capi}")
+def _bed(tmp_path_factory: pytest.TempPathFactory, capi: str) -> Iterator[bed.TestBed]:
+    directory = tmp_path_factory.mktemp(f"testenv-{capi}")
     started = bed.up(
         directory,
         capi,
         simulate_rollouts=True,
-        workload_clusters=workload_clusters,
+        workload_clusters=True,
+        workload_namespaces=f"{workload.OPT_IN_LABEL}=true",
         seconds_per_machine=SIMULATOR_SECONDS_PER_MACHINE,
         tie_to_caller=True,
     )
@@ -56,16 +55,6 @@ def testenv_v1beta1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.Te
 @pytest.fixture(scope="session")
 def testenv_v1beta2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.TestBed]:
     yield from _bed(tmp_path_factory, "v1beta2")
-
-
-@pytest.fixture(scope="session")
-def workload_testenv_v1beta1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.TestBed]:
-    yield from _bed(tmp_path_factory, "v1beta1", workload_clusters=True)
-
-
-@pytest.fixture(scope="session")
-def workload_testenv_v1beta2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[bed.TestBed]:
-    yield from _bed(tmp_path_factory, "v1beta2", workload_clusters=True)
 
 
 @pytest.fixture(params=["v1beta1", "v1beta2"])

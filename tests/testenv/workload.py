@@ -7,12 +7,13 @@ deletion, and node lifecycle, which lifts the not-ready taint of a Node
 once it is Ready), kube-scheduler and KWOK, all of the pinned Kubernetes release, and writes the admin
 kubeconfig to the Secret `<cluster>-kubeconfig` (key `value`) as CAPI does. A Cluster that goes away
 takes its control plane and Secret with it. Machines of the cluster get CloudStackMachines
-(`workload_infra`) and Nodes (`workload_nodes`).
+(`workload_infra`) and Nodes (`workload_nodes`). With `--namespace-selector` only the Clusters of the
+namespaces it selects get one (the pytest beds, where most tests need no workload cluster).
 
 Every process is started from this process's main thread with a parent-death signal, so it dies with
 this process; `bed.down` also stops them by their pid files. Run it as a process (SIGTERM stops it):
 
-    python -m tests.testenv.workload --dir DIR --capi v1beta1|v1beta2
+    python -m tests.testenv.workload --dir DIR --capi v1beta1|v1beta2 [--namespace-selector LABELS]
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ CONTROLLERS = ",".join(
 )
 
 WORKLOAD_RUNTIME_CONFIG = "resource.k8s.io/v1beta1=true"
+OPT_IN_LABEL = "testenv.kubectl-capc/workload-clusters"
+"""The namespace label the pytest beds select with `--namespace-selector` (value "true")."""
 
 
 @dataclass
@@ -178,8 +181,8 @@ def kubeconfig_secret(plane: Plane, capi: str) -> dict[str, Any]:
 class Manager:
     """Keeps one control plane per Cluster and the Nodes of each cluster's Machines."""
 
-    def __init__(self, bed_dir: Path, capi: str) -> None:
-        self.bed_dir, self.capi = bed_dir, capi
+    def __init__(self, bed_dir: Path, capi: str, namespace_selector: str = "") -> None:
+        self.bed_dir, self.capi, self.namespace_selector = bed_dir, capi, namespace_selector
         self.mgmt = bed_client(bed_dir / "kubeconfig")
         self.binaries = gobuild.ensure_workload_binaries()
         self.planes: dict[tuple[str, str], Plane] = {}
@@ -191,10 +194,11 @@ class Manager:
 
         custom = client.CustomObjectsApi(self.mgmt)
         clusters = custom.list_cluster_custom_object("cluster.x-k8s.io", self.capi, "clusters")["items"]
+        chosen = self._chosen_namespaces()
         present = {}
         for cluster in clusters:
             meta = cluster["metadata"]
-            if not meta.get("deletionTimestamp"):
+            if not meta.get("deletionTimestamp") and (chosen is None or meta["namespace"] in chosen):
                 present[(meta["namespace"], meta["name"])] = meta["uid"]
         for key in [k for k in self.planes if self.planes[k].uid != present.get(k)]:
             self._remove(self.planes.pop(key))
@@ -218,6 +222,15 @@ class Manager:
             or m["metadata"].get("deletionTimestamp")
         ]
         self.nodes.sync(joining, {key: plane.client for key, plane in self.planes.items()})
+
+    def _chosen_namespaces(self) -> set[str] | None:
+        """The namespaces whose Clusters get a control plane; None: all of them."""
+        from kubernetes import client
+
+        if not self.namespace_selector:
+            return None
+        found = client.CoreV1Api(self.mgmt).list_namespace(label_selector=self.namespace_selector)
+        return {item.metadata.name for item in found.items}
 
     def _add(self, namespace: str, name: str, uid: str) -> None:
         try:
@@ -276,8 +289,8 @@ def bed_cloudstack(bed_dir: Path) -> Any:
     )
 
 
-def run(bed_dir: Path, capi: str, stop: threading.Event) -> None:
-    manager = Manager(bed_dir, capi)
+def run(bed_dir: Path, capi: str, stop: threading.Event, namespace_selector: str = "") -> None:
+    manager = Manager(bed_dir, capi, namespace_selector)
     log.info("keeping workload clusters for CAPI %s Clusters", capi)
     try:
         while not stop.is_set():
@@ -298,12 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--capi", choices=PROFILES, required=True)
+    parser.add_argument("--namespace-selector", default="", help="only the Clusters of these namespaces")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run(args.dir.resolve(), args.capi, stop)
+    run(args.dir.resolve(), args.capi, stop, args.namespace_selector)
     return 0
 
 
