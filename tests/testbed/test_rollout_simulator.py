@@ -616,6 +616,59 @@ def test_every_status_written_counts_the_machines_that_exist_then() -> None:
     assert api.history[-1][1] == [("v1.31.0", "Running")] * 3
 
 
+def test_between_events_only_the_owners_they_concern_and_the_due_steps_are_reconciled() -> None:
+    LABELS = {CLUSTER_LABEL: "c1"}
+    api, now = MemoryApi(), [0.0]
+    simulator = Simulator(api, "v1beta2", 0.3, clock=lambda: now[0])
+    owners = {
+        ns: kcp_object(
+            "v1beta2", "v1.30.2", "cp-v1-30", name=f"{ns}-cp", namespace=ns, uid=f"k{ns}", labels=LABELS
+        )
+        for ns in ("a", "b")
+    }
+    simulator.apply(_Event(KUBEADM_CONTROL_PLANE, "LISTED", list(owners.values())))
+    simulator.apply(_Event(MACHINE, "LISTED", []))
+    reconciled: list[str] = []
+    reconcile = simulator.reconcile
+
+    def counted(key: tuple[str, str]) -> None:
+        reconciled.append(key[1])
+        reconcile(key)
+
+    simulator.reconcile = counted  # type: ignore[method-assign]
+    simulator.reconcile_pending()
+    assert sorted(reconciled) == ["ka", "kb"], "a list concerns every owner"
+    for step in range(1, 60):
+        now[0] = step * 0.1
+        simulator.reconcile_all()
+    reconciled.clear()
+
+    simulator.reconcile_pending()
+    assert reconciled == [], "no event and no step due: nothing to reconcile"
+
+    current = simulator.objects[("kubeadmcontrolplanes", "kb")][1]
+    upgraded = kcp_object(
+        "v1beta2", "v1.31.0", "cp-v1-31", name="b-cp", namespace="b", uid="kb", labels=LABELS
+    )
+    upgraded["metadata"].update(generation=2, resourceVersion=current["metadata"]["resourceVersion"])
+    upgraded["status"] = current["status"]
+    simulator.apply(_Event(KUBEADM_CONTROL_PLANE, "MODIFIED", [upgraded]))
+    for step in range(60, 120):
+        now[0] = step * 0.1
+        simulator.reconcile_pending()
+    assert set(reconciled) == {"kb"}, "the change and its steps concern b alone"
+    assert api.states().count(("v1.31.0", "Running")) == 3, "b rolled out by its due steps alone"
+
+    reconciled.clear()
+    machine = {
+        "metadata": {"name": "m", "namespace": "a", "uid": "m1", "resourceVersion": "1", "labels": LABELS},
+        "spec": {"clusterName": "c1", "version": "v1.30.2"},
+    }
+    simulator.apply(_Event(MACHINE, "MODIFIED", [machine]))
+    simulator.reconcile_pending()
+    assert reconciled == ["ka"], "a Machine's change concerns the owners of its namespace"
+
+
 # -- against the real test bed --------------------------------------------------------------------
 
 
