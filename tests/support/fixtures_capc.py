@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -454,12 +454,18 @@ def tagged_api_client(kubeconfig: Path, user_agent: str) -> Any:
     return api_client(KubeTarget(kubeconfig=str(kubeconfig)), user_agent)
 
 
-def audit_requests(audit_log: Path, user_agent: str) -> list[dict[str, Any]]:
-    """Completed requests made with `user_agent`, from the apiserver's audit log (a JSON event a line)."""
-    events = []
+def audit_events(audit_log: Path, mentioning: str) -> Iterator[dict[str, Any]]:
+    """The completed requests in the apiserver's audit log (a JSON event a line) whose line mentions
+    `mentioning` as a JSON string; other lines are skipped unparsed (the log grows all session)."""
+    needle = json.dumps(mentioning)
     with audit_log.open() as lines:
         for line in lines:
-            event = json.loads(line)
-            if event.get("userAgent") == user_agent and event.get("stage") == "ResponseComplete":
-                events.append(event)
-    return events
+            if needle in line:
+                event = json.loads(line)
+                if event.get("stage") == "ResponseComplete":
+                    yield event
+
+
+def audit_requests(audit_log: Path, user_agent: str) -> list[dict[str, Any]]:
+    """Completed requests made with `user_agent`, from the apiserver's audit log."""
+    return [e for e in audit_events(audit_log, user_agent) if e.get("userAgent") == user_agent]

@@ -3,11 +3,11 @@ run holds it, and the writes made to Leases of a namespace, from the audit log."
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from kubectl_capc.domain.lease import lease_name
+from tests.support.fixtures_capc import audit_events
 from tests.testenv.bed import TestBed
 
 LEASE = lease_name("c1")
@@ -57,14 +57,12 @@ def put_lease(bed: TestBed, namespace: str, holder: str, renewed: datetime) -> N
 def lease_writes(bed: TestBed, namespace: str) -> list[str]:
     """The verbs of every request that changed a Lease of `namespace`, from the audit log."""
     verbs = []
-    with bed.audit_log.open() as lines:
-        for line in lines:
-            event = json.loads(line)
-            ref = event.get("objectRef") or {}
-            if event.get("stage") != "ResponseComplete" or ref.get("resource") != "leases":
-                continue
-            if ref.get("namespace") == namespace and event["verb"] in ("create", "update", "patch", "delete"):
-                verbs.append(str(event["verb"]))
+    for event in audit_events(bed.audit_log, namespace):
+        ref = event.get("objectRef") or {}
+        if ref.get("resource") != "leases":
+            continue
+        if ref.get("namespace") == namespace and event["verb"] in ("create", "update", "patch", "delete"):
+            verbs.append(str(event["verb"]))
     return verbs
 
 

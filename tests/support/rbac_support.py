@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from kubectl_capc.__main__ import main
-from tests.support.fixtures_capc import Zone, render_cluster
+from tests.support.fixtures_capc import Zone, audit_events, render_cluster
 from tests.support.upgrade_support import TWO_ZONES, create_cluster
 from tests.testenv.bed import TestBed
 
@@ -258,19 +258,13 @@ def used_permissions(bed: TestBed, username: str) -> set[Permission]:
 
 
 def _requests(bed: TestBed, username: str) -> list[tuple[Permission, int]]:
-    import json
-
     found = []
-    with bed.audit_log.open() as lines:
-        for line in lines:
-            event = json.loads(line)
-            ref = event.get("objectRef")
-            if event.get("stage") != "ResponseComplete" or not ref:
-                continue
-            if event["user"].get("username") != username:
-                continue
-            permission = Permission(ref.get("apiGroup", ""), ref["resource"], event["verb"])
-            found.append((permission, int(event.get("responseStatus", {}).get("code", 0))))
+    for event in audit_events(bed.audit_log, username):
+        ref = event.get("objectRef")
+        if not ref or event["user"].get("username") != username:
+            continue
+        permission = Permission(ref.get("apiGroup", ""), ref["resource"], event["verb"])
+        found.append((permission, int(event.get("responseStatus", {}).get("code", 0))))
     return found
 
 
