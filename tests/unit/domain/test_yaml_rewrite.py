@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import re
 import time
 from pathlib import Path
@@ -255,8 +256,7 @@ def test_an_edit_whose_serialisation_drops_lines_is_applied() -> None:
 def test_edits_of_any_leaves_give_exactly_the_wanted_documents(data: st.DataObject) -> None:
     """Property: whatever leaves change, the result loads to the wanted values, other documents and
     every line outside the edited documents keep their bytes."""
-    text = "".join(p.read_text() for p in sorted(EXAMPLE.glob("*.yaml")))
-    parsed = YamlText.parse(text)
+    parsed = _parsed_example()
     indices = [d.index for d in parsed.documents if d.value]
     chosen = data.draw(st.sets(st.sampled_from(indices), min_size=1, max_size=3))
     replacements = {}
@@ -284,6 +284,12 @@ def test_edits_of_any_leaves_give_exactly_the_wanted_documents(data: st.DataObje
             assert canonical(after.value) == canonical(replacements[before.index])
         else:
             assert (after.head, after.body) == (before.head, before.body)
+
+
+@functools.cache
+def _parsed_example() -> YamlText:
+    """The example parsed once for every example of the property (rendering leaves it as it is)."""
+    return YamlText.parse("".join(p.read_text() for p in sorted(EXAMPLE.glob("*.yaml"))))
 
 
 def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Any:
