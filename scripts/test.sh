@@ -12,6 +12,9 @@ command -v git >/dev/null || missing+=(git)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# Bytecode caches are written even where the environment turns them off: without them every plugin
+# process a test starts compiles the package again, and every worker rewrites every test module's asserts.
+unset PYTHONDONTWRITEBYTECODE
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 python3 -m ruff check .
 python3 -m ruff format --check kubectl_capc
