@@ -39,7 +39,10 @@ def ensure_krew() -> dict[str, Path]:
 def plugin_source_key() -> str:
     """Changes whenever the packaged binary could: sources, installed distributions or the interpreter."""
     digest = hashlib.sha256(sys.version.encode())
-    for dist in sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()):
+    # A set: a distribution is found once per sys.path entry that holds it, and pytest's workers have
+    # the working directory ("") on sys.path, which holds the tree's own egg-info (the key differed
+    # between `prepare` and the tests, and the archive was built twice).
+    for dist in sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()}):
         digest.update(dist.encode())
     for entry in PLUGIN_SOURCES:
         root = REPO / entry

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
+
 from tests.testenv.bed import REPO
 
 
@@ -107,3 +109,18 @@ def test_prepare_without_go_is_one_error_naming_the_step(tmp_path: Path) -> None
         "the 'go' toolchain is not on PATH; install Go to fetch the upstream CRDs"
     ]
     assert "ready" not in prepared.stdout
+
+
+def test_the_plugin_archive_key_is_the_same_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prepare` runs with the tree on sys.path; pytest's workers with "" (the working directory), which
+    finds the tree's egg-info a second time. The archive `prepare` built must be the one tests find."""
+    from tests.krewtools import plugin_source_key
+
+    from_prepare = plugin_source_key()
+    monkeypatch.syspath_prepend("")
+    monkeypatch.chdir(REPO)
+    in_the_tree = plugin_source_key()
+    monkeypatch.chdir(tmp_path)
+    assert from_prepare == in_the_tree == plugin_source_key()
