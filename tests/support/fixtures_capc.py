@@ -454,9 +454,17 @@ def tagged_api_client(kubeconfig: Path, user_agent: str) -> Any:
     return api_client(KubeTarget(kubeconfig=str(kubeconfig)), user_agent)
 
 
+_AUDIT_PLAIN = re.compile(r"[A-Za-z0-9._:/@ +-]+")
+
+
 def audit_events(audit_log: Path, mentioning: str) -> Iterator[dict[str, Any]]:
     """The completed requests in the apiserver's audit log (a JSON event a line) whose line mentions
-    `mentioning` as a JSON string; other lines are skipped unparsed (the log grows all session)."""
+    `mentioning` as a JSON string; other lines are skipped unparsed (the log grows all session).
+
+    Only strings that Go's and Python's JSON encoders write alike are accepted (Go escapes <, > and &,
+    Python non-ASCII): any other would match no line, and a test expecting none would pass unseen."""
+    if not _AUDIT_PLAIN.fullmatch(mentioning):
+        raise ValueError(f"{mentioning!r}: not a string the audit log is searched for verbatim")
     needle = json.dumps(mentioning)
     with audit_log.open() as lines:
         for line in lines:

@@ -285,3 +285,17 @@ def test_policy_versions_must_be_v_semver(testenv: TestBed, namespace: str, vers
 def test_valid_control_plane_and_machine_deployment_are_accepted(testenv: TestBed, namespace: str) -> None:
     assert create(testenv, kcp(testenv, "cp", namespace, "v1.29.3+build.1"), "kubeadmcontrolplanes")
     assert create(testenv, md(testenv, "md", namespace, "v1.29.3-rc.1"), "machinedeployments")
+
+
+def test_the_audit_log_is_searched_only_for_strings_go_encodes_as_python_does(
+    testenv_v1beta2: TestBed,
+) -> None:
+    """A string Go's JSON encoder writes differently (it escapes <, > and &) would match no line, and a
+    test expecting no such request would pass without looking: it is refused instead."""
+    from tests.support.fixtures_capc import audit_events, audit_requests, tagged_api_client
+
+    agent = "kubectl-capc-test/audit+search@1"
+    client.CoreV1Api(tagged_api_client(testenv_v1beta2.kubeconfig, agent)).list_namespace()
+    assert [e["verb"] for e in audit_requests(testenv_v1beta2.audit_log, agent)] == ["list"]
+    with pytest.raises(ValueError, match="not a string the audit log is searched for verbatim"):
+        next(audit_events(testenv_v1beta2.audit_log, "kubectl-capc-test/<tagged>"))
