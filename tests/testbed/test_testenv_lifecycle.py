@@ -118,6 +118,7 @@ def test_the_plugin_archive_key_is_the_same_from_any_working_directory(
     finds the tree's egg-info a second time. The archive `prepare` built must be the one tests find."""
     from tests.krewtools import plugin_source_key
 
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry])  # as `prepare` has it
     from_prepare = plugin_source_key()
     monkeypatch.syspath_prepend("")
     monkeypatch.chdir(REPO)
