@@ -617,12 +617,12 @@ def test_every_status_written_counts_the_machines_that_exist_then() -> None:
 
 
 def test_between_events_only_the_owners_they_concern_and_the_due_steps_are_reconciled() -> None:
-    LABELS = {CLUSTER_LABEL: "c1"}
+    labels = {CLUSTER_LABEL: "c1"}
     api, now = MemoryApi(), [0.0]
     simulator = Simulator(api, "v1beta2", 0.3, clock=lambda: now[0])
     owners = {
         ns: kcp_object(
-            "v1beta2", "v1.30.2", "cp-v1-30", name=f"{ns}-cp", namespace=ns, uid=f"k{ns}", labels=LABELS
+            "v1beta2", "v1.30.2", "cp-v1-30", name=f"{ns}-cp", namespace=ns, uid=f"k{ns}", labels=labels
         )
         for ns in ("a", "b")
     }
@@ -648,7 +648,7 @@ def test_between_events_only_the_owners_they_concern_and_the_due_steps_are_recon
 
     current = simulator.objects[("kubeadmcontrolplanes", "kb")][1]
     upgraded = kcp_object(
-        "v1beta2", "v1.31.0", "cp-v1-31", name="b-cp", namespace="b", uid="kb", labels=LABELS
+        "v1beta2", "v1.31.0", "cp-v1-31", name="b-cp", namespace="b", uid="kb", labels=labels
     )
     upgraded["metadata"].update(generation=2, resourceVersion=current["metadata"]["resourceVersion"])
     upgraded["status"] = current["status"]
@@ -661,7 +661,7 @@ def test_between_events_only_the_owners_they_concern_and_the_due_steps_are_recon
 
     reconciled.clear()
     machine = {
-        "metadata": {"name": "m", "namespace": "a", "uid": "m1", "resourceVersion": "1", "labels": LABELS},
+        "metadata": {"name": "m", "namespace": "a", "uid": "m1", "resourceVersion": "1", "labels": labels},
         "spec": {"clusterName": "c1", "version": "v1.30.2"},
     }
     simulator.apply(_Event(MACHINE, "MODIFIED", [machine]))
